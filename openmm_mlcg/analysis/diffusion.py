@@ -1,0 +1,173 @@
+"""Mean squared displacement and self-diffusivity from unwrapped positions.
+
+Sources: Einstein relation MSD(t) ~ 6 D t in 3-D; FFT MSD algorithm of Calandrini et al., "nMoldyn",
+J. Neutron Res. 2011 (also Kneller et al., Comput. Phys. Commun. 1995); the single-interval estimate
+D = |x_T - x_0|^2 / (6 T) is Fu et al., TMLR 2023, appendix B ("Calculation of SPE properties").
+Units: nm, ps; 1 nm^2/ps = 1e-14 cm^2 / 1e-12 s = 1e-2 cm^2/s.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from openmm import unit
+
+from openmm_mlcg.units import to_float
+
+from ._validate import box_array, index_array, masses_array, positions_array, time_array, uniform_spacing
+
+__all__ = ["NM2_PER_PS_TO_CM2_PER_S", "nm2_per_ps_to_cm2_per_s", "unwrap_positions", "centre_of_mass_positions",
+           "mean_squared_displacement", "fit_diffusivity", "single_interval_diffusivity"]
+
+NM2_PER_PS_TO_CM2_PER_S = 1.0e-2
+
+
+def nm2_per_ps_to_cm2_per_s(value):
+    """Convert a diffusivity from nm^2/ps to cm^2/s (multiply by 1e-2); float in -> float out, array -> array."""
+    if np.ndim(value):
+        return np.asarray(value, dtype=np.float64) * NM2_PER_PS_TO_CM2_PER_S
+    return float(value) * NM2_PER_PS_TO_CM2_PER_S
+
+
+def unwrap_positions(positions, box) -> np.ndarray:
+    """Make wrapped trajectories continuous: x'_{t+1} = x'_t + minimum_image(x_{t+1} - x_t).
+
+    Valid when no particle moves more than half a box length between frames.
+
+    Args:
+        positions: (F, n, 3) nm (possibly wrapped into the box).
+        box: (3,), (3, 3) or (F, 3, 3) nm row vectors; None returns the positions unchanged.
+
+    Returns:
+        (F, n, 3) nm unwrapped, starting at positions[0].
+    """
+    x = positions_array(positions)
+    b = box_array(box, x.shape[0])
+    if b is None or x.shape[0] < 2:
+        return x.copy()
+    d = np.diff(x, axis=0)
+    inv = np.linalg.inv(b[1:])
+    frac = np.einsum("fnk,fkj->fnj", d, inv)
+    d = np.einsum("fnj,fjk->fnk", frac - np.round(frac), b[1:])
+    return np.concatenate([x[:1], x[:1] + np.cumsum(d, axis=0)], axis=0)
+
+
+def centre_of_mass_positions(positions, masses, molecules) -> tuple[np.ndarray, np.ndarray]:
+    """Mass-weighted centre of each molecule per frame (molecules must be whole, e.g. unwrapped).
+
+    Args:
+        positions: (F, n, 3) nm; masses: (n,) amu; molecules: (n,) int molecule index per particle.
+
+    Returns:
+        (com (F, n_molecules, 3) nm, molecule ids (n_molecules,) = np.unique(molecules)).
+    """
+    x = positions_array(positions)
+    n = x.shape[1]
+    m = masses_array(masses, n)
+    mol = index_array(molecules, n, "molecules")
+    ids, inv = np.unique(mol, return_inverse=True)
+    w = np.zeros((n, ids.size))
+    w[np.arange(n), inv] = m
+    w /= w.sum(0)
+    return np.einsum("im,fik->fmk", w, x), ids
+
+
+def mean_squared_displacement(positions, time_ps, max_lag_ps=None) -> tuple[np.ndarray, np.ndarray]:
+    """MSD per particle averaged over all time origins, via FFT (O(n F log F)).
+
+    MSD_i(k) = 1/(F-k) sum_{t=0}^{F-1-k} |x_i(t+k) - x_i(t)|^2.
+
+    Args:
+        positions: (F, n, 3) nm, UNWRAPPED (see :func:`unwrap_positions`).
+        time_ps: (F,) ps, evenly spaced.
+        max_lag_ps: largest lag, ps (default: half the trajectory length).
+
+    Returns:
+        (lag_ps (L,), msd (L, n) nm^2) with lag 0 first.
+
+    Raises:
+        ValueError: shape mismatch, NaN, fewer than 2 frames, uneven spacing, max_lag_ps out of range.
+    """
+    x = positions_array(positions, min_frames=2)
+    t = time_array(time_ps, x.shape[0])
+    dt = uniform_spacing(t)
+    F = x.shape[0]
+    if max_lag_ps is None:
+        L = max(F // 2, 1)
+    else:
+        lag = to_float(max_lag_ps, unit.picosecond, "max_lag_ps")
+        L = int(math.floor(lag / dt + 1e-9))
+        if not 1 <= L <= F - 1:
+            raise ValueError(f"max_lag_ps: expected in [{dt}, {(F - 1) * dt}] ps for this trajectory, got {lag}")
+    nfft = 1 << int(math.ceil(math.log2(2 * F)))
+    k = np.arange(L + 1)
+    msd = np.empty((L + 1, x.shape[1]))
+    chunk = max(1, 4_000_000 // (nfft * 3))  # particles per FFT batch (bounded memory)
+    for p0 in range(0, x.shape[1], chunk):
+        xc = x[:, p0:p0 + chunk]
+        xc = xc - xc.mean(0)  # translation invariance; better FFT conditioning
+        fx = np.fft.rfft(xc, n=nfft, axis=0)
+        s2 = np.fft.irfft((fx * np.conj(fx)).sum(-1), n=nfft, axis=0)[: L + 1]  # sum_t x(t).x(t+k)
+        csum = np.concatenate([np.zeros((1, xc.shape[1])), np.cumsum((xc ** 2).sum(-1), axis=0)])
+        tail = csum[F] - csum[k]  # sum_{t=k}^{F-1} x(t)^2
+        head = csum[F - k]        # sum_{t=0}^{F-1-k} x(t)^2
+        msd[:, p0:p0 + chunk] = (tail + head - 2.0 * s2) / (F - k)[:, None]
+    msd[0] = 0.0
+    return k * dt, np.maximum(msd, 0.0)
+
+
+def fit_diffusivity(lag_ps, msd, fit_window_ps) -> dict:
+    """Self-diffusivity from a linear least-squares fit MSD(t) = 6 D t + c over a time window.
+
+    Args:
+        lag_ps: (L,) ps; msd: (L,) or (L, n) nm^2 (columns are averaged first).
+        fit_window_ps: (t_start, t_end) ps; t_end must not exceed the largest lag; needs >= 2 lags inside.
+
+    Returns:
+        dict(D_nm2_per_ps, D_cm2_per_s, slope_nm2_per_ps, intercept_nm2, fit_window_ps, n_points).
+
+    Raises:
+        ValueError: shape mismatch, bad window, window beyond the largest lag (trajectory too short),
+            fewer than 2 lags in the window.
+    """
+    t = np.asarray(lag_ps, dtype=np.float64)
+    y = np.asarray(msd, dtype=np.float64)
+    if y.ndim == 2:
+        y = y.mean(1)
+    if t.ndim != 1 or y.shape != t.shape:
+        raise ValueError(f"msd: expected shape ({t.size},) or ({t.size}, n) matching lag_ps, got {np.shape(msd)}")
+    if fit_window_ps is None or len(fit_window_ps) != 2:
+        raise ValueError(f"fit_window_ps: expected (t_start, t_end) in ps, got {fit_window_ps!r}")
+    t0 = to_float(fit_window_ps[0], unit.picosecond, "fit_window_ps[0]")
+    t1 = to_float(fit_window_ps[1], unit.picosecond, "fit_window_ps[1]")
+    if not t1 > t0 >= 0:
+        raise ValueError(f"fit_window_ps: expected 0 <= t_start < t_end, got ({t0}, {t1})")
+    if t.size == 0 or t1 > t.max() * (1 + 1e-9) + 1e-9:
+        raise ValueError(f"fit_window_ps: expected t_end <= the largest MSD lag {t.max() if t.size else 0} ps "
+                         f"(trajectory too short for this window), got ({t0}, {t1})")
+    sel = (t >= t0 - 1e-9) & (t <= t1 + 1e-9)
+    if sel.sum() < 2:
+        raise ValueError(f"fit_window_ps: expected at least 2 MSD lags in [{t0}, {t1}] ps, got {int(sel.sum())} "
+                         f"(available lags up to {t.max() if t.size else 0} ps; use a longer trajectory or window)")
+    slope, intercept = np.polyfit(t[sel], y[sel], 1)
+    D = slope / 6.0
+    return {"D_nm2_per_ps": float(D), "D_cm2_per_s": float(D * NM2_PER_PS_TO_CM2_PER_S),
+            "slope_nm2_per_ps": float(slope), "intercept_nm2": float(intercept),
+            "fit_window_ps": [t0, t1], "n_points": int(sel.sum())}
+
+
+def single_interval_diffusivity(positions, time_ps) -> np.ndarray:
+    """Per-particle D = |x_T - x_0|^2 / (6 T) from the first and last frame (paper appendix B), nm^2/ps.
+
+    Average over particles of one type to get the paper's D of that type.
+
+    Args:
+        positions: (F, n, 3) nm unwrapped; time_ps: (F,) ps.
+
+    Returns:
+        (n,) nm^2/ps.
+    """
+    x = positions_array(positions, min_frames=2)
+    t = time_array(time_ps, x.shape[0])
+    T = t[-1] - t[0]
+    return ((x[-1] - x[0]) ** 2).sum(-1) / (6.0 * T)

@@ -1,0 +1,146 @@
+"""``openmm-mlcg`` command line: thin argument parsing that calls the library.
+
+Subcommands: ``coarse-grain`` (METIS mapping + cached CG trajectory), ``generate spe|polymer`` (reference MD),
+``train CONFIG.yaml`` (trainer), ``analyze`` (observables -> JSON + PNG). Heavy modules are imported lazily so
+``openmm-mlcg --help`` is fast and the runtime never pulls in the trainer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+def _coarse_grain(args) -> int:
+    from .data import coarse_grain_trajectory
+    from .mapping import CGMapping
+    from .topology import FineGraph
+
+    graph = FineGraph.from_file(args.topology)
+    mapping = CGMapping.from_graph(graph, group_size=args.group_size, seed=args.seed)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    mapping.save(out)
+    summary = {"mapping": str(out), "n_atoms": graph.n_atoms, "n_beads": mapping.n_beads,
+               "n_molecules": graph.n_molecules, "hash": mapping.hash}
+    if args.trajectory:
+        cg = coarse_grain_trajectory(args.trajectory, args.topology, mapping, cache_dir=args.cache_dir,
+                                     frame_interval_ps=args.frame_interval_ps)
+        summary.update(n_frames=cg.n_frames, frame_interval_ps=cg.frame_interval_ps)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _generate(args) -> int:
+    common = dict(n_systems=args.n_systems, out_dir=args.out, seed=args.seed, platform=args.platform,
+                  scale=args.scale, n_workers=args.workers)
+    if args.kind == "spe":
+        from .systems.spe import generate
+        kwargs = dict(polymers=args.polymer, length=args.length)
+        if args.production_ps is not None:
+            kwargs["production_ps"] = args.production_ps
+    else:
+        from .systems.polymer import generate
+        kwargs = dict(kind=args.polymer_class, length=args.length)
+        if args.production_ps is not None:
+            kwargs["production_tau"] = args.production_ps  # reduced units: 1 tau = 1 ps
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    dirs = generate(**common, **kwargs)
+    for d in dirs or []:
+        print(d)
+    return 0
+
+
+def _train(args) -> int:
+    from .train import train
+
+    print(train(args.config))
+    return 0
+
+
+def _analyze(args) -> int:
+    from .analysis import analyze_files
+
+    trajectories = {}
+    for item in args.trajectories:
+        label, sep, spec = item.partition("=")
+        if not sep:
+            raise SystemExit(f"trajectories: expected LABEL=TRAJ[:TOPOLOGY], got {item!r}")
+        traj, _, top = spec.partition(":")
+        trajectories[label] = (traj, top) if top else traj
+    kwargs = {}
+    if args.fit_window:
+        kwargs["fit_window_ps"] = tuple(args.fit_window)
+    result = analyze_files(trajectories, args.out, topology=args.topology, mapping=args.mapping,
+                           frame_interval_ps=args.frame_interval_ps, stride=args.stride,
+                           observables=args.observables, reference=args.reference, **kwargs)
+    print(f"wrote {Path(args.out) / 'analysis.json'} ({len(result)} entries)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``openmm-mlcg`` argument parser (one subparser per subcommand)."""
+    p = argparse.ArgumentParser(prog="openmm-mlcg", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    cg = sub.add_parser("coarse-grain", help="METIS CG mapping (saved once) and optional cached CG trajectory")
+    cg.add_argument("topology", help="all-atom topology: PDB with CONECT, PSF, or any mdtraj topology file")
+    cg.add_argument("--group-size", type=int, default=7, help="target atoms per bead (default 7)")
+    cg.add_argument("--seed", type=int, default=0)
+    cg.add_argument("--out", default="mapping.npz", help="mapping file to write")
+    cg.add_argument("--trajectory", nargs="*", help="trajectory files (any format mdtraj reads)")
+    cg.add_argument("--frame-interval-ps", type=float, help="time between saved frames, ps (needed for DCD)")
+    cg.add_argument("--cache-dir", default="cg_cache", help="where the CG trajectory cache is written")
+    cg.set_defaults(func=_coarse_grain)
+
+    gen = sub.add_parser("generate", help="reference MD with OpenMM: polymer electrolytes or CG polymers")
+    gen.add_argument("kind", choices=["spe", "polymer"])
+    gen.add_argument("--n-systems", type=int, default=1)
+    gen.add_argument("--length", type=int, help="chain length (monomers for spe, constitutional units for polymer)")
+    gen.add_argument("--polymer", nargs="*", help="spe: monomer names or copolymer specs, e.g. PEO PPO PEO:PTMO")
+    gen.add_argument("--polymer-class", choices=["class1", "class2"], default="class1",
+                     help="polymer: class-I regular (training) or class-II random (testing) sequences")
+    gen.add_argument("--production-ps", type=float, help="production length, ps (tau for polymers)")
+    gen.add_argument("--scale", choices=["demo", "paper"], default="demo")
+    gen.add_argument("--out", required=True, help="output directory (one subdirectory per system)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--platform", choices=["CPU", "CUDA", "OpenCL", "Reference"], default=None)
+    gen.add_argument("--workers", type=int, default=1, help="systems simulated in parallel")
+    gen.set_defaults(func=_generate)
+
+    tr = sub.add_parser("train", help="train Embedding/Dynamics/Score GNNs from a YAML config, export a bundle")
+    tr.add_argument("config", help="YAML config (see examples/train_spe.yaml)")
+    tr.set_defaults(func=_train)
+
+    an = sub.add_parser("analyze", help="observables of one or more trajectories -> analysis.json + PNG plots")
+    an.add_argument("trajectories", nargs="+", help="LABEL=TRAJ[:TOPOLOGY] (e.g. learned=cg.dcd:cg.pdb)")
+    an.add_argument("--topology", help="topology for trajectories given without one")
+    an.add_argument("--mapping", help="CGMapping .npz: map all-atom trajectories to beads first")
+    an.add_argument("--frame-interval-ps", type=float, help="default: read from metadata.json beside the trajectory")
+    an.add_argument("--stride", type=int, default=1)
+    an.add_argument("--observables", nargs="*", help="subset of: rg2 rg2_acf internal_distance contact_map msd rdf collisions")
+    an.add_argument("--reference", help="label compared against (metrics r2/MAE/EMD)")
+    an.add_argument("--fit-window", nargs=2, type=float, metavar=("T0", "T1"), help="MSD fit window, ps")
+    an.add_argument("--out", default="analysis", help="output directory")
+    an.set_defaults(func=_analyze)
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``openmm-mlcg`` console script; returns the exit status.
+
+    User-input errors (ValueError, FileNotFoundError) are printed as one line and give exit status 2.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"openmm-mlcg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

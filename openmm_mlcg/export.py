@@ -1,0 +1,310 @@
+"""Model bundle: one file with the three scripted GNNs, their metadata and (optionally) the CG mapping.
+
+Layout (a zip archive, written atomically): ``embedding.pt``, ``dynamics.pt``, ``score.pt`` (``torch.jit.save``
+of the scripted modules), ``metadata.json``, optional ``mapping.npz`` (``CGMapping.save``). Loading needs torch
+and numpy only (not the trainer, not torch_geometric).
+
+Metadata keys (units): format_version (int), package_version (str), export_format ("torchscript"),
+model_time_step_ps, history (k), cutoff_nm, sigmas_nm (list, descending, nm), langevin_steps_per_level,
+langevin_step_size_nm2 (nm^2), velocity_std (nm per model step), acceleration_std (nm per model step^2),
+atom_type_vocabulary (list of str), n_bond_types, min_std (normalised acceleration units), hyperparameters
+({"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments), mapping_hash (str or None),
+created (ISO-8601 UTC), plus anything else the caller adds (e.g. training config).
+Refinement defaults (paper appendix C, converted from Angstrom): sigmas 10 -> 0.01 A = 1.0 -> 0.001 nm,
+20 geometric levels, 10 Langevin steps per level, step size 5e-5 A^2 = 5e-7 nm^2.
+
+torch.export: TorchScript is deprecated upstream; ``save_bundle(..., export_format="torch.export")`` stores
+ExportedPrograms instead (``*.pt2``) behind the same loader; see ``EXPORT_NOTES``.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import io
+import json
+import math
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence
+
+import torch
+
+from ._version import __version__
+from .io_utils import atomic_write
+
+__all__ = ["Bundle", "save_bundle", "load_bundle", "check_scripted_matches_eager", "script_module",
+           "FORMAT_VERSION", "REQUIRED_METADATA", "default_refinement_metadata", "ExportMismatchError"]
+
+FORMAT_VERSION = 1
+MODULE_NAMES = ("embedding", "dynamics", "score")
+REQUIRED_METADATA = ("model_time_step_ps", "history", "cutoff_nm", "velocity_std", "acceleration_std",
+                     "atom_type_vocabulary")
+EXPORT_FORMATS = ("torchscript", "torch.export")
+EXPORT_NOTES = (
+    "export_format='torch.export' stores ExportedPrograms (embedding.pt2, dynamics.pt2, score.pt2) with dynamic "
+    "atom/bead/bond/edge counts; Python scalars are baked in (cutoff_nm, velocity_std as displacement scale) and "
+    "n_beads is passed as a tensor length (openmm_mlcg.nn.exported). Exporting takes ~20 s and the programs "
+    "are traced on CPU, so TorchScript stays the default format (deprecation warning suppressed)."
+)
+
+
+class ExportMismatchError(RuntimeError):
+    """An exported (scripted) module does not reproduce its eager original within tolerance."""
+
+
+@dataclass
+class Bundle:
+    """A loaded model bundle.
+
+    Attributes:
+        embedding, dynamics, score: ``torch.jit.ScriptModule`` (EmbeddingGNN, DynamicsGNN, ScoreGNN), eval mode.
+        metadata: dict (see module docstring for keys and units).
+        mapping: the CG mapping bound to the bundle (given to ``load_bundle`` or stored inside), or None.
+        path: where it was loaded from (None if built in memory).
+    """
+
+    embedding: Any
+    dynamics: Any
+    score: Any
+    metadata: Dict[str, Any]
+    mapping: Any = None
+    path: Optional[str] = field(default=None)
+
+
+def default_refinement_metadata() -> Dict[str, Any]:
+    """Paper appendix C refinement settings in nm: 20 geometric sigmas 1.0 -> 0.001 nm, 10 steps, 5e-7 nm^2."""
+    from .dynamics import geometric_sigmas
+
+    return dict(sigmas_nm=[float(s) for s in geometric_sigmas(1.0, 0.001, 20)], langevin_steps_per_level=10,
+                langevin_step_size_nm2=5e-7)
+
+
+@contextlib.contextmanager
+def _quiet_torchscript():
+    """Silence only TorchScript's upstream deprecation warnings (torch >= 2.9 deprecates torch.jit)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated.*")
+        warnings.filterwarnings("ignore", message=r".*TorchScript.*deprecated.*", )
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit.*")
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit.*")
+        yield
+
+
+def script_module(module):
+    """``torch.jit.script`` with the TorchScript deprecation warning silenced (ScriptModules pass through)."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return module
+    with _quiet_torchscript():
+        return torch.jit.script(module)
+
+
+def _hyperparameters(module) -> Optional[Dict[str, Any]]:
+    fn = getattr(module, "hyperparameters", None)
+    if fn is None or isinstance(module, torch.jit.ScriptModule):
+        return None
+    return fn()
+
+
+def _check_metadata(metadata: Mapping[str, Any]) -> None:
+    missing = [k for k in REQUIRED_METADATA if k not in metadata]
+    if missing:
+        raise ValueError(f"metadata: missing required keys {missing} (required: {list(REQUIRED_METADATA)})")
+    for key in ("model_time_step_ps", "cutoff_nm", "velocity_std", "acceleration_std", "langevin_step_size_nm2"):
+        v = metadata.get(key)
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise ValueError(f"metadata[{key!r}]: expected a positive finite number, got {v!r}")
+    vocab = metadata["atom_type_vocabulary"]
+    if isinstance(vocab, str) or not all(isinstance(t, str) for t in vocab):
+        raise ValueError(f"metadata['atom_type_vocabulary']: expected a list of str, got {vocab!r}")
+    sig = list(metadata.get("sigmas_nm", []))
+    if any(not (s > 0) for s in sig) or any(a < b for a, b in zip(sig, sig[1:])):
+        raise ValueError(f"metadata['sigmas_nm']: expected positive descending noise levels in nm, got {sig}")
+
+
+def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], mapping=None,
+                export_format: str = "torchscript") -> Path:
+    """Script the three modules and write one bundle file atomically.
+
+    Args:
+        path: output file (conventionally ``*.mlcg``); parent directory must exist.
+        embedding, dynamics, score: EmbeddingGNN, DynamicsGNN, ScoreGNN (eager or already scripted).
+        metadata: at least ``REQUIRED_METADATA``; refinement keys default to ``default_refinement_metadata()``;
+            format_version, package_version, export_format, created, mapping_hash, hyperparameters,
+            n_bond_types and min_std are filled in (explicit values for the last three are kept).
+        mapping: optional CGMapping stored inside (its ``hash`` becomes ``mapping_hash``).
+        export_format: "torchscript" (default) or "torch.export" (eager modules required; see EXPORT_NOTES).
+
+    Returns:
+        the path written.
+
+    Raises:
+        ValueError: missing/invalid metadata; FileNotFoundError: parent directory missing.
+    """
+    if export_format not in EXPORT_FORMATS:
+        raise ValueError(f"export_format: expected one of {EXPORT_FORMATS}, got {export_format!r}")
+    meta: Dict[str, Any] = dict(default_refinement_metadata())
+    meta.update(dict(metadata))
+    meta["sigmas_nm"] = [float(s) for s in meta["sigmas_nm"]]
+    _check_metadata(meta)
+    hp = dict(meta.get("hyperparameters") or {})
+    for name, mod in zip(MODULE_NAMES, (embedding, dynamics, score)):
+        h = _hyperparameters(mod)
+        if h is not None:
+            hp[name] = h
+    meta["hyperparameters"] = hp
+    if "n_bond_types" not in meta and "embedding" in hp:
+        meta["n_bond_types"] = int(hp["embedding"]["n_bond_types"])
+    if "min_std" not in meta and "dynamics" in hp:
+        meta["min_std"] = float(hp["dynamics"]["min_std"])
+    meta.update(format_version=FORMAT_VERSION, package_version=__version__, export_format=export_format,
+                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                mapping_hash=None if mapping is None else str(mapping.hash))
+    if mapping is None and metadata.get("mapping_hash") is not None:
+        meta["mapping_hash"] = str(metadata["mapping_hash"])
+    try:
+        text = json.dumps(meta, indent=1, sort_keys=True)
+    except TypeError as exc:
+        raise ValueError(f"metadata: expected JSON-serialisable values ({exc})") from None
+
+    blobs = {}
+    if export_format == "torch.export":
+        from .nn.exported import export_programs
+
+        progs = export_programs(embedding, dynamics, score, float(meta["cutoff_nm"]), float(meta["velocity_std"]))
+        blobs.update({f"{name}.pt2": data for name, data in progs.items()})
+    for name, mod in zip(MODULE_NAMES, (embedding, dynamics, score)):
+        if export_format != "torchscript":
+            break
+        buf = io.BytesIO()
+        scripted = script_module(mod)  # shares parameters; eval() below does not touch the eager module
+        with _quiet_torchscript():
+            torch.jit.save(scripted.eval(), buf)
+        blobs[f"{name}.pt"] = buf.getvalue()
+    if mapping is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            mp = Path(tmp) / "mapping.npz"
+            mapping.save(mp)
+            blobs["mapping.npz"] = mp.read_bytes()
+    path = Path(path)
+    with atomic_write(path, "wb") as fh:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.writestr("metadata.json", text)
+            for name, data in blobs.items():
+                zf.writestr(name, data)
+    return path
+
+
+def _major_minor(version: str):
+    parts = str(version).split(".")
+    return tuple(parts[:2])
+
+
+def load_bundle(path, device="cpu", mapping=None) -> Bundle:
+    """Load a bundle written by :func:`save_bundle`, checking versions and the mapping hash.
+
+    Args:
+        path: bundle file.
+        device: torch device for the modules ("cpu", "cuda", torch.device).
+        mapping: optional CGMapping to bind; must match the bundle's ``mapping_hash`` (if recorded) and the
+            stored mapping (if any). If None, the stored mapping (if any) is loaded (needs openmm_mlcg.mapping).
+
+    Returns:
+        Bundle with modules in eval mode on ``device``.
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not a bundle, wrong format_version, package major/minor
+        version mismatch, or mapping hash mismatch (the message names the expected and actual values).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: bundle file {path} does not exist")
+    try:
+        zf = zipfile.ZipFile(path, "r")
+    except zipfile.BadZipFile:
+        raise ValueError(f"path: {path} is not an openmm_mlcg model bundle (not a zip archive)") from None
+    with zf:
+        names = set(zf.namelist())
+        if "metadata.json" not in names:
+            raise ValueError(f"path: {path} is not an openmm_mlcg model bundle (no metadata.json)")
+        meta = json.loads(zf.read("metadata.json").decode())
+        fv = meta.get("format_version")
+        if fv != FORMAT_VERSION:
+            raise ValueError(f"bundle {path}: format_version expected {FORMAT_VERSION}, got {fv!r}")
+        pv = meta.get("package_version")
+        if pv is None or _major_minor(pv) != _major_minor(__version__):
+            raise ValueError(f"bundle {path}: package_version {pv!r} was written by an incompatible openmm_mlcg "
+                             f"(installed {__version__}; major.minor must match)")
+        fmt = meta.get("export_format", "torchscript")
+        ext = ".pt2" if fmt == "torch.export" else ".pt"
+        needed = {f"{n}{ext}" for n in MODULE_NAMES}
+        if not needed <= names:
+            raise ValueError(f"path: {path} is not an openmm_mlcg model bundle (missing {sorted(needed - names)})")
+        stored_mapping = None
+        if "mapping.npz" in names and mapping is None:
+            from .mapping import CGMapping  # lazy: only needed when a mapping is stored
+
+            with tempfile.TemporaryDirectory() as tmp:
+                mp = Path(tmp) / "mapping.npz"
+                mp.write_bytes(zf.read("mapping.npz"))
+                stored_mapping = CGMapping.load(mp)
+        expected = meta.get("mapping_hash")
+        if mapping is not None and expected is not None and str(mapping.hash) != expected:
+            raise ValueError(f"mapping: hash {mapping.hash} does not match the bundle's mapping_hash {expected} "
+                             f"(the model was trained on a different CG mapping)")
+        if stored_mapping is not None and expected is not None and str(stored_mapping.hash) != expected:
+            raise ValueError(f"bundle {path}: stored mapping hash {stored_mapping.hash} does not match "
+                             f"metadata mapping_hash {expected} (corrupted bundle)")
+        if fmt == "torch.export":
+            from .nn.exported import load_programs
+
+            progs = load_programs({n: zf.read(f"{n}.pt2") for n in MODULE_NAMES}, float(meta["cutoff_nm"]),
+                                  float(meta["velocity_std"]), torch.device(device))
+            modules = [progs[n] for n in MODULE_NAMES]
+        else:
+            with _quiet_torchscript():
+                modules = [torch.jit.load(io.BytesIO(zf.read(f"{n}.pt")), map_location=torch.device(device)).eval()
+                           for n in MODULE_NAMES]
+    return Bundle(*modules, metadata=meta, mapping=mapping if mapping is not None else stored_mapping,
+                  path=str(path))
+
+
+def check_scripted_matches_eager(eager_modules, bundle: Bundle, example_inputs: Mapping[str, Sequence],
+                                 atol: float = 1e-5) -> Dict[str, float]:
+    """Run eager and exported modules on the same inputs and compare every tensor output.
+
+    Args:
+        eager_modules: dict name -> module or tuple (embedding, dynamics, score) (eval mode is set).
+        bundle: Bundle (or anything with ``.embedding``/``.dynamics``/``.score``).
+        example_inputs: dict name -> tuple of positional arguments for that module (names in
+            "embedding", "dynamics", "score"; missing names are skipped).
+        atol: max allowed absolute difference.
+
+    Returns:
+        dict name -> max absolute difference.
+
+    Raises:
+        ExportMismatchError: a difference exceeds ``atol`` or output structures differ.
+        ValueError: unknown module name.
+    """
+    if not isinstance(eager_modules, Mapping):
+        eager_modules = dict(zip(MODULE_NAMES, eager_modules))
+    diffs = {}
+    for name, args in example_inputs.items():
+        if name not in MODULE_NAMES:
+            raise ValueError(f"example_inputs: expected keys among {MODULE_NAMES}, got {name!r}")
+        eager = eager_modules[name].eval()
+        exported = getattr(bundle, name)
+        with torch.no_grad():
+            a, b = eager(*args), exported(*args)
+        a = list(a) if isinstance(a, (tuple, list)) else [a]
+        b = list(b) if isinstance(b, (tuple, list)) else [b]
+        if len(a) != len(b):
+            raise ExportMismatchError(f"{name}: eager returns {len(a)} outputs, exported {len(b)}")
+        d = max((float((x.double() - y.double()).abs().max()) if x.numel() else 0.0) for x, y in zip(a, b))
+        diffs[name] = d
+        if not d <= atol:
+            raise ExportMismatchError(f"{name}: exported module differs from eager by {d:.3g} > atol={atol}")
+    return diffs

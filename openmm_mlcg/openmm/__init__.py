@@ -1,0 +1,9 @@
+"""OpenMM runtime of openmm_mlcg: CG Topology/System construction and the learned integrator.
+
+Never imports ``openmm_mlcg.train``.
+"""
+from .dcd import load_dcd, read_dcd_header
+from .integrator import LearnedIntegrator
+from .system import check_box, create_cg_system, pdb_atom_names
+
+__all__ = ["create_cg_system", "check_box", "pdb_atom_names", "LearnedIntegrator", "load_dcd", "read_dcd_header"]

@@ -1,0 +1,399 @@
+"""``LearnedIntegrator``: the learned, time-integrated CG simulator as a drop-in OpenMM integrator.
+
+Usage::
+
+    topology, system = create_cg_system(mapping, box)
+    integrator = LearnedIntegrator("model.mlcg", history=frames)      # frames: (k+1, n_beads, 3) nm
+    simulation = app.Simulation(topology, system, integrator)
+    simulation.context.setPositions(frames[-1])
+    simulation.reporters.append(app.DCDReporter("cg.dcd", 10, enforcePeriodicBox=False))
+    simulation.step(1000)                                             # 1000 model steps
+    traj = openmm_mlcg.openmm.load_dcd("cg.dcd", topology)            # time stamps from the DCD header
+
+mdtraj reads XTCReporter time stamps directly; for DCD (mdtraj ignores the header) use :func:`load_dcd`.
+
+One OpenMM step is one *model* step (``bundle.metadata['model_time_step_ps']``, e.g. 200 ps); ``getStepSize()``
+returns it. Each ``step(n)`` call reads positions (unwrapped) and the box from the Context, runs ``n`` steps of
+:class:`openmm_mlcg.simulator.LearnedSimulator` on the torch device (CUDA when available; the Context may use any
+platform), and writes positions, velocities (last displacement / model time step, nm/ps), time and step
+count back once. The history velocities and the RNG state live in integrator variables, so OpenMM checkpoints
+and State XML restore them (see :mod:`openmm_mlcg.openmm.state`).
+
+History semantics:
+  * ``history`` frames (or :meth:`LearnedIntegrator.initialize_history`) give the k history velocities.
+  * Without a history the integrator warm-starts from zero history velocities (beads at rest); the first
+    k steps then follow from an unphysical start. Provide the end of a reference trajectory when you can.
+  * If positions were changed outside the integrator (``setPositions``, minimisation, ``setState``) the next
+    step starts from the new positions but keeps the stored history velocities (a ``UserWarning`` is issued).
+    Call :meth:`initialize_history` or :meth:`reset_history` to change that.
+
+Source: Fu et al., "Simulate Time-integrated Coarse-grained Molecular Dynamics with Multi-scale Graph
+Networks", TMLR 2023, section 3 (update rule) and appendix C (refinement).
+"""
+from __future__ import annotations
+
+import random
+import warnings
+import weakref
+
+import numpy as np
+import openmm
+import torch
+from openmm import unit
+
+from ..units import to_array, to_float
+from . import state as _st
+from .attach import find_context
+
+__all__ = ["LearnedIntegrator"]
+
+_POSITION_TOLERANCE_NM = 1e-5
+
+
+def _load_bundle(bundle, device, mapping):
+    from ..export import load_bundle  # runtime module; never the trainer
+
+    if hasattr(bundle, "metadata") and hasattr(bundle, "dynamics"):
+        return bundle
+    return load_bundle(bundle, device=str(device), mapping=mapping)
+
+
+def _vec_array(values) -> np.ndarray:
+    """List of Vec3 (as returned by getPerDofVariableByName) -> (n, 3) float64."""
+    return np.asarray([tuple(v) for v in values], dtype=np.float64).reshape(-1, 3)
+
+
+class LearnedIntegrator(openmm.CustomIntegrator):
+    """OpenMM integrator whose dynamics is a trained time-integrated CG model (an exported bundle).
+
+    Args:
+        bundle: path to a bundle file (``openmm_mlcg.export.save_bundle``) or a loaded ``Bundle``.
+        mapping: CGMapping of the simulated system; None -> the mapping bound to the bundle.
+        history: None or (>= k+1, n_beads, 3) CG frames in nm one model step apart (unwrapped, Quantity
+            allowed; the last k+1 are used), e.g. the end of a reference CG trajectory; k = metadata 'history'.
+        refine: run the Score GNN annealed-Langevin refinement (paper appendix C) after each step.
+        seed: integer in [0, 2**53) for the counter-based RNG (see :func:`state.step_seed`).
+        device: torch device of the model; None -> "cuda" if available else "cpu".
+        deterministic: use the mean acceleration and no Langevin noise (for debugging / tests).
+
+    Raises:
+        ValueError: mapping hash differs from the bundle's bound mapping, no mapping available, bad
+            ``history`` shape/values, bad ``seed``, or missing bundle metadata.
+        FileNotFoundError: bundle path does not exist.
+    """
+
+    def __init__(self, bundle, mapping=None, history=None, refine: bool = True, seed: int = 0,
+                 device=None, deterministic: bool = False):
+        device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        bundle = _load_bundle(bundle, device, mapping)
+        mapping = self._resolve_mapping(bundle, mapping)
+        meta = bundle.metadata
+        for key in ("model_time_step_ps", "history"):
+            if meta.get(key) is None:
+                raise ValueError(f"bundle: metadata lacks '{key}' (got keys {sorted(meta)})")
+        dt = to_float(meta["model_time_step_ps"], unit.picosecond, "bundle.metadata['model_time_step_ps']")
+        if dt <= 0:
+            raise ValueError(f"bundle.metadata['model_time_step_ps']: expected > 0 ps, got {dt}")
+        seed = self._check_seed(seed)
+        super().__init__(dt)
+        self._dt = dt
+        self._bundle, self._mapping, self._device = bundle, mapping, device
+        self._k = int(meta["history"])
+        self._n = int(mapping.n_beads)
+        self._cutoff = float(meta.get("cutoff_nm") or 0.0)
+        self._fingerprint = _st.bundle_fingerprint(bundle)
+        values = dict(_st.GLOBALS, seed=float(seed), refine=float(bool(refine)),
+                      deterministic=float(bool(deterministic)))
+        for i, v in enumerate(_st.encode_fingerprint(self._fingerprint)):
+            values[f"bundle_id{i}"] = v
+        for name, value in values.items():
+            self.addGlobalVariable(name, value)
+        for i in range(self._k):
+            self.addPerDofVariable(f"h{i}", 0.0)
+        self.addPerDofVariable("x_last", 0.0)
+        from ..simulator import LearnedSimulator
+
+        self._simulator = LearnedSimulator(bundle, mapping, device)
+        self._context_ref = None
+        self._checked = None  # (id of checked context, n particles)
+        self._cache = None    # (sync_token, history (k,n,3), x_last (n,3)) mirroring the per-DOF variables
+        self._warned_external = False
+        if history is not None:
+            self.initialize_history(history)
+
+    # ------------------------------------------------------------------ configuration
+    @staticmethod
+    def _resolve_mapping(bundle, mapping):
+        bound = getattr(bundle, "mapping", None)
+        bound_hash = bundle.metadata.get("mapping_hash") or (bound.hash if bound is not None else None)
+        if mapping is None:
+            if bound is None:
+                raise ValueError("mapping: the bundle has no bound mapping, pass the CGMapping of the system")
+            return bound
+        if not hasattr(mapping, "hash") or not hasattr(mapping, "n_beads"):
+            raise TypeError(f"mapping: expected a CGMapping, got {type(mapping).__name__}")
+        if bound_hash is not None and mapping.hash != bound_hash:
+            raise ValueError(f"mapping: hash {mapping.hash[:12]}... differs from the bundle's bound mapping "
+                             f"{bound_hash[:12]}...; use the mapping the model was trained with (or mapping=None)")
+        return mapping
+
+    @property
+    def bundle(self):
+        """The loaded bundle."""
+        return self._bundle
+
+    @property
+    def mapping(self):
+        """The CGMapping being simulated."""
+        return self._mapping
+
+    @property
+    def model_time_step(self) -> float:
+        """Model time step in ps (== ``getStepSize()``)."""
+        return self._dt
+
+    @property
+    def history_length(self) -> int:
+        """Number k of history velocities the model consumes."""
+        return self._k
+
+    #: seed / refine / deterministic live in global variables (restored by checkpoints); assignable.
+    seed = property(lambda self: int(self.getGlobalVariableByName("seed")),
+                    lambda self, v: self.setGlobalVariableByName("seed", float(self._check_seed(v))))
+    refine = property(lambda self: bool(self.getGlobalVariableByName("refine")),
+                      lambda self, v: self.setGlobalVariableByName("refine", float(bool(v))))
+    deterministic = property(lambda self: bool(self.getGlobalVariableByName("deterministic")),
+                             lambda self, v: self.setGlobalVariableByName("deterministic", float(bool(v))))
+
+    @staticmethod
+    def _check_seed(seed) -> int:
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= _st.MAX_SEED:
+            raise ValueError(f"seed: expected an integer in [0, 2**53), got {seed!r}")
+        return int(seed)
+
+    # ------------------------------------------------------------------ context discovery
+    def attach(self, context) -> None:
+        """Remember ``context`` as the Context this integrator runs in (found automatically otherwise).
+
+        Raises:
+            ValueError: ``context`` was created with a different integrator.
+        """
+        if getattr(context, "_integrator", None) is not self:
+            raise ValueError("context: it was not created with this LearnedIntegrator")
+        self._context_ref = weakref.ref(context)
+
+    def _context(self):
+        ctx = self._context_ref() if self._context_ref is not None else None
+        if ctx is not None and getattr(ctx, "_integrator", None) is self:
+            return ctx
+        ctx = find_context(self)
+        if ctx is not None:
+            self._context_ref = weakref.ref(ctx)
+        return ctx
+
+    def _require_context(self):
+        ctx = self._context()
+        if ctx is None:
+            raise RuntimeError("LearnedIntegrator.step: the integrator is not attached to a Context; create "
+                               "app.Simulation(topology, system, integrator) or openmm.Context(system, "
+                               "integrator) first and set the positions")
+        if self._checked is None or self._checked[0] != id(ctx):
+            self._check_system(ctx.getSystem())
+            self._checked = (id(ctx), self._n)
+        return ctx
+
+    def _check_system(self, system) -> None:
+        n = system.getNumParticles()
+        if n != self._n:
+            raise ValueError(f"system: has {n} particles but the mapping has {self._n} beads; build the System "
+                             "with openmm_mlcg.openmm.create_cg_system(mapping, box)")
+        masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(n)])
+        bad = np.flatnonzero(~np.isclose(masses, self._mapping.bead_masses, rtol=1e-6, atol=1e-6))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"system: particle {i} has mass {masses[i]} amu but bead {i} of the mapping has "
+                             f"{self._mapping.bead_masses[i]} amu ({bad.size} mismatches); wrong System for this bundle")
+
+    # ------------------------------------------------------------------ integrator variables
+    def _write_vars(self, history: np.ndarray, x_last: np.ndarray, ready: bool) -> None:
+        for i in range(self._k):
+            self.setPerDofVariableByName(f"h{i}", history[i])
+        self.setPerDofVariableByName("x_last", x_last)
+        self.setGlobalVariableByName("history_ready", float(ready))
+        token = float(random.getrandbits(52) + 1)
+        self.setGlobalVariableByName("sync_token", token)
+        self._cache = (token, history.copy(), x_last.copy())
+
+    def _read_vars(self):
+        """(history (k,n,3), x_last (n,3), ready) from the integrator variables (cached between steps)."""
+        fp = _st.decode_fingerprint([self.getGlobalVariableByName(f"bundle_id{i}") for i in range(4)])
+        if fp != self._fingerprint[:32]:
+            raise ValueError(f"bundle: the integrator state (e.g. a loaded checkpoint) was written by bundle "
+                             f"{fp[:12]}... but this integrator runs bundle {self._fingerprint[:12]}...")
+        ready = bool(self.getGlobalVariableByName("history_ready"))
+        token = self.getGlobalVariableByName("sync_token")
+        if self._cache is not None and self._cache[0] == token:
+            return self._cache[1], self._cache[2], ready
+        history = np.stack([_vec_array(self.getPerDofVariableByName(f"h{i}")) for i in range(self._k)]) \
+            if self._k else np.zeros((0, self._n, 3))
+        x_last = _vec_array(self.getPerDofVariableByName("x_last"))
+        self._cache = (token, history, x_last)
+        return history, x_last, ready
+
+    def initialize_history(self, frames) -> None:
+        """Set the history from the last k+1 of (>= k+1, n_beads, 3) CG frames (nm, unwrapped, Quantity ok).
+
+        The history velocities are successive differences (``dynamics.history_velocities``); ``frames[-1]`` is
+        remembered as the current positions (set the Context positions to it).
+
+        Raises:
+            ValueError: shape is not (>= k+1, n_beads, 3) or non-finite values.
+        """
+        from ..dynamics import history_velocities
+
+        x = to_array(frames, unit.nanometer, "history")
+        if x.ndim != 3 or x.shape[0] < self._k + 1 or x.shape[1:] != (self._n, 3):
+            raise ValueError(f"history: expected (>= k+1, n_beads, 3) = (>= {self._k + 1}, {self._n}, 3) frames "
+                             f"in nm, got shape {x.shape}")
+        x = x[x.shape[0] - self._k - 1:]
+        self._write_vars(history_velocities(x), x[-1], True)
+
+    def reset_history(self) -> None:
+        """Forget the history: the next step warm-starts from zero history velocities."""
+        self._write_vars(np.zeros((self._k, self._n, 3)), np.zeros((self._n, 3)), False)
+
+    def get_history(self) -> np.ndarray:
+        """Current history velocities, (k, n_beads, 3) nm per model step, oldest first."""
+        return self._read_vars()[0].copy()
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, steps: int) -> None:
+        """Advance the attached Context by ``steps`` model steps.
+
+        Raises:
+            ValueError: ``steps`` < 0, System does not match the mapping, periodic box thinner than twice the
+                model cutoff, step size changed, or state from a different bundle.
+            RuntimeError: not attached to a Context; or the model produced non-finite positions (the message
+                names the step; the Context keeps the last finite state, time and step count).
+        """
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+            raise ValueError(f"steps: expected an integer >= 0, got {steps!r}")
+        ctx = self._require_context()
+        if steps == 0:
+            return
+        size = self.getStepSize().value_in_unit(unit.picosecond)
+        if not np.isclose(size, self._dt, rtol=1e-12, atol=0):
+            raise ValueError(f"step size: the model time step is {self._dt} ps, got getStepSize()={size} ps")
+        state = ctx.getState(getPositions=True)
+        x = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
+        if self._n > 1 and np.ptp(x, axis=0).max() == 0:
+            raise RuntimeError("LearnedIntegrator.step: all beads are at the same position; set the Context "
+                               "positions first (e.g. simulation.context.setPositions(frames[-1]))")
+        box = None
+        if ctx.getSystem().usesPeriodicBoundaryConditions():
+            box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
+            if self._cutoff > 0 and min(box[0, 0], box[1, 1], box[2, 2]) < 2 * self._cutoff:
+                raise ValueError(f"box: periodic box {np.diag(box).tolist()} nm is thinner than twice the model "
+                                 f"cutoff {self._cutoff} nm")
+        step0, t0 = ctx.getStepCount(), state.getTime().value_in_unit(unit.picosecond)
+        history, x_last, ready = self._read_vars()
+        if not ready:
+            history = np.zeros((self._k, self._n, 3))
+        elif np.max(np.abs(x - x_last), initial=0.0) > _POSITION_TOLERANCE_NM and not self._warned_external:
+            warnings.warn("LearnedIntegrator: Context positions changed since the last step (setPositions, "
+                          "minimisation, setState); keeping the stored history velocities", stacklevel=2)
+            self._warned_external = True
+        seed, refine, det = self.seed, self.refine, self.deterministic
+        dev = self._device
+        xt = torch.as_tensor(x, dtype=torch.float64, device=dev)
+        ht = torch.as_tensor(history, dtype=torch.float64, device=dev)
+        bt = None if box is None else torch.as_tensor(box, dtype=torch.float64, device=dev)
+        done, failed = 0, None
+        with torch.no_grad():
+            for i in range(int(steps)):
+                gen = torch.Generator(device=dev)
+                gen.manual_seed(_st.step_seed(seed, step0 + i))
+                try:
+                    xn, hn = self._simulator.step(xt, ht, bt, 1, refine, gen, det)
+                except FloatingPointError:  # simulator.NonFiniteStateError
+                    failed = step0 + i + 1
+                    break
+                if not (bool(torch.isfinite(xn).all()) and bool(torch.isfinite(hn).all())):
+                    failed = step0 + i + 1
+                    break
+                xt, ht, done = xn, hn, done + 1
+        if done:
+            x_new = xt.detach().to("cpu", torch.float64).numpy()
+            h_new = ht.detach().to("cpu", torch.float64).numpy().reshape(self._k, self._n, 3)
+            ctx.setPositions(x_new)
+            ctx.setVelocities(h_new[-1] / self._dt if self._k else np.zeros_like(x_new))
+            self._write_vars(h_new, x_new, True)
+            ctx.setTime(t0 + done * self._dt)
+            ctx.setStepCount(step0 + done)
+        if failed is not None:
+            raise RuntimeError(f"LearnedIntegrator: the model produced non-finite positions at step {failed}; "
+                               f"the Context keeps the last finite state (step {step0 + done}). Check the input "
+                               "history/positions, the box, or try refine=False / deterministic=True")
+
+    # ------------------------------------------------------------------ persistence
+    def save_state(self, path) -> None:
+        """Write the integrator state and the Context's positions, box, time and step count to ``path`` (npz,
+        atomic). Portable across platforms; OpenMM checkpoints already include this state automatically.
+
+        Raises:
+            RuntimeError: not attached to a Context. FileNotFoundError: parent directory missing.
+        """
+        ctx = self._require_context()
+        history, x_last, ready = self._read_vars()
+        globals_ = {name: self.getGlobalVariableByName(name) for name in _st.GLOBALS}
+        _st.write_state_file(path, history=history, x_last=x_last, fingerprint=self._fingerprint,
+                             **_st.context_arrays(ctx), **globals_)
+
+    def load_state(self, path, restore_context: bool = True) -> None:
+        """Restore a file written by :meth:`save_state` (history, seed, flags; and, if ``restore_context``,
+        the Context's positions, velocities, box, time and step count).
+
+        Raises:
+            FileNotFoundError / ValueError: missing file, wrong format, different bundle or bead count.
+            RuntimeError: ``restore_context`` but not attached to a Context.
+        """
+        data = _st.read_state_file(path)
+        if str(data["fingerprint"]) != self._fingerprint:
+            raise ValueError(f"path: state was written with bundle {str(data['fingerprint'])[:12]}..., "
+                             f"this integrator runs {self._fingerprint[:12]}...")
+        if data["history"].shape != (self._k, self._n, 3):
+            raise ValueError(f"path: history shape {data['history'].shape} != ({self._k}, {self._n}, 3)")
+        for name in ("seed", "refine", "deterministic"):
+            self.setGlobalVariableByName(name, float(data[name]))
+        if restore_context:
+            _st.restore_context(self._require_context(), data, self._dt)
+        self._write_vars(data["history"], data["x_last"], bool(data["history_ready"]))
+
+    @classmethod
+    def from_xml(cls, xml, bundle, mapping=None, device=None) -> "LearnedIntegrator":
+        """Rebuild a LearnedIntegrator from ``XmlSerializer.serialize(integrator)`` output (str) or the plain
+        ``CustomIntegrator`` that ``XmlSerializer.deserialize`` returns. The bundle must be given again (XML
+        cannot hold it); its fingerprint must match the one stored in the integrator's global variables.
+
+        Raises:
+            ValueError: not a LearnedIntegrator serialisation, or a different bundle.
+        """
+        src = openmm.XmlSerializer.deserialize(xml) if isinstance(xml, str) else xml
+        names = {src.getGlobalVariableName(i) for i in range(src.getNumGlobalVariables())} \
+            if isinstance(src, openmm.CustomIntegrator) else set()
+        if not set(_st.GLOBALS) <= names:
+            raise ValueError("xml: not a serialised LearnedIntegrator (missing its global variables)")
+        g = {name: src.getGlobalVariableByName(name) for name in _st.GLOBALS}
+        new = cls(bundle, mapping=mapping, refine=bool(g["refine"]), seed=int(g["seed"]), device=device,
+                  deterministic=bool(g["deterministic"]))
+        stored = _st.decode_fingerprint([g[f"bundle_id{i}"] for i in range(4)])
+        if stored != new._fingerprint[:32]:
+            raise ValueError(f"bundle: the XML integrator was created with bundle {stored[:12]}..., "
+                             f"got bundle {new._fingerprint[:12]}...")
+        if g["history_ready"]:
+            hist = np.stack([_vec_array(src.getPerDofVariableByName(f"h{i}")) for i in range(new._k)]) \
+                if new._k else np.zeros((0, new._n, 3))
+            x_last = _vec_array(src.getPerDofVariableByName("x_last"))
+            if hist.shape == (new._k, new._n, 3):
+                new._write_vars(hist, x_last, True)
+        return new

@@ -1,0 +1,130 @@
+"""Serialisable state of :class:`~openmm_mlcg.openmm.LearnedIntegrator`: bundle fingerprint, RNG scheme, npz files.
+
+The integrator keeps its whole dynamic state inside OpenMM integrator variables so that OpenMM's own
+checkpoints (``Context.createCheckpoint``, ``Simulation.saveCheckpoint``, ``CheckpointReporter``) and State
+XML (``Simulation.saveState``) carry it:
+
+* per-DOF variables ``h0`` .. ``h{k-1}``: the k history velocities (nm per model step, oldest first) and
+  ``x_last``: the positions the integrator last wrote (nm), used to detect external position changes;
+* global variables (see :data:`GLOBALS`): format version, seed, refine/deterministic flags, whether a history
+  exists, the bundle fingerprint (128 bits as four 32-bit numbers, since globals are doubles) and a sync token.
+
+Random numbers are counter based: model step ``s`` (the Context step count before the step) draws its noise from
+a fresh ``torch.Generator`` seeded with :func:`step_seed` ``(seed, s)``. The RNG state is therefore just
+(seed, step count), both of which are checkpointed, and a run is independent of how it is split into
+``step()`` calls.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import openmm
+from openmm import unit
+
+from ..io_utils import atomic_write
+
+__all__ = ["GLOBALS", "FORMAT_VERSION", "bundle_fingerprint", "encode_fingerprint", "decode_fingerprint",
+           "step_seed", "write_state_file", "read_state_file", "context_arrays", "restore_context"]
+
+#: version of the variable layout below (stored in global ``mlcg_format``).
+FORMAT_VERSION = 1
+#: global variables of a LearnedIntegrator and their initial values.
+GLOBALS = {"mlcg_format": float(FORMAT_VERSION), "seed": 0.0, "refine": 1.0, "deterministic": 0.0,
+           "history_ready": 0.0, "bundle_id0": 0.0, "bundle_id1": 0.0, "bundle_id2": 0.0, "bundle_id3": 0.0,
+           "sync_token": 0.0}
+_FP_WORDS = 4
+MAX_SEED = 2**53 - 1
+
+
+def bundle_fingerprint(bundle) -> str:
+    """SHA-256 (hex) of a bundle's metadata (JSON, sorted keys) and every parameter/buffer of its modules.
+
+    Identifies the *model* a checkpoint was written with, independently of the file path.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps(bundle.metadata, sort_keys=True, default=str).encode())
+    for name in ("embedding", "dynamics", "score"):
+        module = getattr(bundle, name, None)
+        if module is None:
+            continue
+        for key, tensor in sorted(module.state_dict().items()):
+            h.update(f"{name}.{key}".encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def encode_fingerprint(hex_digest: str) -> list[float]:
+    """First 128 bits of a hex digest as four exact float values (each < 2**32) for OpenMM global variables."""
+    return [float(int(hex_digest[8 * i: 8 * i + 8], 16)) for i in range(_FP_WORDS)]
+
+
+def decode_fingerprint(values) -> str:
+    """Inverse of :func:`encode_fingerprint`: four floats -> 32 hex characters."""
+    return "".join(f"{int(round(v)):08x}" for v in values)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """Seed (in [0, 2**63)) of the torch.Generator used for model step ``step`` of a run with ``seed``.
+
+    Derived with ``numpy.random.SeedSequence([seed, step])`` so nearby (seed, step) pairs give independent streams.
+    """
+    words = np.random.SeedSequence([int(seed), int(step)]).generate_state(2, dtype=np.uint32)
+    return (int(words[0]) << 31) ^ int(words[1])
+
+
+def write_state_file(path, **arrays) -> None:
+    """Write ``arrays`` (name -> array-like) to an ``.npz`` file atomically (see ``io_utils.atomic_write``).
+
+    Raises:
+        FileNotFoundError: the parent directory does not exist.
+    """
+    with atomic_write(path, "wb") as fh:
+        np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+
+
+def read_state_file(path) -> dict:
+    """Read an ``.npz`` written by :func:`write_state_file` into a dict of numpy arrays.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: not a LearnedIntegrator state file (missing ``mlcg_format``) or an unknown version.
+    """
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"path: integrator state file {path} does not exist")
+    with np.load(path, allow_pickle=False) as data:
+        out = {k: data[k] for k in data.files}
+    if "mlcg_format" not in out:
+        raise ValueError(f"path: {path} is not a LearnedIntegrator state file (no 'mlcg_format' entry)")
+    if int(out["mlcg_format"]) != FORMAT_VERSION:
+        raise ValueError(f"path: state format version {int(out['mlcg_format'])} != supported {FORMAT_VERSION}")
+    return out
+
+
+def context_arrays(context) -> dict:
+    """positions (n, 3) nm, box (3, 3) nm, time_ps, step_count of a Context (for :func:`write_state_file`)."""
+    st = context.getState(getPositions=True)
+    return dict(positions=st.getPositions(asNumpy=True).value_in_unit(unit.nanometer),
+                box=st.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer),
+                time_ps=st.getTime().value_in_unit(unit.picosecond), step_count=context.getStepCount())
+
+
+def restore_context(context, data: dict, dt_ps: float) -> None:
+    """Set box, positions, velocities (last history velocity / ``dt_ps``, nm/ps), time and step count of
+    ``context`` from a dict read by :func:`read_state_file`.
+
+    Raises:
+        ValueError: the positions do not match the Context's particle count.
+    """
+    n = context.getSystem().getNumParticles()
+    if data["positions"].shape != (n, 3):
+        raise ValueError(f"path: state positions have shape {data['positions'].shape}, the Context has {n} particles")
+    context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in data["box"]])
+    context.setPositions(data["positions"])
+    history = data["history"]
+    context.setVelocities(history[-1] / dt_ps if len(history) else np.zeros_like(data["positions"]))
+    context.setTime(float(data["time_ps"]))
+    context.setStepCount(int(data["step_count"]))

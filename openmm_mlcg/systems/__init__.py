@@ -1,0 +1,7 @@
+"""Reference MD system builders run with OpenMM (import the submodule you need; nothing heavy here).
+
+- ``openmm_mlcg.systems.md``: resumable protocol runner (``run_protocol``, ``Stage``, ``make_platform``).
+- ``openmm_mlcg.systems.polymer``: Webb-style single-chain CG polymers (paper appendix B).
+- ``openmm_mlcg.systems.spe``: solid polymer electrolytes (PEO + LiTFSI).
+"""
+__all__ = ["md", "polymer", "spe"]

@@ -1,0 +1,344 @@
+"""Training configuration: nested dataclasses <-> YAML, with strict validation.
+
+Every section is a dataclass; :meth:`TrainConfig.from_dict` rejects unknown keys (naming the key and the
+section), checks types, and validates values. The resolved configuration (all defaults filled in) is written
+beside the outputs as ``resolved_config.yaml`` by the trainer.
+
+Units: lengths in nm, times in ps. The input-noise scales are dimensionless *fractions of the dataset
+velocity_std* (the per-component standard deviation of the displacement over one model step), so one setting
+works for any system and model time step. Defaults follow Fu et al., TMLR 2023, section 3 and appendix C
+(paper values converted from Angstrom to nm).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional, Union
+
+import yaml
+
+__all__ = [
+    "SystemSource", "DataConfig", "ModelConfig", "ScoreConfig", "OptimConfig", "InputNoiseConfig",
+    "TrainingConfig", "TrainConfig", "load_config",
+]
+
+
+@dataclass
+class SystemSource:
+    """One training system (an entry of ``data.systems``). Give exactly one of three forms:
+
+    - ``dir``: a generated system directory with ``topology.pdb``, ``trajectory.dcd`` and ``metadata.json``
+      (``frame_interval_ps``), as written by ``openmm_mlcg.systems``;
+    - ``topology`` + ``trajectories`` (+ ``frame_interval_ps`` if the files do not carry times);
+    - ``cg_trajectory`` + ``mapping``: an already coarse-grained trajectory (npz/h5) and its mapping (npz).
+
+    ``mapping`` may also be given with the first two forms: an existing file is loaded (and checked against
+    the topology); a missing one is computed with METIS (``data.group_size`` / ``data.mapping_seed``) and
+    written there. Without ``mapping`` the computed mapping is cached in ``data.cache_dir``.
+    """
+
+    dir: Optional[str] = None
+    topology: Optional[str] = None
+    trajectories: List[str] = field(default_factory=list)
+    frame_interval_ps: Optional[float] = None
+    mapping: Optional[str] = None
+    cg_trajectory: Optional[str] = None
+
+
+@dataclass
+class DataConfig:
+    """Which trajectories and how windows are cut from them.
+
+    history: number k of past velocities fed to the model. stride: frames per model step
+    (model_time_step_ps = stride * frame_interval_ps). val_fraction: the last fraction of every trajectory
+    (in time) is held out for validation (a time split, so no validation window overlaps a training window
+    except at the boundary). max_val_windows: validation NLL is averaged over at most this many windows.
+    """
+
+    systems: List[SystemSource] = field(default_factory=list)
+    group_size: int = 7
+    mapping_seed: int = 0
+    history: int = 5
+    stride: int = 1
+    val_fraction: float = 0.1
+    max_val_windows: int = 64
+    cache_dir: Optional[str] = None
+
+
+@dataclass
+class ModelConfig:
+    """Network sizes (paper appendix C: 7 layers; hidden 64 embedding, 128 dynamics/score) and graph cutoff.
+
+    min_std: lower bound of the predicted acceleration std, in *normalised* acceleration units
+    (fraction of acceleration_std).
+    """
+
+    embedding_hidden: int = 64
+    embedding_layers: int = 7
+    dynamics_hidden: int = 128
+    dynamics_layers: int = 7
+    score_hidden: int = 128
+    score_layers: int = 7
+    min_std: float = 1e-3
+    cutoff_nm: float = 0.6
+
+
+@dataclass
+class ScoreConfig:
+    """Score GNN / denoising score matching (paper eq. (2); appendix C: 20 levels 10 -> 0.01 Angstrom = 1 -> 0.001 nm).
+
+    sigma_*_nm: geometric noise levels in nm. steps_per_level / step_size_nm2: annealed Langevin settings
+    stored in the bundle (paper Algorithm 1: 10 steps, eps = 5e-5 A^2 = 5e-7 nm^2). weight multiplies L_score.
+    """
+
+    enabled: bool = True
+    sigma_max_nm: float = 1.0
+    sigma_min_nm: float = 0.001
+    n_levels: int = 20
+    steps_per_level: int = 10
+    step_size_nm2: float = 5e-7
+    weight: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    """Adam with exponential decay from ``lr`` to ``lr_final`` over ``training.n_steps`` (paper appendix C).
+
+    batch_size: windows per optimisation step (beads of all windows are concatenated into one graph).
+    grad_clip: max global gradient norm (<= 0 disables clipping).
+    """
+
+    lr: float = 2e-4
+    lr_final: float = 2e-5
+    grad_clip: float = 20.0
+    batch_size: int = 4
+
+
+@dataclass
+class InputNoiseConfig:
+    """Multi-scale input noise on history positions (Sanchez-Gonzalez et al. 2020, ICML).
+
+    Per window a std is drawn log-uniformly in [std_min, std_max], in units of the dataset velocity_std
+    (dimensionless fraction), and added i.i.d. to every history position.
+    """
+
+    enabled: bool = True
+    std_max: float = 0.1
+    std_min: float = 0.01
+
+
+@dataclass
+class TrainingConfig:
+    """Run control. device: "cpu", "cuda", "cuda:N". resume: continue from out_dir/checkpoint.pt if present."""
+
+    n_steps: int = 1000
+    eval_every: int = 100
+    checkpoint_every: int = 100
+    seed: int = 0
+    device: str = "cpu"
+    out_dir: str = "mlcg_run"
+    resume: bool = True
+    progress: bool = True
+
+
+_SECTIONS = {
+    "data": DataConfig, "model": ModelConfig, "score": ScoreConfig, "optim": OptimConfig,
+    "input_noise": InputNoiseConfig, "training": TrainingConfig,
+}
+
+
+@dataclass
+class TrainConfig:
+    """The whole training configuration; YAML top level has the sections data, model, score, optim,
+    input_noise, training (all optional; missing keys take the defaults above)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    input_noise: InputNoiseConfig = field(default_factory=InputNoiseConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    @classmethod
+    def from_dict(cls, raw: Optional[dict]) -> "TrainConfig":
+        """Build and validate from a nested dict (e.g. parsed YAML).
+
+        Raises:
+            ValueError: unknown section or key (message names both), or an invalid value.
+            TypeError: a value of the wrong type (message names section.key, expected and actual type).
+        """
+        raw = {} if raw is None else raw
+        if not isinstance(raw, dict):
+            raise TypeError(f"config: expected a mapping of sections, got {type(raw).__name__}")
+        unknown = sorted(set(raw) - set(_SECTIONS))
+        if unknown:
+            raise ValueError(f"config: unknown section {unknown[0]!r}; expected one of {sorted(_SECTIONS)}")
+        cfg = cls(**{name: _build(sec_cls, raw.get(name) or {}, name) for name, sec_cls in _SECTIONS.items()})
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path) -> "TrainConfig":
+        """Read a YAML file. Relative paths inside ``data`` are resolved against the file's directory.
+
+        Raises:
+            FileNotFoundError: missing file. ValueError/TypeError: see :meth:`from_dict`.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config: file {path} does not exist")
+        with open(path) as fh:
+            raw = yaml.safe_load(fh)
+        cfg = cls.from_dict(raw)
+        cfg.resolve_paths(path.parent)
+        return cfg
+
+    def resolve_paths(self, base) -> None:
+        """Make relative file paths in ``data`` and ``training.out_dir`` absolute with respect to ``base``."""
+        base = Path(base)
+
+        def fix(p):
+            return None if p is None else str((base / p).resolve()) if not Path(p).is_absolute() else p
+
+        for s in self.data.systems:
+            s.dir, s.topology, s.mapping, s.cg_trajectory = map(fix, (s.dir, s.topology, s.mapping, s.cg_trajectory))
+            s.trajectories = [fix(t) for t in s.trajectories]
+        self.data.cache_dir = fix(self.data.cache_dir)
+        self.training.out_dir = fix(self.training.out_dir)
+
+    def to_dict(self) -> dict:
+        """Plain nested dict (YAML-serialisable)."""
+        return dataclasses.asdict(self)
+
+    def save_yaml(self, path) -> None:
+        """Write the resolved configuration atomically."""
+        from openmm_mlcg.io_utils import atomic_write
+
+        with atomic_write(path, "w") as fh:
+            yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
+
+    def validate(self) -> None:
+        """Check value ranges.
+
+        Raises:
+            ValueError: naming ``section.key``, the expected range and the actual value.
+        """
+        d, m, s, o, n, t = self.data, self.model, self.score, self.optim, self.input_noise, self.training
+        _check("data.group_size", d.group_size, d.group_size >= 1, ">= 1")
+        _check("data.history", d.history, d.history >= 1, ">= 1")
+        _check("data.stride", d.stride, d.stride >= 1, ">= 1")
+        _check("data.val_fraction", d.val_fraction, 0.0 <= d.val_fraction < 1.0, "in [0, 1)")
+        _check("data.max_val_windows", d.max_val_windows, d.max_val_windows >= 1, ">= 1")
+        for i, src in enumerate(d.systems):
+            forms = [src.dir is not None, src.topology is not None or bool(src.trajectories),
+                     src.cg_trajectory is not None]
+            if sum(forms) != 1:
+                raise ValueError(f"data.systems[{i}]: expected exactly one of 'dir', 'topology'+'trajectories', "
+                                 f"'cg_trajectory'+'mapping'; got {_nonempty(src)}")
+            if forms[1] and (src.topology is None or not src.trajectories):
+                raise ValueError(f"data.systems[{i}]: 'topology' and 'trajectories' must be given together; "
+                                 f"got {_nonempty(src)}")
+            if forms[2] and src.mapping is None:
+                raise ValueError(f"data.systems[{i}]: 'cg_trajectory' needs 'mapping'; got {_nonempty(src)}")
+            if src.frame_interval_ps is not None:
+                _check(f"data.systems[{i}].frame_interval_ps", src.frame_interval_ps, src.frame_interval_ps > 0, "> 0")
+        for key in ("embedding_hidden", "embedding_layers", "dynamics_hidden", "dynamics_layers",
+                    "score_hidden", "score_layers"):
+            _check(f"model.{key}", getattr(m, key), getattr(m, key) >= 1, ">= 1")
+        _check("model.min_std", m.min_std, m.min_std > 0, "> 0")
+        _check("model.cutoff_nm", m.cutoff_nm, m.cutoff_nm > 0, "> 0")
+        _check("score.sigma_min_nm", s.sigma_min_nm, s.sigma_min_nm > 0, "> 0")
+        _check("score.sigma_max_nm", s.sigma_max_nm, s.sigma_max_nm >= s.sigma_min_nm,
+               f">= score.sigma_min_nm={s.sigma_min_nm}")
+        _check("score.n_levels", s.n_levels, s.n_levels >= 1, ">= 1")
+        _check("score.steps_per_level", s.steps_per_level, s.steps_per_level >= 0, ">= 0")
+        _check("score.step_size_nm2", s.step_size_nm2, s.step_size_nm2 >= 0, ">= 0")
+        _check("score.weight", s.weight, s.weight >= 0, ">= 0")
+        _check("optim.lr", o.lr, o.lr > 0, "> 0")
+        _check("optim.lr_final", o.lr_final, 0 < o.lr_final <= o.lr, f"in (0, optim.lr={o.lr}]")
+        _check("optim.batch_size", o.batch_size, o.batch_size >= 1, ">= 1")
+        _check("input_noise.std_min", n.std_min, n.std_min > 0, "> 0")
+        _check("input_noise.std_max", n.std_max, n.std_max >= n.std_min, f">= input_noise.std_min={n.std_min}")
+        _check("training.n_steps", t.n_steps, t.n_steps >= 1, ">= 1")
+        _check("training.eval_every", t.eval_every, t.eval_every >= 1, ">= 1")
+        _check("training.checkpoint_every", t.checkpoint_every, t.checkpoint_every >= 1, ">= 1")
+        dev = t.device
+        if not (dev == "cpu" or dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ValueError(f"training.device: expected 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
+
+
+def load_config(config: Union["TrainConfig", dict, str, Path]) -> TrainConfig:
+    """Accept a TrainConfig, a nested dict or a YAML path and return a validated TrainConfig.
+
+    Raises:
+        TypeError: any other type. FileNotFoundError/ValueError: see :meth:`TrainConfig.from_yaml`.
+    """
+    if isinstance(config, TrainConfig):
+        config.validate()
+        return config
+    if isinstance(config, dict):
+        return TrainConfig.from_dict(config)
+    if isinstance(config, (str, Path)):
+        return TrainConfig.from_yaml(config)
+    raise TypeError(f"config: expected TrainConfig, dict or path to a YAML file, got {type(config).__name__}")
+
+
+def _check(name: str, value, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+
+
+def _nonempty(src: SystemSource) -> dict:
+    return {k: v for k, v in dataclasses.asdict(src).items() if v not in (None, [])}
+
+
+def _build(cls, raw: Any, section: str):
+    """Instantiate dataclass ``cls`` from ``raw`` dict, rejecting unknown keys and wrong types."""
+    if not isinstance(raw, dict):
+        raise TypeError(f"{section}: expected a mapping, got {type(raw).__name__} ({raw!r})")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in raw if k not in names]
+    if unknown:
+        raise ValueError(f"{section}: unknown key {unknown[0]!r} in section '{section}'; "
+                         f"allowed keys: {', '.join(names)}")
+    return cls(**{k: _coerce(v, hints[k], f"{section}.{k}") for k, v in raw.items()})
+
+
+def _coerce(value: Any, tp, name: str):
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Union:  # Optional[X]
+        if value is None:
+            return None
+        return _coerce(value, [a for a in args if a is not type(None)][0], name)
+    if origin in (list, List):
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name}: expected a list, got {type(value).__name__} ({value!r})")
+        return [_coerce(v, args[0], f"{name}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, name)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}: expected true/false, got {type(value).__name__} ({value!r})")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name}: expected an integer, got {type(value).__name__} ({value!r})")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "5e-7" as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise TypeError(f"{name}: expected a number, got string {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TypeError(f"{name}: expected a finite number, got {type(value).__name__} ({value!r})")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise TypeError(f"{name}: expected a string, got {type(value).__name__} ({value!r})")
+        return value
+    raise TypeError(f"{name}: unsupported config type {tp}")  # pragma: no cover

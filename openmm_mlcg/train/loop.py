@@ -1,0 +1,266 @@
+"""The training loop: data -> windows -> Adam with exponential LR decay -> checkpoints, CSV log -> bundle.
+
+Outputs in ``training.out_dir``: ``resolved_config.yaml``, ``log.csv`` (step, loss, nll, score_loss, val_nll,
+lr, samples_per_s), ``checkpoint.pt`` (resumable), ``model.mlcg`` (exported bundle).
+
+Determinism and resume: mini-batch indices and all noise of step s come from generators seeded by
+(seed, s), so a run killed after a checkpoint and resumed gives the same parameters as an uninterrupted run.
+
+Source: Fu et al., TMLR 2023, section 3 and appendix C (Adam, lr 2e-4 decayed exponentially to 2e-5, L =
+L_dyn + L_score); Sanchez-Gonzalez et al. 2020 (input noise); gradient clipping at 20 (reference code).
+"""
+from __future__ import annotations
+
+import csv
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from openmm_mlcg.dynamics import geometric_sigmas
+from openmm_mlcg.io_utils import atomic_write
+
+from .batching import atom_type_vocabulary, collate, system_graph
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig, load_config
+from .model_step import N_BOND_TYPES, build_modules, compute_losses
+from .sources import load_sources, split_in_time, window_span
+
+__all__ = ["train", "train_on_trajectories", "LOG_COLUMNS"]
+
+LOG_COLUMNS = ["step", "loss", "nll", "score_loss", "val_nll", "lr", "samples_per_s"]
+# config keys that may change between a run and its resumption
+_RESUME_FREE = {"training.progress", "training.device", "training.resume", "training.out_dir",
+                "training.eval_every", "training.checkpoint_every"}
+
+
+def train(config: Union[TrainConfig, dict, str, Path], callback: Optional[Callable[[int, dict], None]] = None) -> Path:
+    """Train from a config (TrainConfig, nested dict or YAML path) whose ``data.systems`` lists the data.
+
+    Returns:
+        path of the exported bundle ``out_dir/model.mlcg``.
+
+    Raises:
+        ValueError/TypeError/FileNotFoundError: invalid config or data (see :class:`TrainConfig`, :func:`load_sources`).
+    """
+    cfg = load_config(config)
+    out = Path(cfg.training.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
+    trajs, maps = load_sources(cfg.data, cache)
+    return train_on_trajectories(trajs, maps, cfg, callback=callback)
+
+
+def _step_generator(seed: int, step: int) -> torch.Generator:
+    state = np.random.SeedSequence([int(seed), int(step), 7]).generate_state(2)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+@lru_cache(maxsize=4)
+def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([int(seed), int(epoch), 11]).permutation(n)
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list:
+    """Window indices of step ``step``: consecutive slices of a fresh permutation per epoch (deterministic)."""
+    out = []
+    for j in range(step * batch_size, (step + 1) * batch_size):
+        epoch, offset = divmod(j, n)
+        out.append(int(_epoch_order(n, seed, epoch)[offset]))
+    return out
+
+
+def _finite_or_none(x):
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _check_resumable(saved: dict, current: dict, path: Path) -> None:
+    a, b = _flatten(saved), _flatten(current)
+    for key in sorted(set(a) | set(b)):
+        if key not in _RESUME_FREE and a.get(key) != b.get(key):
+            raise ValueError(f"training.resume: checkpoint {path} was written with {key}={a.get(key)!r}, the config "
+                             f"has {b.get(key)!r}; use a new training.out_dir or set training.resume: false")
+
+
+def _read_log(path: Path, upto: int) -> list:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return [row for row in csv.DictReader(fh) if int(row["step"]) <= upto]
+
+
+def _write_log(path: Path, rows: list) -> None:
+    with atomic_write(path, "w") as fh:
+        w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+@torch.no_grad()
+def _validate(modules, graphs, dataset, stats, cfg, sigmas, device) -> float:
+    n = len(dataset)
+    if n == 0:
+        return float("nan")
+    idx = np.unique(np.linspace(0, n - 1, min(n, cfg.data.max_val_windows)).round().astype(int))
+    total, count = 0.0, 0
+    for start in range(0, len(idx), cfg.optim.batch_size):
+        chunk = idx[start:start + cfg.optim.batch_size]
+        batch = collate([dataset[int(i)] for i in chunk], graphs).to(device)
+        losses = compute_losses(modules, graphs, batch, stats, cfg, sigmas, torch.Generator().manual_seed(0),
+                                train=False)
+        nb = int(batch.positions.shape[0])
+        total += float(losses["nll"]) * nb
+        count += nb
+    return total / count
+
+
+def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
+                          callback: Optional[Callable[[int, dict], None]] = None) -> Path:
+    """Train on CG trajectories in memory (``data.systems`` of the config is ignored).
+
+    Args:
+        cg_trajectories: list of :class:`openmm_mlcg.data.CGTrajectory` (unwrapped positions, nm).
+        mappings: list of :class:`openmm_mlcg.mapping.CGMapping`, one per trajectory (may repeat).
+        config: TrainConfig, nested dict or YAML path.
+        callback: optional ``callback(step, row)`` after every completed step (row = the log values).
+
+    Returns:
+        path of the exported bundle ``out_dir/model.mlcg`` (bound to the mapping if all trajectories share one).
+
+    Raises:
+        ValueError: length mismatch, mapping/trajectory hash mismatch, different model time steps, too-short
+        trajectories, or a checkpoint in out_dir written with an incompatible config.
+    """
+    from openmm_mlcg.data import WindowDataset
+    from openmm_mlcg.export import save_bundle
+
+    cfg = load_config(config)
+    trajs, maps = list(cg_trajectories), list(mappings)
+    if len(trajs) == 0 or len(trajs) != len(maps):
+        raise ValueError(f"cg_trajectories/mappings: expected equal non-zero lengths, got {len(trajs)} and {len(maps)}")
+    for i, (t, m) in enumerate(zip(trajs, maps)):
+        if getattr(t, "mapping_hash", None) and t.mapping_hash != m.hash:
+            raise ValueError(f"cg_trajectories[{i}]: mapping_hash {t.mapping_hash[:12]} does not match "
+                             f"mappings[{i}].hash {m.hash[:12]}")
+    dts = sorted({round(float(t.frame_interval_ps), 12) for t in trajs})
+    if len(dts) != 1:
+        raise ValueError(f"cg_trajectories: expected one frame_interval_ps for all trajectories, got {dts}")
+    tc, dc = cfg.training, cfg.data
+    out = Path(tc.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device(tc.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"training.device: {tc.device!r} requested but CUDA is not available")
+    torch.manual_seed(tc.seed)
+    np.random.seed(tc.seed % 2**32)
+
+    vocab = atom_type_vocabulary(maps)
+    graphs_all = [system_graph(m, vocab) for m in maps]
+    tr_ids, tr, va_ids, va = split_in_time(trajs, dc.val_fraction, window_span(dc.history, dc.stride))
+    train_ds = WindowDataset(tr, [maps[i] for i in tr_ids], history=dc.history, stride=dc.stride)
+    val_ds = WindowDataset(va, [maps[i] for i in va_ids], history=dc.history, stride=dc.stride) if va else []
+    graphs_tr = [graphs_all[i].to(device) for i in tr_ids]
+    graphs_va = [graphs_all[i].to(device) for i in va_ids]
+    stats = {k: float(v) for k, v in train_ds.velocity_statistics().items()}
+    for key in ("velocity_std", "acceleration_std"):
+        if not (np.isfinite(stats[key]) and stats[key] > 0):
+            raise ValueError(f"cg_trajectories: expected moving beads, but the training windows have {key}="
+                             f"{stats[key]} (nm per model step); check the trajectories and data.stride")
+
+    modules = build_modules(cfg.model, len(vocab), dc.history)
+    for m in modules.values():
+        m.to(device)
+    params = [p for m in modules.values() for p in m.parameters()]
+    optimizer = torch.optim.Adam(params, lr=cfg.optim.lr)
+    gamma = (cfg.optim.lr_final / cfg.optim.lr) ** (1.0 / tc.n_steps)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
+    sigmas = geometric_sigmas(cfg.score.sigma_max_nm, cfg.score.sigma_min_nm, cfg.score.n_levels)
+
+    ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
+    start, extra = 0, {}
+    if tc.resume and ckpt_path.is_file():
+        payload = load_checkpoint(ckpt_path, modules=modules, optimizer=optimizer, scheduler=scheduler,
+                                  map_location="cpu",
+                                  check=lambda p: _check_resumable(p["config"], cfg.to_dict(), ckpt_path))
+        start, stats, extra = int(payload["step"]), payload["stats"], payload["extra"]
+    cfg.save_yaml(out / "resolved_config.yaml")
+    rows = _read_log(log_path, start)
+    _write_log(log_path, rows)
+
+    def checkpoint(step):
+        save_checkpoint(ckpt_path, step=step, modules=modules, optimizer=optimizer, scheduler=scheduler,
+                        config=cfg.to_dict(), stats=stats, extra=extra)
+
+    bar = tqdm(range(start, tc.n_steps), initial=start, total=tc.n_steps, disable=not tc.progress,
+               desc="train", dynamic_ncols=True)
+    with open(log_path, "a", newline="") as log_fh, bar:
+        writer = csv.DictWriter(log_fh, fieldnames=LOG_COLUMNS)
+        for step in bar:
+            t0 = time.perf_counter()
+            for m in modules.values():
+                m.train()
+            gen = _step_generator(tc.seed, step)
+            idx = batch_indices(len(train_ds), cfg.optim.batch_size, tc.seed, step)
+            batch = collate([train_ds[i] for i in idx], graphs_tr).to(device)
+            losses = compute_losses(modules, graphs_tr, batch, stats, cfg, sigmas, gen, train=True)
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            if cfg.optim.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+            lr = optimizer.param_groups[0]["lr"]
+            optimizer.step()
+            scheduler.step()
+            done = step + 1
+            row = {"step": done, "loss": losses["loss"].item(), "nll": losses["nll"].item(),
+                   "score_loss": losses["score_loss"].item(), "val_nll": "", "lr": lr,
+                   "samples_per_s": cfg.optim.batch_size / (time.perf_counter() - t0)}
+            if done % tc.eval_every == 0 or done == tc.n_steps:
+                for m in modules.values():
+                    m.eval()
+                row["val_nll"] = _validate(modules, graphs_va, val_ds, stats, cfg, sigmas, device)
+                extra["val_nll"] = row["val_nll"]
+            if not np.isfinite(row["loss"]):
+                raise FloatingPointError(f"training diverged at step {done}: loss {row['loss']} "
+                                         f"(try a smaller optim.lr or optim.grad_clip)")
+            writer.writerow(row)
+            log_fh.flush()
+            if done % tc.checkpoint_every == 0 or done == tc.n_steps:
+                checkpoint(done)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", nll=f"{row['nll']:.3f}")
+            if callback is not None:
+                callback(done, row)
+
+    for m in modules.values():
+        m.eval()
+    frame_interval = float(trajs[0].frame_interval_ps)
+    metadata = {
+        "model_time_step_ps": dc.stride * frame_interval, "frame_interval_ps": frame_interval, "stride": dc.stride,
+        "history": dc.history, "cutoff_nm": cfg.model.cutoff_nm, "min_std": cfg.model.min_std,
+        "sigmas_nm": [float(s) for s in sigmas], "score_enabled": cfg.score.enabled,
+        # score disabled -> untrained Score GNN: 0 Langevin steps, so refinement is a no-op at runtime
+        "langevin_steps_per_level": cfg.score.steps_per_level if cfg.score.enabled else 0,
+        "langevin_step_size_nm2": cfg.score.step_size_nm2,
+        "velocity_std": float(stats["velocity_std"]), "acceleration_std": float(stats["acceleration_std"]),
+        "atom_type_vocabulary": vocab, "n_bond_types": N_BOND_TYPES,
+        "training_steps": tc.n_steps, "val_nll": _finite_or_none(extra.get("val_nll")), "train_config": cfg.to_dict(),
+    }
+    hashes = {m.hash for m in maps}
+    bound = maps[0] if len(hashes) == 1 else None
+    bundle = out / "model.mlcg"
+    cpu = {k: m.cpu() for k, m in modules.items()}
+    save_bundle(bundle, cpu["embedding"], cpu["dynamics"], cpu["score"], metadata, mapping=bound)
+    return bundle

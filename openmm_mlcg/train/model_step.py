@@ -1,0 +1,92 @@
+"""One forward pass of the three GNNs on a mini-batch and the training losses (L = L_dyn + L_score).
+
+Source: Fu et al., TMLR 2023, section 3 (Embedding GNN -> bead embeddings, Dynamics GNN -> Gaussian
+acceleration, Score GNN conditioned on the Dynamics GNN latents, trained end to end with L = L_dyn + L_score).
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import torch
+
+from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN, ScoreGNN, build_edges
+
+from .batching import Batch, SystemGraph, gather_bead_embeddings
+from .losses import denoising_score_loss, gaussian_nll, perturb_next_positions
+from .noise import log_uniform, noisy_history
+
+__all__ = ["build_modules", "compute_losses"]
+
+N_BOND_TYPES = 6  # FineGraph bond codes 0..5
+
+
+def build_modules(model_cfg, n_atom_types: int, history: int) -> Dict[str, torch.nn.Module]:
+    """Instantiate the Embedding, Dynamics and Score GNNs from a :class:`ModelConfig` (eager modules)."""
+    emb = EmbeddingGNN(n_atom_types, N_BOND_TYPES, hidden=model_cfg.embedding_hidden,
+                       layers=model_cfg.embedding_layers)
+    dyn = DynamicsGNN(embedding_dim=emb.out_dim, history=history, hidden=model_cfg.dynamics_hidden,
+                      layers=model_cfg.dynamics_layers, min_std=model_cfg.min_std)
+    score = ScoreGNN(latent_dim=model_cfg.dynamics_hidden, hidden=model_cfg.score_hidden,
+                     layers=model_cfg.score_layers)
+    return {"embedding": emb, "dynamics": dyn, "score": score}
+
+
+def compute_losses(
+    modules: Dict[str, torch.nn.Module],
+    graphs: Sequence[SystemGraph],
+    batch: Batch,
+    stats: Dict[str, float],
+    cfg,
+    sigmas: torch.Tensor,
+    generator: Optional[torch.Generator],
+    train: bool = True,
+) -> Dict[str, torch.Tensor]:
+    """Losses of one mini-batch.
+
+    Steps: (1) in training, multi-scale input noise on the history positions (std per window drawn
+    log-uniformly in [input_noise.std_min, std_max] * velocity_std, nm) with the target recomputed
+    (:func:`openmm_mlcg.train.noise.noisy_history`); (2) bead embeddings per distinct system;
+    (3) CG graph on the (noisy) current positions; (4) Dynamics GNN -> Gaussian NLL on accelerations
+    normalised by acceleration_std, velocities normalised by velocity_std; (5) if the score is enabled: one
+    noise level per window drawn uniformly from ``sigmas``, x~ = x_{t+1} + sigma z, graph rebuilt on x~,
+    Score GNN on (latent, x~ - x_t) -> eq. (2) loss.
+
+    Args:
+        modules: dict with embedding, dynamics, score. graphs: per-system static graphs on the batch device.
+        batch: collated :class:`Batch` on the model device. stats: velocity_std, acceleration_std (nm/step, nm/step^2).
+        cfg: :class:`TrainConfig`. sigmas: (L,) noise levels in nm. generator: CPU RNG for all noise.
+        train: apply input noise (validation uses clean inputs).
+
+    Returns:
+        dict loss (scalar, differentiable), nll, score_loss (scalars; score_loss 0 when disabled).
+    """
+    vstd, astd = float(stats["velocity_std"]), float(stats["acceleration_std"])
+    cutoff = float(cfg.model.cutoff_nm)
+    x, v, target = batch.positions, batch.history_velocities, batch.target_acceleration
+    if train and cfg.input_noise.enabled:
+        per_window = log_uniform(batch.n_graphs, cfg.input_noise.std_min, cfg.input_noise.std_max, generator) * vstd
+        std = per_window.to(x.device)[batch.batch]
+        x, v, target = noisy_history(x, v, batch.next_positions, std, generator)
+
+    per_system = {}
+    for s in torch.unique(batch.system).tolist():
+        g = graphs[s]
+        per_system[s] = modules["embedding"](g.atom_types, g.masses, g.bond_index, g.bond_types,
+                                             g.atom_to_bead, g.n_beads)
+    h = gather_bead_embeddings(per_system, batch)
+    edge_index, edge_vec, edge_type = build_edges(x, None, cutoff, batch.cg_bonds, batch=batch.batch,
+                                                  boxes=batch.boxes)
+    mean, std_pred, latent = modules["dynamics"](h, batch.bead_masses, v / vstd, edge_index, edge_vec, edge_type,
+                                                 cutoff)
+    nll = gaussian_nll(mean, std_pred, target / astd)
+    if not cfg.score.enabled:
+        zero = torch.zeros((), device=x.device)
+        return {"loss": nll, "nll": nll, "score_loss": zero}
+
+    level = torch.randint(len(sigmas), (batch.n_graphs,), generator=generator)
+    sigma = sigmas.to(torch.float32)[level].to(x.device)[batch.batch]              # (N,) nm
+    noisy, z = perturb_next_positions(batch.next_positions, sigma, generator)
+    s_index, s_vec, s_type = build_edges(noisy, None, cutoff, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes)
+    gns = modules["score"](latent, noisy - x, s_index, s_vec, s_type, sigma[:, None], cutoff, vstd)
+    score_loss = denoising_score_loss(gns, z)
+    return {"loss": nll + cfg.score.weight * score_loss, "nll": nll, "score_loss": score_loss}
