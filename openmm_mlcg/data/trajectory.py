@@ -69,6 +69,12 @@ class CGTrajectory:
     def n_beads(self) -> int:
         return int(self.positions.shape[1])
 
+    def slice(self, start: int = 0, stop: Optional[int] = None) -> "CGTrajectory":
+        """Frames ``start:stop`` as a new CGTrajectory (same mapping hash and frame interval)."""
+        box = None if self.box is None else self.box[start:stop]
+        return CGTrajectory(self.positions[start:stop], box, self.time_ps[start:stop], self.frame_interval_ps,
+                            self.mapping_hash)
+
     def wrapped_positions(self) -> np.ndarray:
         """(F, n_beads, 3) positions wrapped into the box (for neighbour search).
 
