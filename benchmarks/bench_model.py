@@ -43,36 +43,67 @@ def n_params(m):
     return sum(p.numel() for p in m.parameters())
 
 
-def bench(device: torch.device, n_beads: int, box_nm: float, cutoff: float, history: int, repeats: int):
+# model sizes: hidden widths (embedding / dynamics / score) and message-passing layers
+MODEL_SIZES = {
+    "paper": dict(embedding_hidden=64, dynamics_hidden=128, score_hidden=128, layers=7),  # Fu et al. app. C
+    "small": dict(embedding_hidden=32, dynamics_hidden=64, score_hidden=64, layers=3),
+}
+
+
+def make_modules(model: str = "paper", n_atom_types: int = 16, history: int = 20, n_bond_types: int = 6):
+    """Untrained (eager) Embedding, Dynamics and Score GNNs of a named size (``MODEL_SIZES``).
+
+    Returns: dict(embedding=..., dynamics=..., score=...). Raises: ValueError for an unknown ``model``.
+    """
+    if model not in MODEL_SIZES:
+        raise ValueError(f"model: expected one of {sorted(MODEL_SIZES)}, got {model!r}")
+    z = MODEL_SIZES[model]
+    emb = EmbeddingGNN(n_atom_types, n_bond_types, hidden=z["embedding_hidden"], layers=z["layers"])
+    dyn = DynamicsGNN(z["embedding_hidden"], history=history, hidden=z["dynamics_hidden"], layers=z["layers"])
+    sco = ScoreGNN(z["dynamics_hidden"], z["score_hidden"], z["layers"])
+    return {"embedding": emb, "dynamics": dyn, "score": sco}
+
+
+def synthetic_system(n_beads: int, box_nm: float, device, seed: int = 0):
+    """Uniform random beads in a cubic box (row-vector box (3,3) nm) with CG bonds (2i, 2i+1)."""
+    g = torch.Generator().manual_seed(seed)
+    box = torch.eye(3, dtype=torch.float64) * box_nm
+    x = torch.rand(n_beads, 3, dtype=torch.float64, generator=g) * box_nm
+    bonds = torch.stack([torch.arange(0, n_beads - 1, 2), torch.arange(1, n_beads, 2)])
+    return x.to(device), box.to(device), bonds.to(device)
+
+
+def bench(device: torch.device, n_beads: int, box_nm: float, cutoff: float, history: int, repeats: int,
+          model: str = "paper", eager: bool = True):
+    """Median wall time (s) of one neighbour-list build, one Dynamics and one Score pass (TorchScript, and
+    eager if ``eager``) on a synthetic system; plus the implied model-step costs. Returns a JSON-able dict."""
     torch.manual_seed(0)
-    emb = EmbeddingGNN(16, 6, hidden=64, layers=7)
-    dyn = DynamicsGNN(64, history=history, hidden=128, layers=7).to(device).eval()
-    sco = ScoreGNN(128, 128, 7).to(device).eval()
+    mods = make_modules(model, history=history)
+    emb = mods["embedding"]
+    dyn, sco = mods["dynamics"].to(device).eval(), mods["score"].to(device).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         s_dyn, s_sco = torch.jit.script(dyn), torch.jit.script(sco)
-    box = torch.eye(3, dtype=torch.float64, device=device) * box_nm
-    x = torch.rand(n_beads, 3, dtype=torch.float64, device=device) * box_nm
-    bonds = torch.stack([torch.arange(0, n_beads - 1, 2), torch.arange(1, n_beads, 2)]).to(device)
+    x, box, bonds = synthetic_system(n_beads, box_nm, device)
     ei, ev, et = build_edges(x, box, cutoff, bonds)
-    bead_emb = torch.randn(n_beads, 64, device=device)
+    emb_dim = MODEL_SIZES[model]["embedding_hidden"]
+    bead_emb = torch.randn(n_beads, emb_dim, device=device)
     masses = torch.rand(n_beads, device=device) * 100 + 10
     hist = torch.randn(n_beads, history, 3, device=device)
     evf = ev.float()
     sigma = torch.full((n_beads, 1), 0.1, device=device)
     disp = torch.randn(n_beads, 3, device=device) * 0.05
-    out = {"n_beads": n_beads, "box_nm": box_nm, "cutoff_nm": cutoff, "history": history,
+    out = {"model": model, "n_beads": n_beads, "box_nm": box_nm, "cutoff_nm": cutoff, "history": history,
            "n_edges": int(ei.shape[1]), "mean_neighbours": ei.shape[1] / n_beads,
            "params": {"embedding": n_params(emb), "dynamics": n_params(dyn), "score": n_params(sco)}}
     with torch.no_grad():
         _, _, lat = dyn(bead_emb, masses, hist, ei, evf, et, cutoff)
-        t = {
-            "neighbour_list_s": _timeit(lambda: build_edges(x, box, cutoff, bonds), repeats, device),
-            "dynamics_eager_s": _timeit(lambda: dyn(bead_emb, masses, hist, ei, evf, et, cutoff), repeats, device),
-            "dynamics_script_s": _timeit(lambda: s_dyn(bead_emb, masses, hist, ei, evf, et, cutoff), repeats, device),
-            "score_eager_s": _timeit(lambda: sco(lat, disp, ei, evf, et, sigma, cutoff, 0.05), repeats, device),
-            "score_script_s": _timeit(lambda: s_sco(lat, disp, ei, evf, et, sigma, cutoff, 0.05), repeats, device),
-        }
+        t = {"neighbour_list_s": _timeit(lambda: build_edges(x, box, cutoff, bonds), repeats, device),
+             "dynamics_script_s": _timeit(lambda: s_dyn(bead_emb, masses, hist, ei, evf, et, cutoff), repeats, device),
+             "score_script_s": _timeit(lambda: s_sco(lat, disp, ei, evf, et, sigma, cutoff, 0.05), repeats, device)}
+        if eager:
+            t["dynamics_eager_s"] = _timeit(lambda: dyn(bead_emb, masses, hist, ei, evf, et, cutoff), repeats, device)
+            t["score_eager_s"] = _timeit(lambda: sco(lat, disp, ei, evf, et, sigma, cutoff, 0.05), repeats, device)
     t["model_step_no_refine_s"] = t["neighbour_list_s"] + t["dynamics_script_s"]
     t["model_step_refine_200_s"] = t["model_step_no_refine_s"] + 200 * (t["neighbour_list_s"] + t["score_script_s"])
     out["timings"] = t
@@ -86,11 +117,12 @@ def main(argv=None):
     p.add_argument("--cutoff", type=float, default=0.6, help="nm")
     p.add_argument("--history", type=int, default=20)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--model", choices=sorted(MODEL_SIZES), default="paper")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = p.parse_args(argv)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for dev in devices:
-        res = bench(dev, args.beads, args.box, args.cutoff, args.history, args.repeats)
+        res = bench(dev, args.beads, args.box, args.cutoff, args.history, args.repeats, args.model)
         res.update(device=str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
                    cpu=platform.processor() or platform.machine(), torch_threads=torch.get_num_threads(),
                    torch_version=torch.__version__,

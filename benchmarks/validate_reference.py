@@ -136,6 +136,7 @@ def main(argv=None) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(out, "w") as fh:
         json.dump(result, fh, indent=2)
+    os.chmod(out, 0o644)  # atomic_write's temp file is private (0600)
     summary = {k: result[k] for k in ("checks", "temperature", "speed")}
     summary["density"] = {k: v for k, v in result["density"].items() if k != "trace_ps_g_cm3"}
     print(json.dumps(summary, indent=2))

@@ -111,7 +111,8 @@ def embed_molecule(smiles: str, seed: int, n_conformers: int = 3):
 
     Args:
         smiles: molecule SMILES.  seed: RDKit random seed.  n_conformers: embeddings to choose from (the one
-            with the smallest Cartesian extent is kept, which helps packing long chains in small boxes).
+            with the smallest Cartesian extent is kept, which helps packing long chains in small boxes);
+            molecules above 150 atoms get a single embedding (ETKDG costs several seconds each there).
 
     Raises:
         ValueError: RDKit cannot parse or embed the molecule.
@@ -126,8 +127,8 @@ def embed_molecule(smiles: str, seed: int, n_conformers: int = 3):
     params = AllChem.ETKDGv3()
     params.randomSeed = int(seed) % (2 ** 31)
     params.useRandomCoords = mol.GetNumAtoms() > 60
-    ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=n_conformers if mol.GetNumAtoms() > 1 else 1,
-                                          params=params))
+    n_conf = 1 if mol.GetNumAtoms() == 1 or mol.GetNumAtoms() > 150 else n_conformers  # big chains: 1 (cost)
+    ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=n_conf, params=params))
     if not ids:
         raise ValueError(f"smiles: RDKit could not embed {smiles[:60]}...")
     extent = [np.ptp(mol.GetConformer(i).GetPositions(), axis=0).max() for i in ids]

@@ -54,9 +54,7 @@ class SPESystem:
     forcefield_xml: str = field(repr=False, default="")
     atom_types: tuple = field(repr=False, default=())
 
-    @property
-    def n_atoms(self) -> int:
-        return self.system.getNumParticles()
+    n_atoms = property(lambda self: self.system.getNumParticles(), doc="number of atoms")
 
     def make_simulation(self, temperature=353.0, time_step=0.002, friction=1.0, pressure=1.0,
                         platform=None, seed: int = 0) -> app.Simulation:
@@ -100,7 +98,7 @@ def _check_int(value, name: str, minimum: int) -> int:
 
 
 def build_spe(polymer="PEO", n_chains: int = 9, chain_length: int = 12, salt_molality=1.5, seed: int = 0,
-              n_salt: int | None = None, packing_density: float = 0.6, charge_method: str = "mmff94",
+              n_salt: int | None = None, packing_density=None, charge_method: str = "mmff94",
               nonbonded_cutoff=0.9) -> SPESystem:
     """Build a GAFF2 SPE: ``n_chains`` methyl-capped chains + LiTFSI, randomly packed with packmol.
 
@@ -113,7 +111,8 @@ def build_spe(polymer="PEO", n_chains: int = 9, chain_length: int = 12, salt_mol
             pairs is ``max(1, round(molality * polymer mass))`` unless ``n_salt`` is given (0 -> no salt).
         seed: seeds sequences, conformers and packmol.
         n_salt: explicit number of LiTFSI pairs (overrides ``salt_molality``).
-        packing_density: initial density for packmol, g/cm^3 (low; NPT compresses it).
+        packing_density: initial density for packmol, g/cm^3 (low; NPT compresses it).  Default: 0.6, or
+            0.35 when a chain has more than 150 atoms (packmol packs long rigid coils slowly when dense).
         charge_method: polymer charges, ``"mmff94"`` (default) or ``"gasteiger"`` (``gaff.partial_charges``).
         nonbonded_cutoff: real-space cutoff, nm (PME; LJ with long-range dispersion correction).
 
@@ -130,8 +129,9 @@ def build_spe(polymer="PEO", n_chains: int = 9, chain_length: int = 12, salt_mol
     molality = to_float(salt_molality, unit.mole / unit.kilogram, "salt_molality")
     if molality < 0:
         raise ValueError(f"salt_molality: expected >= 0 mol/kg, got {molality}")
-    rho = to_float(packing_density, unit.gram / unit.centimeter ** 3, "packing_density")
-    if not 0.05 <= rho <= 1.5:
+    rho = None if packing_density is None else to_float(packing_density, unit.gram / unit.centimeter ** 3,
+                                                         "packing_density")
+    if rho is not None and not 0.05 <= rho <= 1.5:
         raise ValueError(f"packing_density: expected 0.05-1.5 g/cm^3, got {rho}")
     cutoff = to_float(nonbonded_cutoff, unit.nanometer, "nonbonded_cutoff")
     if not 0.5 <= cutoff <= 2.0:
@@ -206,6 +206,8 @@ def build_spe(polymer="PEO", n_chains: int = 9, chain_length: int = 12, salt_mol
         pack_species.append((["Li"], np.zeros((1, 3)), n_pairs))
 
     total_mass = polymer_mass + n_pairs * (TFSI_MASS + LI_MASS)
+    if rho is None:
+        rho = 0.35 if max(s["mol"].GetNumAtoms() for s in species.values()) > 150 else 0.6
     box_nm = (total_mass * _AMU_TO_G / rho) ** (1.0 / 3.0) * 1e7
     dense_box = (total_mass * _AMU_TO_G / 1.35) ** (1.0 / 3.0) * 1e7  # edge at a dense-melt 1.35 g/cm^3
     if dense_box < 2.0 * cutoff:
@@ -363,10 +365,8 @@ def generate(n_systems: int, out_dir, polymers=None, chain_length: int | None = 
     if not specs:
         raise ValueError("polymers: expected at least one polymer spec, got an empty list")
     parsed = [parse_polymer(p) for p in specs]
-    if chain_length is not None:
-        _check_int(chain_length, "chain_length", 1)
-    if n_chains is not None:
-        _check_int(n_chains, "n_chains", 1)
+    for name, val in (("chain_length", chain_length), ("n_chains", n_chains)):
+        _ = None if val is None else _check_int(val, name, 1)
     cfg = SCALES[scale]
     train = cfg["training_ps"] if training_ps is None else to_float(training_ps, unit.picosecond, "training_ps")
     equil = cfg["equilibration_ps"] if equilibration_ps is None else to_float(equilibration_ps, unit.picosecond,

@@ -1,0 +1,58 @@
+"""Shared helpers of the benchmark scripts: environment record (device, versions, CPU, load) and JSON output."""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (Linux), else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str = "cpu") -> dict:
+    """Device, package versions, UTC date, CPU model, thread counts and the 1/5/15-min load average."""
+    import openmm
+    import torch
+
+    import openmm_mlcg
+    env = dict(device=device, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               cpu_model=cpu_model(), cpu_count=os.cpu_count(), torch_threads=torch.get_num_threads(),
+               python=platform.python_version(), torch=torch.__version__, openmm=openmm.__version__,
+               openmm_mlcg=getattr(openmm_mlcg, "__version__", "unknown"), load_average=list(os.getloadavg()))
+    if device.startswith("cuda") and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(0)
+    return env
+
+
+def _clean(x):
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if hasattr(x, "tolist"):
+        return _clean(x.tolist())
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def write_json(path, data: dict) -> Path:
+    """Write ``data`` as indented JSON atomically (NaN/inf -> null, numpy -> lists)."""
+    from openmm_mlcg.io_utils import atomic_write
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w") as fh:
+        json.dump(_clean(data), fh, indent=1)
+        fh.write("\n")
+    return path
