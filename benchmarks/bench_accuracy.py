@@ -41,8 +41,8 @@ SCALES = {
     "demo": dict(
         polymer=dict(length=30, n_train=3, n_test=6, train_tau=1000.0, test_tau=2500.0, frame_tau=5.0,
                      equil_tau=100.0, group_size=7, history=5, stride=1),
-        spe=dict(equil_ps=20.0, total_ps=120.0, train_ps=40.0, frame_ps=1.0, group_size=7, history=5, stride=2),
-        model=dict(hidden=32, layers=2, train_steps=1500, batch_size=4, n_levels=10, steps_per_level=2)),
+        spe=dict(equil_ps=20.0, total_ps=120.0, train_ps=40.0, frame_ps=1.0, group_size=7, history=3, stride=2),
+        model=dict(hidden=32, layers=2, train_steps=2000, batch_size=4, n_levels=10, steps_per_level=2)),
     "paper": dict(
         polymer=dict(length=400, n_train=20, n_test=20, train_tau=50000.0, test_tau=500000.0, frame_tau=5.0,
                      equil_tau=5000.0, group_size=100, history=29, stride=1),
@@ -50,6 +50,7 @@ SCALES = {
                  stride=100),
         model=dict(hidden=128, layers=7, train_steps=100000, batch_size=4, n_levels=20, steps_per_level=10)),
 }
+COLLISION_CUTOFFS_NM = (0.1, 0.2)  # non-bonded bead pairs closer than this count as a collision
 VARIANTS = {"learned": dict(refine=True, deterministic=False),
             "no refinement": dict(refine=False, deterministic=False),
             "deterministic": dict(refine=False, deterministic=True)}
@@ -124,6 +125,14 @@ def rollout(bundle, mapping, frames, box, n_steps, out_dir: Path, variant, devic
         return z["positions"], z["time_ps"], float(z["wall_s"])
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
+        return _rollout(bundle, mapping, frames, box, n_steps, out_dir, variant, device, seed, cache)
+    except (RuntimeError, FloatingPointError) as exc:  # the model left the physical state (NaN); recorded as failed
+        log(f"rollout {out_dir.name} failed: {exc}")
+        return None, None, float("nan")
+
+
+def _rollout(bundle, mapping, frames, box, n_steps, out_dir, variant, device, seed, cache):
+    try:
         from openmm_mlcg.workflow import simulate_learned
         r = simulate_learned(bundle, mapping, frames, box, n_steps, out_dir, report_interval=1, refine=variant["refine"],
                              deterministic=variant["deterministic"], seed=seed, device=device)
@@ -177,10 +186,10 @@ def polymer_part(cfg, work: Path, device, platform_name):
             lp, lt, w = rollout(bundle, mapping, pos[:(k + 1) * s:s], None, n_steps,
                                 work / "polymer_rollouts" / f"chain{i}_{v.replace(' ', '_')}", opts, device, seed=i)
             walls[v] += w
-            series[v] = (lp, float(lt[1] - lt[0]))
+            series[v] = (lp, float(lt[1] - lt[0])) if lp is not None else (None, None)
         ref_rg2, _ = _polymer_obs(pos, dt, masses)
         for lab, (x, step) in series.items():
-            rg2, tau = _polymer_obs(x, step, masses)
+            rg2, tau = _polymer_obs(x, step, masses) if x is not None else (np.full(2, np.nan), float("nan"))
             per[lab]["rg2_mean"].append(float(rg2.mean()))
             per[lab]["tau_ps"].append(tau)
             per[lab]["emd"].append(earth_movers_distance(ref_rg2, rg2) if np.all(np.isfinite(rg2)) else float("nan"))
@@ -191,8 +200,13 @@ def polymer_part(cfg, work: Path, device, platform_name):
     for lab in labels[1:]:
         r = per[lab]
         ok = np.isfinite(r["tau_ps"]) & np.isfinite(ref["tau_ps"])
-        metrics[lab] = {"rg2_r2": r2_score(ref["rg2_mean"], r["rg2_mean"]),
-                        "rg2_mae_nm2": mean_absolute_error(ref["rg2_mean"], r["rg2_mean"]),
+        fin = np.isfinite(r["rg2_mean"])
+        if not fin.any():
+            metrics[lab] = {"error": "every rollout diverged (non-finite positions)"}
+            continue
+        y, f = np.asarray(ref["rg2_mean"])[fin], np.asarray(r["rg2_mean"])[fin]
+        metrics[lab] = {"rg2_r2": r2_score(y, f) if fin.sum() > 1 else float("nan"),
+                        "rg2_mae_nm2": mean_absolute_error(y, f), "n_chains_finite": int(fin.sum()),
                         "rg2_emd_nm2": float(np.nanmean(r["emd"])),
                         "relaxation_time_mae_ps": (mean_absolute_error(np.asarray(ref["tau_ps"])[ok],
                                                                        np.asarray(r["tau_ps"])[ok]) if ok.any()
@@ -228,8 +242,9 @@ def _spe_obs(x, step, mapping, box, li, tf, li_m, tf_m):
     r_max = min(1.0, 0.49 * float(np.min(np.diag(box))))
     o["rdf"] = {"Li-TFSI": radial_distribution(x, box, li, tf, r_max_nm=r_max, n_bins=50),
                 "Li-Li": radial_distribution(x, box, li, None, r_max_nm=r_max, n_bins=50)}
-    coll = count_collisions(x, 0.1, box=box, exclude_bonds=np.asarray(mapping.cg_bonds).reshape(-1, 2))
-    o["collisions_per_frame"] = float(np.mean(coll))
+    bonds = np.asarray(mapping.cg_bonds).reshape(-1, 2)
+    for rc in COLLISION_CUTOFFS_NM:
+        o[f"collisions_per_frame_{rc}nm"] = float(np.mean(count_collisions(x, rc, box=box, exclude_bonds=bonds)))
     return o
 
 
@@ -249,11 +264,12 @@ def spe_part(cfg, work: Path, device, platform_name):
     for v, opts in VARIANTS.items():
         lp, lt, walls[v] = rollout(bundle, mapping, pos[:(k + 1) * st:st], box, n_steps,
                                    work / "spe_rollouts" / v.replace(" ", "_"), opts, device)
-        series[v] = (lp, float(lt[1] - lt[0]))
+        if lp is not None:
+            series[v] = (lp, float(lt[1] - lt[0]))
     li, tf, li_m, tf_m = spe_species(mapping)
     obs = {lab: _spe_obs(x, step, mapping, box, li, tf, li_m, tf_m) for lab, (x, step) in series.items()}
     ref = obs["reference MD"]
-    metrics = {}
+    metrics = {v: {"error": "rollout diverged (non-finite positions)"} for v in VARIANTS if v not in series}
     for lab in list(series)[1:]:
         o = obs[lab]
         err = {n: abs(o[f"D_{n}_nm2_per_ps"] - ref[f"D_{n}_nm2_per_ps"]) for n in ("Li", "TFSI")}
@@ -261,9 +277,11 @@ def spe_part(cfg, work: Path, device, platform_name):
                         "diffusivity_mae_nm2_per_ps": 0.5 * (err["Li"] + err["TFSI"]),
                         "rdf_mean_abs_err": {key: float(np.mean(np.abs(o["rdf"][key][1] - ref["rdf"][key][1])))
                                              for key in ref["rdf"]},
-                        "collisions_per_frame": o["collisions_per_frame"],
-                        "collision_ratio_to_reference": (o["collisions_per_frame"] / ref["collisions_per_frame"]
-                                                         if ref["collisions_per_frame"] > 0 else float("nan"))}
+                        **{f"{kind}_{rc}nm": (o[f"collisions_per_frame_{rc}nm"] if kind == "collisions_per_frame" else
+                                              o[f"collisions_per_frame_{rc}nm"] / ref[f"collisions_per_frame_{rc}nm"]
+                                              if ref[f"collisions_per_frame_{rc}nm"] > 0 else float("nan"))
+                           for rc in COLLISION_CUTOFFS_NM
+                           for kind in ("collisions_per_frame", "collision_ratio_to_reference")}}
     values = {lab: {kk: vv for kk, vv in o.items() if kk != "rdf"} for lab, o in obs.items()}
     res = dict(setup={**s, "n_atoms": int(mapping.graph.n_atoms), "n_beads": int(mapping.n_beads), "n_li": int(li.size),
                       "n_tfsi_molecules": int(tf_m.size), "model_time_step_ps": dt * st, "box_nm": float(box[0, 0])},
@@ -281,15 +299,16 @@ def plot(results, extras, out: Path, scale: str) -> list:
         per, dists = results["polymer"]["per_chain"], extras["polymer"]
         fig, ax = plt.subplots(1, 2, figsize=(10, 4))
         ref = per["reference MD"]["rg2_mean"]
-        for lab, r in per.items():
-            if lab != "reference MD":
-                ax[0].scatter(ref, r["rg2_mean"], label=lab, s=18)
-        lim = [min(ref) * 0.8, max(ref) * 1.2]
+        for (lab, r), mk in zip(((k, v) for k, v in per.items() if k != "reference MD"), "osx^"):
+            ax[0].scatter(ref, r["rg2_mean"], label=lab, s=30, marker=mk, facecolors="none" if mk in "os" else None)
+        lim = [0.0, 2.0 * max(ref)]
         ax[0].plot(lim, lim, "k--", lw=1)
-        ax[0].set(xlabel="reference <R_g^2> (nm^2)", ylabel="predicted <R_g^2> (nm^2)", title="class-II test chains")
+        ax[0].set(xlim=lim, ylim=lim, xlabel="reference <R_g^2> (nm^2)", ylabel="predicted <R_g^2> (nm^2)",
+                  title="class-II test chains (outside the axes: not shown)")
+        hist_range = (0.0, 2.5 * float(np.max(dists["reference MD"])))
         for lab, v in dists.items():
             if np.all(np.isfinite(v)):
-                ax[1].hist(v, bins=30, density=True, histtype="step", label=lab)
+                ax[1].hist(v, bins=40, range=hist_range, density=True, histtype="step", label=lab)
         ax[1].set(xlabel="R_g^2 (nm^2)", ylabel="density", title="test chain 0")
         ax[0].legend(fontsize=7); ax[1].legend(fontsize=7)
         fig.tight_layout()
@@ -301,13 +320,14 @@ def plot(results, extras, out: Path, scale: str) -> list:
         for j, key in enumerate(("Li-TFSI", "Li-Li")):
             for lab, r in rdfs.items():
                 ax[j].plot(r[key][0], r[key][1], label=lab, lw=2.5 if lab == "reference MD" else 1.2)
-            ax[j].set(xlabel="r (nm)", ylabel="g(r)", title=f"RDF {key} (CG beads)")
+            top = 1.5 * float(np.max(rdfs["reference MD"][key][1])) + 0.5
+            ax[j].set(xlabel="r (nm)", ylabel="g(r)", ylim=(0, top), title=f"RDF {key} (CG beads)")
         labs = list(vals)
         w = np.arange(len(labs))
         for off, name in ((-0.2, "Li"), (0.2, "TFSI")):
             ax[2].bar(w + off, [vals[lab][f"D_{name}_nm2_per_ps"] or 0 for lab in labs], 0.4, label=name)
         ax[2].set_xticks(w, labs, rotation=30, fontsize=7)
-        ax[2].set(ylabel="D (nm^2/ps)", title="diffusivity (molecule COM)")
+        ax[2].set(ylabel="D (nm^2/ps)", yscale="log", title="diffusivity (molecule COM)")
         ax[0].legend(fontsize=7); ax[2].legend(fontsize=7)
         fig.tight_layout()
         files.append(out / f"accuracy_{scale}_spe.png")
@@ -323,8 +343,8 @@ def print_table(results):
         keys = [k for k, v in next(iter(met.values())).items() if not isinstance(v, dict)]
         print(f"\n{part}: " + " | ".join(keys))
         for lab, r in met.items():
-            print(f"  {lab:<14}" + " | ".join(f"{r[k]:.4g}" if isinstance(r[k], (int, float)) and r[k] is not None
-                                             else str(r[k]) for k in keys))
+            vals = [r.get(k, r.get("error", "-")) for k in keys]
+            print(f"  {lab:<14}" + " | ".join(f"{v:.4g}" if isinstance(v, (int, float)) else str(v) for v in vals))
 
 
 def main(argv=None):

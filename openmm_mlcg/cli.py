@@ -39,14 +39,10 @@ def _generate(args) -> int:
                   scale=args.scale, n_workers=args.workers)
     if args.kind == "spe":
         from .systems.spe import generate
-        kwargs = dict(polymers=args.polymer, length=args.length)
-        if args.production_ps is not None:
-            kwargs["production_ps"] = args.production_ps
+        kwargs = dict(polymers=args.polymer, chain_length=args.length, training_ps=args.production_ps)
     else:
         from .systems.polymer import generate
-        kwargs = dict(kind=args.polymer_class, length=args.length)
-        if args.production_ps is not None:
-            kwargs["production_tau"] = args.production_ps  # reduced units: 1 tau = 1 ps
+        kwargs = dict(kind=args.polymer_class, length=args.length, production_tau=args.production_ps)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     dirs = generate(**common, **kwargs)
     for d in dirs or []:

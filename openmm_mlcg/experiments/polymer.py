@@ -10,8 +10,9 @@ training length) against the full reference; across chains r^2 and MAE of <R_g^2
 
 Units: reduced LJ units mapped onto OpenMM units, sigma = 1 nm, tau = 1 ps, m = 1 amu, so R_g^2 is in
 sigma^2 = nm^2 and times in tau = ps.  Scales (``SCALES``): "smoke" (seconds, CI), "demo" (a 2-core CPU in
-~15 min: 30-CU chains of ~65 beads, group_size 6 -> ~11 CG beads, about the paper's ~9 beads per chain at
-100 beads per CG bead for ~890-bead chains), "paper" (appendix B sizes: 400 CUs, 100 x 50k tau, 40 x 5M tau).
+~15 min: 24-CU chains of ~50 beads, group_size 5 -> ~10 CG beads, about the paper's ~9 CG beads per chain at
+100 beads per CG bead for ~890-bead chains; 4 training chains x 800 tau, 4 test chains x 2500 tau, i.e. ~30
+R_g^2 relaxation times), "paper" (appendix B sizes: 400 CUs, 100 x 50k tau, 40 x 5M tau).
 Deviations from the paper at demo scale: short class-II references (a few relaxation times, not 100x the
 training length); reference frames every 5 tau (= the model step, so the k+1 starting frames come from the
 reference itself; at "paper" scale frames are every 500 tau and the starting frames come from a short
@@ -21,6 +22,7 @@ the CG level).  Refinement is off by default, as in the paper for polymers (appe
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import time
@@ -63,7 +65,8 @@ def polymer_settings(scale: str = "demo", **overrides) -> dict:
         if value is not None:
             s[key] = value
     model_dt = s["frame_tau"] * s["stride"]
-    for key, unit_tau in (("train_tau", s["frame_tau"]), ("test_frame_tau", model_dt), ("test_tau", s["test_frame_tau"])):
+    for key, unit_tau in (("train_tau", s["frame_tau"]), ("test_frame_tau", model_dt),
+                          ("test_tau", s["test_frame_tau"])):
         ratio = s[key] / unit_tau
         if not (s[key] > 0 and abs(ratio - round(ratio)) < 1e-9):
             raise ValueError(f"{key}: expected a positive multiple of {unit_tau} tau, got {s[key]}")
@@ -128,7 +131,11 @@ def train_polymer_model(trajectories, mappings, s: dict, out_dir, device=None, t
         optim=dict(batch_size=s["batch_size"], lr=s["lr"], lr_final=s["lr_final"]),
         training=dict(n_steps=steps, eval_every=max(1, steps // 5), checkpoint_every=max(1, steps // 10),
                       device=str(device or "cpu"), out_dir=str(out_dir), progress=progress))
-    return Path(train_on_trajectories(trajectories, mappings, cfg))
+    t0 = time.perf_counter()
+    path = Path(train_on_trajectories(trajectories, mappings, cfg))
+    with atomic_write(Path(out_dir) / "training_time.json", "w") as fh:  # wall time of this (last) call
+        json.dump(dict(training_wall_s=time.perf_counter() - t0, train_steps=steps), fh)
+    return path
 
 
 def chain_observables(positions, dt_ps: float, masses) -> dict:
@@ -199,8 +206,8 @@ def _plots(out: Path, per: dict, curves: list, labels: list) -> list:
         files.append(plots.plot_parity(ref["tau_ps"], {k: per[k]["tau_ps"] for k in labels},
                                        out / "rg2_relaxation_parity.png", r"$t_{R_g^2}$ (ps = $\tau$)"))
     for i, c in enumerate(curves):
-        files.append(plots.plot_distributions({k: v["rg2"] for k, v in c.items()}, out / f"rg2_distribution_chain{i}.png",
-                                              title=f"class-II chain {i}"))
+        files.append(plots.plot_distributions({k: v["rg2"] for k, v in c.items()},
+                                              out / f"rg2_distribution_chain{i}.png", title=f"class-II chain {i}"))
         files.append(plots.plot_acf({k: (v["lag_ps"], v["acf"]) for k, v in c.items()}, out / f"rg2_acf_chain{i}.png",
                                     title=rf"$R_g^2$ ACF, class-II chain {i}"))
     return [f.name for f in files]
@@ -254,8 +261,10 @@ def run_polymer_experiment(out_dir, scale: str = "demo", model=None, platform=No
         classical, training and rollout wall s), ``plots``.  Non-finite numbers are written as null.
 
     Raises:
-        ValueError: bad scale/settings (see :func:`polymer_settings`); FileNotFoundError: ``model`` missing.
-        openmm_mlcg.simulator.NonFiniteStateError: a learned rollout produced NaN.
+        ValueError: bad scale/settings (see :func:`polymer_settings`), or a ``model`` whose atom types or time
+            step do not fit the chains; FileNotFoundError: ``model`` missing.
+        A learned rollout that diverges (non-finite positions) is not an error: its chain gets null values and
+        ``n_frames`` 0, and the metrics use the other chains.
     """
     from ..analysis import earth_movers_distance
     from ..data import load_run
@@ -281,15 +290,24 @@ def run_polymer_experiment(out_dir, scale: str = "demo", model=None, platform=No
         bundle = train_polymer_model([t for _, t in train], [m for m, _ in train], s, out / "model", device,
                                      train_score=any(v["refine"] for v in variants.values()), progress=progress)
     else:
-        bundle = Path(model)
+        from ..export import load_bundle
+        bundle, meta = Path(model), load_bundle(model).metadata
+        if not math.isclose(float(meta["model_time_step_ps"]), s["frame_tau"] * s["stride"], rel_tol=1e-9):
+            raise ValueError(f"model: bundle time step {meta['model_time_step_ps']} ps differs from the experiment's "
+                             f"model step frame_tau*stride = {s['frame_tau'] * s['stride']} ps")
+        s["history"] = int(meta["history"])
     t_train = time.perf_counter() - t1
+    record = bundle.parent / "training_time.json"
+    if model is None and record.is_file() and t_train < 0.5 * json.loads(record.read_text())["training_wall_s"]:
+        t_train = json.loads(record.read_text())["training_wall_s"]  # resumed run: report the original training
     log(f"model ready: {bundle} ({t_train:.0f} s)")
 
     k, st, model_dt = s["history"], s["stride"], s["frame_tau"] * s["stride"]
     report = int(round(s["test_frame_tau"] / model_dt))
-    n_short = int(round(s["train_tau"] / s["test_frame_tau"])) + 1
+    n_short = int(round(s["train_tau"] / s["test_frame_tau"]))  # MD writes no frame at t = 0
     labels = list(variants) + ["short MD"]
     per = {lab: dict(rg2_mean=[], tau_ps=[], emd_nm2=[], n_frames=[]) for lab in ["reference MD"] + labels}
+    model_id = hashlib.sha256(bundle.read_bytes()).hexdigest()[:10]  # rollouts are cached per bundle
     curves, walls, sim_ps, n_beads = [], {v: 0.0 for v in variants}, {v: 0.0 for v in variants}, []
     for i, run in enumerate(runs["class2"]):
         mapping, traj = cg(run)
@@ -304,7 +322,7 @@ def run_polymer_experiment(out_dir, scale: str = "demo", model=None, platform=No
         obs = {"reference MD": chain_observables(pos, dt, masses),
                "short MD": chain_observables(pos[:n_short], dt, masses)}
         for v, opts in variants.items():
-            tag = f"{v.replace(' ', '_')}_r{int(opts['refine'])}d{int(opts['deterministic'])}_s{seed}"
+            tag = f"{v.replace(' ', '_')}_r{int(opts['refine'])}d{int(opts['deterministic'])}_s{seed}_{model_id}"
             lp, lt, wall = _rollout(bundle, mapping, start, n_steps, report, out / "rollouts" / f"chain{i:04d}" / tag,
                                     opts, device, seed + i, "Reference")
             if lp is None:
@@ -336,7 +354,7 @@ def run_polymer_experiment(out_dir, scale: str = "demo", model=None, platform=No
                        "(0.01 tau Langevin steps on the fine bead model); wall times of a resumed run cover only "
                        "the work done in this call")
     settings = dict(s, seed=seed, variants=variants, model_time_step_ps=model_dt, bundle=str(bundle),
-                    training_frames_per_chain=int(round(s["train_tau"] / s["frame_tau"])) + 1,
+                    training_frames_per_chain=int(round(s["train_tau"] / s["frame_tau"])),
                     reference_frames_per_chain=per["reference MD"]["n_frames"],
                     beads_per_chain_fine_cg=n_beads, units="reduced: sigma = 1 nm, tau = 1 ps, m = 1 amu")
     summary = dict(experiment="polymer", source="Fu et al., TMLR 2023, section 4.1 / appendix B", settings=settings,

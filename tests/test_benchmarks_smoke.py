@@ -1,0 +1,79 @@
+"""Smoke tests of benchmarks/bench_speed.py and benchmarks/bench_accuracy.py (--smoke, each < ~60 s on 2 idle cores).
+
+Each script runs in a subprocess (as a user would run it) writing into tmp_path; the JSON must carry the
+documented keys with finite, physically sensible numbers.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+
+
+def _run(script, *args, cwd):
+    p = subprocess.run([sys.executable, str(BENCH / script), *args], cwd=cwd, capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, f"{script} failed:\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}"
+    return p.stdout
+
+
+def _finite_positive(x, name):
+    assert isinstance(x, (int, float)) and math.isfinite(x) and x > 0, f"{name}: expected finite > 0, got {x!r}"
+
+
+@pytest.mark.skipif(not (BENCH / "bench_speed.py").is_file(), reason="benchmarks/ not present")
+def test_bench_speed_smoke(tmp_path):
+    out = _run("bench_speed.py", "--smoke", "--out", str(tmp_path), cwd=tmp_path)
+    assert "ns/hour" in out
+    doc = json.loads((tmp_path / "speed_cpu_smoke.json").read_text())
+    res = doc["models"]["small"]
+    env = res["environment"]
+    for key in ("device", "date", "cpu_model", "torch_threads", "torch", "openmm", "load_average"):
+        assert key in env, key
+    assert res["system"]["n_beads"] < res["system"]["n_atoms"]
+    assert {m["platform"] for m in res["md"]} >= {"CPU"}
+    for m in res["md"]:
+        _finite_positive(m["ns_per_hour"], "md ns_per_hour")
+        # ns/hour is steps/s * dt * 3.6
+        assert m["ns_per_hour"] == pytest.approx(m["steps_per_s"] * m["time_step_ps"] * 3.6)
+    assert "no refinement" in res["learned"]
+    for key, row in res["learned"].items():
+        _finite_positive(row["ns_per_hour"], key)
+        _finite_positive(res["ratio_to_md"][key], f"ratio {key}")
+    # refinement adds Score passes: a refined model step cannot be cheaper than an unrefined one by much
+    ref = [r for k, r in res["learned"].items() if r.get("refine") and not r.get("extrapolated")][0]
+    assert ref["s_per_model_step"] > 0.5 * res["learned"]["no refinement"]["s_per_model_step"]
+    for key in ("neighbour_list_s", "dynamics_script_s", "score_script_s"):
+        _finite_positive(res["per_pass_on_system"]["timings"][key], key)
+    rows = res["scaling"]["rows"]
+    assert rows and all(r["n_beads"] in res["scaling"]["requested_sizes"] for r in rows)
+    for r in rows:
+        _finite_positive(r["peak_rss_mb"], "peak_rss_mb")
+        assert r["n_edges"] > r["n_beads"]  # ~13 neighbours per bead at the SPE bead density
+
+
+@pytest.mark.skipif(not (BENCH / "bench_accuracy.py").is_file(), reason="benchmarks/ not present")
+def test_bench_accuracy_smoke(tmp_path):
+    _run("bench_accuracy.py", "--smoke", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "res"),
+         cwd=tmp_path)
+    doc = json.loads((tmp_path / "res" / "accuracy_smoke.json").read_text())
+    assert doc["scale"] == "smoke" and "load_average" in doc["environment"]
+    met = doc["polymer"]["metrics"]
+    assert set(met) == {"short MD", "learned", "no refinement", "deterministic"}
+    short = met["short MD"]
+    for key in ("rg2_mae_nm2", "rg2_emd_nm2"):
+        assert math.isfinite(short[key]) and short[key] >= 0, key
+    assert short["rg2_r2"] is None or short["rg2_r2"] <= 1.0
+    for lab in ("learned", "no refinement", "deterministic"):
+        assert "error" in met[lab] or met[lab]["rg2_mae_nm2"] >= 0
+    per = doc["polymer"]["per_chain"]["reference MD"]["rg2_mean"]
+    assert len(per) == doc["config"]["polymer"]["n_test"] and all(v > 0 for v in per)
+    assert "skipped" in doc["spe"]
+    assert doc["figures"] and all(Path(f).is_file() for f in doc["figures"])
