@@ -5,22 +5,29 @@
 time, one Dynamics GNN pass and one Score GNN pass (eager and TorchScript), and the implied cost of one model
 step with refinement (20 levels x 10 Langevin steps, each = edges on the noisy positions + one Score pass).
 
-Usage: python benchmarks/bench_model.py [--beads 900] [--box 4.05] [--repeats 5]
-Writes benchmarks/results/model_<device>.json (device, torch version, date, numbers).
+Also times one real training step of the trainer (``train.model_step.compute_losses`` with input noise and the
+score loss, backward, gradient clipping, Adam) on a mini-batch of ``--batch-size`` windows of the same system,
+whose fine graph is synthetic (``--atoms-per-bead`` atoms per bead in bonded chains), and reports training
+samples (windows) per second.
+
+Usage: python benchmarks/bench_model.py [--beads 900] [--box 4.05] [--repeats 5] [--batch-size 4]
+Writes benchmarks/results/model_<device>.json (environment record of _bench_common, numbers).
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
+import sys
 import time
 import warnings
 from pathlib import Path
 
 import torch
 
-from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN, ScoreGNN, build_edges
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _bench_common import environment, write_json  # noqa: E402
+
+from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN, ScoreGNN, build_edges  # noqa: E402
 
 
 def _timeit(fn, repeats, device):
@@ -110,6 +117,66 @@ def bench(device: torch.device, n_beads: int, box_nm: float, cutoff: float, hist
     return out
 
 
+def bench_training(device: torch.device, n_beads: int, box_nm: float, cutoff: float, history: int,
+                   batch_size: int, repeats: int, model: str = "paper", atoms_per_bead: int = 7) -> dict:
+    """Median wall time of one optimisation step of the trainer and the implied training samples/s.
+
+    The system: ``n_beads`` beads at random positions in a cubic box (:func:`synthetic_system`), each bead a
+    bonded chain of ``atoms_per_bead`` atoms (random types/masses); windows with random history velocities
+    (0.05 nm/step) and accelerations (0.01 nm/step^2). Paper loss: NLL + score loss, input noise on.
+    """
+    from openmm_mlcg.train.batching import SystemGraph, collate
+    from openmm_mlcg.train.config import TrainConfig
+    from openmm_mlcg.train.model_step import compute_losses
+    from openmm_mlcg.dynamics import geometric_sigmas
+
+    torch.manual_seed(0)
+    z = MODEL_SIZES[model]
+    cfg = TrainConfig()
+    cfg.model.embedding_hidden, cfg.model.dynamics_hidden = z["embedding_hidden"], z["dynamics_hidden"]
+    cfg.model.score_hidden = z["score_hidden"]
+    cfg.model.embedding_layers = cfg.model.dynamics_layers = cfg.model.score_layers = z["layers"]
+    cfg.model.cutoff_nm = cutoff
+    cfg.optim.batch_size = batch_size
+    mods = {k: m.to(device).train() for k, m in make_modules(model, history=history).items()}
+    x, box, bonds = synthetic_system(n_beads, box_nm, torch.device("cpu"))
+    n_atoms = n_beads * atoms_per_bead
+    atom_to_bead = torch.arange(n_beads).repeat_interleave(atoms_per_bead)
+    a = torch.arange(n_atoms)
+    chain = a[(a % atoms_per_bead) != atoms_per_bead - 1]
+    fine = torch.stack([chain, chain + 1])
+    cross = torch.stack([bonds[0] * atoms_per_bead + atoms_per_bead - 1, bonds[1] * atoms_per_bead])
+    fine = torch.cat([fine, cross], 1)
+    graph = SystemGraph(atom_types=torch.randint(16, (n_atoms,)), masses=torch.rand(n_atoms) * 15 + 1,
+                        bond_index=torch.cat([fine, fine.flip(0)], 1), bond_types=torch.randint(6, (2 * fine.shape[1],)),
+                        atom_to_bead=atom_to_bead, n_beads=n_beads, bead_masses=torch.rand(n_beads) * 100 + 10,
+                        cg_bonds=bonds).to(device)
+    g = torch.Generator().manual_seed(1)
+    items = []
+    for _ in range(batch_size):
+        hv = 0.05 * torch.randn(history, n_beads, 3, generator=g)
+        acc = 0.01 * torch.randn(n_beads, 3, generator=g)
+        items.append(dict(system=0, positions=x, history_velocities=hv, target_acceleration=acc,
+                          next_positions=x + hv[-1] + acc, box=box))
+    batch = collate(items, [graph]).to(device)
+    stats = {"velocity_std": 0.05, "acceleration_std": 0.01}
+    sigmas = geometric_sigmas(cfg.score.sigma_max_nm, cfg.score.sigma_min_nm, cfg.score.n_levels)
+    params = [p for m in mods.values() for p in m.parameters()]
+    opt = torch.optim.Adam(params, lr=cfg.optim.lr)
+    gen = torch.Generator().manual_seed(2)
+
+    def train_step():
+        losses = compute_losses(mods, [graph], batch, stats, cfg, sigmas, gen, train=True)
+        opt.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+        opt.step()
+
+    t = _timeit(train_step, repeats, device)
+    return {"batch_size": batch_size, "n_beads_per_window": n_beads, "n_atoms_per_window": n_atoms,
+            "train_step_s": t, "training_samples_per_s": batch_size / t}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--beads", type=int, default=900)
@@ -118,19 +185,20 @@ def main(argv=None):
     p.add_argument("--history", type=int, default=20)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--model", choices=sorted(MODEL_SIZES), default="paper")
+    p.add_argument("--batch-size", type=int, default=4, help="windows per training step")
+    p.add_argument("--no-training", action="store_true", help="skip the training-step timing")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = p.parse_args(argv)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for dev in devices:
-        res = bench(dev, args.beads, args.box, args.cutoff, args.history, args.repeats, args.model)
-        res.update(device=str(dev) if dev.type == "cpu" else torch.cuda.get_device_name(dev),
-                   cpu=platform.processor() or platform.machine(), torch_threads=torch.get_num_threads(),
-                   torch_version=torch.__version__,
-                   date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        res = {"benchmark": "model", "environment": environment(str(dev))}
+        res.update(bench(dev, args.beads, args.box, args.cutoff, args.history, args.repeats, args.model))
+        if not args.no_training:
+            res["training"] = bench_training(dev, args.beads, args.box, args.cutoff, args.history,
+                                             args.batch_size, max(3, args.repeats // 2), args.model)
+        res["environment"]["load_average_end"] = list(__import__("os").getloadavg())
         print(json.dumps(res, indent=1))
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"model_{dev.type}.json").write_text(json.dumps(res, indent=1) + "\n")
+        write_json(Path(args.out) / f"model_{dev.type}.json", res)
 
 
 if __name__ == "__main__":

@@ -301,3 +301,23 @@ def test_cuda_device_without_cuda_is_a_clear_error(tmp_path):
         train_on_trajectories([traj], [mapping], _config(tmp_path / "c", training=dict(device="cuda")))
     with pytest.raises(ValueError, match=r"cg_trajectories/mappings: expected equal non-zero lengths, got 1 and 0"):
         train_on_trajectories([traj], [], _config(tmp_path / "c"))
+
+
+def test_split_in_time_holds_out_validation_or_warns():
+    from openmm_mlcg.data import CGTrajectory
+    from openmm_mlcg.train.sources import split_in_time, window_span
+
+    span = window_span(history=4, stride=2)  # 11 frames per window
+    rng = np.random.default_rng(0)
+
+    def traj(n):
+        return CGTrajectory(rng.normal(size=(n, 3, 3)), None, np.arange(n) * 1.0, 1.0, "h")
+
+    # 200 frames: the last 10 % (20 frames >= span) is held out, in time order, nothing lost or duplicated
+    tr_ids, tr, va_ids, va = split_in_time([traj(200)], 0.1, span)
+    assert (tr_ids, va_ids) == ([0], [0]) and tr[0].n_frames == 180 and va[0].n_frames == 20
+    assert va[0].time_ps[0] == tr[0].time_ps[-1] + 1.0
+    # 41 frames (the demo's 40 ps at 1 ps): 4 frames cannot make a window -> all training, with a warning
+    with pytest.warns(UserWarning, match="too few to hold out"):
+        tr_ids, tr, va_ids, va = split_in_time([traj(41)], 0.1, span)
+    assert tr[0].n_frames == 41 and va == [] and va_ids == []

@@ -225,6 +225,21 @@ def format_summary(summary: dict) -> str:
     for label in ("learned", "short MD", "reference MD"):
         row = d.get(label, {})
         lines.append(f"{label:<22}" + "".join(f"{row.get(sp, float('nan')):>14.3e}" for sp in ("Li+", "TFSI-")))
+    rdf = {label: m.get("rdf_mae", {}) for label, m in summary.get("metrics", {}).items() if m.get("rdf_mae")}
+    if rdf:
+        lines.append("RDF error |g - g_ref| vs reference MD, averaged over r (per bead-type pair):")
+        for label, v in rdf.items():
+            vals = {pair: e for pair, e in v.items() if e is not None and np.isfinite(e)}
+            if vals:
+                worst = max(vals, key=vals.get)
+                lines.append(f"  {label:<20}mean over {len(vals)} pairs {np.mean(list(vals.values())):.3f}, "
+                             f"worst {worst} {vals[worst]:.3f}")
+    coll = summary.get("mean_collisions", {})
+    if coll:
+        cutoffs = sorted({rc for v in coll.values() for rc in v}, key=float)
+        lines.append("mean non-bonded bead pairs closer than " + ", ".join(f"{rc} nm" for rc in cutoffs) + ":")
+        for label, v in coll.items():
+            lines.append(f"  {label:<20}" + "".join(f"{v.get(rc, float('nan')):>10.2f}" for rc in cutoffs))
     sp = summary["speed"]
     lines.append(f"speed: learned {sp['learned_ns_per_hour']:.3g} ns/h, classical "
                  f"{(sp['classical_ns_per_hour'] or float('nan')):.3g} ns/h, ratio {sp.get('speed_up', float('nan')):.3g}")

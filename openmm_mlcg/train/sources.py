@@ -5,6 +5,7 @@ trajectories are cached by :func:`openmm_mlcg.data.coarse_grain_trajectory`.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -72,7 +73,8 @@ def window_span(history: int, stride: int) -> int:
 def split_in_time(trajs: List, val_fraction: float, span: int) -> Tuple[List[int], List, List[int], List]:
     """Hold out the last ``val_fraction`` of the frames of every trajectory for validation.
 
-    A trajectory too short to give both parts at least ``span`` frames goes entirely to training.
+    A trajectory too short to give both parts at least ``span`` frames goes entirely to training (with a
+    ``UserWarning``: that trajectory then gives no validation windows and ``val_nll`` may be NaN).
 
     Returns:
         (train_system_ids, train_trajs, val_system_ids, val_trajs); system ids index the input list.
@@ -92,4 +94,8 @@ def split_in_time(trajs: List, val_fraction: float, span: int) -> Tuple[List[int
             va_ids.append(i); va.append(t.slice(n - n_val, None))
         else:
             tr_ids.append(i); tr.append(t)
+            if val_fraction > 0:
+                warnings.warn(f"cg_trajectories[{i}]: {n} frames are too few to hold out {val_fraction:g} of them "
+                              f"for validation (each part needs >= {span} frames); the whole trajectory is used for "
+                              "training and gives no validation windows", UserWarning, stacklevel=2)
     return tr_ids, tr, va_ids, va
