@@ -77,3 +77,21 @@ def test_bench_accuracy_smoke(tmp_path):
     assert len(per) == doc["config"]["polymer"]["n_test"] and all(v > 0 for v in per)
     assert "skipped" in doc["spe"]
     assert doc["figures"] and all(Path(f).is_file() for f in doc["figures"])
+
+
+def test_bench_model_small_system(tmp_path):
+    _run("bench_model.py", "--beads", "60", "--box", "1.6", "--model", "small", "--repeats", "1", "--history", "3",
+         "--out", str(tmp_path), cwd=tmp_path)
+    res = json.loads((tmp_path / "model_cpu.json").read_text())
+    assert res["environment"]["device"] == "cpu" and res["n_beads"] == 60
+    # 3 message-passing layers of width 64: the Dynamics GNN has more parameters than the width-32 Embedding GNN
+    assert res["params"]["dynamics"] > res["params"]["embedding"] > 0
+    for key, value in res["timings"].items():
+        _finite_positive(value, key)
+    # one refined model step = one plain step + 200 (neighbour list + Score pass), as documented
+    t = res["timings"]
+    assert t["model_step_refine_200_s"] == pytest.approx(
+        t["model_step_no_refine_s"] + 200 * (t["neighbour_list_s"] + t["score_script_s"]))
+    tr = res["training"]
+    assert tr["n_atoms_per_window"] == 7 * 60 and tr["batch_size"] == 4
+    assert tr["training_samples_per_s"] == pytest.approx(4 / tr["train_step_s"])
