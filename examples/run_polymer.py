@@ -2,7 +2,7 @@
 """Single-chain polymer example (Fu et al., TMLR 2023, section 4.1): train on class-I chains, predict R_g^2
 statistics of unseen class-II chains with the learned simulator, compare with reference MD.
 
-    python examples/run_polymer.py                 # demo scale, ~15 min on a 2-core CPU
+    python examples/run_polymer.py                 # demo scale, ~6 min on a 2-core CPU
     python examples/run_polymer.py --smoke         # seconds (CI)
     python examples/run_polymer.py --model BUNDLE  # skip training, only simulate the test chains
     python examples/run_polymer.py --scale paper --platform CUDA --device cuda

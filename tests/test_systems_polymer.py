@@ -259,3 +259,16 @@ def test_generate_resumes_after_kill(tmp_path, monkeypatch):
     rows = [l for l in (d / "state_data.csv").read_text().splitlines() if not l.startswith("#")]
     steps = [int(r.split(",")[0]) for r in rows]
     assert steps == list(range(150, 2101, 50))  # production starts at step 100, after 100 equilibration steps
+
+
+def test_default_platform_by_chain_length():
+    import openmm
+
+    from openmm_mlcg.systems.polymer import REFERENCE_PLATFORM_MAX_UNITS, default_platform
+
+    names = {openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())}
+    if "CUDA" in names:
+        assert default_platform(10) == "CUDA"
+    else:  # a single short chain runs faster on the single-threaded Reference platform than on CPU
+        assert default_platform(REFERENCE_PLATFORM_MAX_UNITS - 1) == "Reference"
+        assert default_platform(REFERENCE_PLATFORM_MAX_UNITS) in names - {"Reference"} or len(names) == 1

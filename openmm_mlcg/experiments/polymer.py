@@ -10,7 +10,7 @@ training length) against the full reference; across chains r^2 and MAE of <R_g^2
 
 Units: reduced LJ units mapped onto OpenMM units, sigma = 1 nm, tau = 1 ps, m = 1 amu, so R_g^2 is in
 sigma^2 = nm^2 and times in tau = ps.  Scales (``SCALES``): "smoke" (seconds, CI), "demo" (a 2-core CPU in
-~15 min: 24-CU chains of ~50 beads, group_size 5 -> ~10 CG beads, about the paper's ~9 CG beads per chain at
+~6 min: 24-CU chains of ~50 beads, group_size 5 -> ~10 CG beads, about the paper's ~9 CG beads per chain at
 100 beads per CG bead for ~890-bead chains; 4 training chains x 800 tau, 4 test chains x 2500 tau, i.e. ~30
 R_g^2 relaxation times), "paper" (appendix B sizes: 400 CUs, 100 x 50k tau, 40 x 5M tau).
 Deviations from the paper at demo scale: short class-II references (a few relaxation times, not 100x the
@@ -242,7 +242,8 @@ def run_polymer_experiment(out_dir, scale: str = "demo", model=None, platform=No
         scale: "smoke", "demo" or "paper" (see ``SCALES``); ``overrides`` change single settings (e.g.
             ``length=40, train_steps=3000``).
         model: existing bundle path: skip generating training data and training.
-        platform: OpenMM platform of the reference MD (None: fastest).  device: torch device of model/training.
+        platform: OpenMM platform of the reference MD (None: ``systems.polymer.default_platform``).  device: torch
+            device of model/training.
         seed: master seed of the reference MD and the learned rollouts.
         refine, deterministic: the default learned variant (refinement off for polymers, paper appendix C).
         n_train, n_test: numbers of class-I / class-II chains (default by scale).
