@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -196,7 +197,7 @@ def main(argv=None):
         if not args.no_training:
             res["training"] = bench_training(dev, args.beads, args.box, args.cutoff, args.history,
                                              args.batch_size, max(3, args.repeats // 2), args.model)
-        res["environment"]["load_average_end"] = list(__import__("os").getloadavg())
+        res["environment"]["load_average_end"] = list(os.getloadavg())
         print(json.dumps(res, indent=1))
         write_json(Path(args.out) / f"model_{dev.type}.json", res)
 

@@ -304,21 +304,16 @@ def _steps(value_tau: float, dt_tau: float, name: str) -> int:
     return int(round(steps))
 
 
-#: below this many CUs (~2.3 beads each) the single-threaded Reference platform outruns the CPU platform for one
-#: implicit-solvent chain (measured on 2 cores: 56 beads 4790 vs 1241 steps/s, 225 beads 1097 vs 647, 917 beads
-#: 257 vs 266): the chain is too small to amortise the CPU platform's thread synchronisation.
+#: below this many CUs (~2.3 beads each) one implicit-solvent chain runs faster on the single-threaded Reference
+#: platform than on CPU (2 cores, steps/s: 56 beads 4790 vs 1241, 225 beads 1097 vs 647, 917 beads 257 vs 266)
 REFERENCE_PLATFORM_MAX_UNITS = 400
 
 
 def default_platform(length_units: int) -> str:
-    """Platform used when none is named: CUDA if present, else Reference for chains shorter than
-    ``REFERENCE_PLATFORM_MAX_UNITS`` constitutional units, else the fastest available (CPU)."""
-    names = {openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())}
-    if "CUDA" in names:
-        return "CUDA"
-    if length_units < REFERENCE_PLATFORM_MAX_UNITS:
-        return "Reference"
-    return make_platform(None).getName()
+    """The fastest platform (``md.make_platform(None)``), except Reference instead of CPU for chains shorter
+    than ``REFERENCE_PLATFORM_MAX_UNITS`` constitutional units."""
+    fastest = make_platform(None).getName()
+    return "Reference" if fastest == "CPU" and length_units < REFERENCE_PLATFORM_MAX_UNITS else fastest
 
 
 def generate(n_systems: int, out_dir, kind: str = "class1", length: int | None = None, seed: int = 0,
