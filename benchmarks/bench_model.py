@@ -161,7 +161,7 @@ def bench_training(device: torch.device, n_beads: int, box_nm: float, cutoff: fl
                           next_positions=x + hv[-1] + acc, box=box))
     batch = collate(items, [graph]).to(device)
     stats = {"velocity_std": 0.05, "acceleration_std": 0.01}
-    sigmas = geometric_sigmas(cfg.score.sigma_max_nm, cfg.score.sigma_min_nm, cfg.score.n_levels)
+    sigmas = cfg.score.resolved_sigmas(stats["velocity_std"])
     params = [p for m in mods.values() for p in m.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.optim.lr)
     gen = torch.Generator().manual_seed(2)

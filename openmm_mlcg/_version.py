@@ -1,3 +1,3 @@
 """Package version (single source of truth, read by setup.py and the model bundle)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -6,7 +6,8 @@ and numpy only (not the trainer, not torch_geometric).
 
 Metadata keys (units): format_version (int), package_version (str), export_format ("torchscript"),
 model_time_step_ps, history (k), cutoff_nm, sigmas_nm (list, descending, nm), langevin_steps_per_level,
-langevin_step_size_nm2 (nm^2), velocity_std (nm per model step), acceleration_std (nm per model step^2),
+langevin_step_size_nm2 (nm^2), sampler / schedule / corrector_steps / snr (openmm_mlcg.samplers),
+score_parametrisation, mean_parametrisation, velocity_std (nm per model step), acceleration_std (nm per model step^2),
 atom_type_vocabulary (list of str), n_bond_types, min_std (normalised acceleration units), hyperparameters
 ({"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments), mapping_hash (str or None),
 created (ISO-8601 UTC), plus anything else the caller adds (e.g. training config).
@@ -38,7 +39,7 @@ from .io_utils import atomic_write
 __all__ = ["Bundle", "save_bundle", "load_bundle", "check_scripted_matches_eager", "script_module",
            "FORMAT_VERSION", "REQUIRED_METADATA", "default_refinement_metadata", "ExportMismatchError"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: Gaussian mean = -v_last + residual, residual Score GNN, sampler keys
 MODULE_NAMES = ("embedding", "dynamics", "score")
 REQUIRED_METADATA = ("model_time_step_ps", "history", "cutoff_nm", "velocity_std", "acceleration_std",
                      "atom_type_vocabulary")
@@ -75,11 +76,12 @@ class Bundle:
 
 
 def default_refinement_metadata() -> Dict[str, Any]:
-    """Paper appendix C refinement settings in nm: 20 geometric sigmas 1.0 -> 0.001 nm, 10 steps, 5e-7 nm^2."""
+    """Paper appendix C refinement settings in nm: 20 geometric sigmas 1.0 -> 0.001 nm, 10 steps, 5e-7 nm^2,
+    annealed Langevin with the paper's constant step (``sampler="langevin"``, ``schedule="paper"``)."""
     from .dynamics import geometric_sigmas
 
     return dict(sigmas_nm=[float(s) for s in geometric_sigmas(1.0, 0.001, 20)], langevin_steps_per_level=10,
-                langevin_step_size_nm2=5e-7)
+                langevin_step_size_nm2=5e-7, sampler="langevin", schedule="paper", corrector_steps=0, snr=0.16)
 
 
 @contextlib.contextmanager
@@ -232,7 +234,9 @@ def load_bundle(path, device="cpu", mapping=None) -> Bundle:
         meta = json.loads(zf.read("metadata.json").decode())
         fv = meta.get("format_version")
         if fv != FORMAT_VERSION:
-            raise ValueError(f"bundle {path}: format_version expected {FORMAT_VERSION}, got {fv!r}")
+            raise ValueError(f"bundle {path}: format_version expected {FORMAT_VERSION}, got {fv!r}; bundles of "
+                             f"format 1 predate the residual mean and score parametrisation (0.2 changelog) and "
+                             f"must be retrained")
         pv = meta.get("package_version")
         if pv is None or _major_minor(pv) != _major_minor(__version__):
             raise ValueError(f"bundle {path}: package_version {pv!r} was written by an incompatible openmm_mlcg "

@@ -4,12 +4,14 @@ Used by the OpenMM integrator (openmm_mlcg.openmm), benchmarks and examples. Nev
 
 One model step (paper section 3 and appendix C, Algorithm 1):
  1. edges = CG bonds union radius edges on the current positions (periodic minimum image);
- 2. Dynamics GNN -> mean, std of the normalised acceleration; ``a ~ N(mean, std^2)`` (``mean`` if
-    deterministic); ``a *= acceleration_std``;
- 3. ``x_pred, _ = dynamics.update(x, v_last, a)`` (v' = v + a, x' = x + v');
- 4. optional refinement: ``dynamics.annealed_langevin`` with the Score GNN, rebuilding the edges on the noisy
-    positions at every Langevin step;
- 5. the velocity stored in the history is ``x_new - x`` (consistent with refined positions); history rolls.
+ 2. Dynamics GNN -> per-bead Gaussian over the next positions (mean acceleration = -v_last + residual,
+    so mean = x + residual * acceleration_std; update rule v' = v + a, x' = x + v');
+ 3. refinement (default): the bundle's sampler (:mod:`openmm_mlcg.samplers`) draws the joint next state
+    with the Score GNN (Gaussian prior GNS + learned residual), rebuilding the edges on the noisy positions at
+    every pass; without refinement, an independent Gaussian sample (or the mean if deterministic);
+ 4. periodic systems: the step's centre-of-mass displacement is removed (momentum conservation);
+ 5. the velocity stored in the history is ``x_new - x``; history rolls.
+``deterministic``: no random numbers at all (mean start, no sampler noise).
 
 NaN/inf policy: no host synchronisation is added for the check; each step records on the device the index of
 the first non-finite step, and a single check at the end of :meth:`LearnedSimulator.step` raises
@@ -24,6 +26,7 @@ import numpy as np
 import torch
 
 from . import dynamics as _dyn
+from . import samplers as _smp
 from .nn.neighbors import build_edges, check_box
 
 __all__ = ["LearnedSimulator", "NonFiniteStateError"]
@@ -72,6 +75,13 @@ class LearnedSimulator:
         self.sigmas_nm = torch.as_tensor(meta["sigmas_nm"], dtype=torch.float64)
         self.langevin_steps_per_level = int(meta["langevin_steps_per_level"])
         self.langevin_step_size_nm2 = float(meta["langevin_step_size_nm2"])
+        self.sampler = str(meta.get("sampler", "langevin"))
+        self.schedule = str(meta.get("schedule", "paper"))
+        self.corrector_steps = int(meta.get("corrector_steps", 0))
+        self.snr = float(meta.get("snr", 0.16))
+        self.score_enabled = bool(meta.get("score_enabled", True))
+        if self.sampler not in _smp.SAMPLERS:
+            raise ValueError(f"bundle.metadata['sampler']: expected one of {_smp.SAMPLERS}, got {self.sampler!r}")
         self.embedding = bundle.embedding.to(self.device).eval()
         self.dynamics = bundle.dynamics.to(self.device).eval()
         self.score = bundle.score.to(self.device).eval()
@@ -148,9 +158,10 @@ class LearnedSimulator:
             history: (k, n_beads, 3) nm per model step, oldest first; ``history[-1] = x_t - x_{t-1}``.
             box: (3, 3) nm OpenMM reduced box vectors (rows) or None for non-periodic.
             n_steps: number of model steps (each ``model_time_step_ps``).
-            refine: apply Score GNN annealed Langevin refinement (paper Algorithm 1).
+            refine: draw the joint next state with the bundle's Score GNN sampler.
             generator: torch.Generator on the simulator's device (None: global RNG).
-            deterministic: use the predicted mean acceleration instead of sampling.
+            deterministic: no random numbers: the mean (unrefined), or the sampler started from the mean
+                without noise (refined).
 
         Returns:
             (positions (n_beads, 3), history (k, n_beads, 3)), same dtype as ``positions``.
@@ -161,20 +172,19 @@ class LearnedSimulator:
         """
         x, hist, box = self._validate(positions, history, box, n_steps)
         dtype = x.dtype
+        weights = (self.bead_masses / self.bead_masses.sum()).to(dtype)[:, None]
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         for s in range(n_steps):
-            ei, ev, et = self._edges(x, box)
-            hv = (hist / self.velocity_std).to(torch.float32).permute(1, 0, 2)
-            mean, std, latent = self.dynamics(self.bead_embedding, self.bead_masses, hv, ei, ev.to(torch.float32),
-                                              et, self.cutoff_nm)
-            if deterministic:
-                a = mean
+            mean_pos, std_pos, latent = self.predict(x, hist, box)
+            if refine and self.refines:
+                x_new = self._refine(x, mean_pos, std_pos, latent, box, generator, deterministic)
+            elif deterministic:
+                x_new = mean_pos
             else:
-                a = mean + std * torch.randn(mean.shape, generator=generator, device=self.device, dtype=mean.dtype)
-            a = a.to(dtype) * self.acceleration_std
-            x_new, _ = _dyn.update(x, hist[-1], a)
-            if refine and self.langevin_steps_per_level > 0:
-                x_new = self._refine(x, x_new, latent, box, generator)
+                x_new = mean_pos + std_pos * torch.randn(mean_pos.shape, generator=generator, device=self.device,
+                                                         dtype=dtype)
+            if box is not None:  # momentum conservation: no drift of the periodic system's centre of mass
+                x_new = x_new - (weights * (x_new - x)).sum(0, keepdim=True)
             bad = ~torch.isfinite(x_new).all()
             first_bad = torch.where(bad & (first_bad < 0), torch.full_like(first_bad, s), first_bad)
             hist = torch.cat([hist[1:], (x_new - x).unsqueeze(0)], 0)
@@ -187,15 +197,54 @@ class LearnedSimulator:
                     f"(0-based) of this call of {n_steps} steps")
         return x, hist
 
-    def _refine(self, x, x_pred, latent, box, generator):
-        sigmas = self.sigmas_nm
-        sigma_cols = [torch.full((x.shape[0], 1), float(s), dtype=torch.float32, device=self.device) for s in sigmas]
+    @property
+    def refines(self) -> bool:
+        """Whether the bundle's Score GNN was trained and its sampler does any work."""
+        if not self.score_enabled:
+            return False
+        return not (self.sampler == "langevin" and self.langevin_steps_per_level == 0)
 
-        def score_fn(xn: torch.Tensor, i: int) -> torch.Tensor:
+    @property
+    def score_passes(self) -> int:
+        """Score GNN passes of one refined model step (the Dynamics GNN adds one more)."""
+        if not self.refines:
+            return 0
+        return _smp.score_passes(self.sampler, len(self.sigmas_nm), self.langevin_steps_per_level,
+                                 self.corrector_steps)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, hist: torch.Tensor, box: Optional[torch.Tensor]):
+        """The Dynamics GNN's Gaussian over the next positions.
+
+        Args:
+            x: (n, 3) nm. hist: (k, n, 3) nm per model step. box: (3, 3) nm or None (already validated).
+
+        Returns:
+            (mean (n, 3) nm, std (n, 3) nm, latent (n, hidden)). The mean acceleration is ``-v_last`` plus the
+            network's residual (:func:`openmm_mlcg.dynamics.gaussian_mean`), so ``mean = x + residual * a_std``.
+        """
+        ei, ev, et = self._edges(x, box)
+        hv = (hist / self.velocity_std).to(torch.float32).permute(1, 0, 2)
+        out, std, latent = self.dynamics(self.bead_embedding, self.bead_masses, hv, ei, ev.to(torch.float32),
+                                         et, self.cutoff_nm)
+        return x + out.to(x.dtype) * self.acceleration_std, std.to(x.dtype) * self.acceleration_std, latent
+
+    def _refine(self, x, mean_pos, std_pos, latent, box, generator, deterministic):
+        n = x.shape[0]
+
+        def gns_fn(xn: torch.Tensor, sigma: float) -> torch.Tensor:
             ei, ev, et = self._edges(xn, box)
-            out = self.score(latent, (xn - x).to(torch.float32), ei, ev.to(torch.float32), et, sigma_cols[i],
-                             self.cutoff_nm, self.velocity_std)
-            return out.to(xn.dtype)
+            sig = torch.full((n, 1), float(sigma), dtype=xn.dtype, device=self.device)
+            return _smp.model_gns(self.score, latent, xn, mean_pos, std_pos, sig, ei, ev, et, self.cutoff_nm,
+                                  self.velocity_std)
 
-        return _dyn.annealed_langevin(score_fn, x_pred, sigmas, self.langevin_steps_per_level,
-                                      self.langevin_step_size_nm2, generator=generator)
+        noise = not deterministic
+        sigmas = [float(s) for s in self.sigmas_nm]
+        if self.sampler == "langevin":  # Algorithm 1 starts from the Dynamics GNN's sample
+            x0 = mean_pos if deterministic else mean_pos + std_pos * torch.randn(
+                mean_pos.shape, generator=generator, device=self.device, dtype=mean_pos.dtype)
+        else:
+            x0 = _smp.initial_state(mean_pos, std_pos, sigmas[0], generator, noise)
+        return _smp.refine(gns_fn, x0, sigmas, self.sampler, self.langevin_steps_per_level,
+                           self.langevin_step_size_nm2, self.schedule, self.corrector_steps, self.snr, generator,
+                           noise)

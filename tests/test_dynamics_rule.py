@@ -4,7 +4,7 @@ import pytest
 import torch
 from openmm import unit
 
-from openmm_mlcg import dynamics
+from openmm_mlcg import dynamics, samplers
 from openmm_mlcg.io_utils import atomic_write, sha256_arrays
 from openmm_mlcg.units import to_array, to_float
 
@@ -43,10 +43,10 @@ def test_geometric_sigmas():
 
 def test_annealed_langevin_zero_steps_is_identity_and_bad_args():
     x0 = torch.randn(5, 3)
-    out = dynamics.annealed_langevin(lambda x, i: -x, x0, [1.0, 0.1], 0, 1e-3)
+    out = samplers.annealed_langevin(lambda x, sigma: -x, x0, [1.0, 0.1], 0, 1e-3)
     torch.testing.assert_close(out, x0)
     with pytest.raises(ValueError, match="step_size"):
-        dynamics.annealed_langevin(lambda x, i: -x, x0, [1.0], 1, -1.0)
+        samplers.annealed_langevin(lambda x, sigma: -x, x0, [1.0], 1, -1.0)
 
 
 def test_units_conversion_and_errors():

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from openmm_mlcg.dynamics import annealed_langevin, geometric_sigmas
+from openmm_mlcg.dynamics import geometric_sigmas
+from openmm_mlcg.samplers import annealed_langevin
 from openmm_mlcg.nn.mlp import MLP
 
 
@@ -62,8 +63,7 @@ def test_annealed_langevin_samples_gaussian(use_model_units):
     n = 20000
     x0 = torch.full((n // 3 + 1, 3), mu + 3.0 * s, dtype=torch.float64)   # start far from the target
 
-    def gns(x, i):
-        sig = float(sigmas[i])
+    def gns(x, sig):
         return -sig * (x - mu) / (s ** 2 + sig ** 2)
 
     x = annealed_langevin(gns, x0, sigmas, steps, eps, generator=g).reshape(-1)
@@ -78,7 +78,7 @@ def test_annealed_langevin_samples_gaussian(use_model_units):
 
 def test_annealed_langevin_generator_reproducible():
     sig = geometric_sigmas(1.0, 0.1, 3)
-    f = lambda x, i: -x  # noqa: E731
+    f = lambda x, sigma: -x  # noqa: E731
     a = annealed_langevin(f, torch.zeros(5, 3), sig, 4, 1e-3, generator=torch.Generator().manual_seed(1))
     b = annealed_langevin(f, torch.zeros(5, 3), sig, 4, 1e-3, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, b)

@@ -22,7 +22,7 @@ import yaml
 
 __all__ = [
     "SystemSource", "DataConfig", "ModelConfig", "ScoreConfig", "OptimConfig", "InputNoiseConfig",
-    "TrainingConfig", "TrainConfig", "load_config",
+    "TrainingConfig", "TrainConfig", "load_config", "PAPER_SCORE",
 ]
 
 
@@ -73,7 +73,7 @@ class ModelConfig:
     """Network sizes (paper appendix C: 7 layers; hidden 64 embedding, 128 dynamics/score) and graph cutoff.
 
     min_std: lower bound of the predicted acceleration std, in *normalised* acceleration units
-    (fraction of acceleration_std).
+    (fraction of acceleration_std). score_rbf: radial basis functions of the distance on Score GNN edges.
     """
 
     embedding_hidden: int = 64
@@ -84,23 +84,57 @@ class ModelConfig:
     score_layers: int = 7
     min_std: float = 1e-3
     cutoff_nm: float = 0.6
+    score_rbf: int = 16
 
 
 @dataclass
 class ScoreConfig:
-    """Score GNN / denoising score matching (paper eq. (2); appendix C: 20 levels 10 -> 0.01 Angstrom = 1 -> 0.001 nm).
+    """Score GNN (denoising score matching, paper eq. (2)) and the refinement sampler the bundle is made for.
 
-    sigma_*_nm: geometric noise levels in nm. steps_per_level / step_size_nm2: annealed Langevin settings
-    stored in the bundle (paper Algorithm 1: 10 steps, eps = 5e-5 A^2 = 5e-7 nm^2). weight multiplies L_score.
+    Training draws one noise level per window log-uniformly in [sigma_min_nm, sigma_max_nm]. ``None`` ties
+    the range to the data: sigma_max = 3 velocity_std (the Gaussian's residual displacement is below one
+    velocity_std, so at sigma_max the joint structure is washed out) and sigma_min = 0.05 velocity_std (well
+    below the nearest-neighbour spacing). The sampler runs ``n_levels`` geometric levels over the same range.
+
+    sampler: ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
+    Langevin corrector steps per level at signal-to-noise ``snr``) or ``"langevin"`` (annealed Langevin,
+    ``steps_per_level`` steps of size ``step_size_nm2`` with ``schedule`` ``"song_ermon"``: eps sigma_i^2 /
+    sigma_L^2, or ``"paper"``: constant eps). See :mod:`openmm_mlcg.samplers`. :data:`PAPER_SCORE` holds
+    the paper's exact settings (appendix C: langevin, paper schedule, 20 levels 1 -> 0.001 nm, 10 steps,
+    5e-7 nm^2). weight multiplies L_score.
     """
 
     enabled: bool = True
-    sigma_max_nm: float = 1.0
-    sigma_min_nm: float = 0.001
-    n_levels: int = 20
-    steps_per_level: int = 10
+    sampler: str = "ode"
+    schedule: str = "song_ermon"
+    sigma_max_nm: Optional[float] = None
+    sigma_min_nm: Optional[float] = None
+    n_levels: int = 10
+    steps_per_level: int = 1
     step_size_nm2: float = 5e-7
+    corrector_steps: int = 0
+    snr: float = 0.16
     weight: float = 1.0
+
+    def resolved_sigmas(self, velocity_std: float):
+        """(sigma_max, sigma_min) in nm, filling ``None`` from the data's velocity_std (nm per model step)."""
+        hi = self.sigma_max_nm if self.sigma_max_nm is not None else 3.0 * float(velocity_std)
+        lo = self.sigma_min_nm if self.sigma_min_nm is not None else 0.05 * float(velocity_std)
+        if hi < lo:
+            raise ValueError(f"score.sigma_max_nm: expected >= score.sigma_min_nm={lo}, got {hi}")
+        return float(hi), float(lo)
+
+
+def refinement_metadata(score: "ScoreConfig") -> dict:
+    """Bundle metadata keys that say which sampler and noise schedule the model was trained for."""
+    return dict(sampler=score.sampler, schedule=score.schedule, corrector_steps=int(score.corrector_steps),
+                snr=float(score.snr), score_parametrisation="gaussian_residual",
+                mean_parametrisation="minus_last_velocity_plus_residual")
+
+
+#: The paper's refinement (appendix C, Algorithm 1, Angstrom converted to nm), as a ``score`` section.
+PAPER_SCORE = dict(sampler="langevin", schedule="paper", sigma_max_nm=1.0, sigma_min_nm=0.001, n_levels=20,
+                   steps_per_level=10, step_size_nm2=5e-7)
 
 
 @dataclass
@@ -250,9 +284,20 @@ class TrainConfig:
             _check(f"model.{key}", getattr(m, key), getattr(m, key) >= 1, ">= 1")
         _check("model.min_std", m.min_std, m.min_std > 0, "> 0")
         _check("model.cutoff_nm", m.cutoff_nm, m.cutoff_nm > 0, "> 0")
-        _check("score.sigma_min_nm", s.sigma_min_nm, s.sigma_min_nm > 0, "> 0")
-        _check("score.sigma_max_nm", s.sigma_max_nm, s.sigma_max_nm >= s.sigma_min_nm,
-               f">= score.sigma_min_nm={s.sigma_min_nm}")
+        _check("model.score_rbf", m.score_rbf, m.score_rbf >= 0, ">= 0")
+        from openmm_mlcg.samplers import SAMPLERS, SCHEDULES
+
+        _check("score.sampler", s.sampler, s.sampler in SAMPLERS, f"one of {SAMPLERS}")
+        _check("score.schedule", s.schedule, s.schedule in SCHEDULES, f"one of {SCHEDULES}")
+        if s.sigma_min_nm is not None:
+            _check("score.sigma_min_nm", s.sigma_min_nm, s.sigma_min_nm > 0, "> 0 (or null: from the data)")
+        if s.sigma_max_nm is not None:
+            _check("score.sigma_max_nm", s.sigma_max_nm, s.sigma_max_nm > 0, "> 0 (or null: from the data)")
+        if s.sigma_min_nm is not None and s.sigma_max_nm is not None:
+            _check("score.sigma_max_nm", s.sigma_max_nm, s.sigma_max_nm >= s.sigma_min_nm,
+                   f">= score.sigma_min_nm={s.sigma_min_nm}")
+        _check("score.corrector_steps", s.corrector_steps, s.corrector_steps >= 0, ">= 0")
+        _check("score.snr", s.snr, s.snr > 0, "> 0")
         _check("score.n_levels", s.n_levels, s.n_levels >= 1, ">= 1")
         _check("score.steps_per_level", s.steps_per_level, s.steps_per_level >= 0, ">= 0")
         _check("score.step_size_nm2", s.step_size_nm2, s.step_size_nm2 >= 0, ">= 0")

@@ -26,7 +26,7 @@ from openmm_mlcg.io_utils import atomic_write
 
 from .batching import atom_type_vocabulary, collate, system_graph
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import TrainConfig, load_config
+from .config import TrainConfig, load_config, refinement_metadata
 from .model_step import N_BOND_TYPES, build_modules, compute_losses
 from .sources import load_sources, split_in_time, window_span
 
@@ -111,7 +111,7 @@ def _write_log(path: Path, rows: list) -> None:
 
 
 @torch.no_grad()
-def _validate(modules, graphs, dataset, stats, cfg, sigmas, device) -> float:
+def _validate(modules, graphs, dataset, stats, cfg, sigma_range, device) -> float:
     n = len(dataset)
     if n == 0:
         return float("nan")
@@ -120,7 +120,7 @@ def _validate(modules, graphs, dataset, stats, cfg, sigmas, device) -> float:
     for start in range(0, len(idx), cfg.optim.batch_size):
         chunk = idx[start:start + cfg.optim.batch_size]
         batch = collate([dataset[int(i)] for i in chunk], graphs).to(device)
-        losses = compute_losses(modules, graphs, batch, stats, cfg, sigmas, torch.Generator().manual_seed(0),
+        losses = compute_losses(modules, graphs, batch, stats, cfg, sigma_range, torch.Generator().manual_seed(0),
                                 train=False)
         nb = int(batch.positions.shape[0])
         total += float(losses["nll"]) * nb
@@ -188,7 +188,8 @@ def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
     optimizer = torch.optim.Adam(params, lr=cfg.optim.lr)
     gamma = (cfg.optim.lr_final / cfg.optim.lr) ** (1.0 / tc.n_steps)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
-    sigmas = geometric_sigmas(cfg.score.sigma_max_nm, cfg.score.sigma_min_nm, cfg.score.n_levels)
+    sigma_range = cfg.score.resolved_sigmas(stats["velocity_std"])
+    sigmas = geometric_sigmas(sigma_range[0], sigma_range[1], cfg.score.n_levels)
 
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
     start, extra = 0, {}
@@ -216,7 +217,7 @@ def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
             gen = _step_generator(tc.seed, step)
             idx = batch_indices(len(train_ds), cfg.optim.batch_size, tc.seed, step)
             batch = collate([train_ds[i] for i in idx], graphs_tr).to(device)
-            losses = compute_losses(modules, graphs_tr, batch, stats, cfg, sigmas, gen, train=True)
+            losses = compute_losses(modules, graphs_tr, batch, stats, cfg, sigma_range, gen, train=True)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             if cfg.optim.grad_clip > 0:
@@ -231,7 +232,7 @@ def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
             if done % tc.eval_every == 0 or done == tc.n_steps:
                 for m in modules.values():
                     m.eval()
-                row["val_nll"] = _validate(modules, graphs_va, val_ds, stats, cfg, sigmas, device)
+                row["val_nll"] = _validate(modules, graphs_va, val_ds, stats, cfg, sigma_range, device)
                 extra["val_nll"] = row["val_nll"]
             if not np.isfinite(row["loss"]):
                 raise FloatingPointError(f"training diverged at step {done}: loss {row['loss']} "
@@ -253,7 +254,7 @@ def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
         "sigmas_nm": [float(s) for s in sigmas], "score_enabled": cfg.score.enabled,
         # score disabled -> untrained Score GNN: 0 Langevin steps, so refinement is a no-op at runtime
         "langevin_steps_per_level": cfg.score.steps_per_level if cfg.score.enabled else 0,
-        "langevin_step_size_nm2": cfg.score.step_size_nm2,
+        "langevin_step_size_nm2": cfg.score.step_size_nm2, **refinement_metadata(cfg.score),
         "velocity_std": float(stats["velocity_std"]), "acceleration_std": float(stats["acceleration_std"]),
         "atom_type_vocabulary": vocab, "n_bond_types": N_BOND_TYPES,
         "training_steps": tc.n_steps, "val_nll": _finite_or_none(extra.get("val_nll")), "train_config": cfg.to_dict(),

@@ -9,10 +9,12 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
+from openmm_mlcg.dynamics import gaussian_mean
 from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN, ScoreGNN, build_edges
+from openmm_mlcg.samplers import model_gns
 
 from .batching import Batch, SystemGraph, gather_bead_embeddings
-from .losses import denoising_score_loss, gaussian_nll, perturb_next_positions
+from .losses import denoising_score_loss, gaussian_nll
 from .noise import log_uniform, noisy_history
 
 __all__ = ["build_modules", "compute_losses"]
@@ -27,7 +29,7 @@ def build_modules(model_cfg, n_atom_types: int, history: int) -> Dict[str, torch
     dyn = DynamicsGNN(embedding_dim=emb.out_dim, history=history, hidden=model_cfg.dynamics_hidden,
                       layers=model_cfg.dynamics_layers, min_std=model_cfg.min_std)
     score = ScoreGNN(latent_dim=model_cfg.dynamics_hidden, hidden=model_cfg.score_hidden,
-                     layers=model_cfg.score_layers)
+                     layers=model_cfg.score_layers, n_rbf=model_cfg.score_rbf)
     return {"embedding": emb, "dynamics": dyn, "score": score}
 
 
@@ -37,7 +39,7 @@ def compute_losses(
     batch: Batch,
     stats: Dict[str, float],
     cfg,
-    sigmas: torch.Tensor,
+    sigma_range,
     generator: Optional[torch.Generator],
     train: bool = True,
 ) -> Dict[str, torch.Tensor]:
@@ -48,13 +50,14 @@ def compute_losses(
     (:func:`openmm_mlcg.train.noise.noisy_history`); (2) bead embeddings per distinct system;
     (3) CG graph on the (noisy) current positions; (4) Dynamics GNN -> Gaussian NLL on accelerations
     normalised by acceleration_std, velocities normalised by velocity_std; (5) if the score is enabled: one
-    noise level per window drawn uniformly from ``sigmas``, x~ = x_{t+1} + sigma z, graph rebuilt on x~,
-    Score GNN on (latent, x~ - x_t) -> eq. (2) loss.
+    noise level per window drawn log-uniformly in ``sigma_range``, x~ = x_{t+1} + sigma z, graph rebuilt on x~,
+    GNS = Gaussian prior GNS + Score GNN residual (:func:`openmm_mlcg.samplers.model_gns`) -> eq. (2) loss.
+    The Gaussian mean is ``-v_last`` plus the network's residual (:func:`openmm_mlcg.dynamics.gaussian_mean`).
 
     Args:
         modules: dict with embedding, dynamics, score. graphs: per-system static graphs on the batch device.
         batch: collated :class:`Batch` on the model device. stats: velocity_std, acceleration_std (nm/step, nm/step^2).
-        cfg: :class:`TrainConfig`. sigmas: (L,) noise levels in nm. generator: CPU RNG for all noise.
+        cfg: :class:`TrainConfig`. sigma_range: (sigma_max, sigma_min) nm. generator: CPU RNG for all noise.
         train: apply input noise (validation uses clean inputs).
 
     Returns:
@@ -76,17 +79,23 @@ def compute_losses(
     h = gather_bead_embeddings(per_system, batch)
     edge_index, edge_vec, edge_type = build_edges(x, None, cutoff, batch.cg_bonds, batch=batch.batch,
                                                   boxes=batch.boxes)
-    mean, std_pred, latent = modules["dynamics"](h, batch.bead_masses, v / vstd, edge_index, edge_vec, edge_type,
-                                                 cutoff)
+    out_mean, std_pred, latent = modules["dynamics"](h, batch.bead_masses, v / vstd, edge_index, edge_vec,
+                                                     edge_type, cutoff)
+    mean = gaussian_mean(out_mean, v[:, -1], astd)
     nll = gaussian_nll(mean, std_pred, target / astd)
     if not cfg.score.enabled:
         zero = torch.zeros((), device=x.device)
         return {"loss": nll, "nll": nll, "score_loss": zero}
 
-    level = torch.randint(len(sigmas), (batch.n_graphs,), generator=generator)
-    sigma = sigmas.to(torch.float32)[level].to(x.device)[batch.batch]              # (N,) nm
-    noisy, z = perturb_next_positions(batch.next_positions, sigma, generator)
+    # Gaussian over the next positions (nm), detached: the score is a residual on top of it
+    mean_pos = (x + out_mean.detach() * astd).to(batch.next_positions.dtype)
+    std_pos = (std_pred.detach() * astd).to(batch.next_positions.dtype)
+    sigma = log_uniform(batch.n_graphs, sigma_range[1], sigma_range[0], generator).to(x.device)[batch.batch]
+    sigma = sigma.to(batch.next_positions.dtype)[:, None]                              # (N, 1) nm
+    z = torch.randn(batch.next_positions.shape, generator=generator,
+                    dtype=batch.next_positions.dtype).to(x.device)
+    noisy = batch.next_positions + sigma * z
     s_index, s_vec, s_type = build_edges(noisy, None, cutoff, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes)
-    gns = modules["score"](latent, noisy - x, s_index, s_vec, s_type, sigma[:, None], cutoff, vstd)
+    gns = model_gns(modules["score"], latent, noisy, mean_pos, std_pos, sigma, s_index, s_vec, s_type, cutoff, vstd)
     score_loss = denoising_score_loss(gns, z)
     return {"loss": nll + cfg.score.weight * score_loss, "nll": nll, "score_loss": score_loss}
