@@ -235,7 +235,7 @@ class LearnedSimulator:
         def gns_fn(xn: torch.Tensor, sigma: float) -> torch.Tensor:
             ei, ev, et = self._edges(xn, box)
             sig = torch.full((n, 1), float(sigma), dtype=xn.dtype, device=self.device)
-            return _smp.model_gns(self.score, latent, xn, mean_pos, std_pos, sig, ei, ev, et, self.cutoff_nm,
+            return _smp.model_gns(self.score, latent, xn, x, mean_pos, std_pos, sig, ei, ev, et, self.cutoff_nm,
                                   self.velocity_std)
 
         noise = not deterministic

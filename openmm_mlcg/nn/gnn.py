@@ -59,10 +59,16 @@ class EncodeProcessDecode(nn.Module):
         self.processor = nn.ModuleList([InteractionLayer(hidden, n_hidden_layers) for _ in range(n_layers)])
         self.decoder = MLP(hidden, hidden, out_dim, n_hidden_layers, layer_norm=False)
 
-    def forward(self, node_x: torch.Tensor, edge_x: torch.Tensor,
+    def process(self, node_x: torch.Tensor, edge_x: torch.Tensor,
                 edge_index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Encoder and processor only: last-layer node latents (n, hidden) and edge latents (E, hidden)."""
         h = self.node_encoder(node_x)
         e = self.edge_encoder(edge_x)
         for layer in self.processor:
             h, e = layer(h, e, edge_index)
+        return h, e
+
+    def forward(self, node_x: torch.Tensor, edge_x: torch.Tensor,
+                edge_index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        h, _ = self.process(node_x, edge_x, edge_index)
         return self.decoder(h), h

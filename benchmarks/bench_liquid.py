@@ -1,0 +1,185 @@
+"""Liquid-structure benchmark (issue 9): LJ argon at a 2 ps model step, learned step vs reference MD.
+
+Steps (each resumable in the work dir): reference MD (a training run and an independent judging run, OpenMM),
+training with the project's trainer, one-step structure from true states for every variant, long rollouts
+with ``LearnedIntegrator`` inside ``app.Simulation``. Protocol and metrics: :mod:`openmm_mlcg.experiments.liquid`.
+
+Usage: python benchmarks/bench_liquid.py [--smoke] [--work-dir benchmarks/work/liquid] [--out benchmarks/results]
+       [--rollout-steps 10000] [--short-rollout-steps 500] [--train-steps 1200] [--threads 2]
+Writes <out>/liquid[_smoke].json and liquid[_smoke]_gr.png, liquid[_smoke]_nn.png.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _bench_common import environment, write_json  # noqa: E402
+
+SCALES = {
+    "smoke": dict(n_atoms=108, train_ps=120.0, ref_ps=120.0, train_steps=20, rollout=20, short=10, one_step=3,
+                  model=dict(embedding_hidden=8, embedding_layers=1, dynamics_hidden=16, dynamics_layers=1,
+                             score_hidden=16, score_layers=1), fit=(4.0, 16.0)),
+    "full": dict(n_atoms=256, train_ps=4000.0, ref_ps=4000.0, train_steps=1200, rollout=10000, short=500,
+                 one_step=10, model=dict(embedding_hidden=16, embedding_layers=1, dynamics_hidden=64,
+                                         dynamics_layers=3, score_hidden=64, score_layers=4), fit=(10.0, 100.0)),
+}
+
+
+def variants(bundle):
+    from openmm_mlcg.dynamics import geometric_sigmas
+    from openmm_mlcg.experiments.liquid import override_sampler
+
+    sig = bundle.metadata["sigmas_nm"]
+    paper = override_sampler(bundle, sampler="langevin", schedule="paper", langevin_steps_per_level=10,
+                             langevin_step_size_nm2=5e-7,
+                             sigmas_nm=[float(s) for s in geometric_sigmas(1.0, 0.001, 20)])
+    anc = override_sampler(bundle, sampler="ancestral", corrector_steps=1)
+    se = override_sampler(bundle, sampler="langevin", schedule="song_ermon", langevin_steps_per_level=2,
+                          langevin_step_size_nm2=float(sig[-1]) ** 2 * 0.05)
+    return {
+        "refined (ode, default)": (bundle, dict(refine=True, deterministic=False), True),
+        "ancestral + corrector": (anc, dict(refine=True, deterministic=False), False),
+        "langevin song_ermon": (se, dict(refine=True, deterministic=False), False),
+        "langevin paper": (paper, dict(refine=True, deterministic=False), False),
+        "no refinement": (bundle, dict(refine=False, deterministic=False), False),
+        "deterministic": (bundle, dict(refine=False, deterministic=True), False),
+        "Gaussian oracle": (bundle, dict(refine=False, deterministic=False, oracle=True), None),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--work-dir", default=str(HERE / "work" / "liquid"))
+    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--rollout-steps", type=int)
+    ap.add_argument("--short-rollout-steps", type=int)
+    ap.add_argument("--train-steps", type=int)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from openmm_mlcg.data import load_run
+    from openmm_mlcg.experiments import liquid as L
+    from openmm_mlcg.export import load_bundle
+    from openmm_mlcg.simulator import LearnedSimulator
+    from openmm_mlcg.systems import lj
+    from openmm_mlcg.train.loop import train_on_trajectories
+    from openmm_mlcg.workflow import simulate_learned
+
+    scale = "smoke" if args.smoke else "full"
+    sc = dict(SCALES[scale])
+    for key, arg in (("rollout", args.rollout_steps), ("short", args.short_rollout_steps),
+                     ("train_steps", args.train_steps)):
+        if arg is not None:
+            sc[key] = arg
+    work = Path(args.work_dir) / scale
+    work.mkdir(parents=True, exist_ok=True)
+    t_all = time.perf_counter()
+    runs = {}
+    for name, seed, ps in (("train", 1, sc["train_ps"]), ("ref", 2, sc["ref_ps"])):
+        lj.generate(work / name, n_atoms=sc["n_atoms"], production_ps=ps, frame_interval_ps=1.0, seed=seed,
+                    threads=args.threads, progress_bar=False)
+        runs[name] = load_run(work / name, group_size=1)
+    mapping, train_cg = runs["train"]
+    _, ref_cg = runs["ref"]
+    stride = 2                                                     # 2 x 1 ps = 2 ps model step
+    cfg = dict(data=dict(history=4, stride=stride, val_fraction=0.05),
+               model=dict(sc["model"], cutoff_nm=0.6), score=dict(),
+               optim=dict(lr=1e-3, lr_final=1e-4, batch_size=2),
+               training=dict(n_steps=sc["train_steps"], eval_every=max(sc["train_steps"] // 4, 1),
+                             checkpoint_every=100, out_dir=str(work / "model"), progress=False))
+    t0 = time.perf_counter()
+    bundle_path = train_on_trajectories([train_cg], [mapping], cfg)
+    train_s = time.perf_counter() - t0
+    bundle = load_bundle(bundle_path)
+    frames = ref_cg.positions[::stride]
+    box = np.asarray(ref_cg.box[0] if np.ndim(ref_cg.box) == 3 else ref_cg.box, dtype=np.float64)
+    time_ps = np.arange(len(frames)) * 2.0
+    masses = np.asarray(mapping.bead_masses, dtype=np.float64)
+    ref = L.reference_summary(frames, time_ps, box, masses, sc["fit"])
+    msd1 = float(((frames[1:] - frames[:-1]) ** 2).sum(-1).mean())
+    k = int(bundle.metadata["history"])
+    starts = np.linspace(k + 1, len(frames) - 2, sc["one_step"]).round().astype(int).tolist()
+    truth_gr = L.gr(frames[np.array(starts) + 1], box, len(ref["g"]))[1]
+    short_md = {n: L.split_gr_error(frames, box, n, len(ref["g"])) for n in (25, 250)}
+    results = dict(benchmark="liquid", scale=scale, created=datetime.datetime.now().isoformat(timespec="seconds"),
+                   environment=environment(), settings=dict(sc, model_time_step_ps=2.0, history=k),
+                   training_s=train_s, bundle_metadata={key: bundle.metadata[key] for key in (
+                       "sampler", "schedule", "sigmas_nm", "velocity_std", "acceleration_std", "val_nll")},
+                   reference=ref, reference_one_step_msd_nm2=msd1,
+                   short_md_gr_error={f"{n * 2} ps": v for n, v in short_md.items()},
+                   one_step_truth_gr_error_floor=L.gr_error(truth_gr, ref["g"]), variants={})
+    for label, (bb, opts, long_run) in variants(bundle).items():
+        row = {}
+        v = dict(refine=opts["refine"], deterministic=opts["deterministic"],
+                 oracle_msd=msd1 if opts.get("oracle") else None)
+        one = L.one_step(bb, mapping, frames, box, starts, v, seed=1)
+        r, g1 = L.gr(one["predicted"], box, len(ref["g"]))
+        nn1 = L.nearest_neighbour_distances(one["predicted"], box)
+        row["one_step"] = dict(gr_error=L.gr_error(g1, ref["g"]), peak_height=float(g1.max()), g=g1.tolist(),
+                               nn_below_ref_q001=float(np.mean(nn1 < ref["nn_q001"])),
+                               msd_nm2=float(((one["predicted"] - frames[np.array(starts)]) ** 2).sum(-1).mean()))
+        if long_run is not None:
+            sim = LearnedSimulator(bb, mapping)
+            n_steps = sc["rollout"] if long_run else sc["short"]
+            t0 = time.perf_counter()
+            out = simulate_learned(bb, mapping, frames[:k + 1], box, n_steps, work / "rollouts" / label.split()[0],
+                                   report_interval=max(1, n_steps // 2000), refine=opts["refine"],
+                                   deterministic=opts["deterministic"], seed=3)
+            wall = time.perf_counter() - t0
+            burn = max(1, len(out["positions"]) // 10)
+            row["rollout"] = L.rollout_metrics(out["positions"], out["time_ps"], box, masses, ref, sc["fit"],
+                                               burn_in=burn)
+            row["rollout"]["n_steps"] = n_steps
+            row["cost"] = dict(gnn_passes_per_step=1 + (sim.score_passes if opts["refine"] else 0),
+                               seconds_per_step=out["wall_s"] / n_steps, wall_s=wall)
+        results["variants"][label] = row
+        print(label, {k2: (round(v2, 4) if isinstance(v2, float) else v2) for k2, v2 in row["one_step"].items()
+                      if k2 != "g"}, flush=True)
+        if "rollout" in row:
+            print("   rollout", {k2: row["rollout"][k2] for k2 in ("gr_error", "peak_height", "D_ratio",
+                                                                    "nn_below_ref_q001")}, row["cost"], flush=True)
+    results["wall_s"] = time.perf_counter() - t_all
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tag = "liquid" + ("_smoke" if args.smoke else "")
+    write_json(out_dir / f"{tag}.json", results)
+    plot(results, out_dir / f"{tag}_gr.png")
+    print(f"wrote {out_dir / (tag + '.json')} in {results['wall_s']:.0f} s")
+
+
+def plot(results: dict, path: Path) -> None:
+    """g(r) of the reference, of one step and of the rollout, per variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ref = results["reference"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, key, title in ((axes[0], "one_step", "one step from MD states"), (axes[1], "rollout", "rollout")):
+        ax.plot(ref["r"], ref["g"], "k-", lw=2.5, label="reference MD")
+        for label, row in results["variants"].items():
+            if key in row:
+                ax.plot(ref["r"], row[key]["g"], lw=1.2, label=f"{label} ({row[key]['gr_error']:.3f})")
+        ax.set_title(f"LJ liquid, 2 ps model step: {title}")
+        ax.set_xlabel("r (nm)")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("g(r)")
+    fig.tight_layout()
+    from openmm_mlcg.analysis.plots import save_figure
+
+    save_figure(fig, path)
+
+
+if __name__ == "__main__":
+    main()
