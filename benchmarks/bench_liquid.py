@@ -47,7 +47,7 @@ def variants(bundle):
         "refined (ode, default)": (bundle, dict(refine=True, deterministic=False), True),
         "ancestral + corrector": (anc, dict(refine=True, deterministic=False), False),
         "langevin song_ermon": (se, dict(refine=True, deterministic=False), False),
-        "langevin paper": (paper, dict(refine=True, deterministic=False), False),
+        "langevin paper": (paper, dict(refine=True, deterministic=False), None),  # 200 passes: one step only
         "no refinement": (bundle, dict(refine=False, deterministic=False), False),
         "deterministic": (bundle, dict(refine=False, deterministic=True), False),
         "Gaussian oracle": (bundle, dict(refine=False, deterministic=False, oracle=True), None),

@@ -235,7 +235,7 @@ def load_bundle(path, device="cpu", mapping=None) -> Bundle:
         fv = meta.get("format_version")
         if fv != FORMAT_VERSION:
             raise ValueError(f"bundle {path}: format_version expected {FORMAT_VERSION}, got {fv!r}; bundles of "
-                             f"format 1 predate the residual mean and score parametrisation (0.2 changelog) and "
+                             f"format 1 predate the residual mean and score parametrisation of 0.2 and "
                              f"must be retrained")
         pv = meta.get("package_version")
         if pv is None or _major_minor(pv) != _major_minor(__version__):

@@ -172,7 +172,8 @@ class LearnedSimulator:
         """
         x, hist, box = self._validate(positions, history, box, n_steps)
         dtype = x.dtype
-        weights = (self.bead_masses / self.bead_masses.sum()).to(dtype)[:, None]
+        masses = self.bead_masses.to(dtype)
+        weights = (masses / masses.sum())[:, None]
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         for s in range(n_steps):
             mean_pos, std_pos, latent = self.predict(x, hist, box)

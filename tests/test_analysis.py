@@ -326,3 +326,23 @@ def test_analyze_without_box_skips_rdf_unless_requested(tmp_path):
     assert res["observables"]["rdf"] == {} and res["observables"]["rg2"]["learned"]["mean_nm2"] > 0
     with pytest.raises(ValueError, match="box"):
         A.analyze({"learned": (x, t)}, None, types, m, mol, bonds, tmp_path, observables=["rdf"], plot=False)
+
+
+def test_centre_of_mass_drift_removed_from_diffusivity():
+    """Independent random walks with D = 0.01 nm^2/ps plus a common drift of the whole system: the analysis
+    of a periodic system measures D in the centre-of-mass frame, D (1 - 1/N) for N equal-mass walkers."""
+    from openmm_mlcg.analysis.diffusion import (fit_diffusivity, mean_squared_displacement,
+                                                remove_centre_of_mass_drift)
+    rng = np.random.default_rng(0)
+    n, frames, dt, d_true = 200, 400, 1.0, 0.01
+    steps = rng.normal(0.0, np.sqrt(2 * d_true * dt), (frames, n, 3))
+    steps += np.array([0.05, -0.03, 0.02])                    # common drift, nm per ps
+    x = np.cumsum(steps, axis=0)
+    t = np.arange(frames) * dt
+    raw = fit_diffusivity(*mean_squared_displacement(x, t, 40.0), (5.0, 40.0))["D_nm2_per_ps"]
+    lag, msd = mean_squared_displacement(remove_centre_of_mass_drift(x, np.ones(n)), t, 40.0)
+    fixed = fit_diffusivity(lag, msd, (5.0, 40.0))["D_nm2_per_ps"]
+    assert raw > 2 * d_true                                      # the drift inflates D
+    assert abs(fixed - d_true * (1 - 1 / n)) < 0.05 * d_true
+    with pytest.raises(ValueError, match="masses"):
+        remove_centre_of_mass_drift(x, np.ones(n + 1))

@@ -51,7 +51,7 @@ def _example_inputs(mapping, n_edges_seed=0):
                       torch.zeros(2 * b.shape[1], dtype=torch.long), torch.as_tensor(mapping.atom_to_bead), n),
         "dynamics": (torch.randn(n, 16, generator=g), torch.as_tensor(mapping.bead_masses).float(),
                      torch.randn(n, 3, 3, generator=g), ei, ev, et, 0.6),
-        "score": (lat, torch.randn(n, 3, generator=g), ei, ev, et, torch.full((n, 1), 0.05), 0.6, 0.05),
+        "score": (lat, torch.randn(n, 3, generator=g), torch.randn(n, 3, generator=g), ei, ev, et, torch.full((n, 1), 0.05), 0.6, 0.05),
     }
 
 
@@ -96,7 +96,7 @@ def test_refuses_wrong_versions_and_mapping(tmp_path, mapping):
     path = save_bundle(tmp_path / "m.mlcg", *_modules(), META, mapping=None)
     bad = tmp_path / "bad.mlcg"
     _rewrite_metadata(path, bad, format_version=99)
-    with pytest.raises(ValueError, match="format_version expected 1, got 99"):
+    with pytest.raises(ValueError, match="format_version expected 2, got 99"):
         load_bundle(bad)
     _rewrite_metadata(path, bad, package_version="7.3.0")
     with pytest.raises(ValueError, match="package_version '7.3.0'"):
@@ -129,13 +129,17 @@ def test_simulator_step(tmp_path, mapping):
     assert torch.allclose(h1[-1], x1 - sim.step(x0, h0, box, 1, True, torch.Generator().manual_seed(1))[0])
     assert torch.allclose(ha[-1], xa - x0) and torch.equal(ha[:-1], h0[1:])
     assert x1.dtype == torch.float64 and x1.shape == (n, 3)
-    # deterministic + no refinement = exactly the update rule with the mean acceleration
+    # deterministic + no refinement = the update rule with the mean acceleration -v_last + residual, i.e. a
+    # displacement residual * acceleration_std, minus its centre-of-mass part (periodic: momentum conserved)
     xd, hd = sim.step(x0, h0, box, 1, refine=False, generator=None, deterministic=True)
     ei, ev, et = build_edges(x0, box, 0.6, sim.cg_bonds)
     mean, _, _ = sim.dynamics(sim.bead_embedding, sim.bead_masses, (h0 / 0.05).float().permute(1, 0, 2), ei,
                               ev.float(), et, 0.6)
-    v = h0[-1] + mean.double() * 0.02
+    v = mean.double() * 0.02
+    w = (sim.bead_masses.double() / sim.bead_masses.double().sum())[:, None]
+    v = v - (w * v).sum(0)
     assert torch.allclose(xd, x0 + v, atol=1e-6) and torch.allclose(hd[-1], v, atol=1e-6)
+    assert torch.allclose((w * (x1 - x0)).sum(0), torch.zeros(3, dtype=torch.float64), atol=1e-12)
     # refinement changes the prediction; same generator seed reproduces it
     xr, _ = sim.step(x0, h0, box, 1, refine=True, generator=torch.Generator().manual_seed(3), deterministic=True)
     xr2, _ = sim.step(x0, h0, box, 1, refine=True, generator=torch.Generator().manual_seed(3), deterministic=True)

@@ -72,6 +72,25 @@ def centre_of_mass_positions(positions, masses, molecules) -> tuple[np.ndarray, 
     return np.einsum("im,fik->fmk", w, x), ids
 
 
+def remove_centre_of_mass_drift(positions, masses) -> np.ndarray:
+    """Subtract the whole system's centre of mass from every frame: (F, n, 3) nm, masses (n,) amu -> (F, n, 3).
+
+    The MSD of a periodic system is measured relative to its centre of mass (a drifting or thermostat-driven
+    centre of mass would add its own displacement to every particle and inflate D).
+
+    Raises:
+        ValueError: shape mismatch or non-positive total mass.
+    """
+    x = np.asarray(positions, dtype=np.float64)
+    w = np.asarray(masses, dtype=np.float64)
+    if x.ndim != 3 or w.shape != (x.shape[1],):
+        raise ValueError(f"masses: expected shape ({x.shape[1] if x.ndim == 3 else '?'},) for positions of shape "
+                         f"{x.shape}, got {w.shape}")
+    if not w.sum() > 0:
+        raise ValueError(f"masses: expected a positive total mass, got {w.sum()}")
+    return x - (w[None, :, None] * x).sum(1, keepdims=True) / w.sum()
+
+
 def mean_squared_displacement(positions, time_ps, max_lag_ps=None) -> tuple[np.ndarray, np.ndarray]:
     """MSD per particle averaged over all time origins, via FFT (O(n F log F)).
 

@@ -20,7 +20,7 @@ from ._validate import bonds_array, box_array, index_array, masses_array, positi
 from .collisions import count_collisions
 from .correlation import autocorrelation, relaxation_time
 from .diffusion import centre_of_mass_positions, fit_diffusivity, mean_squared_displacement, \
-    single_interval_diffusivity
+    remove_centre_of_mass_drift, single_interval_diffusivity
 from .metrics import earth_movers_distance, mean_absolute_error
 from .rdf import rdf_by_type
 from .structure import contact_map, distribution, mean_internal_distance, radius_of_gyration_squared
@@ -166,7 +166,8 @@ def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules,
             res["contact_map"][label] = {"map": contact_map(x, contact_cutoff_nm, b, chain),
                                          "cutoff_nm": to_float(contact_cutoff_nm, unit.nanometer, "contact_cutoff_nm")}
         if "msd" in obs:
-            res["msd"][label] = _diffusion(x, t, types, masses, mol, fit_window_ps, max_lag_ps)
+            xd = remove_centre_of_mass_drift(x, masses) if b is not None else x   # periodic: COM frame
+            res["msd"][label] = _diffusion(xd, t, types, masses, mol, fit_window_ps, max_lag_ps)
         if "rdf" in obs and (b is not None or explicit):
             if b is None:
                 raise ValueError(f"box[{label!r}]: expected periodic box vectors for the RDF, got None")

@@ -59,11 +59,9 @@ def gr_error(g: np.ndarray, g_ref: np.ndarray) -> float:
 def com_corrected_diffusivity(positions: np.ndarray, time_ps: np.ndarray, masses: np.ndarray,
                               fit_window_ps) -> float:
     """Self-diffusivity (nm^2/ps) from unwrapped positions with the system's centre-of-mass motion removed."""
-    from ..analysis.diffusion import fit_diffusivity, mean_squared_displacement
+    from ..analysis.diffusion import fit_diffusivity, mean_squared_displacement, remove_centre_of_mass_drift
 
-    x = np.asarray(positions, dtype=np.float64)
-    w = np.asarray(masses, dtype=np.float64)
-    x = x - (w[None, :, None] * x).sum(1, keepdims=True) / w.sum()
+    x = remove_centre_of_mass_drift(positions, masses)
     lag, msd = mean_squared_displacement(x, time_ps, max_lag_ps=fit_window_ps[1])
     return float(fit_diffusivity(lag, msd, fit_window_ps)["D_nm2_per_ps"])
 

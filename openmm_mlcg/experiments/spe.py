@@ -27,7 +27,7 @@ _TINY = dict(embedding_hidden=16, embedding_layers=2, dynamics_hidden=32, dynami
              score_layers=2, cutoff_nm=0.5)
 _SMALL = dict(embedding_hidden=32, embedding_layers=3, dynamics_hidden=64, dynamics_layers=4, score_hidden=64,
               score_layers=3)
-_REFINE_LIGHT = dict(sigma_max_nm=0.1, sigma_min_nm=0.001, n_levels=5, steps_per_level=4)
+_REFINE_LIGHT = dict(n_levels=10)   # probability-flow ODE, noise range tied to the data: 19 Score passes per step
 
 #: per scale: system (``systems.spe.build_spe`` kwargs), MD lengths (ps), model step = stride x frame interval,
 #: history k, model sizes, training steps, refinement schedule, validation fraction (the smoke and demo training
@@ -36,7 +36,7 @@ SCALES = {
     "smoke": dict(build=dict(polymer="PEO", n_chains=4, chain_length=6, n_salt=2, nonbonded_cutoff=0.6),
                   equilibration_ps=1.0,
                   training_ps=2.0, judge_factor=5, frame_interval_ps=0.1, stride=2, history=3, model=_TINY,
-                  train_steps=10, batch_size=2, score=dict(_REFINE_LIGHT, n_levels=2, steps_per_level=2),
+                  train_steps=10, batch_size=2, score=dict(_REFINE_LIGHT, n_levels=2),
                   val_fraction=0.0),
     "demo": dict(build=dict(polymer="PEO", n_chains=9, chain_length=12), equilibration_ps=40.0,
                  training_ps=40.0, judge_factor=5, frame_interval_ps=1.0, stride=2, history=4, model=_SMALL,

@@ -49,8 +49,8 @@ class _ScoreAdapter(nn.Module):
         self.cutoff = float(cutoff)
         self.displacement_scale = float(displacement_scale)
 
-    def forward(self, latent, displacement, edge_index, edge_vec, edge_type, sigma):
-        return self.module(latent, displacement, edge_index, edge_vec, edge_type, sigma, self.cutoff,
+    def forward(self, latent, residual, displacement, edge_index, edge_vec, edge_type, sigma):
+        return self.module(latent, residual, displacement, edge_index, edge_vec, edge_type, sigma, self.cutoff,
                            self.displacement_scale)
 
 
@@ -67,7 +67,8 @@ def _examples(hp: Dict[str, dict]):
     et = torch.randint(0, d["n_edge_types"], (n_edges,), generator=g)
     dyn = (torch.randn(n_beads, d["embedding_dim"], generator=g), torch.rand(n_beads, generator=g) + 1.0,
            torch.randn(n_beads, d["history"], 3, generator=g), ei, torch.randn(n_edges, 3, generator=g), et)
-    sco = (torch.randn(n_beads, s["latent_dim"], generator=g), torch.randn(n_beads, 3, generator=g), ei,
+    sco = (torch.randn(n_beads, s["latent_dim"], generator=g), torch.randn(n_beads, 3, generator=g),
+           torch.randn(n_beads, 3, generator=g), ei,
            torch.randn(n_edges, 3, generator=g), et, torch.rand(n_beads, 1, generator=g) + 0.1)
     return emb, dyn, sco
 
@@ -88,7 +89,7 @@ def export_programs(embedding, dynamics, score, cutoff: float, displacement_scal
         "embedding": (_EmbeddingAdapter(embedding), emb_x, ({0: A}, {0: A}, {1: B}, {0: B}, {0: A}, {0: N})),
         "dynamics": (_DynamicsAdapter(dynamics, cutoff), dyn_x, ({0: N}, {0: N}, {0: N}, {1: E}, {0: E}, {0: E})),
         "score": (_ScoreAdapter(score, cutoff, displacement_scale), sco_x,
-                  ({0: N}, {0: N}, {1: E}, {0: E}, {0: E}, {0: N})),
+                  ({0: N}, {0: N}, {0: N}, {1: E}, {0: E}, {0: E}, {0: N})),
     }
     out = {}
     for name, (mod, args, dyn) in specs.items():
@@ -118,7 +119,7 @@ class _Loaded(nn.Module):
         if self.name == "embedding":
             *head, n_beads = args
             return self.program(*head, torch.ones(int(n_beads), device=args[1].device))
-        n_tensor = 6   # dynamics: 6 tensors + cutoff; score: 6 tensors + cutoff, displacement_scale
+        n_tensor = 7 if self.name == "score" else 6   # + cutoff (and the score's length scale)
         given = tuple(float(a) for a in args[n_tensor:])
         if self.name == "dynamics" and len(given) == 0:
             raise ValueError("cutoff: expected as the last argument")
