@@ -63,6 +63,8 @@ def main():
     ap.add_argument("--short-rollout-steps", type=int)
     ap.add_argument("--train-steps", type=int)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rescore", action="store_true",
+                    help="recompute the rollout metrics of an existing JSON from the rollouts saved in the work dir")
     args = ap.parse_args()
     import torch
 
@@ -83,6 +85,8 @@ def main():
             sc[key] = arg
     work = Path(args.work_dir) / scale
     work.mkdir(parents=True, exist_ok=True)
+    if args.rescore:
+        return rescore(Path(args.out) / ("liquid" + ("_smoke" if args.smoke else "") + ".json"), work, sc)
     t_all = time.perf_counter()
     runs = {}
     for name, seed, ps in (("train", 1, sc["train_ps"]), ("ref", 2, sc["ref_ps"])):
@@ -132,7 +136,7 @@ def main():
             sim = LearnedSimulator(bb, mapping)
             n_steps = sc["rollout"] if long_run else sc["short"]
             t0 = time.perf_counter()
-            out = simulate_learned(bb, mapping, frames[:k + 1], box, n_steps, work / "rollouts" / label.split()[0],
+            out = simulate_learned(bb, mapping, frames[:k + 1], box, n_steps, work / "rollouts" / _slug(label),
                                    report_interval=max(1, n_steps // 2000), refine=opts["refine"],
                                    deterministic=opts["deterministic"], seed=3)
             wall = time.perf_counter() - t0
@@ -155,6 +159,41 @@ def main():
     write_json(out_dir / f"{tag}.json", results)
     plot(results, out_dir / f"{tag}_gr.png")
     print(f"wrote {out_dir / (tag + '.json')} in {results['wall_s']:.0f} s")
+
+
+def _slug(label: str) -> str:
+    return label.split()[0]
+
+
+def rescore(json_path: Path, work: Path, sc: dict) -> None:
+    """Recompute rollout metrics (same code path as a full run) from the saved rollout DCDs."""
+    import json
+
+    from openmm_mlcg.data import load_run
+    from openmm_mlcg.experiments import liquid as L
+    from openmm_mlcg.openmm import load_dcd
+
+    results = json.loads(json_path.read_text())
+    mapping, _ = load_run(work / "ref", group_size=1)
+    masses = np.asarray(mapping.bead_masses, dtype=np.float64)
+    box = np.asarray(results["reference"]["box_nm"]) if "box_nm" in results["reference"] else None
+    if box is None:
+        _, ref_cg = load_run(work / "ref", group_size=1)
+        box = np.asarray(ref_cg.box[0] if np.ndim(ref_cg.box) == 3 else ref_cg.box, dtype=np.float64)
+    for label, row in results["variants"].items():
+        if "rollout" not in row:
+            continue
+        d = work / "rollouts" / _slug(label)
+        traj = load_dcd(d / "learned.dcd", str(d / "cg_topology.pdb"))
+        x, t = traj.xyz.astype(np.float64), np.asarray(traj.time, dtype=np.float64)   # reported frames only
+        n_steps = row["rollout"]["n_steps"]
+        row["rollout"] = L.rollout_metrics(x, t, box, masses, results["reference"], sc["fit"],
+                                           burn_in=max(1, len(x) // 10))
+        row["rollout"]["n_steps"] = n_steps
+        print(label, {k: row["rollout"][k] for k in ("gr_error", "peak_height", "D_ratio", "nn_below_ref_q001")})
+    results["rescored"] = datetime.datetime.now().isoformat(timespec="seconds")
+    write_json(json_path, results)
+    plot(results, json_path.with_name(json_path.stem + "_gr.png"))
 
 
 def plot(results: dict, path: Path) -> None:

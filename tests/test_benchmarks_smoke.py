@@ -95,3 +95,21 @@ def test_bench_model_small_system(tmp_path):
     tr = res["training"]
     assert tr["n_atoms_per_window"] == 7 * 60 and tr["batch_size"] == 4
     assert tr["training_samples_per_s"] == pytest.approx(4 / tr["train_step_s"])
+
+
+@pytest.mark.skipif(not (BENCH / "bench_liquid.py").is_file(), reason="benchmarks/ not present")
+def test_bench_liquid_smoke(tmp_path):
+    _run("bench_liquid.py", "--smoke", "--threads", "1", "--work-dir", str(tmp_path / "work"), "--out",
+         str(tmp_path), cwd=tmp_path)
+    doc = json.loads((tmp_path / "liquid_smoke.json").read_text())
+    assert (tmp_path / "liquid_smoke_gr.png").stat().st_size > 10_000
+    ref = doc["reference"]
+    assert ref["peak_height"] > 2.0                      # MD of the LJ liquid has a first g(r) peak
+    assert 0.2 < ref["nn_q001"] < 0.34                   # hard core: nearest neighbours beyond ~0.3 nm
+    v = doc["variants"]
+    assert set(v) >= {"refined (ode, default)", "no refinement", "deterministic", "Gaussian oracle",
+                      "langevin paper"}
+    assert v["refined (ode, default)"]["cost"]["gnn_passes_per_step"] == 20    # 1 Dynamics + 19 Score passes
+    assert v["no refinement"]["cost"]["gnn_passes_per_step"] == 1
+    assert v["deterministic"]["one_step"]["msd_nm2"] < v["no refinement"]["one_step"]["msd_nm2"]
+    _finite_positive(v["refined (ode, default)"]["rollout"]["gr_error"], "gr_error")

@@ -62,7 +62,8 @@ def com_corrected_diffusivity(positions: np.ndarray, time_ps: np.ndarray, masses
     from ..analysis.diffusion import fit_diffusivity, mean_squared_displacement, remove_centre_of_mass_drift
 
     x = remove_centre_of_mass_drift(positions, masses)
-    lag, msd = mean_squared_displacement(x, time_ps, max_lag_ps=fit_window_ps[1])
+    # a little beyond the window: DCD headers store the time step as float32 (2 ps -> 2.0000000657 ps)
+    lag, msd = mean_squared_displacement(x, time_ps, max_lag_ps=1.05 * float(fit_window_ps[1]))
     return float(fit_diffusivity(lag, msd, fit_window_ps)["D_nm2_per_ps"])
 
 
