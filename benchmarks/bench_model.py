@@ -108,10 +108,10 @@ def bench(device: torch.device, n_beads: int, box_nm: float, cutoff: float, hist
         _, _, lat = dyn(bead_emb, masses, hist, ei, evf, et, cutoff)
         t = {"neighbour_list_s": _timeit(lambda: build_edges(x, box, cutoff, bonds), repeats, device),
              "dynamics_script_s": _timeit(lambda: s_dyn(bead_emb, masses, hist, ei, evf, et, cutoff), repeats, device),
-             "score_script_s": _timeit(lambda: s_sco(lat, disp, ei, evf, et, sigma, cutoff, 0.05), repeats, device)}
+             "score_script_s": _timeit(lambda: s_sco(lat, disp / 0.05, disp, ei, evf, et, sigma, cutoff, 0.05), repeats, device)}
         if eager:
             t["dynamics_eager_s"] = _timeit(lambda: dyn(bead_emb, masses, hist, ei, evf, et, cutoff), repeats, device)
-            t["score_eager_s"] = _timeit(lambda: sco(lat, disp, ei, evf, et, sigma, cutoff, 0.05), repeats, device)
+            t["score_eager_s"] = _timeit(lambda: sco(lat, disp / 0.05, disp, ei, evf, et, sigma, cutoff, 0.05), repeats, device)
     t["model_step_no_refine_s"] = t["neighbour_list_s"] + t["dynamics_script_s"]
     t["model_step_refine_200_s"] = t["model_step_no_refine_s"] + 200 * (t["neighbour_list_s"] + t["score_script_s"])
     out["timings"] = t
