@@ -129,7 +129,6 @@ def bench_training(device: torch.device, n_beads: int, box_nm: float, cutoff: fl
     from openmm_mlcg.train.batching import SystemGraph, collate
     from openmm_mlcg.train.config import TrainConfig
     from openmm_mlcg.train.model_step import compute_losses
-    from openmm_mlcg.dynamics import geometric_sigmas
 
     torch.manual_seed(0)
     z = MODEL_SIZES[model]

@@ -57,3 +57,18 @@ def test_refined_step_keeps_first_peak(trained):
     assert g_ref.max() > 2.3, g_ref.max()                   # the reference is a structured liquid
     assert peaks["unrefined"] < UNREFINED_MAX_PEAK, peaks   # the independent Gaussian destroys it
     assert peaks["refined"] > REFINED_MIN_PEAK, peaks       # the refinement restores most of it
+
+
+def test_lj_builder_density_and_errors():
+    top, system, pos = lj.build_lj_system(n_atoms=125, density_per_nm3=21.0)
+    box = system.getDefaultPeriodicBoxVectors()
+    edge = box[0][0].value_in_unit(box[0][0].unit)
+    assert 125 / edge ** 3 == pytest.approx(21.0)
+    assert top.getNumAtoms() == 125 and top.getNumResidues() == 125 and pos.shape == (125, 3)
+    assert np.all((pos > 0) & (pos < edge))
+    with pytest.raises(ValueError, match="n_atoms"):
+        lj.build_lj_system(n_atoms=20)           # box edge below twice the 0.85 nm cutoff
+    with pytest.raises(ValueError, match="density_per_nm3"):
+        lj.build_lj_system(n_atoms=256, density_per_nm3=-1.0)
+    with pytest.raises(ValueError, match="frame_interval_ps"):
+        lj.generate("/nonexistent/never", frame_interval_ps=0.0013)

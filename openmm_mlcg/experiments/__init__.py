@@ -1,6 +1,7 @@
 """End-to-end experiments of Fu et al., TMLR 2023 (section 4), scaled to run on a laptop or a GPU.
 
-Import-light: the submodules (``openmm_mlcg.experiments.polymer``, ``openmm_mlcg.experiments.spe``) import
+Import-light: the submodules (``openmm_mlcg.experiments.polymer``, ``openmm_mlcg.experiments.spe``,
+``openmm_mlcg.experiments.liquid``: the liquid-structure benchmark) import
 OpenMM, torch and the trainer only when imported themselves.
 """
-__all__ = ["polymer", "spe"]
+__all__ = ["polymer", "spe", "liquid"]

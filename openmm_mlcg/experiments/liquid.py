@@ -16,14 +16,13 @@ independent isotropic Gaussian displacements with the exact one-step MSD of the 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
 import torch
 
 __all__ = ["gr_error", "nearest_neighbour_distances", "one_step", "rollout_metrics", "com_corrected_diffusivity",
-           "override_sampler"]
+           "override_sampler", "reference_summary", "split_gr_error", "gr"]
 
 
 def _min_image(d: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -156,6 +155,3 @@ def split_gr_error(frames: np.ndarray, box: np.ndarray, n_frames: int, n_bins: i
     ib = np.unique(np.linspace(0, len(b) - 1, min(max_frames, len(b))).round().astype(int))
     return gr_error(gr(a[ia], box, n_bins)[1], gr(b[ib], box, n_bins)[1])
 
-
-def to_path(p) -> Path:
-    return Path(p)
