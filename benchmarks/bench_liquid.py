@@ -70,10 +70,10 @@ def main():
     import torch
 
     torch.set_num_threads(args.threads)
+    from openmm_mlcg.analysis import nearest_neighbour_distances
     from openmm_mlcg.data import load_run
     from openmm_mlcg.experiments import liquid as L
     from openmm_mlcg.export import load_bundle
-    from openmm_mlcg.simulator import LearnedSimulator
     from openmm_mlcg.systems import lj
     from openmm_mlcg.train.loop import train_on_trajectories
     from openmm_mlcg.workflow import simulate_learned
@@ -129,12 +129,11 @@ def main():
                  oracle_msd=msd1 if opts.get("oracle") else None)
         one = L.one_step(bb, mapping, frames, box, starts, v, seed=1)
         r, g1 = L.gr(one["predicted"], box, len(ref["g"]))
-        nn1 = L.nearest_neighbour_distances(one["predicted"], box)
+        nn1 = nearest_neighbour_distances(one["predicted"], box)
         row["one_step"] = dict(gr_error=L.gr_error(g1, ref["g"]), peak_height=float(g1.max()), g=g1.tolist(),
                                nn_below_ref_q001=float(np.mean(nn1 < ref["nn_q001"])),
                                msd_nm2=float(((one["predicted"] - frames[np.array(starts)]) ** 2).sum(-1).mean()))
         if long_run is not None:
-            sim = LearnedSimulator(bb, mapping)
             n_steps = sc["rollout"] if long_run else sc["short"]
             t0 = time.perf_counter()
             out = simulate_learned(bb, mapping, frames[:k + 1], box, n_steps, work / "rollouts" / _slug(label),
@@ -145,7 +144,7 @@ def main():
             row["rollout"] = L.rollout_metrics(out["positions"], out["time_ps"], box, masses, ref, sc["fit"],
                                                burn_in=burn)
             row["rollout"]["n_steps"] = n_steps
-            row["cost"] = dict(gnn_passes_per_step=1 + (sim.score_passes if opts["refine"] else 0),
+            row["cost"] = dict(gnn_passes_per_step=one["gnn_passes_per_step"],
                                seconds_per_step=out["wall_s"] / n_steps, wall_s=wall)
         results["variants"][label] = row
         print(label, {k2: (round(v2, 4) if isinstance(v2, float) else v2) for k2, v2 in row["one_step"].items()
@@ -175,12 +174,9 @@ def rescore(json_path: Path, work: Path, sc: dict) -> None:
     from openmm_mlcg.openmm import load_dcd
 
     results = json.loads(json_path.read_text())
-    mapping, _ = load_run(work / "ref", group_size=1)
+    mapping, ref_cg = load_run(work / "ref", group_size=1)
     masses = np.asarray(mapping.bead_masses, dtype=np.float64)
-    box = np.asarray(results["reference"]["box_nm"]) if "box_nm" in results["reference"] else None
-    if box is None:
-        _, ref_cg = load_run(work / "ref", group_size=1)
-        box = np.asarray(ref_cg.box[0] if np.ndim(ref_cg.box) == 3 else ref_cg.box, dtype=np.float64)
+    box = np.asarray(ref_cg.box[0] if np.ndim(ref_cg.box) == 3 else ref_cg.box, dtype=np.float64)
     for label, row in results["variants"].items():
         if "rollout" not in row:
             continue

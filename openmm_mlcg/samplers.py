@@ -63,15 +63,16 @@ def gaussian_prior_gns(noisy: torch.Tensor, mean: torch.Tensor, std: torch.Tenso
     return -sigma * (noisy - mean) / (std * std + sigma * sigma)
 
 
-def model_gns(score_module, latent: torch.Tensor, noisy: torch.Tensor, anchor: torch.Tensor, mean: torch.Tensor,
-              std: torch.Tensor, sigma: torch.Tensor, edge_index: torch.Tensor, edge_vec: torch.Tensor, edge_type: torch.Tensor,
-              cutoff: float, length_scale: float) -> torch.Tensor:
+def model_gns(score_module, latent: torch.Tensor, noisy: torch.Tensor, anchor: torch.Tensor,
+              mean: torch.Tensor, std: torch.Tensor, sigma: torch.Tensor, edge_index: torch.Tensor,
+              edge_vec: torch.Tensor, edge_type: torch.Tensor, cutoff: float, length_scale: float) -> torch.Tensor:
     """Full GNS of the model: the Gaussian prior's exact GNS plus the Score GNN's residual (trainer and runtime).
 
     Args:
         score_module: ScoreGNN (eager or scripted). latent: (n, D) Dynamics GNN node latents.
-        noisy: (n, 3) noisy next positions, nm. anchor: (n, 3) current positions x_t, nm. mean, std: (n, 3) the Dynamics GNN's Gaussian over the next
-            positions, nm. sigma: (n, 1) noise level per bead, nm. edge_*: graph on ``noisy``.
+        noisy: (n, 3) noisy next positions, nm. anchor: (n, 3) current positions x_t, nm.
+        mean, std: (n, 3) the Dynamics GNN's Gaussian over the next positions, nm.
+        sigma: (n, 1) noise level per bead, nm. edge_*: graph on ``noisy``.
         cutoff: radius cutoff, nm. length_scale: nm (bundle ``velocity_std``).
 
     Returns:

@@ -27,6 +27,7 @@ import torch
 
 from . import dynamics as _dyn
 from . import samplers as _smp
+from .export import default_refinement_metadata
 from .nn.neighbors import build_edges, check_box
 
 __all__ = ["LearnedSimulator", "NonFiniteStateError"]
@@ -65,7 +66,7 @@ class LearnedSimulator:
 
     def __init__(self, bundle, mapping, device=None):
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        meta = bundle.metadata
+        meta = {**default_refinement_metadata(), **bundle.metadata}
         self.metadata = meta
         self.history_length = int(meta["history"])
         self.cutoff_nm = float(meta["cutoff_nm"])
@@ -75,10 +76,10 @@ class LearnedSimulator:
         self.sigmas_nm = torch.as_tensor(meta["sigmas_nm"], dtype=torch.float64)
         self.langevin_steps_per_level = int(meta["langevin_steps_per_level"])
         self.langevin_step_size_nm2 = float(meta["langevin_step_size_nm2"])
-        self.sampler = str(meta.get("sampler", "langevin"))
-        self.schedule = str(meta.get("schedule", "paper"))
-        self.corrector_steps = int(meta.get("corrector_steps", 0))
-        self.snr = float(meta.get("snr", 0.16))
+        self.sampler = str(meta["sampler"])
+        self.schedule = str(meta["schedule"])
+        self.corrector_steps = int(meta["corrector_steps"])
+        self.snr = float(meta["snr"])
         self.score_enabled = bool(meta.get("score_enabled", True))
         if self.sampler not in _smp.SAMPLERS:
             raise ValueError(f"bundle.metadata['sampler']: expected one of {_smp.SAMPLERS}, got {self.sampler!r}")
@@ -179,11 +180,8 @@ class LearnedSimulator:
             mean_pos, std_pos, latent = self.predict(x, hist, box)
             if refine and self.refines:
                 x_new = self._refine(x, mean_pos, std_pos, latent, box, generator, deterministic)
-            elif deterministic:
-                x_new = mean_pos
             else:
-                x_new = mean_pos + std_pos * torch.randn(mean_pos.shape, generator=generator, device=self.device,
-                                                         dtype=dtype)
+                x_new = self._gaussian_sample(mean_pos, std_pos, generator, deterministic)
             if box is not None:  # momentum conservation: no drift of the periodic system's centre of mass
                 x_new = x_new - (weights * (x_new - x)).sum(0, keepdim=True)
             bad = ~torch.isfinite(x_new).all()
@@ -230,6 +228,13 @@ class LearnedSimulator:
                                          et, self.cutoff_nm)
         return x + out.to(x.dtype) * self.acceleration_std, std.to(x.dtype) * self.acceleration_std, latent
 
+    def _gaussian_sample(self, mean_pos, std_pos, generator, deterministic):
+        """Independent per-bead Gaussian draw (the mean when deterministic)."""
+        if deterministic:
+            return mean_pos
+        return mean_pos + std_pos * torch.randn(mean_pos.shape, generator=generator, device=self.device,
+                                                dtype=mean_pos.dtype)
+
     def _refine(self, x, mean_pos, std_pos, latent, box, generator, deterministic):
         n = x.shape[0]
 
@@ -242,8 +247,7 @@ class LearnedSimulator:
         noise = not deterministic
         sigmas = [float(s) for s in self.sigmas_nm]
         if self.sampler == "langevin":  # Algorithm 1 starts from the Dynamics GNN's sample
-            x0 = mean_pos if deterministic else mean_pos + std_pos * torch.randn(
-                mean_pos.shape, generator=generator, device=self.device, dtype=mean_pos.dtype)
+            x0 = self._gaussian_sample(mean_pos, std_pos, generator, deterministic)
         else:
             x0 = _smp.initial_state(mean_pos, std_pos, sigmas[0], generator, noise)
         return _smp.refine(gns_fn, x0, sigmas, self.sampler, self.langevin_steps_per_level,

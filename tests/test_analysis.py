@@ -346,3 +346,34 @@ def test_centre_of_mass_drift_removed_from_diffusivity():
     assert abs(fixed - d_true * (1 - 1 / n)) < 0.05 * d_true
     with pytest.raises(ValueError, match="masses"):
         remove_centre_of_mass_drift(x, np.ones(n + 1))
+
+
+def test_nearest_neighbour_distances_on_a_lattice():
+    """A jittered simple-cubic lattice of spacing 0.4 nm in a periodic box: nearest neighbours at ~0.4 nm,
+    across the boundary too; the triclinic path (same lattice, sheared cell) gives the same distances."""
+    from openmm_mlcg.analysis import nearest_neighbour_distances
+    m, a = 5, 0.4
+    grid = np.stack(np.meshgrid(*[np.arange(m)] * 3, indexing="ij"), -1).reshape(-1, 3) * a
+    box = np.eye(3) * m * a
+    nn = nearest_neighbour_distances(grid[None], box)
+    np.testing.assert_allclose(nn, a, atol=1e-9)
+    sheared = box.copy()
+    sheared[1, 0] = m * a                      # same lattice of images, triclinic representation
+    np.testing.assert_allclose(nearest_neighbour_distances(grid, sheared), nn, atol=1e-9)
+    assert np.all(nearest_neighbour_distances(grid, None) > a - 1e-9)   # no box: corner beads have 3 neighbours
+    x = grid.copy()
+    x[0] = x[1] + [0.0, 0.0, 0.1]                 # bead 0 moved next to bead 1 (0.1 nm)
+    nn2 = nearest_neighbour_distances(x, box)[0]
+    assert nn2[0] == pytest.approx(0.1) and nn2[1] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="at least 2 beads"):
+        nearest_neighbour_distances(grid[:1], box)
+
+
+def test_msd_max_lag_tolerates_float32_time_step():
+    """DCD headers store the time step as float32 (2 ps reads back as 2.0000000657 ps): a 100 ps maximum lag
+    must still give the lag at 100 ps, or a fit window ending at 100 ps is refused."""
+    from openmm_mlcg.analysis.diffusion import mean_squared_displacement
+    x = np.cumsum(np.random.default_rng(0).normal(size=(200, 4, 3)), axis=0)
+    t = np.arange(200) * 2.0000000657
+    lag, _ = mean_squared_displacement(x, t, max_lag_ps=100.0)
+    assert len(lag) == 51 and lag[-1] == pytest.approx(100.0)

@@ -14,7 +14,51 @@ from openmm_mlcg.units import to_float
 from ._validate import bonds_array, box_array, positions_array
 from .structure import _minimum_image
 
-__all__ = ["count_collisions"]
+__all__ = ["count_collisions", "nearest_neighbour_distances"]
+
+
+def _frame_points(x_f: np.ndarray, b_f):
+    """(points, boxsize) for scipy's periodic cKDTree: wrapped into an orthorhombic box, or as they are."""
+    if b_f is None:
+        return x_f, None
+    size = np.diag(b_f).copy()
+    pts = np.mod(x_f, size)
+    pts[pts >= size] = 0.0  # guard against rounding to exactly L
+    return pts, size
+
+
+def nearest_neighbour_distances(positions, box=None) -> np.ndarray:
+    """Distance from every bead to its nearest other bead, in each frame.
+
+    Orthorhombic boxes and no box use scipy's (periodic) cKDTree; triclinic boxes all pairs with the minimum
+    image (valid for distances below half the box height).
+
+    Args:
+        positions: (F, n, 3) or (n, 3) nm, n >= 2. box: None, (3,), (3, 3) or (F, 3, 3) nm row vectors.
+
+    Returns:
+        (F, n) nm.
+
+    Raises:
+        ValueError: bad shapes, NaN, fewer than 2 beads.
+    """
+    x = positions_array(positions)
+    F, n = x.shape[:2]
+    if n < 2:
+        raise ValueError(f"positions: expected at least 2 beads, got {n}")
+    b = box_array(box, F)
+    orthorhombic = b is not None and np.allclose(b - b * np.eye(3), 0.0)
+    out = np.empty((F, n))
+    for f in range(F):
+        if b is None or orthorhombic:
+            pts, size = _frame_points(x[f], None if b is None else b[f])
+            out[f] = cKDTree(pts, boxsize=size).query(pts, k=2)[0][:, 1]
+        else:
+            d = _minimum_image((x[f][None, :, :] - x[f][:, None, :])[None], b[f:f + 1])[0]
+            r = np.linalg.norm(d, axis=-1)
+            np.fill_diagonal(r, np.inf)
+            out[f] = r.min(1)
+    return out
 
 
 def count_collisions(positions, cutoff_nm, box=None, exclude_bonds=None) -> np.ndarray:
@@ -47,12 +91,7 @@ def count_collisions(positions, cutoff_nm, box=None, exclude_bonds=None) -> np.n
     orthorhombic = b is not None and np.allclose(b - b * np.eye(3), 0.0)
     for f in range(F):
         if b is None or orthorhombic:
-            pts = x[f]
-            size = None
-            if b is not None:
-                size = np.diag(b[f]).copy()
-                pts = np.mod(pts, size)
-                pts[pts >= size] = 0.0  # guard against rounding to exactly L
+            pts, size = _frame_points(x[f], None if b is None else b[f])
             pairs = cKDTree(pts, boxsize=size).query_pairs(rc, output_type="ndarray")
             if pairs.size:  # query_pairs is <= rc; keep strictly < rc
                 d = pts[pairs[:, 1]] - pts[pairs[:, 0]]

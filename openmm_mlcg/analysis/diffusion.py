@@ -115,7 +115,7 @@ def mean_squared_displacement(positions, time_ps, max_lag_ps=None) -> tuple[np.n
         L = max(F // 2, 1)
     else:
         lag = to_float(max_lag_ps, unit.picosecond, "max_lag_ps")
-        L = int(math.floor(lag / dt + 1e-9))
+        L = int(math.floor(lag / dt * (1 + 1e-6)))   # DCD headers store the step as float32 (2 -> 2.0000000657 ps)
         if not 1 <= L <= F - 1:
             raise ValueError(f"max_lag_ps: expected in [{dt}, {(F - 1) * dt}] ps for this trajectory, got {lag}")
     nfft = 1 << int(math.ceil(math.log2(2 * F)))

@@ -21,25 +21,14 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-__all__ = ["gr_error", "nearest_neighbour_distances", "one_step", "rollout_metrics", "com_corrected_diffusivity",
-           "override_sampler", "reference_summary", "split_gr_error", "gr"]
+__all__ = ["gr", "gr_error", "one_step", "structure_summary", "rollout_metrics", "reference_summary",
+           "com_corrected_diffusivity", "override_sampler", "split_gr_error"]
 
 
-def _min_image(d: np.ndarray, box: np.ndarray) -> np.ndarray:
-    from ..analysis.structure import _minimum_image
-
-    return _minimum_image(d[None], np.asarray(box, dtype=np.float64)[None])[0]
-
-
-def nearest_neighbour_distances(positions: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Distance from every bead to its nearest other bead, all frames: (F, n, 3), box (3, 3) nm -> (F * n,) nm."""
-    out = []
-    for x in np.asarray(positions):
-        d = _min_image(x[:, None, :] - x[None, :, :], box)
-        r = np.linalg.norm(d, axis=-1)
-        np.fill_diagonal(r, np.inf)
-        out.append(r.min(1))
-    return np.concatenate(out)
+def _subsample(frames: np.ndarray, max_frames: int) -> np.ndarray:
+    """At most ``max_frames`` evenly spaced frames."""
+    idx = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
+    return frames[idx]
 
 
 def gr(positions, box, n_bins: int = 80):
@@ -61,9 +50,23 @@ def com_corrected_diffusivity(positions: np.ndarray, time_ps: np.ndarray, masses
     from ..analysis.diffusion import fit_diffusivity, mean_squared_displacement, remove_centre_of_mass_drift
 
     x = remove_centre_of_mass_drift(positions, masses)
-    # a little beyond the window: DCD headers store the time step as float32 (2 ps -> 2.0000000657 ps)
-    lag, msd = mean_squared_displacement(x, time_ps, max_lag_ps=1.05 * float(fit_window_ps[1]))
+    lag, msd = mean_squared_displacement(x, time_ps, max_lag_ps=fit_window_ps[1])
     return float(fit_diffusivity(lag, msd, fit_window_ps)["D_nm2_per_ps"])
+
+
+def structure_summary(frames: np.ndarray, box: np.ndarray, n_bins: int = 80, max_frames: int = 400) -> dict:
+    """g(r) (up to ``max_frames`` frames), first-peak height and nearest-neighbour distances (<= 50 frames).
+
+    Returns:
+        dict r, g (lists), peak_height, nn (flat array of nm; not JSON), nn_quantiles (0.1 %, 1 %, 50 %, nm).
+    """
+    from ..analysis.collisions import nearest_neighbour_distances
+
+    sel = _subsample(np.asarray(frames), max_frames)
+    r, g = gr(sel, box, n_bins)
+    nn = nearest_neighbour_distances(_subsample(sel, 50), box).ravel()
+    return dict(r=r.tolist(), g=g.tolist(), peak_height=float(np.max(g)), nn=nn,
+                nn_quantiles=[float(q) for q in np.quantile(nn, [0.001, 0.01, 0.5])])
 
 
 def override_sampler(bundle, **changes):
@@ -85,7 +88,8 @@ def one_step(bundle, mapping, frames: np.ndarray, box: np.ndarray, starts, varia
         variant: dict(refine=bool, deterministic=bool, oracle_msd=None or nm^2 per bead per step).
 
     Returns:
-        dict predicted (len(starts), n, 3) nm, truth (len(starts), n, 3) nm, seconds per step.
+        dict predicted (len(starts), n, 3) nm, truth (len(starts), n, 3) nm, seconds_per_step, and
+        gnn_passes_per_step (1 Dynamics pass + the sampler's Score passes when refining; 0 for the oracle).
     """
     from ..simulator import LearnedSimulator
 
@@ -107,42 +111,38 @@ def one_step(bundle, mapping, frames: np.ndarray, box: np.ndarray, starts, varia
             wall += time.perf_counter() - t0
             pred.append(xn.cpu().numpy())
         truth.append(frames[t + 1])
-    return dict(predicted=np.stack(pred), truth=np.stack(truth), seconds_per_step=wall / max(len(starts), 1))
+    oracle = variant.get("oracle_msd") is not None
+    passes = 0 if oracle else 1 + (sim.score_passes if variant["refine"] else 0)
+    return dict(predicted=np.stack(pred), truth=np.stack(truth), seconds_per_step=wall / max(len(starts), 1),
+                gnn_passes_per_step=passes)
 
 
 def rollout_metrics(positions: np.ndarray, time_ps: np.ndarray, box: np.ndarray, masses: np.ndarray,
                     ref: dict, fit_window_ps, burn_in: int = 0, max_frames: int = 400) -> dict:
-    """Structure and diffusion of a rollout against the reference (``ref`` holds r, g, D, nn_q001).
+    """Structure and diffusion of a rollout against the reference (``ref`` from :func:`reference_summary`).
 
     Returns:
-        dict gr_error, peak_height, r (list), g (list), D_nm2_per_ps, D_ratio, nn_below_ref_q001 (fraction),
-        nn_quantiles (0.1 %, 1 %, 50 % in nm).
+        dict gr_error, peak_height, r, g, D_nm2_per_ps (NaN if the rollout is shorter than the fit window),
+        D_ratio, nn_below_ref_q001 (fraction), nn_quantiles (0.1 %, 1 %, 50 % in nm).
     """
     x = np.asarray(positions)
-    sel = x[burn_in:]
-    idx = np.unique(np.linspace(0, len(sel) - 1, min(max_frames, len(sel))).round().astype(int))
-    r, g = gr(sel[idx], box, n_bins=len(ref["g"]))
-    nn = nearest_neighbour_distances(sel[idx[:: max(1, len(idx) // 50)]], box)
+    out = structure_summary(x[burn_in:], box, len(ref["g"]), max_frames)
+    nn = out.pop("nn")
     try:
         d = com_corrected_diffusivity(x, time_ps, masses, fit_window_ps)
     except ValueError:
         d = float("nan")
-    return dict(gr_error=gr_error(g, ref["g"]), peak_height=float(np.max(g)), r=r.tolist(), g=g.tolist(),
-                D_nm2_per_ps=d, D_ratio=d / ref["D_nm2_per_ps"] if ref.get("D_nm2_per_ps") else None,
-                nn_below_ref_q001=float(np.mean(nn < ref["nn_q001"])),
-                nn_quantiles=[float(q) for q in np.quantile(nn, [0.001, 0.01, 0.5])])
+    return dict(out, gr_error=gr_error(out["g"], ref["g"]), D_nm2_per_ps=d, D_ratio=d / ref["D_nm2_per_ps"],
+                nn_below_ref_q001=float(np.mean(nn < ref["nn_q001"])))
 
 
 def reference_summary(frames: np.ndarray, time_ps: np.ndarray, box: np.ndarray, masses: np.ndarray,
                       fit_window_ps, n_bins: int = 80, max_frames: int = 400) -> dict:
     """g(r), first-peak height, D (COM corrected) and nearest-neighbour quantiles of the reference run."""
-    idx = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
-    r, g = gr(frames[idx], box, n_bins)
-    nn = nearest_neighbour_distances(frames[idx[:: max(1, len(idx) // 50)]], box)
-    d = com_corrected_diffusivity(frames, time_ps, masses, fit_window_ps)
-    return dict(r=r.tolist(), g=g.tolist(), peak_height=float(np.max(g)), D_nm2_per_ps=d,
-                nn_q001=float(np.quantile(nn, 0.001)),
-                nn_quantiles=[float(q) for q in np.quantile(nn, [0.001, 0.01, 0.5])])
+    out = structure_summary(frames, box, n_bins, max_frames)
+    nn = out.pop("nn")
+    return dict(out, D_nm2_per_ps=com_corrected_diffusivity(frames, time_ps, masses, fit_window_ps),
+                nn_q001=float(np.quantile(nn, 0.001)))
 
 
 def split_gr_error(frames: np.ndarray, box: np.ndarray, n_frames: int, n_bins: int = 80,
@@ -150,8 +150,6 @@ def split_gr_error(frames: np.ndarray, box: np.ndarray, n_frames: int, n_bins: i
     """g(r) error of the first ``n_frames`` of a run against the rest (the statistical floor of the metric)."""
     if n_frames >= len(frames) - 1:
         return None
-    a, b = frames[:n_frames], frames[n_frames:]
-    ia = np.unique(np.linspace(0, len(a) - 1, min(max_frames, len(a))).round().astype(int))
-    ib = np.unique(np.linspace(0, len(b) - 1, min(max_frames, len(b))).round().astype(int))
-    return gr_error(gr(a[ia], box, n_bins)[1], gr(b[ib], box, n_bins)[1])
+    a, b = _subsample(frames[:n_frames], max_frames), _subsample(frames[n_frames:], max_frames)
+    return gr_error(gr(a, box, n_bins)[1], gr(b, box, n_bins)[1])
 

@@ -71,12 +71,10 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         mapping: CGMapping of the simulated system; None -> the mapping bound to the bundle.
         history: None or (>= k+1, n_beads, 3) CG frames in nm one model step apart (unwrapped, Quantity
             allowed; the last k+1 are used), e.g. the end of a reference CG trajectory; k = metadata 'history'.
-        refine: draw each step's joint next state with the bundle's Score GNN sampler (metadata ``sampler``,
-            :mod:`openmm_mlcg.samplers`; default probability-flow ODE) instead of the independent Gaussian.
+        refine: draw each step's joint next state with the bundle's Score GNN sampler (:mod:`openmm_mlcg.samplers`).
         seed: integer in [0, 2**53) for the counter-based RNG (see :func:`state.step_seed`).
         device: torch device of the model; None -> "cuda" if available else "cpu".
-        deterministic: no random numbers: the mean step, or the sampler started from the mean without noise
-            (for debugging / tests).
+        deterministic: no random numbers (the mean step, or the sampler started from the mean without noise).
 
     Raises:
         ValueError: mapping hash differs from the bundle's bound mapping, no mapping available, bad

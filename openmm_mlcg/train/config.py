@@ -284,7 +284,7 @@ class TrainConfig:
             _check(f"model.{key}", getattr(m, key), getattr(m, key) >= 1, ">= 1")
         _check("model.min_std", m.min_std, m.min_std > 0, "> 0")
         _check("model.cutoff_nm", m.cutoff_nm, m.cutoff_nm > 0, "> 0")
-        _check("model.score_rbf", m.score_rbf, m.score_rbf >= 0, ">= 0")
+        _check("model.score_rbf", m.score_rbf, m.score_rbf >= 1, ">= 1")
         from openmm_mlcg.samplers import SAMPLERS, SCHEDULES
 
         _check("score.sampler", s.sampler, s.sampler in SAMPLERS, f"one of {SAMPLERS}")

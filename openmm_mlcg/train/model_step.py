@@ -96,6 +96,7 @@ def compute_losses(
                     dtype=batch.next_positions.dtype).to(x.device)
     noisy = batch.next_positions + sigma * z
     s_index, s_vec, s_type = build_edges(noisy, None, cutoff, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes)
-    gns = model_gns(modules["score"], latent, noisy, x.to(noisy.dtype), mean_pos, std_pos, sigma, s_index, s_vec, s_type, cutoff, vstd)
+    gns = model_gns(modules["score"], latent, noisy, x.to(noisy.dtype), mean_pos, std_pos, sigma, s_index, s_vec,
+                    s_type, cutoff, vstd)
     score_loss = denoising_score_loss(gns, z)
     return {"loss": nll + cfg.score.weight * score_loss, "nll": nll, "score_loss": score_loss}
