@@ -15,22 +15,9 @@ __all__ = ["main", "build_parser"]
 
 
 def _coarse_grain(args) -> int:
-    from .data import coarse_grain_trajectory
-    from .mapping import CGMapping
-    from .topology import FineGraph
+    from .cg_command import coarse_grain_command
 
-    graph = FineGraph.from_file(args.topology)
-    mapping = CGMapping.from_graph(graph, group_size=args.group_size, seed=args.seed)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    mapping.save(out)
-    summary = {"mapping": str(out), "n_atoms": graph.n_atoms, "n_beads": mapping.n_beads,
-               "n_molecules": graph.n_molecules, "hash": mapping.hash}
-    if args.trajectory:
-        cg = coarse_grain_trajectory(args.trajectory, args.topology, mapping, cache_dir=args.cache_dir,
-                                     frame_interval_ps=args.frame_interval_ps)
-        summary.update(n_frames=cg.n_frames, frame_interval_ps=cg.frame_interval_ps)
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(coarse_grain_command(args), indent=2))
     return 0
 
 
@@ -64,7 +51,7 @@ def _analyze(args) -> int:
     for item in args.trajectories:
         label, sep, spec = item.partition("=")
         if not sep:
-            raise SystemExit(f"trajectories: expected LABEL=TRAJ[:TOPOLOGY], got {item!r}")
+            raise ValueError(f"trajectories: expected LABEL=TRAJ[:TOPOLOGY], got {item!r}")
         traj, _, top = spec.partition(":")
         trajectories[label] = (traj, top) if top else traj
     kwargs = {}
@@ -80,9 +67,13 @@ def _analyze(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The ``openmm-mlcg`` argument parser (one subparser per subcommand)."""
     p = argparse.ArgumentParser(prog="openmm-mlcg", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback of an error")
 
-    cg = sub.add_parser("coarse-grain", help="METIS CG mapping (saved once) and optional cached CG trajectory")
+    cg = sub.add_parser("coarse-grain", parents=[common], help="METIS CG mapping (saved once) and optional cached CG trajectory")
     cg.add_argument("topology", help="all-atom topology: PDB with CONECT, PSF, or any mdtraj topology file")
     cg.add_argument("--group-size", type=int, default=7, help="target atoms per bead (default 7)")
     cg.add_argument("--seed", type=int, default=0)
@@ -90,9 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     cg.add_argument("--trajectory", nargs="*", help="trajectory files (any format mdtraj reads)")
     cg.add_argument("--frame-interval-ps", type=float, help="time between saved frames, ps (needed for DCD)")
     cg.add_argument("--cache-dir", default="cg_cache", help="where the CG trajectory cache is written")
+    cg.add_argument("--overwrite", action="store_true", help="replace an existing --out mapping that differs")
     cg.set_defaults(func=_coarse_grain)
 
-    gen = sub.add_parser("generate", help="reference MD with OpenMM: polymer electrolytes or CG polymers")
+    gen = sub.add_parser("generate", parents=[common], help="reference MD with OpenMM: polymer electrolytes or CG polymers")
     gen.add_argument("kind", choices=["spe", "polymer"])
     gen.add_argument("--n-systems", type=int, default=1)
     gen.add_argument("--length", type=int, help="chain length (monomers for spe, constitutional units for polymer)")
@@ -107,11 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--workers", type=int, default=1, help="systems simulated in parallel")
     gen.set_defaults(func=_generate)
 
-    tr = sub.add_parser("train", help="train Embedding/Dynamics/Score GNNs from a YAML config, export a bundle")
+    tr = sub.add_parser("train", parents=[common], help="train Embedding/Dynamics/Score GNNs from a YAML config, export a bundle")
     tr.add_argument("config", help="YAML config (see examples/train_spe.yaml)")
     tr.set_defaults(func=_train)
 
-    an = sub.add_parser("analyze", help="observables of one or more trajectories -> analysis.json + PNG plots")
+    an = sub.add_parser("analyze", parents=[common], help="observables of one or more trajectories -> analysis.json + PNG plots")
     an.add_argument("trajectories", nargs="+", help="LABEL=TRAJ[:TOPOLOGY] (e.g. learned=cg.dcd:cg.pdb)")
     an.add_argument("--topology", help="topology for trajectories given without one")
     an.add_argument("--mapping", help="CGMapping .npz: map all-atom trajectories to beads first")
@@ -128,14 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of the ``openmm-mlcg`` console script; returns the exit status.
 
-    User-input errors (ValueError, FileNotFoundError) are printed as one line and give exit status 2.
+    User errors (bad values or config, missing/unwritable/corrupt files, a busy output directory) are printed
+    as one line on stderr with exit status 2; ``--debug`` shows the traceback instead.
     """
+    from .cli_errors import run_guarded
+
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"openmm-mlcg {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_guarded(args.func, args, args.command, debug=getattr(args, "debug", False))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import math
 import tempfile
 import warnings
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence
@@ -34,7 +35,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import torch
 
 from ._version import __version__
-from .io_utils import atomic_write
+from .io_utils import ZIP_EPOCH, atomic_write
 
 __all__ = ["Bundle", "save_bundle", "load_bundle", "check_scripted_matches_eager", "script_module",
            "FORMAT_VERSION", "REQUIRED_METADATA", "default_refinement_metadata", "ExportMismatchError"]
@@ -162,7 +163,7 @@ def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], m
     if "min_std" not in meta and "dynamics" in hp:
         meta["min_std"] = float(hp["dynamics"]["min_std"])
     meta.update(format_version=FORMAT_VERSION, package_version=__version__, export_format=export_format,
-                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                created=str(metadata.get("created") or _created()),
                 mapping_hash=None if mapping is None else str(mapping.hash))
     if mapping is None and metadata.get("mapping_hash") is not None:
         meta["mapping_hash"] = str(metadata["mapping_hash"])
@@ -191,12 +192,49 @@ def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], m
             mapping.save(mp)
             blobs["mapping.npz"] = mp.read_bytes()
     path = Path(path)
+    previous = _previous_created(path, meta, blobs)
+    if previous is not None:  # same model re-exported: keep the first creation time, so the bytes are identical
+        meta["created"] = previous
+        text = json.dumps(meta, indent=1, sort_keys=True)
     with atomic_write(path, "wb") as fh:
         with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED) as zf:
-            zf.writestr("metadata.json", text)
-            for name, data in blobs.items():
-                zf.writestr(name, data)
+            for name, data in [("metadata.json", text.encode())] + sorted(blobs.items()):
+                info = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)  # fixed time stamps: deterministic bytes
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, data)
     return path
+
+
+#: metadata keys that do not identify the model (excluded from fingerprints and "same model" comparisons)
+VOLATILE_METADATA = ("created",)
+
+
+def _created() -> str:
+    """ISO-8601 UTC creation time; ``SOURCE_DATE_EPOCH`` (reproducible builds) overrides the clock."""
+    import os
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    now = (datetime.datetime.fromtimestamp(int(epoch), datetime.timezone.utc) if epoch and epoch.isdigit()
+           else datetime.datetime.now(datetime.timezone.utc))
+    return now.isoformat(timespec="seconds")
+
+
+def _previous_created(path: Path, meta: dict, blobs: dict) -> Optional[str]:
+    """``created`` of an existing bundle at ``path`` holding the same model (metadata and modules), else None."""
+    if not path.is_file():
+        return None
+    try:
+        with zipfile.ZipFile(path, "r") as zf:
+            old = json.loads(zf.read("metadata.json").decode())
+            if set(zf.namelist()) != set(blobs) | {"metadata.json"}:
+                return None
+            if any(zf.read(n) != data for n, data in blobs.items()):
+                return None
+    except (OSError, zipfile.BadZipFile, KeyError, ValueError):
+        return None
+    strip = lambda m: {k: v for k, v in m.items() if k not in VOLATILE_METADATA}  # noqa: E731
+    same = json.dumps(strip(old), sort_keys=True) == json.dumps(strip(meta), sort_keys=True)
+    return old.get("created") if same else None
 
 
 def _major_minor(version: str):
@@ -220,57 +258,80 @@ def load_bundle(path, device="cpu", mapping=None) -> Bundle:
         FileNotFoundError: no such file. ValueError: not a bundle, wrong format_version, package major/minor
         version mismatch, or mapping hash mismatch (the message names the expected and actual values).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"path: bundle file {path} does not exist")
+    from .readers import check_input_file, describe_file
+    from .sanity import resolve_device
+
+    device = resolve_device(device, "device")
+    path = check_input_file(path, "a model bundle (.mlcg)", "path")
     try:
         zf = zipfile.ZipFile(path, "r")
-    except zipfile.BadZipFile:
-        raise ValueError(f"path: {path} is not an openmm_mlcg model bundle (not a zip archive)") from None
-    with zf:
-        names = set(zf.namelist())
-        if "metadata.json" not in names:
-            raise ValueError(f"path: {path} is not an openmm_mlcg model bundle (no metadata.json)")
+    except (zipfile.BadZipFile, OSError, EOFError):
+        raise ValueError(f"path: {path} is not an openmm_mlcg model bundle (expected a zip archive written by "
+                         f"save_bundle, found {describe_file(path)})") from None
+    try:
+        with zf:
+            return _load_from_zip(zf, path, device, mapping)
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        raise ValueError(f"path: {path} is a truncated or corrupt model bundle ({type(exc).__name__}: {exc}); "
+                         "export it again") from None
+
+
+def _load_from_zip(zf, path: Path, device, mapping) -> Bundle:
+    names = set(zf.namelist())
+    if "metadata.json" not in names:
+        raise ValueError(f"path: {path} is not an openmm_mlcg model bundle (no metadata.json)")
+    try:
         meta = json.loads(zf.read("metadata.json").decode())
-        fv = meta.get("format_version")
-        if fv != FORMAT_VERSION:
-            raise ValueError(f"bundle {path}: format_version expected {FORMAT_VERSION}, got {fv!r}; bundles of "
-                             f"format 1 predate the residual mean and score parametrisation of 0.2 and "
-                             f"must be retrained")
-        pv = meta.get("package_version")
-        if pv is None or _major_minor(pv) != _major_minor(__version__):
-            raise ValueError(f"bundle {path}: package_version {pv!r} was written by an incompatible openmm_mlcg "
-                             f"(installed {__version__}; major.minor must match)")
-        fmt = meta.get("export_format", "torchscript")
-        ext = ".pt2" if fmt == "torch.export" else ".pt"
-        needed = {f"{n}{ext}" for n in MODULE_NAMES}
-        if not needed <= names:
-            raise ValueError(f"path: {path} is not an openmm_mlcg model bundle (missing {sorted(needed - names)})")
-        stored_mapping = None
-        if "mapping.npz" in names and mapping is None:
-            from .mapping import CGMapping  # lazy: only needed when a mapping is stored
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"path: {path} has a broken metadata.json (expected a JSON object, {exc})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"path: {path} has a broken metadata.json (expected a JSON object, found "
+                         f"{type(meta).__name__})")
+    fv = meta.get("format_version")
+    if fv != FORMAT_VERSION:
+        raise ValueError(f"bundle {path}: format_version expected {FORMAT_VERSION}, got {fv!r}; bundles of "
+                         f"format 1 predate the residual mean and score parametrisation of 0.2 and "
+                         f"must be retrained")
+    pv = meta.get("package_version")
+    if pv is None or _major_minor(pv) != _major_minor(__version__):
+        raise ValueError(f"bundle {path}: package_version {pv!r} was written by an incompatible openmm_mlcg "
+                         f"(installed {__version__}; major.minor must match)")
+    fmt = meta.get("export_format", "torchscript")
+    ext = ".pt2" if fmt == "torch.export" else ".pt"
+    needed = {f"{n}{ext}" for n in MODULE_NAMES}
+    if not needed <= names:
+        raise ValueError(f"path: {path} is not an openmm_mlcg model bundle (missing {sorted(needed - names)})")
+    stored_mapping = None
+    if "mapping.npz" in names and mapping is None:
+        from .mapping import CGMapping  # lazy: only needed when a mapping is stored
 
-            with tempfile.TemporaryDirectory() as tmp:
-                mp = Path(tmp) / "mapping.npz"
-                mp.write_bytes(zf.read("mapping.npz"))
-                stored_mapping = CGMapping.load(mp)
-        expected = meta.get("mapping_hash")
-        if mapping is not None and expected is not None and str(mapping.hash) != expected:
-            raise ValueError(f"mapping: hash {mapping.hash} does not match the bundle's mapping_hash {expected} "
-                             f"(the model was trained on a different CG mapping)")
-        if stored_mapping is not None and expected is not None and str(stored_mapping.hash) != expected:
-            raise ValueError(f"bundle {path}: stored mapping hash {stored_mapping.hash} does not match "
-                             f"metadata mapping_hash {expected} (corrupted bundle)")
-        if fmt == "torch.export":
-            from .nn.exported import load_programs
+        with tempfile.TemporaryDirectory() as tmp:
+            mp = Path(tmp) / "mapping.npz"
+            mp.write_bytes(zf.read("mapping.npz"))
+            stored_mapping = CGMapping.load(mp)
+    expected = meta.get("mapping_hash")
+    if mapping is not None and expected is not None and str(mapping.hash) != expected:
+        raise ValueError(f"mapping: hash {mapping.hash} does not match the bundle's mapping_hash {expected} "
+                         f"(the model was trained on a different CG mapping)")
+    if stored_mapping is not None and expected is not None and str(stored_mapping.hash) != expected:
+        raise ValueError(f"bundle {path}: stored mapping hash {stored_mapping.hash} does not match "
+                         f"metadata mapping_hash {expected} (corrupted bundle)")
+    if fmt == "torch.export":
+        from .nn.exported import load_programs
 
-            progs = load_programs({n: zf.read(f"{n}.pt2") for n in MODULE_NAMES}, float(meta["cutoff_nm"]),
-                                  float(meta["velocity_std"]), torch.device(device))
-            modules = [progs[n] for n in MODULE_NAMES]
-        else:
-            with _quiet_torchscript():
-                modules = [torch.jit.load(io.BytesIO(zf.read(f"{n}.pt")), map_location=torch.device(device)).eval()
-                           for n in MODULE_NAMES]
+        progs = load_programs({n: zf.read(f"{n}.pt2") for n in MODULE_NAMES}, float(meta["cutoff_nm"]),
+                              float(meta["velocity_std"]), torch.device(device))
+        modules = [progs[n] for n in MODULE_NAMES]
+    else:
+        modules = []
+        for n in MODULE_NAMES:
+            try:
+                with _quiet_torchscript():
+                    modules.append(torch.jit.load(io.BytesIO(zf.read(f"{n}.pt")),
+                                                  map_location=torch.device(device)).eval())
+            except RuntimeError as exc:
+                raise ValueError(f"path: {path}: {n}.pt is not a loadable TorchScript module (corrupt bundle? "
+                                 f"{str(exc).splitlines()[0]})") from None
     return Bundle(*modules, metadata=meta, mapping=mapping if mapping is not None else stored_mapping,
                   path=str(path))
 

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.sparse.linalg import splu
 
-from .io_utils import atomic_write, sha256_arrays
+from .io_utils import atomic_write, sha256_arrays, write_npz
 from .topology import FineGraph
 
 __all__ = ["CGMapping", "centre_of_mass", "wrap_positions", "minimum_image", "as_box_frames"]
@@ -266,7 +266,7 @@ class CGMapping:
                       cg_bonds=self.cg_bonds, group_size=np.array(self.group_size), seed=np.array(self.seed),
                       hash=np.array(self.hash))
         with atomic_write(path) as fh:
-            np.savez(fh, **arrays)
+            write_npz(fh, arrays)
 
     @classmethod
     def load(cls, path, graph: FineGraph | None = None) -> "CGMapping":
@@ -276,18 +276,19 @@ class CGMapping:
             FileNotFoundError: missing file. ValueError: unreadable file, corrupted content (hash) or
             ``graph`` mismatch.
         """
+        from .readers import read_npz
+
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"path: mapping file {path} does not exist")
+        d = read_npz(path, "CGMapping", required=("atom_to_bead", "bead_masses", "bead_molecules", "bead_types",
+                                                   "cg_bonds", "group_size", "seed", "hash"))
         try:
-            with np.load(path, allow_pickle=False) as d:
-                g = FineGraph.from_saved(d, "graph_", name="path")
-                m = cls(g, d["atom_to_bead"].astype(np.int64), d["bead_masses"].astype(np.float64),
-                        d["bead_molecules"].astype(np.int64), tuple(d["bead_types"].tolist()),
-                        d["cg_bonds"].astype(np.int64).reshape(-1, 2), int(d["group_size"]), int(d["seed"]))
-                stored = str(d["hash"])
-        except (OSError, KeyError) as exc:
-            raise ValueError(f"path: {path} is not a readable CGMapping npz file: {exc}") from exc
+            g = FineGraph.from_saved(d, "graph_", name="path")
+            m = cls(g, d["atom_to_bead"].astype(np.int64), d["bead_masses"].astype(np.float64),
+                    d["bead_molecules"].astype(np.int64), tuple(d["bead_types"].tolist()),
+                    d["cg_bonds"].astype(np.int64).reshape(-1, 2), int(d["group_size"]), int(d["seed"]))
+            stored = str(d["hash"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"path: {path} is not a valid CGMapping file: {exc}") from None
         if stored != m.hash:
             raise ValueError(f"path: stored mapping hash {stored[:12]} does not match its content {m.hash[:12]}")
         if graph is not None:

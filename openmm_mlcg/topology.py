@@ -16,7 +16,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .io_utils import atomic_write, sha256_arrays
+from .io_utils import atomic_write, sha256_arrays, write_npz
 
 __all__ = ["FineGraph", "BOND_TYPE_CODES"]
 
@@ -204,6 +204,11 @@ class FineGraph:
             top = mdtraj.load_topology(str(path))
         except Exception as exc:  # mdtraj raises many kinds of errors for bad files
             raise ValueError(f"path: could not read topology file {path} with mdtraj: {exc}") from exc
+        if top.n_atoms == 0:
+            from .readers import describe_file
+
+            raise ValueError(f"path: topology file {path} holds no atoms (expected a PDB with CONECT records, PSF "
+                             f"or another mdtraj topology; found {describe_file(path)})")
         return cls.from_mdtraj(top, atom_types=atom_types, masses=masses)
 
     # ------------------------------------------------------------------ properties
@@ -270,7 +275,7 @@ class FineGraph:
     def save(self, path) -> None:
         """Write an ``.npz`` file atomically."""
         with atomic_write(path) as fh:
-            np.savez(fh, **self.to_arrays())
+            write_npz(fh, self.to_arrays())
 
     @classmethod
     def load(cls, path) -> "FineGraph":
@@ -279,13 +284,13 @@ class FineGraph:
         Raises:
             FileNotFoundError: missing file. ValueError: unreadable file or hash mismatch.
         """
+        from .readers import read_npz
+
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"path: fine-graph file {path} does not exist")
+        data = read_npz(path, "FineGraph")
         try:
-            with np.load(path, allow_pickle=False) as data:
-                return cls.from_saved(data, name="path")
-        except (OSError, KeyError, ValueError) as exc:
+            return cls.from_saved(data, name="path")
+        except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, ValueError) and str(exc).startswith("path:"):
                 raise
-            raise ValueError(f"path: {path} is not a readable FineGraph npz file: {exc}") from exc
+            raise ValueError(f"path: {path} is not a valid FineGraph file: {exc}") from None

@@ -5,7 +5,6 @@ frames to beads with a saved CGMapping when needed, unwraps positions and calls 
 """
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,6 +13,7 @@ import mdtraj as md
 import numpy as np
 from openmm import unit
 
+from openmm_mlcg.readers import describe_file, read_json
 from openmm_mlcg.units import to_float
 
 from .diffusion import unwrap_positions
@@ -27,7 +27,7 @@ def _interval(label, traj_path: Path, frame_interval_ps) -> float:
     if value is None:
         meta = traj_path.parent / "metadata.json"
         if meta.is_file():
-            value = json.loads(meta.read_text()).get("frame_interval_ps")
+            value = read_json(meta, "run metadata", "frame_interval_ps").get("frame_interval_ps")
     if value is None:
         raise ValueError(f"frame_interval_ps: expected the time between saved frames in ps for {label!r} "
                          f"(argument, or 'frame_interval_ps' in {traj_path.parent / 'metadata.json'}), got None")
@@ -57,7 +57,20 @@ def load_cg_positions(trajectory, topology, mapping=None, stride: int = 1):
     for p in paths + [Path(topology)]:
         if not p.is_file():
             raise FileNotFoundError(f"trajectory/topology: file {p} does not exist")
-    traj = md.load([str(p) for p in paths], top=str(topology), stride=int(stride))
+    try:
+        top = md.load_topology(str(topology))
+    except Exception as exc:  # mdtraj raises many kinds of errors for a wrong file
+        raise ValueError(f"topology: could not read {topology} as a topology (expected PDB/PSF/... readable by "
+                         f"mdtraj, found {describe_file(topology)}): {exc}") from None
+    if top.n_atoms == 0:
+        raise ValueError(f"topology: {topology} holds no atoms (found {describe_file(topology)})")
+    try:
+        traj = md.load([str(p) for p in paths], top=top, stride=int(stride))
+    except Exception as exc:
+        raise ValueError(f"trajectory: could not read {paths[0]} with topology {topology} ({top.n_atoms} atoms); "
+                         f"the topology must match the trajectory's particles: {exc}") from None
+    if traj.n_frames == 0:
+        raise ValueError(f"trajectory: {paths[0]} holds no frames (expected frames of {top.n_atoms} particles)")
     x = traj.xyz.astype(np.float64)
     box = None if traj.unitcell_vectors is None else traj.unitcell_vectors.astype(np.float64)
     if mapping is not None and x.shape[1] == mapping.graph.n_atoms and x.shape[1] != mapping.n_beads:
@@ -118,6 +131,9 @@ def analyze_files(trajectories: Mapping, out_dir, topology=None, mapping=None, f
         raise ValueError(f"trajectories: expected a non-empty dict label -> path, got {trajectories!r}")
     if int(stride) < 1:
         raise ValueError(f"stride: expected an integer >= 1, got {stride}")
+    from openmm_mlcg.outputs import check_output_dir
+
+    check_output_dir(out_dir, "out_dir")  # before hours of analysis, not at the first PNG
     if mapping is not None and not hasattr(mapping, "map_positions"):
         from openmm_mlcg.mapping import CGMapping
         mapping = CGMapping.load(mapping)

@@ -82,6 +82,26 @@ def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules,
             histogram_bins: int = 50, plot: bool = True) -> dict:
     """Compute observables for each labelled trajectory, compare with a reference, write JSON + PNGs.
 
+    See :func:`_analyze` for the arguments, return value and errors. Holds the lock of ``out_dir``
+    (``OutputLockedError`` for a second writer) and, on success, removes the figures an earlier analysis
+    wrote there that this one does not produce (no stale PNGs beside the new JSON).
+    """
+    from openmm_mlcg.locks import output_lock
+
+    with output_lock(out_dir, "analyze", "out_dir"):
+        return _analyze(trajectories, box, bead_types, bead_masses, bead_molecules, cg_bonds, out_dir,
+                        observables=observables, reference=reference, fit_window_ps=fit_window_ps,
+                        max_lag_ps=max_lag_ps, collision_cutoffs_nm=collision_cutoffs_nm,
+                        contact_cutoff_nm=contact_cutoff_nm, rdf_n_bins=rdf_n_bins, rdf_r_max_nm=rdf_r_max_nm,
+                        histogram_bins=histogram_bins, plot=plot)
+
+
+def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules, cg_bonds, out_dir,
+             observables=None, reference: str | None = None, fit_window_ps=None, max_lag_ps=None,
+             collision_cutoffs_nm=(0.05, 0.1, 0.2), contact_cutoff_nm=1.0, rdf_n_bins: int = 100, rdf_r_max_nm=None,
+             histogram_bins: int = 50, plot: bool = True) -> dict:
+    """Compute observables for each labelled trajectory, compare with a reference, write JSON + PNGs.
+
     Args:
         trajectories: {label: (positions (F, n, 3) nm UNWRAPPED, time_ps (F,) evenly spaced)}, e.g. labels
             "learned", "reference MD", "short MD".
@@ -120,7 +140,7 @@ def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules,
     mol = index_array(bead_molecules, n, "bead_molecules")
     bonds = bonds_array(cg_bonds, n, "cg_bonds")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    previous = _owned_outputs(out_dir)
     data = {}
     for label, item in trajectories.items():
         if not isinstance(item, (tuple, list)) or len(item) != 2:
@@ -191,7 +211,26 @@ def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules,
                                              for k, v in res["contact_map"].items()}
     with atomic_write(out_dir / "analysis.json", "w") as fh:
         json.dump(doc, fh, indent=1)
+    written = {Path(f).name for f in figs} | ({"contact_maps.npz"} if res.get("contact_map") else set())
+    for name in previous - written - {"analysis.json"}:  # stale outputs of an earlier analysis here
+        (out_dir / name).unlink(missing_ok=True)
     return result
+
+
+#: files ``analyze`` writes (figures named by observable); others in out_dir are never touched
+OWNED_OUTPUTS = ("rg2_distribution.png", "rg2_acf.png", "internal_distance.png", "contact_map.png", "msd.png",
+                 "rdf.png", "collisions.png", "contact_maps.npz")
+
+
+def _owned_outputs(out_dir: Path) -> set:
+    """Names of files in ``out_dir`` written by an earlier analysis (its JSON's figures, or the known names)."""
+    owned = {n for n in OWNED_OUTPUTS if (out_dir / n).is_file()}
+    try:
+        old = json.loads((out_dir / "analysis.json").read_text())
+        owned |= {Path(f).name for f in old.get("figures", []) if (out_dir / Path(f).name).is_file()}
+    except (OSError, ValueError, AttributeError, TypeError):
+        pass
+    return owned
 
 
 def _diffusion(x, t, types, masses, mol, fit_window_ps, max_lag_ps) -> dict:

@@ -14,7 +14,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..io_utils import atomic_write
+from ..io_utils import atomic_write, file_digest, write_npz
 from ..mapping import CGMapping, as_box_frames, unwrap_in_time, wrap_positions
 from ..topology import FineGraph
 
@@ -22,7 +22,7 @@ __all__ = ["CGTrajectory", "coarse_grain_trajectory", "map_trajectory"]
 
 #: formats whose files store the simulation time in ps, so ``frame_interval_ps`` can be read from them
 _TIMED_FORMATS = {".xtc", ".trr", ".h5", ".nc", ".netcdf", ".ncdf", ".lh5"}
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2  # 2: key on file content (BLAKE2b), not path + size + mtime
 
 
 @dataclass(eq=False)
@@ -100,7 +100,7 @@ class CGTrajectory:
         if self.box is not None:
             arrays["box"] = self.box
         with atomic_write(path) as fh:
-            np.savez(fh, **arrays)
+            write_npz(fh, arrays)
 
     @classmethod
     def load(cls, path, mapping: Optional[CGMapping] = None) -> "CGTrajectory":
@@ -109,16 +109,17 @@ class CGTrajectory:
         Raises:
             FileNotFoundError: missing file. ValueError: unreadable file, other units, hash mismatch.
         """
+        from ..readers import read_npz
+
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"path: CG trajectory file {path} does not exist")
+        d = read_npz(path, "CGTrajectory", required=("positions", "time_ps", "frame_interval_ps", "mapping_hash",
+                                                      "units"))
+        units = str(d["units"])
         try:
-            with np.load(path, allow_pickle=False) as d:
-                units = str(d["units"])
-                traj = cls(d["positions"], d["box"] if "box" in d.files else None, d["time_ps"],
-                           float(d["frame_interval_ps"]), str(d["mapping_hash"]))
-        except (OSError, KeyError) as exc:
-            raise ValueError(f"path: {path} is not a readable CGTrajectory npz file: {exc}") from exc
+            traj = cls(d["positions"], d.get("box"), d["time_ps"], float(d["frame_interval_ps"]),
+                       str(d["mapping_hash"]))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"path: {path} is not a valid CGTrajectory file: {exc}") from None
         if units != "nm,ps":
             raise ValueError(f"path: expected units 'nm,ps' in {path}, got {units!r}")
         if mapping is not None:
@@ -213,6 +214,11 @@ def map_trajectory(traj, mapping: CGMapping, frame_interval_ps: Optional[float] 
         frame_interval_ps = float(traj.timestep) if traj.n_frames > 1 else float("nan")
     box = None if traj.unitcell_vectors is None else as_box_frames(
         np.asarray(traj.unitcell_vectors, dtype=np.float64), traj.n_frames, f"{name} unit cell (box)")
+    from ..sanity import MAX_CHEMICAL_BOND_NM, chemical_bonds, check_bonded_distances
+
+    check_bonded_distances(xyz, chemical_bonds(mapping.graph.atom_types, mapping.graph.bonds), box,
+                           MAX_CHEMICAL_BOND_NM, name, "no chemical bond is that long: positions in Angstrom "
+                           "instead of nm, or atoms in another order than the topology?")
     beads = mapping.map_positions(xyz, box, unwrap=False)
     if box is not None:
         beads = unwrap_in_time(beads, box, previous)
@@ -221,7 +227,8 @@ def map_trajectory(traj, mapping: CGMapping, frame_interval_ps: Optional[float] 
 
 
 def _cache_key(files, mapping: CGMapping, frame_interval_ps, periodic) -> str:
-    stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    # content, not size + mtime: a file rewritten in place with the same size and time stamp is a new key
+    stats = [(f.stat().st_size, file_digest(f)) for f in files]
     blob = json.dumps(dict(version=_CACHE_VERSION, mapping=mapping.hash, files=stats, units="nm,ps",
                            frame_interval_ps=frame_interval_ps, periodic=periodic))
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -238,7 +245,7 @@ def coarse_grain_trajectory(trajectory_files: Union[str, Path, Sequence], topolo
         topology: topology file path (PDB with CONECT, PSF, GRO, ...), mdtraj/OpenMM Topology, FineGraph or
             None (use ``mapping.graph``). Checked against the mapping's fine graph.
         mapping: the CGMapping.
-        cache_dir: directory for ``cg_<name>_<key>.npz``; key = mapping hash, files (path, size, mtime),
+        cache_dir: directory for ``cg_<name>_<key>.npz``; key = mapping hash, file contents (BLAKE2b),
             frame interval, units. None: no caching.
         frame_interval_ps: ps between saved frames (float or Quantity). None: read from the files, only
             for formats storing time (XTC, TRR, H5, NetCDF); DCD and others require it.
@@ -283,6 +290,7 @@ def coarse_grain_trajectory(trajectory_files: Union[str, Path, Sequence], topolo
             return CGTrajectory.load(cache_path, mapping=mapping)
     blocks, boxes, last = [], [], None
     for f in files:
+        n_before = len(blocks)
         try:
             reader = mdtraj.iterload(str(f), top=top, chunk=chunk)
             for part in reader:
@@ -306,8 +314,14 @@ def coarse_grain_trajectory(trajectory_files: Union[str, Path, Sequence], topolo
                 raise
             raise ValueError(f"trajectory_files: could not read {f} with a topology of {top.n_atoms} atoms: "
                              f"{exc}") from exc
-        except (OSError, IOError, RuntimeError, TypeError, KeyError, IndexError) as exc:
-            raise ValueError(f"trajectory_files: could not read {f} with mdtraj: {exc}") from exc
+        except (OSError, IOError, RuntimeError, TypeError, KeyError, IndexError, EOFError) as exc:
+            from ..readers import describe_file
+
+            raise ValueError(f"trajectory_files: could not read {f} with mdtraj (expected frames of "
+                             f"{top.n_atoms} atoms, found {describe_file(f)}): {exc}") from exc
+        if len(blocks) == n_before or sum(len(b) for b in blocks[n_before:]) == 0:
+            raise ValueError(f"trajectory_files: {f} holds no frames (expected at least one frame of "
+                             f"{top.n_atoms} atoms)")
     positions = np.concatenate(blocks)
     box = None if boxes[0] is None else np.concatenate(boxes)
     traj = CGTrajectory(positions, box, np.arange(len(positions)) * frame_interval_ps, frame_interval_ps,

@@ -42,7 +42,7 @@ import torch
 from openmm import unit
 
 from ..units import to_array, to_float
-from . import state as _st
+from . import checks as _checks, state as _st
 from .attach import find_context
 
 __all__ = ["LearnedIntegrator"]
@@ -84,7 +84,7 @@ class LearnedIntegrator(openmm.CustomIntegrator):
 
     def __init__(self, bundle, mapping=None, history=None, refine: bool = True, seed: int = 0,
                  device=None, deterministic: bool = False):
-        device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = _checks.resolve_device(device, "device")  # ValueError for "cuda" without CUDA
         bundle = _load_bundle(bundle, device, mapping)
         mapping = self._resolve_mapping(bundle, mapping)
         meta = bundle.metadata
@@ -199,6 +199,7 @@ class LearnedIntegrator(openmm.CustomIntegrator):
                                "integrator) first and set the positions")
         if self._checked is None or self._checked[0] != id(ctx):
             self._check_system(ctx.getSystem())
+            _checks.check_context(self._bundle.metadata, ctx, self._mapping)  # periodicity, box, bond lengths
             self._checked = (id(ctx), self._n)
         return ctx
 
@@ -256,6 +257,7 @@ class LearnedIntegrator(openmm.CustomIntegrator):
             raise ValueError(f"history: expected (>= k+1, n_beads, 3) = (>= {self._k + 1}, {self._n}, 3) frames "
                              f"in nm, got shape {x.shape}")
         x = x[x.shape[0] - self._k - 1:]
+        _checks.check_history(self._bundle.metadata, x, self._mapping)  # displacements vs velocity_std, nm
         self._write_vars(history_velocities(x), x[-1], True)
 
     def reset_history(self) -> None:

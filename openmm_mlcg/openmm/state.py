@@ -23,7 +23,7 @@ import numpy as np
 import openmm
 from openmm import unit
 
-from ..io_utils import atomic_write
+from ..io_utils import atomic_write, write_npz
 
 __all__ = ["GLOBALS", "FORMAT_VERSION", "bundle_fingerprint", "encode_fingerprint", "decode_fingerprint",
            "step_seed", "write_state_file", "read_state_file", "context_arrays", "restore_context"]
@@ -41,10 +41,14 @@ MAX_SEED = 2**53 - 1
 def bundle_fingerprint(bundle) -> str:
     """SHA-256 (hex) of a bundle's metadata (JSON, sorted keys) and every parameter/buffer of its modules.
 
-    Identifies the *model* a checkpoint was written with, independently of the file path.
+    Identifies the *model* a checkpoint was written with, independently of the file path and of the export
+    time (``created`` is left out).
     """
+    from ..export import VOLATILE_METADATA
+
     h = hashlib.sha256()
-    h.update(json.dumps(bundle.metadata, sort_keys=True, default=str).encode())
+    meta = {k: v for k, v in bundle.metadata.items() if k not in VOLATILE_METADATA}  # identical training, same id
+    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
     for name in ("embedding", "dynamics", "score"):
         module = getattr(bundle, name, None)
         if module is None:
@@ -81,7 +85,7 @@ def write_state_file(path, **arrays) -> None:
         FileNotFoundError: the parent directory does not exist.
     """
     with atomic_write(path, "wb") as fh:
-        np.savez(fh, **{k: np.asarray(v) for k, v in arrays.items()})
+        write_npz(fh, {k: np.asarray(v) for k, v in arrays.items()})
 
 
 def read_state_file(path) -> dict:
@@ -93,10 +97,9 @@ def read_state_file(path) -> dict:
     """
     from pathlib import Path
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"path: integrator state file {path} does not exist")
-    with np.load(path, allow_pickle=False) as data:
-        out = {k: data[k] for k in data.files}
+    from ..readers import read_npz
+
+    out = read_npz(Path(path), "LearnedIntegrator state")
     if "mlcg_format" not in out:
         raise ValueError(f"path: {path} is not a LearnedIntegrator state file (no 'mlcg_format' entry)")
     if int(out["mlcg_format"]) != FORMAT_VERSION:

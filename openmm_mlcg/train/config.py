@@ -221,12 +221,17 @@ class TrainConfig:
         Raises:
             FileNotFoundError: missing file. ValueError/TypeError: see :meth:`from_dict`.
         """
+        from openmm_mlcg.yaml_strict import load_yaml
+
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config: file {path} does not exist")
-        with open(path) as fh:
-            raw = yaml.safe_load(fh)
-        cfg = cls.from_dict(raw)
+        raw = load_yaml(path)  # duplicate keys/sections and syntax errors -> ValueError with file and line
+        if not isinstance(raw, dict):
+            raise ValueError(f"config: {path} should hold a mapping of sections (data, model, ...), found "
+                             f"{type(raw).__name__}")
+        try:
+            cfg = cls.from_dict(raw)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{exc} (in {path})") from None
         cfg.resolve_paths(path.parent)
         return cfg
 

@@ -23,6 +23,9 @@ from tqdm.auto import tqdm
 
 from openmm_mlcg.dynamics import geometric_sigmas
 from openmm_mlcg.io_utils import atomic_write
+from openmm_mlcg.locks import output_lock
+from openmm_mlcg.outputs import check_output_dir
+from openmm_mlcg.sanity import resolve_device, training_physics
 
 from .batching import atom_type_vocabulary, collate, system_graph
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -48,11 +51,11 @@ def train(config: Union[TrainConfig, dict, str, Path], callback: Optional[Callab
         ValueError/TypeError/FileNotFoundError: invalid config or data (see :class:`TrainConfig`, :func:`load_sources`).
     """
     cfg = load_config(config)
-    out = Path(cfg.training.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
-    trajs, maps = load_sources(cfg.data, cache)
-    return train_on_trajectories(trajs, maps, cfg, callback=callback)
+    out = check_output_dir(cfg.training.out_dir, "training.out_dir")
+    with output_lock(out, "train", "training.out_dir"):  # one trainer per out_dir
+        cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
+        trajs, maps = load_sources(cfg.data, cache)
+        return train_on_trajectories(trajs, maps, cfg, callback=callback)
 
 
 def _step_generator(seed: int, step: int) -> torch.Generator:
@@ -130,6 +133,19 @@ def _validate(modules, graphs, dataset, stats, cfg, sigma_range, device) -> floa
 
 def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
                           callback: Optional[Callable[[int, dict], None]] = None) -> Path:
+    """Train on CG trajectories in memory; see :func:`_train_on_trajectories` (holds the out_dir lock).
+
+    Raises:
+        OutputLockedError: another process is training into the same ``training.out_dir``.
+    """
+    cfg = load_config(config)
+    out = check_output_dir(cfg.training.out_dir, "training.out_dir")
+    with output_lock(out, "train", "training.out_dir"):
+        return _train_on_trajectories(cg_trajectories, mappings, cfg, callback)
+
+
+def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
+                           callback: Optional[Callable[[int, dict], None]] = None) -> Path:
     """Train on CG trajectories in memory (``data.systems`` of the config is ignored).
 
     Args:
@@ -162,9 +178,7 @@ def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
     tc, dc = cfg.training, cfg.data
     out = Path(tc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(tc.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"training.device: {tc.device!r} requested but CUDA is not available")
+    device = resolve_device(tc.device, "training.device")
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed % 2**32)
 
@@ -258,6 +272,7 @@ def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
         "velocity_std": float(stats["velocity_std"]), "acceleration_std": float(stats["acceleration_std"]),
         "atom_type_vocabulary": vocab, "n_bond_types": N_BOND_TYPES,
         "training_steps": tc.n_steps, "val_nll": _finite_or_none(extra.get("val_nll")), "train_config": cfg.to_dict(),
+        **training_physics(trajs, maps),  # periodic, max_cg_bond_nm, bead_density_per_nm3: runtime checks
     }
     hashes = {m.hash for m in maps}
     bound = maps[0] if len(hashes) == 1 else None
