@@ -6,7 +6,6 @@ A run directory is what ``openmm_mlcg.systems`` writes (and what any user can as
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional, Tuple
 
@@ -27,7 +26,9 @@ def read_run_metadata(run_dir) -> dict:
     if not d.is_dir():
         raise FileNotFoundError(f"run_dir: directory {d} does not exist")
     meta = d / "metadata.json"
-    return json.loads(meta.read_text()) if meta.is_file() else {}
+    from ..readers import read_json
+
+    return read_json(meta, "run metadata", "run_dir") if meta.is_file() else {}
 
 
 def _graph_from_topology(topology_path: Path, metadata: dict) -> FineGraph:

@@ -274,6 +274,29 @@ def run_protocol(simulation: app.Simulation, out_dir, stages: list[Stage], repor
     out = ensure_writable_dir(out_dir)
     if is_done(out):
         return out
+    from ..locks import output_lock
+
+    with output_lock(out, "reference MD run", "out_dir"):  # a second writer fails instead of adding frames
+        if is_done(out):
+            return out
+        return _run_protocol(simulation, out, stages, report_interval_steps, metadata, desc,
+                             checkpoint_interval_steps, progress_bar)
+
+
+def _check_frame_counts(paths: dict, frames: int) -> None:
+    """Before DONE: the DCD and CSV hold exactly the frames the protocol recorded."""
+    have = dcd_frame_count(paths["dcd"]) if paths["dcd"].exists() else 0
+    rows = 0
+    if paths["csv"].exists():
+        rows = sum(1 for line in paths["csv"].read_text().splitlines() if line and not line.startswith("#"))
+    for f, n in ((paths["dcd"], have), (paths["csv"], rows)):
+        if (f.exists() or frames) and n != frames:
+            raise ValueError(f"out_dir: {f} holds {n} frames but the protocol recorded {frames}; another process "
+                             "wrote into this directory (or a file was edited); delete the directory and rerun")
+
+
+def _run_protocol(simulation, out: Path, stages, report_interval_steps, metadata, desc, checkpoint_interval_steps,
+                  progress_bar) -> Path:
     interval = report_interval_steps
     paths = {k: out / f for k, f in dict(dcd="trajectory.dcd", csv="state_data.csv", chk="checkpoint.chk",
                                             progress="progress.json", meta="metadata.json",
@@ -307,7 +330,9 @@ def run_protocol(simulation: app.Simulation, out_dir, stages: list[Stage], repor
         k, done, frames = 0, 0, 0
     meta = _full_metadata(simulation, metadata, interval, stages)
     if paths["pdb"].exists() and paths["meta"].exists():  # keep the production-start box recorded earlier
-        meta["box_nm"] = json.loads(paths["meta"].read_text()).get("box_nm", meta["box_nm"])
+        from ..readers import read_json
+
+        meta["box_nm"] = read_json(paths["meta"], "run metadata", "out_dir").get("box_nm", meta["box_nm"])
     _write_json(paths["meta"], meta)
 
     from tqdm.auto import tqdm
@@ -378,6 +403,7 @@ def run_protocol(simulation: app.Simulation, out_dir, stages: list[Stage], repor
     _write_json(paths["progress"], dict(stage="done", stage_index=len(stages), steps_done_in_stage=0,
                                         step_count=simulation.context.getStepCount(), frames=frames,
                                         total_steps=total))
+    _check_frame_counts(paths, frames)
     with atomic_write(out / "DONE", "w") as fh:
         fh.write(f"frames={frames}\n")
     return out

@@ -288,7 +288,9 @@ def _run_one(job: dict) -> str:
                 units=params["units"]["note"], source=params["description"])
     stages = [Stage("minimize", 0, minimize=True), Stage("equilibrate", job["equilibration_steps"]),
               Stage("production", job["n_steps"], reporters=True)]
-    old = json.loads((out / "metadata.json").read_text()) if (out / "metadata.json").exists() else {}
+    from ..readers import read_json
+
+    old = read_json(out / "metadata.json", "run metadata", "out_dir") if (out / "metadata.json").exists() else {}
     if old and [old.get(k) for k in ("sequence", "stages", "report_interval_steps")] != [
             sequence, [s.__dict__ for s in stages], job["report_interval"]]:
         raise ValueError(f"out_dir: {out} was started with other settings (sequence/steps/frame interval); "
@@ -386,15 +388,16 @@ def generate(n_systems: int, out_dir, kind: str = "class1", length: int | None =
                          build_seed=build_seed, integrator_seed=integ_seed, platform=plat, threads=threads,
                          n_steps=int(n_steps), equilibration_steps=int(eq), report_interval=report,
                          progress_bar=progress_bar and n_workers == 1))
-    if n_workers == 1:
-        return [Path(_run_one(j)) for j in jobs]
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from ..locks import output_lock
 
-    from tqdm.auto import tqdm
+    with output_lock(out, "generate", "out_dir"):  # one generate per out_dir
+        if n_workers == 1:
+            return [Path(_run_one(j)) for j in jobs]
+        from tqdm.auto import tqdm
 
-    # spawn, not fork: forking a process whose OpenMM CPU thread pool is alive can deadlock the child
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        done = list(tqdm(pool.map(_run_one, jobs), total=len(jobs), desc=f"polymer {kind}",
-                         disable=not progress_bar))
-    return [Path(d) for d in done]
+        from ..parallel import worker_pool
+
+        with worker_pool(n_workers) as pool:  # spawned workers that die with this process
+            done = list(tqdm(pool.map(_run_one, jobs), total=len(jobs), desc=f"polymer {kind}",
+                             disable=not progress_bar))
+        return [Path(d) for d in done]

@@ -391,9 +391,11 @@ def generate(n_systems: int, out_dir, polymers=None, chain_length: int | None = 
                          equilibration_ps=equil, training_ps=train, frame_interval_ps=frame_interval_ps,
                          temperature=temperature, platform=platform, progress_bar=progress_bar,
                          cpu_threads=max(1, (os.cpu_count() or 1) // n_workers) if n_workers > 1 else None))
-    if n_workers == 1:
-        return [Path(_one_system(j)) for j in jobs]
-    from concurrent.futures import ProcessPoolExecutor
+    from ..locks import output_lock
+    from ..parallel import worker_pool
 
-    with ProcessPoolExecutor(max_workers=n_workers) as pool:
-        return [Path(p) for p in pool.map(_one_system, jobs)]
+    with output_lock(out, "generate", "out_dir"):  # one generate per out_dir
+        if n_workers == 1:
+            return [Path(_one_system(j)) for j in jobs]
+        with worker_pool(n_workers) as pool:  # spawned workers that die with this process
+            return [Path(p) for p in pool.map(_one_system, jobs)]
