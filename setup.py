@@ -30,7 +30,7 @@ setup(
         "pyyaml>=6",
         "tqdm>=4.60",
         "matplotlib>=3.7",
-        "filelock>=3.12",
+        "filelock>=3.13",
     ],
     extras_require={
         "systems": ["rdkit>=2023.9", "packmol>=20", "openmmforcefields>=0.13"],

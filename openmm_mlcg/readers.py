@@ -65,9 +65,10 @@ def read_npz(path, what: str, required=(), name: str = "path") -> dict:
     """
     p = check_input_file(path, f"a {what} .npz", name)
     try:
-        with np.load(p, allow_pickle=False) as data:
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise ValueError("not an archive")
+        data = np.load(p, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an archive")
+        with data:
             out = {k: data[k] for k in data.files}
     except (zipfile.BadZipFile, EOFError, OSError, zlib.error, ValueError, KeyError, AttributeError) as exc:
         raise ValueError(f"{name}: {p} is not a readable {what} .npz archive (expected a complete npz written by "

@@ -203,7 +203,10 @@ class FineGraph:
         try:
             top = mdtraj.load_topology(str(path))
         except Exception as exc:  # mdtraj raises many kinds of errors for bad files
-            raise ValueError(f"path: could not read topology file {path} with mdtraj: {exc}") from exc
+            from .readers import describe_file
+
+            raise ValueError(f"path: could not read topology file {path} with mdtraj (expected a PDB with CONECT "
+                             f"records, PSF or another mdtraj topology; found {describe_file(path)}): {exc}") from exc
         if top.n_atoms == 0:
             from .readers import describe_file
 
