@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback of an error")
 
-    cg = sub.add_parser("coarse-grain", parents=[common], help="METIS CG mapping (saved once) and optional cached CG trajectory")
+    cg = sub.add_parser("coarse-grain", parents=[common],
+                        help="METIS CG mapping (saved once) and optional cached CG trajectory")
     cg.add_argument("topology", help="all-atom topology: PDB with CONECT, PSF, or any mdtraj topology file")
     cg.add_argument("--group-size", type=int, default=7, help="target atoms per bead (default 7)")
     cg.add_argument("--seed", type=int, default=0)
@@ -84,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     cg.add_argument("--overwrite", action="store_true", help="replace an existing --out mapping that differs")
     cg.set_defaults(func=_coarse_grain)
 
-    gen = sub.add_parser("generate", parents=[common], help="reference MD with OpenMM: polymer electrolytes or CG polymers")
+    gen = sub.add_parser("generate", parents=[common],
+                        help="reference MD with OpenMM: polymer electrolytes or CG polymers")
     gen.add_argument("kind", choices=["spe", "polymer"])
     gen.add_argument("--n-systems", type=int, default=1)
     gen.add_argument("--length", type=int, help="chain length (monomers for spe, constitutional units for polymer)")
@@ -99,11 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--workers", type=int, default=1, help="systems simulated in parallel")
     gen.set_defaults(func=_generate)
 
-    tr = sub.add_parser("train", parents=[common], help="train Embedding/Dynamics/Score GNNs from a YAML config, export a bundle")
+    tr = sub.add_parser("train", parents=[common],
+                        help="train Embedding/Dynamics/Score GNNs from a YAML config, export a bundle")
     tr.add_argument("config", help="YAML config (see examples/train_spe.yaml)")
     tr.set_defaults(func=_train)
 
-    an = sub.add_parser("analyze", parents=[common], help="observables of one or more trajectories -> analysis.json + PNG plots")
+    an = sub.add_parser("analyze", parents=[common],
+                        help="observables of one or more trajectories -> analysis.json + PNG plots")
     an.add_argument("trajectories", nargs="+", help="LABEL=TRAJ[:TOPOLOGY] (e.g. learned=cg.dcd:cg.pdb)")
     an.add_argument("--topology", help="topology for trajectories given without one")
     an.add_argument("--mapping", help="CGMapping .npz: map all-atom trajectories to beads first")

@@ -41,7 +41,8 @@ def resolve_device(device, name: str = "device"):
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"{name}: expected 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r} ({exc})") from None
+        raise ValueError(f"{name}: expected 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r} "
+                         f"({exc})") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"{name}: {str(device)!r} requested but CUDA is not available (torch "
