@@ -158,3 +158,49 @@ def test_truncate_outputs_without_step_column(tmp_path):
     q.write_text('#"Speed (ns/day)"\n1\n')
     with pytest.raises(ValueError, match=r"csv: .*y\.csv needs a 'Step' or 'Time \(ps\)' column"):
         truncate_outputs(2, csv=[q])
+
+
+TRAIN = textwrap.dedent("""
+    import json, os, signal, sys
+    import torch
+    torch.set_num_threads(1)
+    from openmm_mlcg.data import CGTrajectory
+    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.train import train_on_trajectories
+    traj, mapping, cfg = sys.argv[1:4]
+    mapping = CGMapping.load(mapping)
+    def kill_at_5(step, row):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGKILL)
+    train_on_trajectories([CGTrajectory.load(traj, mapping)], [mapping], json.loads(cfg), callback=kill_at_5)
+""")
+
+
+def test_train_killed_and_rerun_gives_the_same_bundle(tmp_path):
+    import json
+
+    import torch
+
+    from openmm_mlcg.export import load_bundle
+    from openmm_mlcg.openmm.state import bundle_fingerprint
+    from openmm_mlcg.train import train_on_trajectories
+    from test_train import _chain_system, _config
+
+    torch.set_num_threads(1)
+    traj, mapping = _chain_system(seed=2, n_frames=20)
+    traj.save(tmp_path / "cg.npz")
+    mapping.save(tmp_path / "m.npz")
+    over = dict(training=dict(n_steps=6, eval_every=3, checkpoint_every=3))
+    cfg_b = _config(tmp_path / "b", **over).to_dict()
+    r = subprocess.run([sys.executable, "-c", TRAIN, str(tmp_path / "cg.npz"), str(tmp_path / "m.npz"),
+                        json.dumps(cfg_b)], env=_env(), capture_output=True, timeout=300)
+    assert r.returncode == -signal.SIGKILL, r.stderr.decode()[-2000:]
+    assert (tmp_path / "b" / "checkpoint.pt").is_file() and not (tmp_path / "b" / "model.mlcg").exists()
+    resumed = train_on_trajectories([traj], [mapping], cfg_b)
+    ref = train_on_trajectories([traj], [mapping], _config(tmp_path / "a", **over))
+    steps = [int(line.split(",")[0]) for line in (tmp_path / "b" / "log.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(1, 7))
+    assert bundle_fingerprint(load_bundle(resumed)) == bundle_fingerprint(load_bundle(ref))
+    first = resumed.read_bytes()
+    again = train_on_trajectories([traj], [mapping], cfg_b)  # identical rerun: nothing changes
+    assert again.read_bytes() == first

@@ -91,6 +91,15 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def _model_config(cfg) -> dict:
+    """The config recorded in the bundle, without where and how verbosely it ran (so identical training in
+    another directory exports the identical bundle)."""
+    d = cfg.to_dict()
+    for key in ("out_dir", "progress", "resume"):
+        d["training"].pop(key, None)
+    return d
+
+
 def _check_resumable(saved: dict, current: dict, path: Path) -> None:
     a, b = _flatten(saved), _flatten(current)
     for key in sorted(set(a) | set(b)):
@@ -271,7 +280,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         "langevin_step_size_nm2": cfg.score.step_size_nm2, **refinement_metadata(cfg.score),
         "velocity_std": float(stats["velocity_std"]), "acceleration_std": float(stats["acceleration_std"]),
         "atom_type_vocabulary": vocab, "n_bond_types": N_BOND_TYPES,
-        "training_steps": tc.n_steps, "val_nll": _finite_or_none(extra.get("val_nll")), "train_config": cfg.to_dict(),
+        "training_steps": tc.n_steps, "val_nll": _finite_or_none(extra.get("val_nll")), "train_config": _model_config(cfg),
         **training_physics(trajs, maps),  # periodic, max_cg_bond_nm, bead_density_per_nm3: runtime checks
     }
     hashes = {m.hash for m in maps}
