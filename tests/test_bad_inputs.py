@@ -713,3 +713,18 @@ def test_write_npz_is_byte_deterministic(tmp_path):
     assert one.getvalue() == two.getvalue()
     with np.load(io.BytesIO(one.getvalue())) as d:
         assert np.array_equal(d["b"], np.arange(3))
+
+
+def test_checkpoint_ids_of_earlier_builds_still_accepted(files):
+    from openmm_mlcg.openmm import LearnedIntegrator
+    from openmm_mlcg.openmm import state as st
+
+    integ = LearnedIntegrator(files / "model.mlcg", device="cpu")
+    legacy = [i for i in integ._ids if len(i) == 32 and i != integ._fingerprint[:32]]
+    assert len(legacy) == 1
+    for i, v in enumerate(st.encode_fingerprint(legacy[0])):
+        integ.setGlobalVariableByName(f"bundle_id{i}", v)
+    integ.get_history()  # accepted
+    integ.setGlobalVariableByName("bundle_id0", 0.0)
+    with pytest.raises(ValueError, match="bundle: the integrator state .* was written by bundle 00000000"):
+        integ.get_history()

@@ -102,6 +102,7 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         self._n = int(mapping.n_beads)
         self._cutoff = float(meta.get("cutoff_nm") or 0.0)
         self._fingerprint = _st.bundle_fingerprint(bundle)
+        self._ids = _st.accepted_ids(bundle, self._fingerprint)  # also ids of earlier builds
         values = dict(_st.GLOBALS, seed=float(seed), refine=float(bool(refine)),
                       deterministic=float(bool(deterministic)))
         for i, v in enumerate(_st.encode_fingerprint(self._fingerprint)):
@@ -228,7 +229,7 @@ class LearnedIntegrator(openmm.CustomIntegrator):
     def _read_vars(self):
         """(history (k,n,3), x_last (n,3), ready) from the integrator variables (cached between steps)."""
         fp = _st.decode_fingerprint([self.getGlobalVariableByName(f"bundle_id{i}") for i in range(4)])
-        if fp != self._fingerprint[:32]:
+        if fp not in self._ids:
             raise ValueError(f"bundle: the integrator state (e.g. a loaded checkpoint) was written by bundle "
                              f"{fp[:12]}... but this integrator runs bundle {self._fingerprint[:12]}...")
         ready = bool(self.getGlobalVariableByName("history_ready"))
@@ -360,7 +361,7 @@ class LearnedIntegrator(openmm.CustomIntegrator):
             RuntimeError: ``restore_context`` but not attached to a Context.
         """
         data = _st.read_state_file(path)
-        if str(data["fingerprint"]) != self._fingerprint:
+        if str(data["fingerprint"]) not in self._ids:
             raise ValueError(f"path: state was written with bundle {str(data['fingerprint'])[:12]}..., "
                              f"this integrator runs {self._fingerprint[:12]}...")
         if data["history"].shape != (self._k, self._n, 3):
@@ -389,7 +390,7 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         new = cls(bundle, mapping=mapping, refine=bool(g["refine"]), seed=int(g["seed"]), device=device,
                   deterministic=bool(g["deterministic"]))
         stored = _st.decode_fingerprint([g[f"bundle_id{i}"] for i in range(4)])
-        if stored != new._fingerprint[:32]:
+        if stored not in new._ids:
             raise ValueError(f"bundle: the XML integrator was created with bundle {stored[:12]}..., "
                              f"got bundle {new._fingerprint[:12]}...")
         if g["history_ready"]:

@@ -25,7 +25,7 @@ from openmm import unit
 
 from ..io_utils import atomic_write, write_npz
 
-__all__ = ["GLOBALS", "FORMAT_VERSION", "bundle_fingerprint", "encode_fingerprint", "decode_fingerprint",
+__all__ = ["GLOBALS", "FORMAT_VERSION", "bundle_fingerprint", "accepted_ids", "encode_fingerprint", "decode_fingerprint",
            "step_seed", "write_state_file", "read_state_file", "context_arrays", "restore_context"]
 
 #: version of the variable layout below (stored in global ``mlcg_format``).
@@ -57,6 +57,20 @@ def bundle_fingerprint(bundle) -> str:
             h.update(f"{name}.{key}".encode())
             h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
+
+
+def accepted_ids(bundle, fingerprint: str) -> frozenset:
+    """Fingerprints (full and the 128-bit prefix kept in integrator globals) a checkpoint of ``bundle`` may carry:
+    the current one and the one earlier builds wrote, which also hashed the export time ``created``."""
+    h = hashlib.sha256()
+    h.update(json.dumps(bundle.metadata, sort_keys=True, default=str).encode())
+    for name in ("embedding", "dynamics", "score"):
+        module = getattr(bundle, name, None)
+        for key, tensor in sorted(module.state_dict().items()) if module is not None else ():
+            h.update(f"{name}.{key}".encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    legacy = h.hexdigest()
+    return frozenset({fingerprint, fingerprint[:32], legacy, legacy[:32]})
 
 
 def encode_fingerprint(hex_digest: str) -> list[float]:
