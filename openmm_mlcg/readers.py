@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["describe_file", "check_input_file", "read_npz", "read_json"]
+__all__ = ["describe_file", "check_input_file", "read_npz", "read_json", "dcd_frames"]
 
 
 def describe_file(path) -> str:
@@ -97,3 +97,13 @@ def read_json(path, what: str, name: str = "path") -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{name}: {p} should hold a JSON object ({what}), found {type(data).__name__}")
     return data
+
+
+def dcd_frames(path):
+    """Complete frames in a DCD file (from its size), or None if ``path`` is not a readable DCD file."""
+    from .systems.md import dcd_frame_count
+
+    try:
+        return dcd_frame_count(path)
+    except Exception:  # not a DCD / unreadable: the caller reports its own error
+        return None

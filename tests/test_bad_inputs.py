@@ -230,6 +230,16 @@ def test_zero_frame_dcd(liquid, liquid_mapping, tmp_path):
         coarse_grain_trajectory(dcd, top, liquid_mapping, frame_interval_ps=0.005)
 
 
+def test_analyze_zero_frame_dcd(liquid, tmp_path):
+    from openmm_mlcg.analysis.files import load_cg_positions
+    from openmm_mlcg.systems.md import truncate_dcd
+
+    top, dcd = _pdb_and_dcd(tmp_path, liquid)
+    truncate_dcd(dcd, 0)
+    with pytest.raises(ValueError, match=r"trajectory: .*liquid\.dcd holds no frames"):
+        load_cg_positions(dcd, top)
+
+
 def test_analyze_topology_not_matching_trajectory(liquid, tmp_path):
     from openmm_mlcg.analysis.files import load_cg_positions
 

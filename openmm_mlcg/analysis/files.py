@@ -13,7 +13,7 @@ import mdtraj as md
 import numpy as np
 from openmm import unit
 
-from openmm_mlcg.readers import describe_file, read_json
+from openmm_mlcg.readers import dcd_frames, describe_file, read_json
 from openmm_mlcg.units import to_float
 
 from .diffusion import unwrap_positions
@@ -67,6 +67,10 @@ def load_cg_positions(trajectory, topology, mapping=None, stride: int = 1):
     try:
         traj = md.load([str(p) for p in paths], top=top, stride=int(stride))
     except Exception as exc:
+        empty = [p for p in paths if p.suffix.lower() == ".dcd" and dcd_frames(p) == 0]
+        if empty:
+            raise ValueError(f"trajectory: {empty[0]} holds no frames (a DCD header only; expected frames of "
+                             f"{top.n_atoms} particles)") from None
         raise ValueError(f"trajectory: could not read {paths[0]} with topology {topology} ({top.n_atoms} atoms); "
                          f"the topology must match the trajectory's particles: {exc}") from None
     if traj.n_frames == 0:

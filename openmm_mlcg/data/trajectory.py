@@ -226,16 +226,6 @@ def map_trajectory(traj, mapping: CGMapping, frame_interval_ps: Optional[float] 
     return CGTrajectory(beads, box, t, frame_interval_ps, mapping.hash)
 
 
-def _dcd_frames(path: Path):
-    """Complete frames in a DCD file, or None if it is not one."""
-    from ..systems.md import dcd_frame_count
-
-    try:
-        return dcd_frame_count(path)
-    except Exception:  # not a DCD / unreadable: let the caller report the original error
-        return None
-
-
 def _cache_key(files, mapping: CGMapping, frame_interval_ps, periodic) -> str:
     # content, not size + mtime: a file rewritten in place with the same size and time stamp is a new key
     stats = [(f.stat().st_size, file_digest(f)) for f in files]
@@ -325,9 +315,9 @@ def coarse_grain_trajectory(trajectory_files: Union[str, Path, Sequence], topolo
             raise ValueError(f"trajectory_files: could not read {f} with a topology of {top.n_atoms} atoms: "
                              f"{exc}") from exc
         except (OSError, IOError, RuntimeError, TypeError, KeyError, IndexError, EOFError) as exc:
-            from ..readers import describe_file
+            from ..readers import dcd_frames, describe_file
 
-            if f.suffix.lower() == ".dcd" and _dcd_frames(f) == 0:
+            if f.suffix.lower() == ".dcd" and dcd_frames(f) == 0:
                 raise ValueError(f"trajectory_files: {f} holds no frames (a DCD header only; expected at least one "
                                  f"frame of {top.n_atoms} atoms)") from None
 
