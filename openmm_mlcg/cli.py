@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("trajectories", nargs="+", help="LABEL=TRAJ[:TOPOLOGY] (e.g. learned=cg.dcd:cg.pdb)")
     an.add_argument("--topology", help="topology for trajectories given without one")
     an.add_argument("--mapping", help="CGMapping .npz: map all-atom trajectories to beads first")
-    an.add_argument("--frame-interval-ps", type=float, help="default: read from metadata.json beside the trajectory")
+    an.add_argument("--frame-interval-ps", type=float,
+                    help="ps between frames, only for runs that record none (a run's metadata.json, DCD header "
+                         "or frame times win; a disagreeing value is an error)")
     an.add_argument("--stride", type=int, default=1)
     an.add_argument("--observables", nargs="*", help="subset of: rg2 rg2_acf internal_distance contact_map msd rdf collisions")
     an.add_argument("--reference", help="label compared against (metrics r2/MAE/EMD)")

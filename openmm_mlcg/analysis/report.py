@@ -79,7 +79,7 @@ def _species(types: np.ndarray, mol: np.ndarray) -> dict:
 def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules, cg_bonds, out_dir,
             observables=None, reference: str | None = None, fit_window_ps=None, max_lag_ps=None,
             collision_cutoffs_nm=(0.05, 0.1, 0.2), contact_cutoff_nm=1.0, rdf_n_bins: int = 100, rdf_r_max_nm=None,
-            histogram_bins: int = 50, plot: bool = True) -> dict:
+            histogram_bins: int = 50, plot: bool = True, provenance: Mapping | None = None) -> dict:
     """Compute observables for each labelled trajectory, compare with a reference, write JSON + PNGs.
 
     Args:
@@ -96,6 +96,8 @@ def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules,
         collision_cutoffs_nm: collision radii, nm; contact_cutoff_nm: contact-map distance, nm.
         rdf_n_bins, rdf_r_max_nm: RDF binning (default r_max: half the smallest box height).
         histogram_bins: bins of the R_g^2 distribution; plot: write PNG figures.
+        provenance: optional dict stored as "provenance" in the result and JSON (e.g. where each frame
+            interval came from, see :func:`openmm_mlcg.analysis.analyze_files`).
 
     Returns:
         dict {"observables": {name: {label: result}}, "metrics": {label: {...}}, "figures": [...], "units": {...}},
@@ -180,6 +182,7 @@ def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules,
     if plot:
         figs = _plot(res, out_dir, reference)
     result = {"observables": res, "metrics": metrics, "reference": reference, "figures": [str(f) for f in figs],
+              "provenance": dict(provenance or {}),
               "units": {"length": "nm", "time": "ps", "rg2": "nm^2", "msd": "nm^2", "D": "nm^2/ps and cm^2/s"}}
     doc = _jsonable({k: v for k, v in result.items() if k != "observables"})
     doc["observables"] = {k: v for k, v in result["observables"].items() if k != "contact_map"}
