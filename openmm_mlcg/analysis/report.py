@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from openmm import unit
+from tqdm.auto import tqdm
 
 from openmm_mlcg.io_utils import atomic_write
 from openmm_mlcg.units import to_float
@@ -79,7 +80,8 @@ def _species(types: np.ndarray, mol: np.ndarray) -> dict:
 def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules, cg_bonds, out_dir,
             observables=None, reference: str | None = None, fit_window_ps=None, max_lag_ps=None,
             collision_cutoffs_nm=(0.05, 0.1, 0.2), contact_cutoff_nm=1.0, rdf_n_bins: int = 100, rdf_r_max_nm=None,
-            histogram_bins: int = 50, plot: bool = True, provenance: Mapping | None = None) -> dict:
+            histogram_bins: int = 50, plot: bool = True, provenance: Mapping | None = None,
+            progress: bool = False) -> dict:
     """Compute observables for each labelled trajectory, compare with a reference, write JSON + PNGs.
 
     Args:
@@ -98,6 +100,7 @@ def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules,
         histogram_bins: bins of the R_g^2 distribution; plot: write PNG figures.
         provenance: optional dict stored as "provenance" in the result and JSON (e.g. where each frame
             interval came from, see :func:`openmm_mlcg.analysis.analyze_files`).
+        progress: show a tqdm bar over the trajectories.
 
     Returns:
         dict {"observables": {name: {label: result}}, "metrics": {label: {...}}, "figures": [...], "units": {...}},
@@ -145,7 +148,10 @@ def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules,
     chain, ordered = _chain_order(np.nonzero(mol == largest)[0], bonds) if largest is not None else (None, False)
     res: dict = {k: {} for k in obs}
     figs = []
-    for label, (x, t, b) in data.items():
+    bar = tqdm(data.items(), total=len(data), desc="analysis", unit="trajectory", disable=not progress,
+               dynamic_ncols=True)
+    for label, (x, t, b) in bar:
+        bar.set_postfix_str(str(label))
         dt = float(t[1] - t[0])
         if multi and ("rg2" in obs or "rg2_acf" in obs):
             rg2 = radius_of_gyration_squared(x[:, sel], masses[sel], mol[sel])  # (F, n_multi)

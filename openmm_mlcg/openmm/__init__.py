@@ -4,6 +4,8 @@ Never imports ``openmm_mlcg.train``.
 """
 from .dcd import load_dcd, read_dcd_header
 from .integrator import LearnedIntegrator
+from .reporter import CGStateDataReporter
 from .system import check_box, create_cg_system, pdb_atom_names
 
-__all__ = ["create_cg_system", "check_box", "pdb_atom_names", "LearnedIntegrator", "load_dcd", "read_dcd_header"]
+__all__ = ["create_cg_system", "check_box", "pdb_atom_names", "LearnedIntegrator", "load_dcd", "read_dcd_header",
+           "CGStateDataReporter"]
