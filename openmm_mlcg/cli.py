@@ -80,6 +80,8 @@ def _analyze(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The ``openmm-mlcg`` argument parser (one subparser per subcommand)."""
     p = argparse.ArgumentParser(prog="openmm-mlcg", description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (training, learned runs, analysis); default min(4, CPUs)")
     sub = p.add_subparsers(dest="command", required=True)
 
     cg = sub.add_parser("coarse-grain", help="METIS CG mapping (saved once) and optional cached CG trajectory")
@@ -134,6 +136,9 @@ def main(argv=None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        from .threads import set_threads
+
+        set_threads(args.threads)
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError) as exc:
         print(f"openmm-mlcg {args.command}: error: {exc}", file=sys.stderr)
