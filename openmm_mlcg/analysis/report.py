@@ -24,6 +24,7 @@ from .diffusion import centre_of_mass_positions, fit_diffusivity, mean_squared_d
     remove_centre_of_mass_drift, single_interval_diffusivity
 from .metrics import earth_movers_distance, mean_absolute_error
 from .rdf import rdf_by_type
+from .selection import select_msd_groups, select_rdf_pairs
 from .structure import contact_map, distribution, mean_internal_distance, radius_of_gyration_squared
 
 __all__ = ["OBSERVABLES", "analyze"]
@@ -186,7 +187,7 @@ def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules,
                 for rc in collision_cutoffs_nm}
     metrics = _compare(res, reference) if reference is not None else {}
     if plot:
-        figs = _plot(res, out_dir, reference)
+        figs = _plot(res, out_dir, reference, types, mol)
     result = {"observables": res, "metrics": metrics, "reference": reference, "figures": [str(f) for f in figs],
               "provenance": dict(provenance or {}),
               "units": {"length": "nm", "time": "ps", "rg2": "nm^2", "msd": "nm^2", "D": "nm^2/ps and cm^2/s"}}
@@ -255,7 +256,7 @@ def _compare(res: dict, ref: str) -> dict:
     return out
 
 
-def _plot(res: dict, out_dir: Path, ref) -> list:
+def _plot(res: dict, out_dir: Path, ref, types: np.ndarray, mol: np.ndarray) -> list:
     figs = []
     if res.get("rg2"):
         figs.append(plots.plot_distributions({k: v["samples_nm2"] for k, v in res["rg2"].items()},
@@ -269,11 +270,27 @@ def _plot(res: dict, out_dir: Path, ref) -> list:
     if res.get("contact_map"):
         figs.append(plots.plot_contact_maps({k: v["map"] for k, v in res["contact_map"].items()},
                                             out_dir / "contact_map.png", reference=ref))
-    for name, fn, key in (("msd", plots.plot_msd, ("lag_ps", "msd_nm2")), ("rdf", plots.plot_rdf, ("r_nm", "g")),
-                          ("collisions", plots.plot_collisions, ("time_ps", "count"))):
-        per = res.get(name, {})
-        groups = dict.fromkeys(g for v in per.values() for g in v)
-        if groups:
-            panels = {g: {k: (v[g][key[0]], v[g][key[1]]) for k, v in per.items() if g in v} for g in groups}
-            figs.append(fn(panels, out_dir / f"{name}.png"))
+    msd = res.get("msd", {})
+    if msd:
+        counts = {g: v["n_particles"] for per in msd.values() for g, v in per.items()}
+        groups = select_msd_groups(counts)
+        panels = {g: {k: (v[g]["lag_ps"], v[g]["msd_nm2"]) for k, v in msd.items() if g in v} for g in groups}
+        fits = {g: {k: (*v[g]["fit_window_ps"], v[g]["slope_nm2_per_ps"], v[g]["intercept_nm2"])
+                    for k, v in msd.items() if g in v} for g in groups}
+        note = f"; {len(groups)} of {len(counts)} groups (all in analysis.json)" if len(groups) < len(counts) else ""
+        figs.append(plots.plot_msd(panels, out_dir / "msd.png", fits=fits,
+                                   title="MSD (solid), diffusivity fit over its window (dashed)" + note))
+    rdf = res.get("rdf", {})
+    if rdf:
+        all_pairs = list(dict.fromkeys(p for v in rdf.values() for p in v))
+        pairs = select_rdf_pairs(all_pairs, types, mol)
+        panels = {p: {k: (v[p]["r_nm"], v[p]["g"]) for k, v in rdf.items() if p in v} for p in pairs}
+        note = (f"{len(pairs)} of {len(all_pairs)} bead-type pairs: ion pairs and the most populated "
+                "(all in analysis.json)") if len(pairs) < len(all_pairs) else ""
+        figs.append(plots.plot_rdf(panels, out_dir / "rdf.png", title=note))
+    per = res.get("collisions", {})
+    groups = dict.fromkeys(g for v in per.values() for g in v)
+    if groups:
+        panels = {g: {k: (v[g]["time_ps"], v[g]["count"]) for k, v in per.items() if g in v} for g in groups}
+        figs.append(plots.plot_collisions(panels, out_dir / "collisions.png"))
     return figs

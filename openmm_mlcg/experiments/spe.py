@@ -144,6 +144,24 @@ def _mean_collisions(collisions: dict) -> dict:
     return {label: {rc: float(np.mean(v["count"])) for rc, v in per.items()} for label, per in collisions.items()}
 
 
+def _headline_figures(out: Path, tag: str, diffusivity: dict, metrics: dict, scale: str) -> list:
+    """headline.png (D bars and mean RDF error: learned vs short MD vs reference) and training_loss.png."""
+    from ..analysis.plots import plot_headline, plot_training_log
+
+    rdf_error = {}
+    for label, m in metrics.items():
+        vals = [e for e in (m.get("rdf_mae") or {}).values() if e is not None and np.isfinite(e)]
+        if vals:
+            rdf_error[label] = float(np.mean(vals))
+    adir = out / f"analysis_{tag}"
+    figs = [plot_headline(diffusivity, rdf_error, adir / "headline.png",
+                          title=f"SPE {scale}: learned ({tag}) vs short MD vs reference MD")]
+    log = out / "train" / "log.csv"
+    if log.is_file():
+        figs.append(plot_training_log(log, adir / "training_loss.png"))
+    return [str(f) for f in figs]
+
+
 def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optional[str] = None,
                        device: Optional[str] = None, seed: int = 0, refine: bool = True,
                        deterministic: bool = False, polymer: Optional[str] = None, progress: bool = True) -> dict:
@@ -250,6 +268,7 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
     timings["analysis_s"] = time.perf_counter() - t0
     species = _species(mapping)
     diffusivity = {label: _pick(result["observables"]["msd"], label, species) for label in trajectories}
+    figures = _headline_figures(out, tag, diffusivity, result["metrics"], scale)
     speed = {"learned_ns_per_hour": side["learned_ns_per_hour"], "classical_ns_per_hour": side["md_ns_per_hour"],
              "speed_up": side["ratio"], "side_by_side": side,
              # indicative only: whole runs timed at different moments, under whatever load there was
@@ -262,7 +281,7 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
         reference_ps=float(ref_t[-1]), learned_ps=float(learned["time_ps"][-1]),
         diffusivity_cm2_per_s=diffusivity, metrics=result["metrics"], speed=speed, timings_s=timings,
         mean_collisions=_mean_collisions(result["observables"]["collisions"]),
-        analysis_dir=str(out / f"analysis_{tag}"))
+        analysis_dir=str(out / f"analysis_{tag}"), figures=figures)
     with atomic_write(out / f"summary_{tag}.json", "w") as fh:
         json.dump(summary, fh, indent=1, default=lambda o: None)
     return summary

@@ -1,7 +1,7 @@
 """The training loop: data -> windows -> Adam with exponential LR decay -> checkpoints, CSV log -> bundle.
 
 Outputs in ``training.out_dir``: ``resolved_config.yaml``, ``log.csv`` (step, loss, nll, score_loss, val_nll,
-lr, samples_per_s), ``checkpoint.pt`` (resumable), ``model.mlcg`` (exported bundle). With ``training.progress`` an end-of-training
+lr, samples_per_s), ``checkpoint.pt`` (resumable), ``model.mlcg`` (exported bundle), ``training_loss.png`` (loss curves). With ``training.progress`` an end-of-training
 summary is printed (final train/validation loss, time, bundle path).
 
 Extending: rerun with a larger ``training.n_steps`` and otherwise the same config; training continues from the
@@ -301,6 +301,9 @@ def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
     bundle = out / "model.mlcg"
     cpu = {k: m.cpu() for k, m in modules.items()}
     save_bundle(bundle, cpu["embedding"], cpu["dynamics"], cpu["score"], metadata, mapping=bound)
+    from openmm_mlcg.analysis.plots import plot_training_log
+
+    plot_training_log(log_path, out / "training_loss.png")
     if tc.progress:
         print(training_summary(log_path, bundle, wall_before + time.perf_counter() - t_session), flush=True)
     return bundle
