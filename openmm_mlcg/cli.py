@@ -29,7 +29,8 @@ def _coarse_grain(args) -> int:
     if args.trajectory:
         cg = coarse_grain_trajectory(args.trajectory, args.topology, mapping, cache_dir=args.cache_dir,
                                      frame_interval_ps=args.frame_interval_ps)
-        summary.update(n_frames=cg.n_frames, frame_interval_ps=cg.frame_interval_ps)
+        summary.update(n_frames=cg.n_frames, frame_interval_ps=cg.frame_interval_ps,
+                       cg_trajectory_cache=str(Path(args.cache_dir).resolve()))
     print(json.dumps(summary, indent=2))
     return 0
 

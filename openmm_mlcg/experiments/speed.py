@@ -2,7 +2,7 @@
 
 Timings taken at different moments on a shared machine are not comparable (the same files once gave a ratio
 of 1.72 and, rerun, 27.3). :func:`side_by_side` alternates the two simulations in short rounds of a fixed wall
-time each, after one warm-up step each, so both see the same load; the ratio is of the summed rates.
+time each, after three warm-up steps each, so both see the same load; the ratio is of the summed rates.
 """
 from __future__ import annotations
 
@@ -48,8 +48,8 @@ def side_by_side(md_simulation, learned_simulation, seconds: float = 10.0, round
         raise ValueError(f"seconds/rounds: expected > 0 s and >= 1 round, got {seconds}/{rounds}")
     sims = {"md": md_simulation, "learned": learned_simulation}
     dt = {k: s.integrator.getStepSize().value_in_unit(unit.picosecond) for k, s in sims.items()}
-    for s in sims.values():  # warm-up: context creation, JIT, first neighbour list
-        s.step(1)
+    for s in sims.values():  # warm-up: context creation, TorchScript profiling runs, first neighbour list
+        s.step(3)
     steps = dict.fromkeys(sims, 0)
     wall = dict.fromkeys(sims, 0.0)
     for _ in range(int(rounds)):
