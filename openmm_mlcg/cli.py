@@ -20,7 +20,7 @@ def _coarse_grain(args) -> int:
     from .topology import FineGraph
 
     graph = FineGraph.from_file(args.topology)
-    mapping = CGMapping.from_graph(graph, group_size=args.group_size, seed=args.seed)
+    mapping = CGMapping.from_graph(graph, group_size=args.group_size, seed=args.seed, bead_types=args.bead_types)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     mapping.save(out)
@@ -73,7 +73,8 @@ def _analyze(args) -> int:
         kwargs["fit_window_ps"] = tuple(args.fit_window)
     result = analyze_files(trajectories, args.out, topology=args.topology, mapping=args.mapping,
                            frame_interval_ps=args.frame_interval_ps, stride=args.stride,
-                           observables=args.observables, reference=args.reference, **kwargs)
+                           observables=args.observables, reference=args.reference, bead_types=args.bead_types,
+                           **kwargs)
     print(f"wrote {Path(args.out) / 'analysis.json'} ({len(result)} entries)")
     return 0
 
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     cg.add_argument("topology", help="all-atom topology: PDB with CONECT, PSF, or any mdtraj topology file")
     cg.add_argument("--group-size", type=int, default=7, help="target atoms per bead (default 7)")
     cg.add_argument("--seed", type=int, default=0)
+    cg.add_argument("--bead-types", choices=["residue", "chemistry"], default="residue",
+                    help="bead type names: residue name + index (default) or one type per bead chemistry")
     cg.add_argument("--out", default="mapping.npz", help="mapping file to write")
     cg.add_argument("--trajectory", nargs="*", help="trajectory files (any format mdtraj reads)")
     cg.add_argument("--frame-interval-ps", type=float, help="time between saved frames, ps (needed for DCD)")
@@ -122,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="ps between frames, only for runs that record none (a run's metadata.json, DCD header "
                          "or frame times win; a disagreeing value is an error)")
     an.add_argument("--stride", type=int, default=1)
+    an.add_argument("--bead-types", choices=["mapping", "chemistry"], default="mapping",
+                    help="with --mapping: its bead types, or one type per bead chemistry (shared across residues)")
     an.add_argument("--observables", nargs="*", help="subset of: rg2 rg2_acf internal_distance contact_map msd rdf collisions")
     an.add_argument("--reference", help="label compared against (metrics r2/MAE/EMD)")
     an.add_argument("--fit-window", nargs=2, type=float, metavar=("T0", "T1"), help="MSD fit window, ps")

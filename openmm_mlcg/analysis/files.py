@@ -74,7 +74,7 @@ def _topology_beads(top: md.Topology, bead_masses):
 
 def analyze_files(trajectories: Mapping, out_dir, topology=None, mapping=None, frame_interval_ps=None,
                   stride: int = 1, bead_masses=None, observables=None, reference: str | None = None,
-                  **kwargs) -> dict:
+                  bead_types: str = "mapping", **kwargs) -> dict:
     """Analyse trajectory files and compare them; thin wrapper for ``openmm-mlcg analyze``.
 
     Args:
@@ -91,6 +91,8 @@ def analyze_files(trajectories: Mapping, out_dir, topology=None, mapping=None, f
             disagrees with it is an error. Multiplied by ``stride``.
         stride: keep every stride-th frame.
         bead_masses: (n_beads,) amu override when no mapping is given.
+        bead_types: with a mapping, "mapping" (its own types) or "chemistry" (one type per distinct bead
+            chemistry, shared across residues and molecules: :mod:`openmm_mlcg.bead_types`).
         observables, reference, **kwargs: passed to :func:`openmm_mlcg.analysis.report.analyze`
             (fit_window_ps, max_lag_ps, collision_cutoffs_nm, contact_cutoff_nm, rdf_n_bins, rdf_r_max_nm, ...).
 
@@ -125,8 +127,11 @@ def analyze_files(trajectories: Mapping, out_dir, topology=None, mapping=None, f
         boxes[label] = box
         if info is None and mapping is None:
             info = _topology_beads(top, bead_masses)
+    if bead_types not in ("mapping", "chemistry"):
+        raise ValueError(f"bead_types: expected 'mapping' or 'chemistry', got {bead_types!r}")
     if mapping is not None:
-        info = (np.array(mapping.bead_types), mapping.bead_masses, mapping.bead_molecules, mapping.cg_bonds)
+        types = mapping.chemical_bead_types() if bead_types == "chemistry" else mapping.bead_types
+        info = (np.array(types), mapping.bead_masses, mapping.bead_molecules, mapping.cg_bonds)
     types, masses, mol, bonds = info
     return analyze(arrays, boxes, types, masses, mol, bonds, out_dir, observables=observables,
                    reference=reference, provenance={"frame_interval": sources}, **kwargs)
