@@ -216,8 +216,13 @@ def plot_training_log(log_csv, path) -> Path:
         rows = list(csv.DictReader(fh))
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     step = np.array([float(r["step"]) for r in rows])
+    window = max(1, len(rows) // 50)  # long runs: faint per-step values and a running mean
     for k, key in enumerate(("loss", "nll", "score_loss")):
-        ax.plot(step, [float(r[key]) for r in rows], lw=1, color=f"C{k}", label=key)
+        y = np.array([float(r[key]) for r in rows])
+        if window > 1:
+            ax.plot(step, y, lw=0.5, alpha=0.3, color=f"C{k}")
+            y = np.convolve(y, np.ones(window), mode="same") / np.convolve(np.ones_like(y), np.ones(window), mode="same")
+        ax.plot(step, y, lw=1, color=f"C{k}", label=key + (f" (mean of {window})" if window > 1 else ""))
     val = [(float(r["step"]), float(r["val_nll"])) for r in rows if r.get("val_nll") not in (None, "", "nan")]
     val = [(a, b) for a, b in val if np.isfinite(b)]
     if val:
