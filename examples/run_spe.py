@@ -10,13 +10,15 @@ Builds the system (RDKit + packmol, GAFF2), runs reference MD with OpenMM (short
 judging part), coarse-grains it with METIS, trains the Embedding/Dynamics/Score GNNs, exports one bundle,
 runs ``LearnedIntegrator`` inside ``app.Simulation`` with stock reporters, then prints and saves Li+/TFSI-
 diffusivity (learned vs short MD vs long reference), RDFs, collision counts and ns per wall-hour, with plots.
-Outputs go to ``--out`` (default examples/output/spe); every stage resumes where it stopped.
+Outputs go to ``--out`` (default examples/output/spe_demo, ``spe_smoke`` with --smoke); every stage resumes
+where it stopped. ``--threads N`` sets torch's CPU threads (default min(4, CPUs)).
 """
 import argparse
 import sys
 from pathlib import Path
 
 from openmm_mlcg.experiments.spe import SCALES, format_summary, run_spe_experiment
+from openmm_mlcg.threads import set_threads
 
 
 def main(argv=None) -> int:
@@ -29,8 +31,10 @@ def main(argv=None) -> int:
     p.add_argument("--polymer", help="polymer spec, e.g. PEO, PPO, PEO:PTMO (default PEO)")
     p.add_argument("--no-refine", action="store_true", help="skip the Score GNN refinement")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="output directory (default examples/output/spe[_smoke])")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default min(4, CPUs))")
+    p.add_argument("--out", help="output directory (default examples/output/spe_demo, spe_paper or spe_smoke)")
     args = p.parse_args(argv)
+    set_threads(args.threads)
     scale = "smoke" if args.smoke else args.scale
     out = Path(args.out or Path(__file__).parent / "output" / ("spe_smoke" if args.smoke else f"spe_{scale}"))
     summary = run_spe_experiment(out, scale=scale, model=args.model, platform=args.platform, device=args.device,

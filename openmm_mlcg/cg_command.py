@@ -59,7 +59,8 @@ def coarse_grain_command(args) -> dict:
     if graph.n_atoms == 0:
         raise ValueError(f"topology: {args.topology} holds no atoms (expected a PDB with CONECT, PSF or another "
                          "mdtraj topology file)")
-    mapping = CGMapping.from_graph(graph, group_size=args.group_size, seed=args.seed)
+    mapping = CGMapping.from_graph(graph, group_size=args.group_size, seed=args.seed,
+                                   bead_types=getattr(args, "bead_types", "residue"))
     with output_lock(out.parent, "coarse-grain", "--out"):
         unchanged = _existing_mapping_conflict(out, mapping, bool(getattr(args, "overwrite", False)))
         summary = {"mapping": str(out), "n_atoms": graph.n_atoms, "n_beads": mapping.n_beads,
@@ -67,7 +68,8 @@ def coarse_grain_command(args) -> dict:
         if args.trajectory:
             cg = coarse_grain_trajectory(args.trajectory, args.topology, mapping, cache_dir=args.cache_dir,
                                          frame_interval_ps=args.frame_interval_ps)
-            summary.update(n_frames=cg.n_frames, frame_interval_ps=cg.frame_interval_ps)
+            summary.update(n_frames=cg.n_frames, frame_interval_ps=cg.frame_interval_ps,
+                           cg_trajectory_cache=str(Path(args.cache_dir).resolve()) if args.cache_dir else None)
         if not unchanged:
             mapping.save(out)
     return summary

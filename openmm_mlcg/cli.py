@@ -59,7 +59,8 @@ def _analyze(args) -> int:
         kwargs["fit_window_ps"] = tuple(args.fit_window)
     result = analyze_files(trajectories, args.out, topology=args.topology, mapping=args.mapping,
                            frame_interval_ps=args.frame_interval_ps, stride=args.stride,
-                           observables=args.observables, reference=args.reference, **kwargs)
+                           observables=args.observables, reference=args.reference, bead_types=args.bead_types,
+                           **kwargs)
     print(f"wrote {Path(args.out) / 'analysis.json'} ({len(result)} entries)")
     return 0
 
@@ -68,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``openmm-mlcg`` argument parser (one subparser per subcommand)."""
     p = argparse.ArgumentParser(prog="openmm-mlcg", description=__doc__.splitlines()[0])
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (training, learned runs, analysis); default min(4, CPUs)")
     sub = p.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -78,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     cg.add_argument("topology", help="all-atom topology: PDB with CONECT, PSF, or any mdtraj topology file")
     cg.add_argument("--group-size", type=int, default=7, help="target atoms per bead (default 7)")
     cg.add_argument("--seed", type=int, default=0)
+    cg.add_argument("--bead-types", choices=["residue", "chemistry"], default="residue",
+                    help="bead type names: residue name + index (default) or one type per bead chemistry")
     cg.add_argument("--out", default="mapping.npz", help="mapping file to write")
     cg.add_argument("--trajectory", nargs="*", help="trajectory files (any format mdtraj reads)")
     cg.add_argument("--frame-interval-ps", type=float, help="time between saved frames, ps (needed for DCD)")
@@ -111,8 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     an.add_argument("trajectories", nargs="+", help="LABEL=TRAJ[:TOPOLOGY] (e.g. learned=cg.dcd:cg.pdb)")
     an.add_argument("--topology", help="topology for trajectories given without one")
     an.add_argument("--mapping", help="CGMapping .npz: map all-atom trajectories to beads first")
-    an.add_argument("--frame-interval-ps", type=float, help="default: read from metadata.json beside the trajectory")
+    an.add_argument("--frame-interval-ps", type=float,
+                    help="ps between frames, only for runs that record none (a run's metadata.json, DCD header "
+                         "or frame times win; a disagreeing value is an error)")
     an.add_argument("--stride", type=int, default=1)
+    an.add_argument("--bead-types", choices=["mapping", "chemistry"], default="mapping",
+                    help="with --mapping: its bead types, or one type per bead chemistry (shared across residues)")
     an.add_argument("--observables", nargs="*", help="subset of: rg2 rg2_acf internal_distance contact_map msd rdf collisions")
     an.add_argument("--reference", help="label compared against (metrics r2/MAE/EMD)")
     an.add_argument("--fit-window", nargs=2, type=float, metavar=("T0", "T1"), help="MSD fit window, ps")
@@ -130,6 +139,9 @@ def main(argv=None) -> int:
     from .cli_errors import run_guarded
 
     args = build_parser().parse_args(argv)
+    from .threads import set_threads
+
+    set_threads(args.threads)
     return run_guarded(args.func, args, args.command, debug=getattr(args, "debug", False))
 
 

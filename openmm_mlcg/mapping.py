@@ -183,13 +183,21 @@ class CGMapping:
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_graph(cls, graph: FineGraph, group_size: int, seed: int = 0) -> "CGMapping":
+    def from_graph(cls, graph: FineGraph, group_size: int, seed: int = 0,
+                   bead_types: str = "residue") -> "CGMapping":
         """Partition each molecule of ``graph`` with METIS.
+
+        ``bead_types``: "residue" (default: residue name + bead index, see the class docstring) or "chemistry"
+        (:func:`openmm_mlcg.bead_types.chemical_bead_types`: one type per distinct bead chemistry, shared
+        across residues and molecules; changes the mapping hash).
 
         Raises:
             TypeError: ``graph`` is not a FineGraph.
-            ValueError: ``group_size`` < 1, or ``group_size`` > 1 while the graph has no bonds at all.
+            ValueError: ``group_size`` < 1, or ``group_size`` > 1 while the graph has no bonds at all; unknown
+                ``bead_types``.
         """
+        if bead_types not in ("residue", "chemistry"):
+            raise ValueError(f"bead_types: expected 'residue' or 'chemistry', got {bead_types!r}")
         if not isinstance(graph, FineGraph):
             raise TypeError(f"graph: expected FineGraph, got {type(graph).__name__}")
         if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
@@ -206,7 +214,7 @@ class CGMapping:
         local_index = np.empty(graph.n_atoms, dtype=np.int64)
         local_index[order] = np.arange(graph.n_atoms) - np.repeat(starts[:-1], np.diff(starts))
         atom_to_bead = np.empty(graph.n_atoms, dtype=np.int64)
-        bead_types, bead_molecules, memo, offset = [], [], {}, 0
+        bead_types_list, bead_molecules, memo, offset = [], [], {}, 0
         for mol in range(graph.n_molecules):
             atoms = order[starts[mol]:starts[mol + 1]]
             local = local_index[graph.bonds[bond_order[bstarts[mol]:bstarts[mol + 1]]]]
@@ -220,20 +228,32 @@ class CGMapping:
             for k in range(n_parts):
                 members = atoms[parts == k]
                 if len(members) == 1:
-                    bead_types.append(graph.atom_types[members[0]])
+                    bead_types_list.append(graph.atom_types[members[0]])
                 elif n_parts == 1:
-                    bead_types.append(resname)
+                    bead_types_list.append(resname)
                 else:
-                    bead_types.append(f"{resname}{k}")
+                    bead_types_list.append(f"{resname}{k}")
             bead_molecules.extend([mol] * n_parts)
             offset += n_parts
         bead_masses = np.bincount(atom_to_bead, weights=graph.masses, minlength=offset)
+        if bead_types == "chemistry":
+            from .bead_types import chemical_bead_types
+
+            types = chemical_bead_types(graph.atom_types, graph.bonds, atom_to_bead)
+        else:
+            types = tuple(bead_types_list)
         cb = np.sort(atom_to_bead[graph.bonds], axis=1)
         cb = np.unique(cb[cb[:, 0] != cb[:, 1]], axis=0).reshape(-1, 2).astype(np.int64)
         return cls(graph, atom_to_bead, bead_masses.astype(np.float64),
-                   np.asarray(bead_molecules, dtype=np.int64), tuple(bead_types), cb, group_size, int(seed))
+                   np.asarray(bead_molecules, dtype=np.int64), types, cb, group_size, int(seed))
 
     # ------------------------------------------------------------------ properties
+    def chemical_bead_types(self) -> tuple:
+        """Bead types from each bead's chemistry (:mod:`openmm_mlcg.bead_types`), whatever ``bead_types`` is."""
+        from .bead_types import chemical_bead_types
+
+        return chemical_bead_types(self.graph.atom_types, self.graph.bonds, self.atom_to_bead)
+
     @property
     def n_beads(self) -> int:
         return int(self.bead_masses.shape[0])

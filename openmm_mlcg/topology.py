@@ -189,7 +189,8 @@ class FineGraph:
     def from_file(cls, path, atom_types: Optional[Sequence[str]] = None, masses=None) -> "FineGraph":
         """Build from a topology file read by ``mdtraj.load_topology`` (PDB with CONECT records, PSF, mol2,
         H5, ...). Bonds come from the file (GRO has none: use PDB/PSF, or :meth:`from_openmm` with a
-        force-field-built topology).
+        force-field-built topology). A PSF's own masses are used (hydrogen mass repartitioning, united atoms),
+        read with ``openmm.app.CharmmPsfFile``; other formats give element masses. ``masses`` overrides both.
 
         Raises:
             FileNotFoundError: ``path`` does not exist.
@@ -212,6 +213,8 @@ class FineGraph:
 
             raise ValueError(f"path: topology file {path} holds no atoms (expected a PDB with CONECT records, PSF "
                              f"or another mdtraj topology; found {describe_file(path)})")
+        if masses is None and path.suffix.lower() == ".psf":
+            masses = _psf_masses(path, top.n_atoms)
         return cls.from_mdtraj(top, atom_types=atom_types, masses=masses)
 
     # ------------------------------------------------------------------ properties
@@ -297,3 +300,16 @@ class FineGraph:
             if isinstance(exc, ValueError) and str(exc).startswith("path:"):
                 raise
             raise ValueError(f"path: {path} is not a valid FineGraph file: {exc}") from None
+
+
+def _psf_masses(path: Path, n_atoms: int):
+    """Per-atom masses (amu) stored in a PSF file, or None if OpenMM cannot read them."""
+    from openmm import app, unit
+
+    try:
+        atoms = app.CharmmPsfFile(str(path)).atom_list
+    except Exception:  # an unusual PSF flavour: fall back to element masses
+        return None
+    masses = [a.mass.value_in_unit(unit.dalton) if hasattr(a.mass, "value_in_unit") else float(a.mass)
+              for a in atoms]
+    return masses if len(masses) == n_atoms and all(m > 0 for m in masses) else None

@@ -27,9 +27,32 @@ def ns_per_hour(simulated_ps: float, wall_s: float) -> float:
     return float(simulated_ps) / 1000.0 / (float(wall_s) / 3600.0)
 
 
+def _step_with_progress(simulation, n_steps: int, progress: bool, desc: str) -> None:
+    """``simulation.step(n_steps)``, in chunks under a tqdm bar when ``progress``."""
+    if not progress:
+        simulation.step(n_steps)
+        return
+    from openmm import unit
+    from tqdm.auto import tqdm
+
+    dt_ps = simulation.integrator.getStepSize().value_in_unit(unit.picosecond)
+    chunk = max(1, n_steps // 100)
+    t0 = time.perf_counter()
+    with tqdm(total=n_steps, desc=desc, unit="step", dynamic_ncols=True) as bar:
+        done = 0
+        while done < n_steps:
+            k = min(chunk, n_steps - done)
+            simulation.step(k)
+            done += k
+            bar.update(k)
+            rate = ns_per_hour(done * dt_ps, max(time.perf_counter() - t0, 1e-9))
+            bar.set_postfix(ns=f"{done * dt_ps / 1000:.3g}", ns_per_h=f"{rate:.3g}")
+
+
 def simulate_learned(bundle, mapping, initial_frames, box, n_steps: int, out_dir, report_interval: int = 1,
                      refine: bool = True, deterministic: bool = False, seed: int = 0, device=None,
-                     platform: Optional[str] = "Reference", progress: bool = False) -> dict:
+                     platform: Optional[str] = "Reference", progress: bool = False,
+                     desc: str = "learned run") -> dict:
     """Run ``LearnedIntegrator`` inside ``app.Simulation`` with DCDReporter + StateDataReporter and read it back.
 
     Args:
@@ -42,7 +65,8 @@ def simulate_learned(bundle, mapping, initial_frames, box, n_steps: int, out_dir
         refine / deterministic / seed / device: passed to :class:`LearnedIntegrator`.
         platform: OpenMM platform of the Context (the model runs on ``device`` regardless); the CG System has
             no real forces, so the Reference platform costs nothing.
-        progress: print a StateDataReporter line to stdout every ``report_interval * 10`` steps.
+        progress: show a tqdm progress bar (model steps, simulated ns, ns/h); ``desc`` is its label. The run
+            is split into ~100 ``simulation.step`` calls for it, which changes nothing (counter-based RNG).
 
     Returns:
         dict: ``positions`` (F, n_beads, 3) nm unwrapped (first frame = start), ``time_ps`` (F,),
@@ -55,7 +79,7 @@ def simulate_learned(bundle, mapping, initial_frames, box, n_steps: int, out_dir
     import openmm
     from openmm import app
 
-    from .openmm import LearnedIntegrator, create_cg_system, load_dcd
+    from .openmm import CGStateDataReporter, LearnedIntegrator, create_cg_system, load_dcd
 
     if int(n_steps) < 1 or int(report_interval) < 1 or int(n_steps) % int(report_interval):
         raise ValueError(f"n_steps/report_interval: expected positive integers with n_steps a multiple of "
@@ -74,16 +98,10 @@ def simulate_learned(bundle, mapping, initial_frames, box, n_steps: int, out_dir
         app.PDBFile.writeFile(topology, frames[-1] * 10.0 * openmm.unit.angstrom, fh, keepIds=True)
     dcd = out / "learned.dcd"
     simulation.reporters.append(app.DCDReporter(str(dcd), int(report_interval), enforcePeriodicBox=False))
-    simulation.reporters.append(app.StateDataReporter(str(out / "learned.csv"), int(report_interval), step=True,
-                                                      time=True, speed=True, elapsedTime=True))
-    if progress:
-        import sys
-
-        simulation.reporters.append(app.StateDataReporter(sys.stdout, int(report_interval) * 10, step=True,
-                                                          time=True, speed=True, remainingTime=True,
-                                                          totalSteps=int(n_steps)))
+    simulation.reporters.append(CGStateDataReporter(str(out / "learned.csv"), int(report_interval), step=True,
+                                                    time=True, speed=True, elapsedTime=True))
     t0 = time.perf_counter()
-    simulation.step(int(n_steps))
+    _step_with_progress(simulation, int(n_steps), progress, desc)
     wall = time.perf_counter() - t0
     for r in simulation.reporters:  # close the DCD file so it can be read back
         if hasattr(r, "_out") and hasattr(r._out, "close"):

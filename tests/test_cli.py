@@ -46,3 +46,18 @@ def test_bad_input_gives_exit_status_2(tmp_path, capsys):
     rc = main(["generate", "polymer", "--n-systems", "0", "--out", str(tmp_path / "p")])
     assert rc == 2
     assert "n_systems" in capsys.readouterr().err
+
+
+def test_threads_option_sets_torch_threads(tmp_path):
+    import torch
+
+    from openmm_mlcg.threads import default_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["--threads", "1", "coarse-grain", str(tmp_path / "missing.pdb")]) == 2
+        assert torch.get_num_threads() == 1
+        assert main(["--threads", "0", "coarse-grain", str(tmp_path / "missing.pdb")]) == 2   # bad value: error
+        assert 1 <= default_threads() <= 4
+    finally:
+        torch.set_num_threads(before)

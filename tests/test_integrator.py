@@ -283,3 +283,32 @@ def test_huge_acceleration_std_gives_nonfinite_error(bundle, mapping, frames):
         sim.step(3)
     np.testing.assert_array_equal(positions(sim), before)
     assert sim.currentStep == 1
+
+
+def test_reporter_columns_mean_what_the_docs_say(tmp_path, bundle, mapping, frames):
+    """Stock StateDataReporter: PE is 0 and 'Temperature' is the kinetic temperature of displacement / model step
+    (openmm_mlcg.openmm.reporter); CGStateDataReporter refuses those columns and writes the others."""
+    from openmm_mlcg.openmm import CGStateDataReporter
+
+    sim = make_sim(bundle, mapping, frames)
+    log = tmp_path / "stock.csv"
+    sim.reporters.append(app.StateDataReporter(str(log), 1, step=True, potentialEnergy=True, temperature=True))
+    x0 = positions(sim)
+    sim.step(1)
+    del sim.reporters[:]
+    row = [float(v) for v in open(log).read().splitlines()[1].split(",")]
+    v = (positions(sim) - x0) / DT                                   # nm/ps, mean velocity over the step
+    kb = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
+    t_expected = float((mapping.bead_masses[:, None] * v ** 2).sum() / (3 * mapping.n_beads * kb))
+    assert row[1] == 0.0
+    assert row[2] == pytest.approx(t_expected, rel=1e-4)
+    with pytest.raises(ValueError, match="temperature.*displacements per model step"):
+        CGStateDataReporter(str(tmp_path / "x.csv"), 1, time=True, temperature=True)
+    with pytest.raises(ValueError, match="potentialEnergy.*no forces"):
+        CGStateDataReporter(str(tmp_path / "x.csv"), 1, potentialEnergy=True)
+    ok = tmp_path / "cg.csv"
+    sim.reporters.append(CGStateDataReporter(str(ok), 1, step=True, time=True, density=True))
+    sim.step(2)
+    del sim.reporters[:]
+    rows = open(ok).read().splitlines()
+    assert rows[0].startswith('#"Step","Time (ps)","Density') and len(rows) == 3

@@ -178,3 +178,30 @@ def test_repair_of_disconnected_part():
     bonds = np.array([[i, i + 1] for i in range(5)])
     parts = _repair_connectivity(np.array([0, 0, 1, 1, 0, 0]), bonds, 6)
     np.testing.assert_array_equal(parts, [0, 0, 1, 1, 1, 1])
+
+
+def test_chemical_bead_types_are_shared_across_residues_and_molecules():
+    from openmm_mlcg.bead_types import chemical_bead_types, hill_formula
+
+    def chain(resname, n_units=30):
+        types = ["C", "C", "O"] * n_units
+        return types, [(i, i + 1) for i in range(len(types) - 1)], [resname] * len(types)
+
+    ta, ba, ra = chain("PEO")
+    tb, bb, rb = chain("XYZ")
+    n = len(ta)
+    graph = FineGraph.from_arrays(ta + tb + ["Li"], [12.0] * (2 * n + 1), ba + [(i + n, j + n) for i, j in bb],
+                                  residue_names=ra + rb + ["LI"])
+    by_residue = CGMapping.from_graph(graph, 3)
+    chem = CGMapping.from_graph(graph, 3, bead_types="chemistry")
+    nb = by_residue.n_beads // 2
+    assert len(set(by_residue.bead_types)) == 2 * nb + 1            # a type per bead and residue: PEO0..., XYZ0...
+    assert chem.bead_types[:nb] == chem.bead_types[nb:2 * nb]         # same chemistry, other residue: same types
+    assert len(set(chem.bead_types)) <= 8 and chem.bead_types[-1] == "Li"
+    assert chem.bead_types == by_residue.chemical_bead_types() and chem.hash != by_residue.hash
+    assert hill_formula(["O", "H", "C", "H"]) == "CH2O" and hill_formula(["S", "F", "Li"]) == "FLiS"
+    # equal formula, different bonding -> different types
+    assert len(set(chemical_bead_types(["C", "C", "O", "C", "O", "C"], [(0, 1), (1, 2), (3, 4), (4, 5)],
+                                       [0, 0, 0, 1, 1, 1]))) == 2
+    with pytest.raises(ValueError, match="bead_types"):
+        CGMapping.from_graph(graph, 3, bead_types="bogus")

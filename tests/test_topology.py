@@ -125,3 +125,18 @@ def test_from_psf(tmp_path):
     np.testing.assert_array_equal(g.bonds, [[0, 1], [0, 2]])
     np.testing.assert_array_equal(g.molecules, [0, 0, 0, 1])
     assert g.masses.sum() == pytest.approx(15.9994 + 2 * 1.008 + 6.941, abs=0.01)
+
+
+def test_psf_masses_are_used(tmp_path):
+    """A PSF carries its own masses (here hydrogen mass repartitioning: 3.024 amu); they win over elements."""
+    from openmm_mlcg.topology import FineGraph
+
+    psf = tmp_path / "water.psf"
+    psf.write_text("PSF\n\n       1 !NTITLE\n REMARKS test\n\n       3 !NATOM\n"
+                   "       1 W    1    HOH  OH2  OT    -0.834000       15.9994           0\n"
+                   "       2 W    1    HOH  H1   HT     0.417000        3.0240           0\n"
+                   "       3 W    1    HOH  H2   HT     0.417000        1.0080           0\n\n"
+                   "       2 !NBOND: bonds\n       1       2       1       3\n\n")
+    g = FineGraph.from_file(psf)
+    np.testing.assert_allclose(g.masses, [15.9994, 3.024, 1.008])
+    assert g.n_bonds == 2

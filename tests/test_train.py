@@ -224,6 +224,27 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
         train_on_trajectories([traj], [mapping], bad)
 
 
+def test_finished_run_is_extended_by_raising_n_steps(tmp_path, capsys):
+    from openmm_mlcg.export import load_bundle
+
+    traj, mapping = _chain_system(seed=3, n_frames=20)
+    first = _config(tmp_path / "r", training=dict(n_steps=4, eval_every=2, checkpoint_every=2, progress=True))
+    train_on_trajectories([traj], [mapping], first)
+    out = capsys.readouterr().out
+    assert "training done: 4 steps" in out and "validation NLL" in out and str(tmp_path / "r" / "model.mlcg") in out
+    more = _config(tmp_path / "r", training=dict(n_steps=7, eval_every=2, checkpoint_every=2, progress=True))
+    bundle = train_on_trajectories([traj], [mapping], more)
+    rows = _log(tmp_path / "r" / "log.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 8))
+    lr_final = more.optim.lr_final
+    assert [float(r["lr"]) for r in rows[4:]] == pytest.approx([lr_final] * 3, rel=1e-9)  # continues at lr_final
+    assert float(rows[0]["lr"]) == pytest.approx(more.optim.lr)
+    assert load_bundle(bundle).metadata["training_steps"] == 7
+    assert "training done: 7 steps" in capsys.readouterr().out
+    with pytest.raises(ValueError, match=r"training.n_steps can be raised, not set below the 7 steps done"):
+        train_on_trajectories([traj], [mapping], _config(tmp_path / "r", training=dict(n_steps=5)))
+
+
 # ----------------------------------------------------------------------------------------- physics
 def test_learned_brownian_motion_recovers_diffusion_coefficient(tmp_path):
     """Free Brownian particles (single-bead molecules, no bonds, periodic box): frames every dt have independent

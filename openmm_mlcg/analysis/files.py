@@ -11,30 +11,16 @@ from pathlib import Path
 
 import mdtraj as md
 import numpy as np
-from openmm import unit
 
-from openmm_mlcg.readers import dcd_frames, describe_file, read_json
-from openmm_mlcg.units import to_float
+from openmm_mlcg.readers import dcd_frames, describe_file
 
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from .diffusion import unwrap_positions
+from .frame_interval import resolve_frame_interval
 from .report import analyze
 
 __all__ = ["analyze_files", "load_cg_positions"]
-
-
-def _interval(label, traj_path: Path, frame_interval_ps) -> float:
-    value = frame_interval_ps.get(label) if isinstance(frame_interval_ps, Mapping) else frame_interval_ps
-    if value is None:
-        meta = traj_path.parent / "metadata.json"
-        if meta.is_file():
-            value = read_json(meta, "run metadata", "frame_interval_ps").get("frame_interval_ps")
-    if value is None:
-        raise ValueError(f"frame_interval_ps: expected the time between saved frames in ps for {label!r} "
-                         f"(argument, or 'frame_interval_ps' in {traj_path.parent / 'metadata.json'}), got None")
-    dt = to_float(value, unit.picosecond, "frame_interval_ps")
-    if dt <= 0:
-        raise ValueError(f"frame_interval_ps: expected > 0 ps for {label!r}, got {dt}")
-    return dt
 
 
 def load_cg_positions(trajectory, topology, mapping=None, stride: int = 1):
@@ -96,17 +82,19 @@ def _topology_beads(top: md.Topology, bead_masses):
             masses = np.ones(top.n_atoms)
     else:
         masses = bead_masses
-    mol = np.empty(top.n_atoms, dtype=np.int64)
-    for k, group in enumerate(sorted(top.find_molecules(), key=lambda s: min(a.index for a in s))):
-        for a in group:
-            mol[a.index] = k
     bonds = np.array([sorted((b[0].index, b[1].index)) for b in top.bonds], dtype=np.int64).reshape(-1, 2)
+    # molecules = bonded components (unbonded particles are their own molecule; mdtraj's find_molecules
+    # refuses a residue of several unbonded atoms)
+    graph = coo_matrix((np.ones(len(bonds)), (bonds[:, 0], bonds[:, 1])), shape=(top.n_atoms, top.n_atoms))
+    _, labels = connected_components(graph, directed=False)
+    _, first = np.unique(labels, return_index=True)
+    mol = np.argsort(np.argsort(first))[labels]  # molecules numbered by their first atom
     return types, masses, mol, bonds
 
 
 def analyze_files(trajectories: Mapping, out_dir, topology=None, mapping=None, frame_interval_ps=None,
                   stride: int = 1, bead_masses=None, observables=None, reference: str | None = None,
-                  **kwargs) -> dict:
+                  bead_types: str = "mapping", **kwargs) -> dict:
     """Analyse trajectory files and compare them; thin wrapper for ``openmm-mlcg analyze``.
 
     Args:
@@ -117,10 +105,14 @@ def analyze_files(trajectories: Mapping, out_dir, topology=None, mapping=None, f
         mapping: CGMapping or path of a saved mapping (.npz); gives bead types, masses, molecules and CG bonds and
             maps all-atom trajectories to beads. Without it these come from the topology (atom names as bead types,
             element masses or ``bead_masses``, bonded components as molecules, topology bonds as CG bonds).
-        frame_interval_ps: ps between saved frames, float or {label: float}; None -> metadata.json beside the
-            trajectory ("frame_interval_ps"). Multiplied by ``stride``.
+        frame_interval_ps: ps between saved frames, float or {label: float}, used only for trajectories that
+            record none: a run's own record wins (metadata.json beside the trajectory, the DCD header's time
+            step x save interval, XTC/TRR/H5 frame times; see :mod:`.frame_interval`) and a given value that
+            disagrees with it is an error. Multiplied by ``stride``.
         stride: keep every stride-th frame.
         bead_masses: (n_beads,) amu override when no mapping is given.
+        bead_types: with a mapping, "mapping" (its own types) or "chemistry" (one type per distinct bead
+            chemistry, shared across residues and molecules: :mod:`openmm_mlcg.bead_types`).
         observables, reference, **kwargs: passed to :func:`openmm_mlcg.analysis.report.analyze`
             (fit_window_ps, max_lag_ps, collision_cutoffs_nm, contact_cutoff_nm, rdf_n_bins, rdf_r_max_nm, ...).
 
@@ -141,7 +133,7 @@ def analyze_files(trajectories: Mapping, out_dir, topology=None, mapping=None, f
     if mapping is not None and not hasattr(mapping, "map_positions"):
         from openmm_mlcg.mapping import CGMapping
         mapping = CGMapping.load(mapping)
-    arrays, boxes, info = {}, {}, None
+    arrays, boxes, info, sources = {}, {}, None, {}
     for label, entry in trajectories.items():
         if isinstance(entry, tuple) and len(entry) == 2 and not str(entry[1]).endswith((".dcd", ".xtc", ".h5")):
             traj_path, top_path = entry
@@ -150,15 +142,19 @@ def analyze_files(trajectories: Mapping, out_dir, topology=None, mapping=None, f
         if top_path is None:
             raise ValueError(f"topology: expected a topology file for {label!r} (argument or (trajectory, topology)), "
                              "got None")
-        first = Path(traj_path[0] if isinstance(traj_path, (list, tuple)) else traj_path)
         x, box, top = load_cg_positions(traj_path, top_path, mapping, stride)
-        dt = _interval(label, first, frame_interval_ps) * int(stride)
+        dt, source = resolve_frame_interval(label, traj_path, frame_interval_ps)
+        sources[label] = {"frame_interval_ps": dt, "source": source, "stride": int(stride)}
+        dt *= int(stride)
         arrays[label] = (x, np.arange(x.shape[0]) * dt)
         boxes[label] = box
         if info is None and mapping is None:
             info = _topology_beads(top, bead_masses)
+    if bead_types not in ("mapping", "chemistry"):
+        raise ValueError(f"bead_types: expected 'mapping' or 'chemistry', got {bead_types!r}")
     if mapping is not None:
-        info = (np.array(mapping.bead_types), mapping.bead_masses, mapping.bead_molecules, mapping.cg_bonds)
+        types = mapping.chemical_bead_types() if bead_types == "chemistry" else mapping.bead_types
+        info = (np.array(types), mapping.bead_masses, mapping.bead_molecules, mapping.cg_bonds)
     types, masses, mol, bonds = info
     return analyze(arrays, boxes, types, masses, mol, bonds, out_dir, observables=observables,
-                   reference=reference, **kwargs)
+                   reference=reference, provenance={"frame_interval": sources}, **kwargs)

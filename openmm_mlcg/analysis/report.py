@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from openmm import unit
+from tqdm.auto import tqdm
 
 from openmm_mlcg.io_utils import atomic_write
 from openmm_mlcg.units import to_float
@@ -23,6 +24,7 @@ from .diffusion import centre_of_mass_positions, fit_diffusivity, mean_squared_d
     remove_centre_of_mass_drift, single_interval_diffusivity
 from .metrics import earth_movers_distance, mean_absolute_error
 from .rdf import rdf_by_type
+from .selection import select_msd_groups, select_rdf_pairs
 from .structure import contact_map, distribution, mean_internal_distance, radius_of_gyration_squared
 
 __all__ = ["OBSERVABLES", "analyze"]
@@ -79,7 +81,8 @@ def _species(types: np.ndarray, mol: np.ndarray) -> dict:
 def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules, cg_bonds, out_dir,
             observables=None, reference: str | None = None, fit_window_ps=None, max_lag_ps=None,
             collision_cutoffs_nm=(0.05, 0.1, 0.2), contact_cutoff_nm=1.0, rdf_n_bins: int = 100, rdf_r_max_nm=None,
-            histogram_bins: int = 50, plot: bool = True) -> dict:
+            histogram_bins: int = 50, plot: bool = True, provenance: Mapping | None = None,
+            progress: bool = False) -> dict:
     """Compute observables for each labelled trajectory, compare with a reference, write JSON + PNGs.
 
     See :func:`_analyze` for the arguments, return value and errors. Holds the lock of ``out_dir``
@@ -116,6 +119,9 @@ def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules
         collision_cutoffs_nm: collision radii, nm; contact_cutoff_nm: contact-map distance, nm.
         rdf_n_bins, rdf_r_max_nm: RDF binning (default r_max: half the smallest box height).
         histogram_bins: bins of the R_g^2 distribution; plot: write PNG figures.
+        provenance: optional dict stored as "provenance" in the result and JSON (e.g. where each frame
+            interval came from, see :func:`openmm_mlcg.analysis.analyze_files`).
+        progress: show a tqdm bar over the trajectories.
 
     Returns:
         dict {"observables": {name: {label: result}}, "metrics": {label: {...}}, "figures": [...], "units": {...}},
@@ -163,7 +169,10 @@ def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules
     chain, ordered = _chain_order(np.nonzero(mol == largest)[0], bonds) if largest is not None else (None, False)
     res: dict = {k: {} for k in obs}
     figs = []
-    for label, (x, t, b) in data.items():
+    bar = tqdm(data.items(), total=len(data), desc="analysis", unit="trajectory", disable=not progress,
+               dynamic_ncols=True)
+    for label, (x, t, b) in bar:
+        bar.set_postfix_str(str(label))
         dt = float(t[1] - t[0])
         if multi and ("rg2" in obs or "rg2_acf" in obs):
             rg2 = radius_of_gyration_squared(x[:, sel], masses[sel], mol[sel])  # (F, n_multi)
@@ -198,8 +207,9 @@ def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules
                 for rc in collision_cutoffs_nm}
     metrics = _compare(res, reference) if reference is not None else {}
     if plot:
-        figs = _plot(res, out_dir, reference)
+        figs = _plot(res, out_dir, reference, types, mol)
     result = {"observables": res, "metrics": metrics, "reference": reference, "figures": [str(f) for f in figs],
+              "provenance": dict(provenance or {}),
               "units": {"length": "nm", "time": "ps", "rg2": "nm^2", "msd": "nm^2", "D": "nm^2/ps and cm^2/s"}}
     doc = _jsonable({k: v for k, v in result.items() if k != "observables"})
     doc["observables"] = {k: v for k, v in result["observables"].items() if k != "contact_map"}
@@ -285,7 +295,7 @@ def _compare(res: dict, ref: str) -> dict:
     return out
 
 
-def _plot(res: dict, out_dir: Path, ref) -> list:
+def _plot(res: dict, out_dir: Path, ref, types: np.ndarray, mol: np.ndarray) -> list:
     figs = []
     if res.get("rg2"):
         figs.append(plots.plot_distributions({k: v["samples_nm2"] for k, v in res["rg2"].items()},
@@ -299,11 +309,27 @@ def _plot(res: dict, out_dir: Path, ref) -> list:
     if res.get("contact_map"):
         figs.append(plots.plot_contact_maps({k: v["map"] for k, v in res["contact_map"].items()},
                                             out_dir / "contact_map.png", reference=ref))
-    for name, fn, key in (("msd", plots.plot_msd, ("lag_ps", "msd_nm2")), ("rdf", plots.plot_rdf, ("r_nm", "g")),
-                          ("collisions", plots.plot_collisions, ("time_ps", "count"))):
-        per = res.get(name, {})
-        groups = dict.fromkeys(g for v in per.values() for g in v)
-        if groups:
-            panels = {g: {k: (v[g][key[0]], v[g][key[1]]) for k, v in per.items() if g in v} for g in groups}
-            figs.append(fn(panels, out_dir / f"{name}.png"))
+    msd = res.get("msd", {})
+    if msd:
+        counts = {g: v["n_particles"] for per in msd.values() for g, v in per.items()}
+        groups = select_msd_groups(counts)
+        panels = {g: {k: (v[g]["lag_ps"], v[g]["msd_nm2"]) for k, v in msd.items() if g in v} for g in groups}
+        fits = {g: {k: (*v[g]["fit_window_ps"], v[g]["slope_nm2_per_ps"], v[g]["intercept_nm2"])
+                    for k, v in msd.items() if g in v} for g in groups}
+        note = f"; {len(groups)} of {len(counts)} groups (all in analysis.json)" if len(groups) < len(counts) else ""
+        figs.append(plots.plot_msd(panels, out_dir / "msd.png", fits=fits,
+                                   title="MSD (solid), diffusivity fit over its window (dashed)" + note))
+    rdf = res.get("rdf", {})
+    if rdf:
+        all_pairs = list(dict.fromkeys(p for v in rdf.values() for p in v))
+        pairs = select_rdf_pairs(all_pairs, types, mol)
+        panels = {p: {k: (v[p]["r_nm"], v[p]["g"]) for k, v in rdf.items() if p in v} for p in pairs}
+        note = (f"{len(pairs)} of {len(all_pairs)} bead-type pairs: ion pairs and the most populated "
+                "(all in analysis.json)") if len(pairs) < len(all_pairs) else ""
+        figs.append(plots.plot_rdf(panels, out_dir / "rdf.png", title=note))
+    per = res.get("collisions", {})
+    groups = dict.fromkeys(g for v in per.values() for g in v)
+    if groups:
+        panels = {g: {k: (v[g]["time_ps"], v[g]["count"]) for k, v in per.items() if g in v} for g in groups}
+        figs.append(plots.plot_collisions(panels, out_dir / "collisions.png"))
     return figs

@@ -61,6 +61,11 @@ class CGTrajectory:
             raise ValueError(f"frame_interval_ps: expected a positive number of ps, got {self.frame_interval_ps}")
         self.frame_interval_ps = float(self.frame_interval_ps)
 
+    def __repr__(self) -> str:
+        box = "no box" if self.box is None else f"box {np.round(np.diag(self.box[0]), 3).tolist()} nm"
+        return (f"CGTrajectory({self.n_frames} frames x {self.n_beads} beads, {self.frame_interval_ps:g} ps per "
+                f"frame, {box}, mapping {self.mapping_hash[:12]})")
+
     @property
     def n_frames(self) -> int:
         return int(self.positions.shape[0])

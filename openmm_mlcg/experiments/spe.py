@@ -30,21 +30,22 @@ _SMALL = dict(embedding_hidden=32, embedding_layers=3, dynamics_hidden=64, dynam
 _REFINE_LIGHT = dict(n_levels=10)   # probability-flow ODE, noise range tied to the data: 19 Score passes per step
 
 #: per scale: system (``systems.spe.build_spe`` kwargs), MD lengths (ps), model step = stride x frame interval,
-#: history k, model sizes, training steps, refinement schedule, validation fraction (the smoke and demo training
+#: history k, model sizes, training steps, refinement schedule, wall seconds for each side of the side-by-side
+#: speed measurement, validation fraction (the smoke and demo training
 #: parts, 21 and 41 frames, are too short to hold out a validation window: the judging part is never used for it)
 SCALES = {
     "smoke": dict(build=dict(polymer="PEO", n_chains=4, chain_length=6, n_salt=2, nonbonded_cutoff=0.6),
                   equilibration_ps=1.0,
                   training_ps=2.0, judge_factor=5, frame_interval_ps=0.1, stride=2, history=3, model=_TINY,
                   train_steps=10, batch_size=2, score=dict(_REFINE_LIGHT, n_levels=2),
-                  val_fraction=0.0),
+                  val_fraction=0.0, speed_s=1.0),
     "demo": dict(build=dict(polymer="PEO", n_chains=9, chain_length=12), equilibration_ps=40.0,
                  training_ps=40.0, judge_factor=5, frame_interval_ps=1.0, stride=2, history=4, model=_SMALL,
-                 train_steps=400, batch_size=4, score=_REFINE_LIGHT, val_fraction=0.0),
+                 train_steps=400, batch_size=4, score=_REFINE_LIGHT, val_fraction=0.0, speed_s=10.0),
     # Fu et al. 2023 app. B/C: ~6000 atoms, 5 ns training, 0.2 ns model step, k = 20, full-size GNNs (GPU job)
     "paper": dict(build=dict(polymer="PEO", n_chains=10, chain_length=50, n_salt=50), equilibration_ps=5000.0,
                   training_ps=5000.0, judge_factor=5, frame_interval_ps=2.0, stride=100, history=20, model={},
-                  train_steps=200000, batch_size=4, score={}, val_fraction=0.1),
+                  train_steps=200000, batch_size=4, score={}, val_fraction=0.1, speed_s=30.0),
 }
 
 
@@ -60,7 +61,7 @@ def _train_config(s: dict, out_dir: Path, seed: int, device: str) -> dict:
 
 
 def _classical_ns_per_hour(run_dir: Path) -> Optional[float]:
-    """Mean of the StateDataReporter 'Speed (ns/day)' column of the production run, in ns/hour."""
+    """Mean 'Speed (ns/day)' of the reference run's StateDataReporter, ns/hour (indicative: another moment)."""
     csv = run_dir / "state_data.csv"
     if not csv.is_file():
         return None
@@ -76,6 +77,44 @@ def _classical_ns_per_hour(run_dir: Path) -> Optional[float]:
             continue
     vals = vals[len(vals) // 10:] or vals  # the first rows include start-up cost
     return float(np.mean(vals)) / 24.0 if vals else None
+
+
+def _md_simulation(spe_system, ref_dir: Path, platform, seed: int):
+    """NVT Simulation of the reference system at the last saved reference frame (positions and box)."""
+    import mdtraj
+    import openmm
+
+    meta = json.loads((ref_dir / "metadata.json").read_text())
+    temperature = float(meta.get("temperature_K", 353.0))
+    sim = spe_system.make_simulation(temperature=temperature, time_step=float(meta.get("time_step_ps", 0.002)),
+                                     pressure=None, platform=platform, seed=seed)
+    last = mdtraj.load(str(ref_dir / "trajectory.dcd"), top=str(ref_dir / "topology.pdb"))[-1]
+    if last.unitcell_vectors is not None:
+        sim.context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in last.unitcell_vectors[0].tolist()])
+    sim.context.setPositions(last.xyz[0].astype(np.float64))
+    sim.context.setVelocitiesToTemperature(temperature, seed + 3)
+    return sim
+
+
+def _learned_simulation(bundle_path, mapping, start, box, refine, deterministic, seed, device):
+    import openmm
+    from openmm import app
+
+    from ..openmm import LearnedIntegrator, create_cg_system
+
+    topology, system = create_cg_system(mapping, box)
+    integrator = LearnedIntegrator(bundle_path, mapping=mapping, history=start, refine=refine, seed=seed,
+                                   device=device, deterministic=deterministic)
+    sim = app.Simulation(topology, system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    sim.context.setPositions(start[-1])
+    return sim
+
+
+def _side_by_side_speed(spe_system, ref_dir, platform, seed, seconds, learned_args) -> dict:
+    from .speed import side_by_side
+
+    return side_by_side(_md_simulation(spe_system, ref_dir, platform, seed),
+                        _learned_simulation(*learned_args), seconds=seconds)
 
 
 def _species(mapping) -> dict:
@@ -103,6 +142,24 @@ def _pick(msd: dict, label: str, species: dict) -> dict:
 def _mean_collisions(collisions: dict) -> dict:
     """Mean number of non-bonded bead pairs closer than each cutoff, per label."""
     return {label: {rc: float(np.mean(v["count"])) for rc, v in per.items()} for label, per in collisions.items()}
+
+
+def _headline_figures(out: Path, tag: str, diffusivity: dict, metrics: dict, scale: str) -> list:
+    """headline.png (D bars and mean RDF error: learned vs short MD vs reference) and training_loss.png."""
+    from ..analysis.plots import plot_headline, plot_training_log
+
+    rdf_error = {}
+    for label, m in metrics.items():
+        vals = [e for e in (m.get("rdf_mae") or {}).values() if e is not None and np.isfinite(e)]
+        if vals:
+            rdf_error[label] = float(np.mean(vals))
+    adir = out / f"analysis_{tag}"
+    figs = [plot_headline(diffusivity, rdf_error, adir / "headline.png",
+                          title=f"SPE {scale}: learned ({tag}) vs short MD vs reference MD")]
+    log = out / "train" / "log.csv"
+    if log.is_file():
+        figs.append(plot_training_log(log, adir / "training_loss.png"))
+    return [str(f) for f in figs]
 
 
 def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optional[str] = None,
@@ -150,6 +207,7 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
     n_train_frames = int(round(s["training_ps"] / s["frame_interval_ps"]))
     production_ps = (n_train_frames * (1 + s["judge_factor"]) + 1) * s["frame_interval_ps"]  # frame 0 = t0 + fi
     from ..systems.md import is_done
+    system = None
     if not is_done(ref_dir):
         system = spe.build_spe(seed=seed, **build)
         spe.simulate(system, ref_dir, equilibration_ps=s["equilibration_ps"], production_ps=production_ps,
@@ -184,8 +242,16 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
     box = judge_part.box[0] if judge_part.box is not None else None
     tag = ("refined" if refine else "norefine") + ("_mean" if deterministic else "")
     learned = simulate_learned(bundle_path, mapping, start, box, n_steps, out / f"learned_{tag}",
-                               refine=refine, deterministic=deterministic, seed=seed, device=device)
+                               refine=refine, deterministic=deterministic, seed=seed, device=device,
+                               progress=progress)
     timings["learned_s"] = learned["wall_s"]
+
+    # 4b. speed: classical MD of the same system and the learned integrator, alternately in this process
+    t0 = time.perf_counter()
+    system = system or spe.build_spe(seed=seed, **build)  # deterministic for a seed
+    side = _side_by_side_speed(system, ref_dir, platform, seed, s["speed_s"],
+                               (bundle_path, mapping, start, box, refine, deterministic, seed, device))
+    timings["speed_s"] = time.perf_counter() - t0
 
     # 5. observables: learned vs short MD (training length) vs long reference, same time origin conventions
     t0 = time.perf_counter()
@@ -194,16 +260,20 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
                     "short MD": (train_part.positions, train_part.time_ps - train_part.time_ps[0]),
                     "reference MD": (judge_part.positions, ref_t)}
     cg_bonds = mapping.cg_bonds
+    if progress:
+        print("analysis: MSD, RDF and collisions of learned, short MD and reference MD ...", flush=True)
     result = analyze(trajectories, box, list(mapping.bead_types), mapping.bead_masses, mapping.bead_molecules,
                      cg_bonds, out / f"analysis_{tag}", observables=["msd", "rdf", "collisions"],
-                     reference="reference MD")
+                     reference="reference MD", progress=progress)
     timings["analysis_s"] = time.perf_counter() - t0
     species = _species(mapping)
     diffusivity = {label: _pick(result["observables"]["msd"], label, species) for label in trajectories}
-    speed = {"learned_ns_per_hour": learned["ns_per_hour"],
-             "classical_ns_per_hour": _classical_ns_per_hour(ref_dir)}
-    if speed["classical_ns_per_hour"]:
-        speed["speed_up"] = speed["learned_ns_per_hour"] / speed["classical_ns_per_hour"]
+    figures = _headline_figures(out, tag, diffusivity, result["metrics"], scale)
+    speed = {"learned_ns_per_hour": side["learned_ns_per_hour"], "classical_ns_per_hour": side["md_ns_per_hour"],
+             "speed_up": side["ratio"], "side_by_side": side,
+             # indicative only: whole runs timed at different moments, under whatever load there was
+             "learned_run_ns_per_hour": learned["ns_per_hour"],
+             "reference_run_ns_per_hour": _classical_ns_per_hour(ref_dir)}
     summary = dict(
         scale=scale, system=build, n_atoms=int(mapping.graph.n_atoms), n_beads=int(mapping.n_beads),
         model=str(bundle_path), refine=refine, deterministic=deterministic, device=device,
@@ -211,7 +281,7 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
         reference_ps=float(ref_t[-1]), learned_ps=float(learned["time_ps"][-1]),
         diffusivity_cm2_per_s=diffusivity, metrics=result["metrics"], speed=speed, timings_s=timings,
         mean_collisions=_mean_collisions(result["observables"]["collisions"]),
-        analysis_dir=str(out / f"analysis_{tag}"))
+        analysis_dir=str(out / f"analysis_{tag}"), figures=figures)
     with atomic_write(out / f"summary_{tag}.json", "w") as fh:
         json.dump(summary, fh, indent=1, default=lambda o: None)
     return summary
@@ -243,7 +313,12 @@ def format_summary(summary: dict) -> str:
         for label, v in coll.items():
             lines.append(f"  {label:<20}" + "".join(f"{v.get(rc, float('nan')):>10.2f}" for rc in cutoffs))
     sp = summary["speed"]
-    lines.append(f"speed: learned {sp['learned_ns_per_hour']:.3g} ns/h, classical "
-                 f"{(sp['classical_ns_per_hour'] or float('nan')):.3g} ns/h, ratio {sp.get('speed_up', float('nan')):.3g}")
+    side = sp.get("side_by_side", {})
+    lines.append(f"speed, measured side by side in one process ({side.get('seconds_each', float('nan')):g} s each, "
+                 f"alternating): learned {sp['learned_ns_per_hour']:.3g} ns/h, classical MD of the same system "
+                 f"{sp['classical_ns_per_hour']:.3g} ns/h, ratio {sp['speed_up']:.3g}")
+    lines.append(f"  (whole runs, timed at different moments, indicative only: learned run "
+                 f"{sp.get('learned_run_ns_per_hour') or float('nan'):.3g} ns/h, reference MD "
+                 f"{sp.get('reference_run_ns_per_hour') or float('nan'):.3g} ns/h; see benchmarks/bench_speed.py)")
     lines.append("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items()))
     return "\n".join(lines)

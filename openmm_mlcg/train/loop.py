@@ -1,7 +1,12 @@
 """The training loop: data -> windows -> Adam with exponential LR decay -> checkpoints, CSV log -> bundle.
 
 Outputs in ``training.out_dir``: ``resolved_config.yaml``, ``log.csv`` (step, loss, nll, score_loss, val_nll,
-lr, samples_per_s), ``checkpoint.pt`` (resumable), ``model.mlcg`` (exported bundle).
+lr, samples_per_s), ``checkpoint.pt`` (resumable), ``model.mlcg`` (exported bundle), ``training_loss.png`` (loss curves). With ``training.progress`` an end-of-training
+summary is printed (final train/validation loss, time, bundle path).
+
+Extending: rerun with a larger ``training.n_steps`` and otherwise the same config; training continues from the
+checkpoint, with the learning rate decaying from its current value to ``optim.lr_final`` over the new remaining
+steps (a finished run continues at ``lr_final``). This differs from a run started with the larger n_steps.
 
 Determinism and resume: mini-batch indices and all noise of step s come from generators seeded by
 (seed, s), so a run killed after a checkpoint and resumed gives the same parameters as an uninterrupted run.
@@ -33,7 +38,7 @@ from .config import TrainConfig, load_config, refinement_metadata
 from .model_step import N_BOND_TYPES, build_modules, compute_losses
 from .sources import load_sources, split_in_time, window_span
 
-__all__ = ["train", "train_on_trajectories", "LOG_COLUMNS"]
+__all__ = ["train", "train_on_trajectories", "training_summary", "LOG_COLUMNS"]
 
 LOG_COLUMNS = ["step", "loss", "nll", "score_loss", "val_nll", "lr", "samples_per_s"]
 # config keys that may change between a run and its resumption
@@ -100,12 +105,37 @@ def _model_config(cfg) -> dict:
     return d
 
 
-def _check_resumable(saved: dict, current: dict, path: Path) -> None:
+def _check_resumable(saved: dict, current: dict, path: Path, step: int) -> None:
+    """Same config apart from _RESUME_FREE keys; ``training.n_steps`` may be raised (extend a run)."""
     a, b = _flatten(saved), _flatten(current)
     for key in sorted(set(a) | set(b)):
+        if key == "training.n_steps" and b.get(key) is not None and int(b[key]) >= step:
+            continue
         if key not in _RESUME_FREE and a.get(key) != b.get(key):
+            hint = (f"training.n_steps can be raised, not set below the {step} steps done; "
+                    if key == "training.n_steps" else "")
             raise ValueError(f"training.resume: checkpoint {path} was written with {key}={a.get(key)!r}, the config "
-                             f"has {b.get(key)!r}; use a new training.out_dir or set training.resume: false")
+                             f"has {b.get(key)!r}; {hint}use a new training.out_dir or set training.resume: false")
+
+
+def _extend_schedule(optimizer, scheduler, lr_final: float, start: int, n_steps: int) -> None:
+    """After raising n_steps: decay the learning rate from its current value to ``lr_final`` over the new
+    remaining steps (a finished run continues at ``lr_final``)."""
+    lr_now = optimizer.param_groups[0]["lr"]
+    scheduler.gamma = (lr_final / lr_now) ** (1.0 / (n_steps - start)) if n_steps > start and lr_now > 0 else 1.0
+
+
+def training_summary(log_path, bundle, wall_s: float) -> str:
+    """End-of-training lines: steps, final train loss / NLL, last validation NLL, time, bundle path."""
+    rows = _read_log(Path(log_path), 10**12)
+    if not rows:
+        return f"training: no steps logged; bundle {bundle}"
+    last = rows[-1]
+    val = [r["val_nll"] for r in rows if r.get("val_nll") not in (None, "", "nan")]
+    val_text = f"{float(val[-1]):.4g}" if val else "n/a (no validation windows: data.val_fraction)"
+    return (f"training done: {last['step']} steps, final train loss {float(last['loss']):.4g} "
+            f"(NLL {float(last['nll']):.4g}, score {float(last['score_loss']):.4g}), validation NLL {val_text}, "
+            f"{wall_s:.1f} s in total\nbundle: {bundle}")
 
 
 def _read_log(path: Path, upto: int) -> list:
@@ -219,13 +249,20 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
     if tc.resume and ckpt_path.is_file():
         payload = load_checkpoint(ckpt_path, modules=modules, optimizer=optimizer, scheduler=scheduler,
                                   map_location="cpu",
-                                  check=lambda p: _check_resumable(p["config"], cfg.to_dict(), ckpt_path))
+                                  check=lambda p: _check_resumable(p["config"], cfg.to_dict(), ckpt_path,
+                                                                   int(p["step"])))
         start, stats, extra = int(payload["step"]), payload["stats"], payload["extra"]
+        if int(payload["config"]["training"]["n_steps"]) != tc.n_steps:
+            _extend_schedule(optimizer, scheduler, cfg.optim.lr_final, start, tc.n_steps)
     cfg.save_yaml(out / "resolved_config.yaml")
     rows = _read_log(log_path, start)
     _write_log(log_path, rows)
 
+    t_session = time.perf_counter()
+    wall_before = float(extra.get("train_time_s", 0.0))
+
     def checkpoint(step):
+        extra["train_time_s"] = wall_before + time.perf_counter() - t_session
         save_checkpoint(ckpt_path, step=step, modules=modules, optimizer=optimizer, scheduler=scheduler,
                         config=cfg.to_dict(), stats=stats, extra=extra)
 
@@ -288,4 +325,9 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
     bundle = out / "model.mlcg"
     cpu = {k: m.cpu() for k, m in modules.items()}
     save_bundle(bundle, cpu["embedding"], cpu["dynamics"], cpu["score"], metadata, mapping=bound)
+    from openmm_mlcg.analysis.plots import plot_training_log
+
+    plot_training_log(log_path, out / "training_loss.png")
+    if tc.progress:
+        print(training_summary(log_path, bundle, wall_before + time.perf_counter() - t_session), flush=True)
     return bundle

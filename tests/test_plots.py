@@ -1,0 +1,63 @@
+"""Figures stay readable for many bead types: capped panels, natural order, fit lines; full data in the JSON."""
+import json
+
+import numpy as np
+from PIL import Image
+
+from openmm_mlcg import analysis as A
+from openmm_mlcg.analysis.selection import MAX_PANELS, natural_key, select_msd_groups, select_rdf_pairs
+
+
+def test_natural_order():
+    assert sorted(["POL10", "POL2", "Li", "POL1"], key=natural_key) == ["Li", "POL1", "POL2", "POL10"]
+
+
+def test_rdf_pairs_capped_ions_first_then_most_populated():
+    types = np.array(["Li"] * 4 + [f"P{i}" for i in range(18) for _ in range(3)])   # 19 types -> 190 pairs
+    mol = np.concatenate([np.arange(4), 4 + np.tile(np.arange(3), 18)])            # Li ions, 3 chains of 18
+    pairs = [f"{a}-{b}" for i, a in enumerate(sorted(set(types))) for b in sorted(set(types))[i:]]
+    chosen = select_rdf_pairs(pairs, types, mol)
+    assert len(chosen) == MAX_PANELS and chosen == sorted(chosen, key=natural_key)
+    assert sum("Li" in p for p in chosen) == MAX_PANELS // 2
+    assert "Li-Li" not in chosen                 # 6 particle pairs; each Li-Pk pair type has 4 x 3 = 12
+    assert sum(p.count("-") == 1 and p.split("-")[0] != p.split("-")[1] and "Li" not in p for p in chosen) == 6
+    assert all(p in pairs for p in chosen)
+
+
+def test_msd_groups_capped_molecules_first():
+    groups = {f"type:B{i}": 1 for i in range(479)} | {"mol:B0,B1,B2,...(479)": 1}
+    chosen = select_msd_groups(groups)
+    assert len(chosen) == MAX_PANELS and chosen[0].startswith("mol:")
+    assert chosen[1:] == sorted(chosen[1:], key=natural_key) and chosen[1] == "type:B0"
+
+
+def _gas(n_types, per_type, frames=12, seed=0):
+    rng = np.random.default_rng(seed)
+    n = n_types * per_type
+    x = rng.uniform(0, 3, (1, n, 3)) + np.cumsum(rng.normal(0, 0.05, (frames, n, 3)), 0)
+    types = [f"T{i}" for i in range(n_types) for _ in range(per_type)]
+    return x, np.arange(frames) * 1.0, types, np.arange(n)
+
+
+def test_analyze_figures_stay_small_for_171_pairs(tmp_path):
+    x, t, types, mol = _gas(18, 3)                      # 18 types -> 171 pairs
+    res = A.analyze({"reference MD": (x, t), "learned": (x[::-1].copy(), t)}, np.eye(3) * 3.0, types,
+                    np.ones(len(types)), mol, None, tmp_path, observables=["msd", "rdf"], rdf_n_bins=20)
+    doc = json.loads((tmp_path / "analysis.json").read_text())
+    assert len(doc["observables"]["rdf"]["learned"]) == 171               # full data stays in the JSON
+    for name in ("rdf.png", "msd.png"):
+        w, h = Image.open(tmp_path / name).size
+        assert w <= 1300 and h <= 1400, (name, w, h)                    # 12 panels, 4 rows of 3
+    d = res["observables"]["msd"]["learned"]["type:T0"]
+    assert {"slope_nm2_per_ps", "intercept_nm2", "fit_window_ps"} <= set(d)   # what the fit lines draw
+
+
+def test_headline_and_training_figures(tmp_path):
+    from openmm_mlcg.analysis.plots import plot_headline, plot_training_log
+
+    p = plot_headline({"learned": {"Li+": 2e-6, "TFSI-": 7e-7}, "reference MD": {"Li+": 7e-7, "TFSI-": 6e-7}},
+                      {"learned": 0.5}, tmp_path / "h.png")
+    assert Image.open(p).size == (900, 380)
+    log = tmp_path / "log.csv"
+    log.write_text("step,loss,nll,score_loss,val_nll,lr,samples_per_s\n1,3,2,1,,1e-3,5\n2,2,1.5,0.5,1.4,1e-3,5\n")
+    assert Image.open(plot_training_log(log, tmp_path / "t.png")).size == (600, 400)
