@@ -154,20 +154,23 @@ def check_periodicity(metadata, periodic: bool, name: str = "system") -> None:
                      "with create_cg_system(mapping, None)")
 
 
-def check_against_training(metadata, positions, box, cg_bonds, n_beads: int, name: str = "positions") -> None:
+def check_against_training(metadata, positions, box, cg_bonds, n_beads: int, name: str = "positions",
+                           bond_slack: float = None) -> None:
     """Positions (n, 3) nm and box (3, 3) nm or None against the bundle's training statistics.
 
     Raises:
-        ValueError: a CG bond longer than ``BOND_SLACK`` x the longest in training, or a bead density outside
+        ValueError: a CG bond longer than ``bond_slack`` (default ``BOND_SLACK``) x the longest in training, or a
+            bead density outside
             the training range by more than ``DENSITY_FACTOR`` (positions or box in Angstrom?).
     """
     x = np.asarray(positions, dtype=np.float64).reshape(1, -1, 3)
+    slack = BOND_SLACK if bond_slack is None else float(bond_slack)
     longest = metadata.get("max_cg_bond_nm")
     bonds = np.asarray(cg_bonds).reshape(-1, 2)
     if longest and len(bonds) and np.ptp(x, axis=1).max() > 0:
         b = None if box is None else np.asarray(box, dtype=np.float64).reshape(1, 3, 3)
-        check_bonded_distances(x, bonds, b, BOND_SLACK * float(longest), name,
-                               f"{BOND_SLACK:g} x the longest CG bond in training ({float(longest):.3g} nm); "
+        check_bonded_distances(x, bonds, b, slack * float(longest), name,
+                               f"{slack:g} x the longest CG bond in training ({float(longest):.3g} nm); "
                                "positions in Angstrom instead of nm, or beads in another order?")
     rng = metadata.get("bead_density_per_nm3")
     if rng and box is not None:

@@ -170,11 +170,12 @@ def test_broken_metadata_json(tmp_path, text, match):
 
 
 def test_broken_run_metadata_in_analysis_interval(tmp_path):
-    from openmm_mlcg.analysis.files import _interval
+    from openmm_mlcg.analysis.frame_interval import recorded_frame_intervals
 
     (tmp_path / "metadata.json").write_text("{broken")
+    (tmp_path / "trajectory.xyz").write_text("")
     with pytest.raises(ValueError, match="metadata.json"):
-        _interval("learned", tmp_path / "trajectory.dcd", None)
+        recorded_frame_intervals(tmp_path / "trajectory.xyz")
 
 
 def test_broken_run_metadata_in_read_run_metadata(tmp_path):

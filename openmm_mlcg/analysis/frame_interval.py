@@ -13,7 +13,6 @@ with a recorded value, or two recorded values disagree, :func:`resolve_frame_int
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Optional
@@ -67,10 +66,9 @@ def recorded_frame_intervals(path) -> dict:
     out = {}
     meta = path.parent / "metadata.json"
     if meta.is_file():
-        try:
-            value = json.loads(meta.read_text()).get("frame_interval_ps")
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"metadata: {meta} is not valid JSON ({exc})") from exc
+        from ..readers import read_json
+
+        value = read_json(meta, "run metadata", "frame_interval_ps").get("frame_interval_ps")
         if value is not None:
             out[f"{meta} 'frame_interval_ps'"] = float(value)
     suffix = path.suffix.lower()

@@ -96,13 +96,14 @@ def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules,
                         observables=observables, reference=reference, fit_window_ps=fit_window_ps,
                         max_lag_ps=max_lag_ps, collision_cutoffs_nm=collision_cutoffs_nm,
                         contact_cutoff_nm=contact_cutoff_nm, rdf_n_bins=rdf_n_bins, rdf_r_max_nm=rdf_r_max_nm,
-                        histogram_bins=histogram_bins, plot=plot)
+                        histogram_bins=histogram_bins, plot=plot, provenance=provenance, progress=progress)
 
 
 def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules, cg_bonds, out_dir,
              observables=None, reference: str | None = None, fit_window_ps=None, max_lag_ps=None,
              collision_cutoffs_nm=(0.05, 0.1, 0.2), contact_cutoff_nm=1.0, rdf_n_bins: int = 100, rdf_r_max_nm=None,
-             histogram_bins: int = 50, plot: bool = True) -> dict:
+             histogram_bins: int = 50, plot: bool = True, provenance: Mapping | None = None,
+             progress: bool = False) -> dict:
     """Compute observables for each labelled trajectory, compare with a reference, write JSON + PNGs.
 
     Args:

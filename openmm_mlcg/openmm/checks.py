@@ -2,6 +2,8 @@
 (see :mod:`openmm_mlcg.sanity`): history displacements, CG bond lengths, bead density and periodicity."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from openmm import unit
 
@@ -9,6 +11,8 @@ from .. import sanity
 from ..sanity import resolve_device  # noqa: F401  (re-exported for the integrator)
 
 __all__ = ["check_history", "check_context", "resolve_device"]
+
+CONTEXT_BOND_SLACK = 5.0
 
 
 def check_history(metadata, frames: np.ndarray, mapping) -> None:
@@ -25,6 +29,10 @@ def check_history(metadata, frames: np.ndarray, mapping) -> None:
 def check_context(metadata, context, mapping) -> None:
     """Periodicity of the Context's System, its box (bead density) and current positions (CG bonds).
 
+    The Context may hold the model's own output (a resumed checkpoint), so CG bonds longer than
+    ``sanity.BOND_SLACK`` x the longest in training only warn; beyond ``CONTEXT_BOND_SLACK`` x (positions in
+    Angstrom give 10 x) they are refused.
+
     Raises:
         ValueError: naming ``system``, ``box`` or ``positions``.
     """
@@ -33,4 +41,9 @@ def check_context(metadata, context, mapping) -> None:
     state = context.getState(getPositions=True)
     x = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
     box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)) if periodic else None
-    sanity.check_against_training(metadata, x, box, mapping.cg_bonds, mapping.n_beads, "positions")
+    try:
+        sanity.check_against_training(metadata, x, box, mapping.cg_bonds, mapping.n_beads, "positions")
+    except ValueError as exc:
+        warnings.warn(f"LearnedIntegrator: {exc}", RuntimeWarning, stacklevel=3)
+    sanity.check_against_training(metadata, x, box, mapping.cg_bonds, mapping.n_beads, "positions",
+                                  bond_slack=CONTEXT_BOND_SLACK)
