@@ -20,11 +20,8 @@ setup(
     install_requires=[
         "openmm>=8.1",
         "torch>=2.2",
-        "torch_geometric>=2.5",
-        "torchmd-net>=2.4",
         "pymetis>=2023.1",
         "mdtraj>=1.10",
-        "tables>=3.8",
         "numpy>=1.24",
         "scipy>=1.10",
         "pyyaml>=6",
@@ -35,7 +32,6 @@ setup(
     extras_require={
         "systems": ["rdkit>=2023.9", "packmol>=20", "openmmforcefields>=0.13"],
         "test": ["pytest>=7", "rdkit>=2023.9", "packmol>=20", "openmmforcefields>=0.13"],
-        "openmm-torch": ["openmmtorch>=1.4"],
     },
     entry_points={"console_scripts": ["openmm-mlcg=openmm_mlcg.cli:main"]},
     classifiers=[
