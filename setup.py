@@ -19,7 +19,8 @@ setup(
     package_data={"openmm_mlcg": ["systems/data/*.json", "systems/data/*.xml"]},
     install_requires=[
         "openmm>=8.1",
-        "torch>=2.2",
+        "torch>=2.3",
+        "vesin-torch>=0.6",
         "pymetis>=2023.1",
         "mdtraj>=1.10",
         "numpy>=1.24",
