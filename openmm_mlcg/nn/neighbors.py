@@ -27,58 +27,11 @@ from typing import Optional, Tuple
 
 import torch
 
+from ..geometry import check_box, minimum_image
+
 __all__ = ["build_edges", "radius_pairs", "brute_force_pairs", "minimum_image", "check_box", "BACKENDS",
            "DEFAULT_BACKEND"]
 
-
-
-def check_box(box: torch.Tensor, cutoff_nm: float) -> None:
-    """Check ``box`` is an OpenMM reduced box (3, 3) rows a, b, c usable with ``cutoff_nm``.
-
-    Reduced form: a = (ax, 0, 0), b = (bx, by, 0), c = (cx, cy, cz), ax >= 2|bx|, ax >= 2|cx|, by >= 2|cy|.
-    The minimum-image convention is exact only if the cutoff is at most half of each width ax, by, cz.
-
-    Raises:
-        ValueError: wrong shape, not reduced, or cutoff larger than half a box width.
-    """
-    if box.shape != (3, 3):
-        raise ValueError(f"box: expected shape (3, 3) nm, got {tuple(box.shape)}")
-    b = box.detach().double().cpu()
-    if b[0, 1] != 0 or b[0, 2] != 0 or b[1, 2] != 0:
-        raise ValueError(f"box: expected an OpenMM reduced box (a_y = a_z = b_z = 0), got {b.tolist()}")
-    ax, by, cz = float(b[0, 0]), float(b[1, 1]), float(b[2, 2])
-    if min(ax, by, cz) <= 0:
-        raise ValueError(f"box: expected positive diagonal, got {(ax, by, cz)}")
-    eps = 1e-6
-    if abs(float(b[1, 0])) > 0.5 * ax + eps or abs(float(b[2, 0])) > 0.5 * ax + eps or abs(float(b[2, 1])) > 0.5 * by + eps:
-        raise ValueError(f"box: expected reduced triclinic form (|b_x|, |c_x| <= a_x/2, |c_y| <= b_y/2), got {b.tolist()}")
-    if cutoff_nm > 0.5 * min(ax, by, cz):
-        raise ValueError(
-            f"cutoff_nm: expected <= half the smallest box width {0.5 * min(ax, by, cz):.4g} nm, got {cutoff_nm}"
-        )
-
-
-def minimum_image(vec: torch.Tensor, box: Optional[torch.Tensor]) -> torch.Tensor:
-    """Minimum-image displacement (..., 3) for an OpenMM reduced box (same algorithm as OpenMM).
-
-    Exact for displacements whose minimum image is shorter than half the smallest box width.
-    """
-    if box is None:
-        return vec
-    box = box.to(vec.dtype)
-    vec = vec - box[2] * torch.round(vec[..., 2:3] / box[2, 2])
-    vec = vec - box[1] * torch.round(vec[..., 1:2] / box[1, 1])
-    vec = vec - box[0] * torch.round(vec[..., 0:1] / box[0, 0])
-    return vec
-
-
-def wrap_into_box(positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-    """Wrap positions (n, 3) into the reduced triclinic cell spanned by ``box`` (3, 3) (rows a, b, c)."""
-    box = box.to(positions.dtype)
-    x = positions - box[2] * torch.floor(positions[:, 2:3] / box[2, 2])
-    x = x - box[1] * torch.floor(x[:, 1:2] / box[1, 1])
-    x = x - box[0] * torch.floor(x[:, 0:1] / box[0, 0])
-    return x
 
 
 def brute_force_pairs(positions: torch.Tensor, box: Optional[torch.Tensor], cutoff_nm: float,
@@ -297,7 +250,7 @@ def build_edges(
         raise ValueError(f"cg_bonds: expected shape (2, m) (transpose CGMapping.cg_bonds), got {tuple(bonds.shape)}")
     if box is not None:
         box = torch.as_tensor(box, device=device)
-        check_box(box, cutoff_nm)
+        check_box(box, "box", cutoff_nm)
 
     # radius pairs, per graph when batched
     if batch is None:
@@ -313,7 +266,7 @@ def build_edges(
                 gb = boxes[g]
                 gbox = None if bool((gb == 0).all()) else gb
                 if gbox is not None:
-                    check_box(gbox, cutoff_nm)
+                    check_box(gbox, f"boxes[{g}]", cutoff_nm)
             if c > 0:
                 chunks.append(_search(positions[start:start + c], gbox, cutoff_nm, backend) + start)
             start += c
@@ -336,7 +289,5 @@ def build_edges(
         eb = per_edge_box.to(device=device, dtype=positions.dtype)[batch[src]]          # (E, 3, 3)
         periodic = (eb != 0).any(-1).any(-1)
         safe = torch.where(periodic[:, None, None], eb, torch.eye(3, device=device, dtype=positions.dtype))
-        for k in (2, 1, 0):
-            shift = torch.round(vec[:, k:k + 1] / safe[:, k, k:k + 1]) * periodic[:, None].to(vec.dtype)
-            vec = vec - shift * safe[:, k]
+        vec = torch.where(periodic[:, None], minimum_image(vec, safe), vec)
     return edge_index, vec, edge_type
