@@ -19,12 +19,10 @@ setup(
     package_data={"openmm_mlcg": ["systems/data/*.json", "systems/data/*.xml"]},
     install_requires=[
         "openmm>=8.1",
-        "torch>=2.2",
-        "torch_geometric>=2.5",
-        "torchmd-net>=2.4",
+        "torch>=2.3",
+        "vesin-torch>=0.6",
         "pymetis>=2023.1",
         "mdtraj>=1.10",
-        "tables>=3.8",
         "numpy>=1.24",
         "scipy>=1.10",
         "pyyaml>=6",
@@ -35,7 +33,6 @@ setup(
     extras_require={
         "systems": ["rdkit>=2023.9", "packmol>=20", "openmmforcefields>=0.13"],
         "test": ["pytest>=7", "rdkit>=2023.9", "packmol>=20", "openmmforcefields>=0.13"],
-        "openmm-torch": ["openmmtorch>=1.4"],
     },
     entry_points={"console_scripts": ["openmm-mlcg=openmm_mlcg.cli:main"]},
     classifiers=[

@@ -19,69 +19,14 @@ from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.sparse.linalg import splu
 
 from .io_utils import atomic_write, sha256_arrays, write_npz
+from .geometry import as_box_frames, minimum_image, unwrap_in_time, wrap
 from .topology import FineGraph
 
-__all__ = ["CGMapping", "centre_of_mass", "wrap_positions", "minimum_image", "as_box_frames"]
+__all__ = ["CGMapping", "centre_of_mass", "wrap_positions", "minimum_image", "as_box_frames", "unwrap_in_time"]
 
 
-# ---------------------------------------------------------------------------------------------- box helpers
-def as_box_frames(box, n_frames: int, name: str = "box"):
-    """Return ``box`` as (n_frames, 3, 3) float64 row vectors (nm) or None.
-
-    Accepts (3,) or (n_frames, 3) orthorhombic edge lengths, (3, 3) or (n_frames, 3, 3) box vectors, or
-    Quantities. Box vectors must be in OpenMM reduced (lower-triangular) form with positive diagonal.
-
-    Raises:
-        ValueError: wrong shape, NaN/inf, non-positive diagonal or not lower triangular.
-    """
-    if box is None:
-        return None
-    from openmm import unit
-    from .units import to_array
-    b = to_array(box, unit.nanometer, name)
-    if b.shape == (3,) or b.shape == (n_frames, 3):
-        b = np.einsum("...i,ij->...ij", b, np.eye(3))
-    if b.shape == (3, 3):
-        b = np.broadcast_to(b, (n_frames, 3, 3))
-    if b.shape != (n_frames, 3, 3):
-        raise ValueError(f"{name}: expected shape (3,), (3, 3), ({n_frames}, 3) or ({n_frames}, 3, 3), got {b.shape}")
-    diag = np.diagonal(b, axis1=1, axis2=2)
-    if np.any(diag <= 0):
-        raise ValueError(f"{name}: expected positive box diagonal (nm), got min {diag.min()}")
-    if np.any(b[:, 0, 1:] != 0) or np.any(b[:, 1, 2] != 0):
-        raise ValueError(f"{name}: expected OpenMM reduced (lower-triangular) box vectors, got {b[0].tolist()}")
-    return np.ascontiguousarray(b, dtype=np.float64)
-
-
-def minimum_image(d: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Minimum-image displacement for a reduced triclinic box (OpenMM convention: shift by c, then b, then a).
-
-    Args:
-        d: (..., 3) displacements, nm. box: (3, 3) or broadcastable (..., 1, 3, 3)/(..., 3, 3) row vectors.
-    """
-    d = np.array(d, dtype=np.float64, copy=True)
-    for k in (2, 1, 0):
-        vec = box[..., k, :]
-        d -= np.round(d[..., k] / box[..., k, k])[..., None] * vec
-    return d
-
-
-def wrap_positions(x, box) -> np.ndarray:
-    """Wrap positions into the periodic cell for neighbour search (OpenMM convention).
-
-    Args:
-        x: (..., n, 3) nm. box: (3, 3) reduced (lower-triangular) row vectors, or (..., 3, 3) per frame.
-
-    Returns:
-        (..., n, 3) float64 nm inside the brick [0, a_x) x [0, b_y) x [0, c_z), which tiles space for a
-        reduced triclinic box (shifts by c, then b, then a, as OpenMM does).
-    """
-    x = np.array(x, dtype=np.float64, copy=True)
-    box = np.asarray(box, dtype=np.float64)
-    b = box[..., None, :, :]
-    for k in (2, 1, 0):
-        x -= np.floor(x[..., k] / b[..., k, k])[..., None] * b[..., k, :]
-    return x
+# box helpers live in geometry (one implementation each); re-exported here for existing imports
+wrap_positions = wrap
 
 
 def centre_of_mass(positions, masses, groups, n_groups: int) -> np.ndarray:
@@ -389,14 +334,6 @@ class CGMapping:
         if boxes is not None and unwrap and x.shape[0] > 1:
             beads = unwrap_in_time(beads, boxes)
         return beads
-
-
-def unwrap_in_time(beads: np.ndarray, boxes: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
-    """Continuous paths: x'_0 = x_0 (or the image of x_0 nearest ``previous``), x'_t = x'_{t-1} +
-    minimum_image(x_t - x_{t-1}). beads (F, n, 3), boxes (F, 3, 3), previous (n, 3) or None."""
-    d = minimum_image(np.diff(beads, axis=0), boxes[1:, None])
-    start = beads[0] if previous is None else previous + minimum_image(beads[0] - previous, boxes[0])
-    return np.concatenate([start[None], start[None] + np.cumsum(d, axis=0)], axis=0)
 
 
 def _formula(types) -> str:

@@ -28,7 +28,8 @@ import torch
 from . import dynamics as _dyn
 from . import samplers as _smp
 from .export import default_refinement_metadata
-from .nn.neighbors import build_edges, check_box
+from .geometry import check_box
+from .nn.neighbors import build_edges
 
 __all__ = ["LearnedSimulator", "NonFiniteStateError"]
 
@@ -146,7 +147,7 @@ class LearnedSimulator:
                              f"got {tuple(h.shape)}")
         if box is not None:
             box = _as_tensor(box, "box", self.device, x.dtype)
-            check_box(box, self.cutoff_nm)
+            check_box(box, "box", self.cutoff_nm)
         return x, h, box
 
     @torch.no_grad()

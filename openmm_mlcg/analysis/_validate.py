@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 from openmm import unit
 
+from openmm_mlcg.geometry import as_box_frames
 from openmm_mlcg.units import to_array
 
 __all__ = ["positions_array", "time_array", "box_array", "index_array", "bonds_array", "masses_array",
@@ -51,24 +52,10 @@ def uniform_spacing(t: np.ndarray, name: str = "time_ps") -> float:
 def box_array(box, n_frames: int, name: str = "box") -> np.ndarray | None:
     """Return the periodic box as ``(F, 3, 3)`` row vectors nm, or None.
 
-    Accepts ``(3,)`` edge lengths (orthorhombic), ``(3, 3)`` (same for all frames), ``(F, 3)`` or ``(F, 3, 3)``.
+    Accepts ``(3,)`` edge lengths (orthorhombic), ``(3, 3)`` (same for all frames), ``(F, 3)`` or ``(F, 3, 3)``;
+    lower-triangular (OpenMM / mdtraj) box vectors with positive diagonal (:func:`openmm_mlcg.geometry.as_box_frames`).
     """
-    if box is None:
-        return None
-    b = to_array(box, unit.nanometer, name)
-    if b.shape == (3,):
-        b = np.diag(b)
-    if b.shape == (n_frames, 3) and n_frames != 3:
-        b = np.einsum("fi,ij->fij", b, np.eye(3))
-    if b.shape == (3, 3):
-        b = np.broadcast_to(b, (n_frames, 3, 3)).copy()
-    if b.shape != (n_frames, 3, 3):
-        raise ValueError(f"{name}: expected shape (3,), (3, 3), ({n_frames}, 3) or ({n_frames}, 3, 3) nm, "
-                         f"got {b.shape}")
-    vol = np.linalg.det(b)
-    if np.any(vol <= 0):
-        raise ValueError(f"{name}: expected right-handed box vectors with positive volume, got min volume {vol.min()}")
-    return b
+    return as_box_frames(box, n_frames, name)
 
 
 def index_array(values, n: int, name: str) -> np.ndarray:

@@ -12,7 +12,7 @@ from scipy.spatial import cKDTree
 from openmm_mlcg.units import to_float
 
 from ._validate import bonds_array, box_array, positions_array
-from .structure import _minimum_image
+from ..geometry import minimum_image
 
 __all__ = ["count_collisions", "nearest_neighbour_distances"]
 
@@ -54,7 +54,7 @@ def nearest_neighbour_distances(positions, box=None) -> np.ndarray:
             pts, size = _frame_points(x[f], None if b is None else b[f])
             out[f] = cKDTree(pts, boxsize=size).query(pts, k=2)[0][:, 1]
         else:
-            d = _minimum_image((x[f][None, :, :] - x[f][:, None, :])[None], b[f:f + 1])[0]
+            d = minimum_image(x[f][None, :, :] - x[f][:, None, :], b[f])
             r = np.linalg.norm(d, axis=-1)
             np.fill_diagonal(r, np.inf)
             out[f] = r.min(1)
@@ -100,7 +100,7 @@ def count_collisions(positions, cutoff_nm, box=None, exclude_bonds=None) -> np.n
                 pairs = pairs[(d ** 2).sum(-1) < rc * rc]
         else:
             i, j = np.triu_indices(n, k=1)
-            d = _minimum_image((x[f, j] - x[f, i])[None], b[f:f + 1])[0]
+            d = minimum_image(x[f, j] - x[f, i], b[f])
             pairs = np.stack([i, j], 1)[(d ** 2).sum(-1) < rc * rc]
         if excluded is not None and pairs.size:
             keys = np.sort(pairs, axis=1) @ np.array([n, 1], dtype=np.int64)

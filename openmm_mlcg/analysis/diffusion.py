@@ -14,6 +14,7 @@ from openmm import unit
 
 from openmm_mlcg.units import to_float
 
+from ..geometry import unwrap_in_time
 from ._validate import box_array, index_array, masses_array, positions_array, time_array, uniform_spacing
 
 __all__ = ["NM2_PER_PS_TO_CM2_PER_S", "nm2_per_ps_to_cm2_per_s", "unwrap_positions", "centre_of_mass_positions",
@@ -45,11 +46,7 @@ def unwrap_positions(positions, box) -> np.ndarray:
     b = box_array(box, x.shape[0])
     if b is None or x.shape[0] < 2:
         return x.copy()
-    d = np.diff(x, axis=0)
-    inv = np.linalg.inv(b[1:])
-    frac = np.einsum("fnk,fkj->fnj", d, inv)
-    d = np.einsum("fnj,fjk->fnk", frac - np.round(frac), b[1:])
-    return np.concatenate([x[:1], x[:1] + np.cumsum(d, axis=0)], axis=0)
+    return unwrap_in_time(x, b)
 
 
 def centre_of_mass_positions(positions, masses, molecules) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,7 @@ from openmm import unit
 
 from openmm_mlcg.units import to_float
 
+from ..geometry import wrap
 from ._validate import box_array, positions_array
 
 __all__ = ["make_mdtraj", "radial_distribution", "rdf_by_type"]
@@ -32,8 +33,7 @@ def make_mdtraj(positions, box, time_ps=None) -> md.Trajectory:
     b = box_array(box, x.shape[0])
     if b is None:
         raise ValueError("box: expected periodic box vectors for a periodic RDF, got None")
-    frac = np.einsum("fnk,fkj->fnj", x, np.linalg.inv(b))
-    x = np.einsum("fnj,fjk->fnk", frac - np.floor(frac), b)
+    x = wrap(x, b)
     top = md.Topology()
     chain = top.add_chain()
     for i in range(x.shape[1]):

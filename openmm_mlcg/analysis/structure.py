@@ -10,6 +10,7 @@ from openmm import unit
 
 from openmm_mlcg.units import to_float
 
+from ..geometry import minimum_image
 from ._validate import box_array, index_array, masses_array, positions_array
 
 __all__ = ["radius_of_gyration_squared", "distribution", "mean_internal_distance", "contact_map"]
@@ -139,23 +140,6 @@ def contact_map(positions, cutoff_nm, box=None, indices=None, chunk_frames: int 
         xs = x[start:start + int(chunk_frames)]
         d = xs[:, None, :, :] - xs[:, :, None, :]  # (c, M, M, 3)
         if b is not None:
-            d = _minimum_image(d, b[start:start + int(chunk_frames)])
+            d = minimum_image(d, b[start:start + int(chunk_frames), None, None])
         counts += ((d ** 2).sum(-1) < rc * rc).sum(0)
     return counts / x.shape[0]
-
-
-def _minimum_image(d: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Minimum-image displacement vectors ``d`` (c, ..., 3) for boxes (c, 3, 3) (row vectors)."""
-    c = d.shape[0]
-    flat = d.reshape(c, -1, 3)
-    inv = np.linalg.inv(box)
-    frac = np.einsum("cpk,ckj->cpj", flat, inv)
-    frac -= np.round(frac)
-    red = np.einsum("cpj,cjk->cpk", frac, box)
-    if not np.allclose(box - np.einsum("cii->ci", box)[:, :, None] * np.eye(3), 0):
-        shifts = np.array(np.meshgrid(*[[-1, 0, 1]] * 3, indexing="ij")).reshape(3, -1).T  # (27, 3)
-        imgs = np.einsum("sj,cjk->csk", shifts.astype(float), box)  # (c, 27, 3)
-        cand = red[:, :, None, :] + imgs[:, None, :, :]
-        best = np.argmin((cand ** 2).sum(-1), axis=-1)
-        red = np.take_along_axis(cand, best[..., None, None], axis=2)[:, :, 0]
-    return red.reshape(d.shape)

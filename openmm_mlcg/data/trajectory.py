@@ -15,7 +15,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..io_utils import atomic_write, file_digest, write_npz
-from ..mapping import CGMapping, as_box_frames, unwrap_in_time, wrap_positions
+from ..geometry import as_box_frames, unwrap_in_time, wrap
+from ..mapping import CGMapping
 from ..topology import FineGraph
 
 __all__ = ["CGTrajectory", "coarse_grain_trajectory", "map_trajectory"]
@@ -88,7 +89,7 @@ class CGTrajectory:
         """
         if self.box is None:
             raise ValueError("box: wrapped positions need a periodic box, but this trajectory has box=None")
-        return wrap_positions(self.positions, self.box)
+        return wrap(self.positions, self.box)
 
     def check_mapping(self, mapping: CGMapping) -> None:
         """Raise ValueError if ``mapping`` did not produce this trajectory."""

@@ -41,6 +41,7 @@ import openmm
 import torch
 from openmm import unit
 
+from ..geometry import check_box
 from ..units import to_array, to_float
 from . import checks as _checks, state as _st
 from .attach import find_context
@@ -294,10 +295,8 @@ class LearnedIntegrator(openmm.CustomIntegrator):
                                "positions first (e.g. simulation.context.setPositions(frames[-1]))")
         box = None
         if ctx.getSystem().usesPeriodicBoundaryConditions():
-            box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
-            if self._cutoff > 0 and min(box[0, 0], box[1, 1], box[2, 2]) < 2 * self._cutoff:
-                raise ValueError(f"box: periodic box {np.diag(box).tolist()} nm is thinner than twice the model "
-                                 f"cutoff {self._cutoff} nm")
+            box = check_box(state.getPeriodicBoxVectors(asNumpy=True), "box",
+                            self._cutoff if self._cutoff > 0 else None)
         step0, t0 = ctx.getStepCount(), state.getTime().value_in_unit(unit.picosecond)
         history, x_last, ready = self._read_vars()
         if not ready:

@@ -16,7 +16,7 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
-from ..units import to_array
+from ..geometry import check_box
 
 __all__ = ["create_cg_system", "pdb_atom_names", "check_box"]
 
@@ -55,34 +55,6 @@ def pdb_atom_names(bead_types) -> tuple[list[str], dict[str, str]]:
         table[name] = t
         by_type[t] = name
     return [by_type[str(b)] for b in bead_types], table
-
-
-def check_box(box, name: str = "box") -> np.ndarray:
-    """Validate periodic box vectors in OpenMM's reduced form.
-
-    Args:
-        box: (3, 3) row vectors in nm, a Quantity, or a sequence of three ``Vec3`` Quantities.
-
-    Returns:
-        (3, 3) float64 array, nm.
-
-    Raises:
-        ValueError: wrong shape, non-finite values, or not a reduced triclinic box (OpenMM requires
-            a = (ax, 0, 0), b = (bx, by, 0), c = (cx, cy, cz) with ax, by, cz > 0, |bx| <= ax/2,
-            |cx| <= ax/2, |cy| <= by/2).
-    """
-    arr = to_array(box, unit.nanometer, name)
-    if arr.shape != (3, 3):
-        raise ValueError(f"{name}: expected (3, 3) box row vectors in nm, got shape {arr.shape}")
-    a, b, c = arr
-    if a[1] != 0 or a[2] != 0 or b[2] != 0:
-        raise ValueError(f"{name}: expected reduced form a=(ax,0,0), b=(bx,by,0), got a={a.tolist()}, b={b.tolist()}")
-    if min(a[0], b[1], c[2]) <= 0:
-        raise ValueError(f"{name}: expected positive diagonal (ax, by, cz), got {[a[0], b[1], c[2]]}")
-    eps = 1e-9
-    if abs(b[0]) > a[0] / 2 + eps or abs(c[0]) > a[0] / 2 + eps or abs(c[1]) > b[1] / 2 + eps:
-        raise ValueError(f"{name}: not a reduced triclinic box (need |bx|,|cx| <= ax/2, |cy| <= by/2), got {arr.tolist()}")
-    return arr
 
 
 def _molecule_residue_names(mapping) -> list[str]:
