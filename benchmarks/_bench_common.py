@@ -56,3 +56,26 @@ def write_json(path, data: dict) -> Path:
         json.dump(_clean(data), fh, indent=1)
         fh.write("\n")
     return path
+
+
+def median_time(fn, repeats: int, device, warmup: int = 1) -> float:
+    """Median wall time (s) of ``fn()`` over ``repeats`` calls after ``warmup`` calls (CUDA synchronised)."""
+    import time
+
+    import torch
+
+    def sync():
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return times[len(times) // 2]

@@ -19,32 +19,19 @@ import argparse
 import json
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_common import environment, write_json  # noqa: E402
+from _bench_common import environment, median_time, write_json  # noqa: E402
 
 from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN, ScoreGNN, build_edges  # noqa: E402
 
 
 def _timeit(fn, repeats, device):
-    fn()  # warm-up (TorchScript profiling runs)
-    fn()
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return times[len(times) // 2]
+    return median_time(fn, repeats, device, warmup=2)  # TorchScript profiling runs
 
 
 def n_params(m):

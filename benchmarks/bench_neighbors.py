@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_common import environment, write_json  # noqa: E402
+from _bench_common import environment, median_time, write_json  # noqa: E402
 
 from openmm_mlcg.nn.neighbors import BACKENDS, brute_force_pairs, build_edges, radius_pairs  # noqa: E402
 
@@ -39,18 +38,7 @@ def make_box(n: int, kind: str) -> torch.Tensor:
 
 
 def _median_time(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return times[len(times) // 2]
+    return median_time(fn, repeats, device)
 
 
 def _keys(pairs: torch.Tensor, n: int) -> torch.Tensor:
