@@ -22,6 +22,7 @@ Source: Fu et al., TMLR 2023, section 3 ("Construct CG graph states"); DESIGN.md
 """
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Optional, Tuple
 
@@ -171,11 +172,8 @@ def _search(positions: torch.Tensor, box: Optional[torch.Tensor], cutoff_nm: flo
 
 
 BACKENDS = ("vesin", "cell")
-try:  # vesin-torch is a required dependency; without it (a torch-only install) fall back to our cell list
-    import vesin_torch as _vesin_torch  # noqa: F401
-    DEFAULT_BACKEND = "vesin"
-except ImportError:  # pragma: no cover
-    DEFAULT_BACKEND = "cell"
+# vesin-torch is a required dependency; without it (a torch-only install) fall back to our cell list
+DEFAULT_BACKEND = "vesin" if importlib.util.find_spec("vesin_torch") is not None else "cell"
 
 
 def radius_pairs(positions: torch.Tensor, box: Optional[torch.Tensor], cutoff_nm: float,
