@@ -141,8 +141,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from .threads import set_threads
 
-    set_threads(args.threads)
-    return run_guarded(args.func, args, args.command, debug=getattr(args, "debug", False))
+    def run(a):
+        set_threads(a.threads)
+        return a.func(a)
+
+    return run_guarded(run, args, args.command, debug=getattr(args, "debug", False))
 
 
 if __name__ == "__main__":
