@@ -313,7 +313,12 @@ def _plot(res: dict, out_dir: Path, ref, types: np.ndarray, mol: np.ndarray) -> 
     msd = res.get("msd", {})
     if msd:
         counts = {g: v["n_particles"] for per in msd.values() for g, v in per.items()}
-        groups = select_msd_groups(counts)
+        # a group whose MSD is round-off (the centre of mass of a lone molecule whose drift was removed, e.g. one
+        # protein) would fill a log panel with noise: keep it in analysis.json only
+        moving = {g: n for g, n in counts.items()
+                  if any(g in v and np.nanmax(np.abs(np.asarray(v[g]["msd_nm2"], dtype=float)), initial=0) > 1e-12
+                         for v in msd.values())}
+        groups = select_msd_groups(moving or counts)
         panels = {g: {k: (v[g]["lag_ps"], v[g]["msd_nm2"]) for k, v in msd.items() if g in v} for g in groups}
         fits = {g: {k: (*v[g]["fit_window_ps"], v[g]["slope_nm2_per_ps"], v[g]["intercept_nm2"])
                     for k, v in msd.items() if g in v} for g in groups}
