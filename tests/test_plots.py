@@ -61,3 +61,52 @@ def test_headline_and_training_figures(tmp_path):
     log = tmp_path / "log.csv"
     log.write_text("step,loss,nll,score_loss,val_nll,lr,samples_per_s\n1,3,2,1,,1e-3,5\n2,2,1.5,0.5,1.4,1e-3,5\n")
     assert Image.open(plot_training_log(log, tmp_path / "t.png")).size == (600, 400)
+
+
+def _mcl1_pdb():
+    import pathlib
+
+    import pytest
+
+    try:
+        import openmmforcefields
+    except ImportError:
+        pytest.skip("openmmforcefields (MCL1 protein PDB) not installed")
+    p = pathlib.Path(openmmforcefields.__file__).parent / "data/perses_jacs_systems/mcl1/MCL1_protein.pdb"
+    if not p.is_file():
+        pytest.skip(f"{p} not found")
+    return p
+
+
+def test_protein_bead_types_shared_and_figures_bounded(tmp_path):
+    """A 2423-atom protein (MCL1, hydrogens, bonds from mdtraj's standard residue templates): per-residue types
+    give one type per bead (347 types, 60k RDF pairs); chemistry types are shared across residues; the figures
+    stay 12 panels either way and the many-pair RDF runs in seconds."""
+    import time
+
+    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.topology import FineGraph
+
+    graph = FineGraph.from_file(_mcl1_pdb())
+    assert graph.n_atoms == 2423 and graph.n_bonds > graph.n_atoms and graph.n_molecules == 1
+    by_res = CGMapping.from_graph(graph, 7)
+    chem = CGMapping.from_graph(graph, 7, bead_types="chemistry")
+    n = by_res.n_beads
+    assert len(set(by_res.bead_types)) == n > 300                     # a type per bead: GLY0 ... GLY346
+    assert len(set(chem.bead_types)) < n / 3                            # identical chemistry, one type
+    res = np.asarray(graph.residue_names)
+    resnames_of = {}
+    for b, t in enumerate(chem.bead_types):
+        resnames_of.setdefault(t, set()).update(res[by_res.bead_atoms(b)].tolist())
+    assert max(len(v) for v in resnames_of.values()) >= 5             # a type spans residues of several kinds
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, n, 3)).cumsum(axis=1) * 0.05 + np.cumsum(rng.normal(size=(4, 1, 3)) * 0.01, axis=0)
+    t = np.arange(4.0)
+    t0 = time.perf_counter()
+    A.analyze({"reference": (x, t), "learned": (x[::-1].copy(), t)}, np.eye(3) * 6.0, list(by_res.bead_types),
+              by_res.bead_masses, by_res.bead_molecules, by_res.cg_bonds, tmp_path, observables=["msd", "rdf"],
+              rdf_n_bins=20)
+    assert time.perf_counter() - t0 < 60                                # one pass over pairs, not 60k mdtraj calls
+    for name in ("rdf.png", "msd.png"):
+        w, h = Image.open(tmp_path / name).size
+        assert w <= 1300 and h <= 1400, (name, w, h)
