@@ -170,7 +170,7 @@ def test_broken_metadata_json(tmp_path, text, match):
 
 
 def test_broken_run_metadata_in_analysis_interval(tmp_path):
-    from openmm_mlcg.analysis.frame_interval import recorded_frame_intervals
+    from openmm_mlcg.frame_interval import recorded_frame_intervals
 
     (tmp_path / "metadata.json").write_text("{broken")
     (tmp_path / "trajectory.xyz").write_text("")

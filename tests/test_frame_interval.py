@@ -8,7 +8,7 @@ import pytest
 from openmm import app, unit
 
 from openmm_mlcg import analysis as A
-from openmm_mlcg.analysis.frame_interval import recorded_frame_intervals, resolve_frame_interval
+from openmm_mlcg.frame_interval import recorded_frame_intervals, resolve_frame_interval
 from openmm_mlcg.cli import main
 
 N, F, D = 30, 40, 0.05          # particles, frames, nm^2/ps
@@ -99,3 +99,19 @@ def test_two_records_that_disagree_are_an_error(tmp_path):
     (tmp_path / "metadata.json").write_text(json.dumps({"frame_interval_ps": 1.0}))
     with pytest.raises(ValueError, match=r"1 ps .*metadata\.json.*0\.1 ps .*DCD header"):
         resolve_frame_interval("run", tmp_path / "trajectory.dcd")
+
+
+def test_coarse_grain_reads_dcd_header_and_refuses_a_disagreeing_value(tmp_path):
+    from openmm_mlcg.data import coarse_grain_trajectory
+    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.topology import FineGraph
+
+    x = _brownian(0.1)
+    _openmm_dcd(tmp_path / "run.dcd", x, 0.002, 50)           # 2 fs x 50 = 0.1 ps per frame
+    mapping = CGMapping.from_graph(FineGraph.from_file(tmp_path / "run.pdb"), group_size=1)
+    cg = coarse_grain_trajectory(tmp_path / "run.dcd", tmp_path / "run.pdb", mapping, periodic=False)
+    assert cg.frame_interval_ps == pytest.approx(0.1, rel=1e-6)
+    assert cg.time_ps[-1] == pytest.approx(0.1 * (F - 1), rel=1e-6)
+    with pytest.raises(ValueError, match=r"0\.1 ps.*DCD header|DCD header.*0\.1"):
+        coarse_grain_trajectory(tmp_path / "run.dcd", tmp_path / "run.pdb", mapping, frame_interval_ps=1.0,
+                                periodic=False)

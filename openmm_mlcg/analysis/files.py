@@ -17,7 +17,7 @@ from openmm_mlcg.readers import dcd_frames, describe_file
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from .diffusion import unwrap_positions
-from .frame_interval import resolve_frame_interval
+from openmm_mlcg.frame_interval import resolve_frame_interval
 from .report import analyze
 
 __all__ = ["analyze_files", "load_cg_positions"]

@@ -253,8 +253,10 @@ def coarse_grain_trajectory(trajectory_files: Union[str, Path, Sequence], topolo
         mapping: the CGMapping.
         cache_dir: directory for ``cg_<name>_<key>.npz``; key = mapping hash, file contents (BLAKE2b),
             frame interval, units. None: no caching.
-        frame_interval_ps: ps between saved frames (float or Quantity). None: read from the files, only
-            for formats storing time (XTC, TRR, H5, NetCDF); DCD and others require it.
+        frame_interval_ps: ps between saved frames (float or Quantity), used only where the files record none:
+            what they record wins (:func:`openmm_mlcg.frame_interval.resolve_frame_interval`: ``metadata.json``
+            beside them, an OpenMM DCD header, or the frame times of XTC/TRR/H5/NetCDF), and a given value that
+            disagrees with it raises, naming both.
         periodic: True requires a unit cell in the files; None infers it (an OpenMM topology with box
             vectors implies True).
         chunk: frames read at a time (memory bound).
@@ -280,6 +282,14 @@ def coarse_grain_trajectory(trajectory_files: Union[str, Path, Sequence], topolo
     for f in files:
         if not f.is_file():
             raise FileNotFoundError(f"trajectory_files: file {f} does not exist")
+    from ..frame_interval import recorded_frame_intervals, resolve_frame_interval
+
+    try:
+        recorded = any(recorded_frame_intervals(f) for f in files)
+    except ValueError:  # an unreadable header: the trajectory reader below reports it with the file named
+        recorded = False
+    if recorded:  # what the run recorded wins; a given value that disagrees raises
+        frame_interval_ps = resolve_frame_interval("trajectory_files", files, frame_interval_ps)[0]
     if frame_interval_ps is not None:
         frame_interval_ps = to_float(frame_interval_ps, unit.picosecond, "frame_interval_ps")
         if frame_interval_ps <= 0:

@@ -66,7 +66,7 @@ def recorded_frame_intervals(path) -> dict:
     out = {}
     meta = path.parent / "metadata.json"
     if meta.is_file():
-        from ..readers import read_json
+        from .readers import read_json
 
         value = read_json(meta, "run metadata", "frame_interval_ps").get("frame_interval_ps")
         if value is not None:
