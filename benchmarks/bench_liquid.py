@@ -33,6 +33,18 @@ SCALES = {
 }
 
 
+STRIDE = 2  # frames 1 ps apart: 2 ps model step
+
+
+def training_config(sc: dict, out_dir, model_overrides=None) -> dict:
+    """The trainer config of the benchmark (scale ``sc``), optionally with ``model`` keys overridden."""
+    return dict(data=dict(history=4, stride=STRIDE, val_fraction=0.05),
+                model=dict(sc["model"], cutoff_nm=0.6, **(model_overrides or {})), score=dict(),
+                optim=dict(lr=1e-3, lr_final=1e-4, batch_size=2),
+                training=dict(n_steps=sc["train_steps"], eval_every=max(sc["train_steps"] // 4, 1),
+                              checkpoint_every=100, out_dir=str(out_dir), progress=False))
+
+
 def variants(bundle):
     from openmm_mlcg.dynamics import geometric_sigmas
     from openmm_mlcg.experiments.liquid import override_sampler
@@ -96,12 +108,8 @@ def main():
         runs[name] = load_run(work / name, group_size=1)
     mapping, train_cg = runs["train"]
     _, ref_cg = runs["ref"]
-    stride = 2                                                     # 2 x 1 ps = 2 ps model step
-    cfg = dict(data=dict(history=4, stride=stride, val_fraction=0.05),
-               model=dict(sc["model"], cutoff_nm=0.6), score=dict(),
-               optim=dict(lr=1e-3, lr_final=1e-4, batch_size=2),
-               training=dict(n_steps=sc["train_steps"], eval_every=max(sc["train_steps"] // 4, 1),
-                             checkpoint_every=100, out_dir=str(work / "model"), progress=False))
+    stride = STRIDE
+    cfg = training_config(sc, work / "model")
     t0 = time.perf_counter()
     bundle_path = train_on_trajectories([train_cg], [mapping], cfg)
     train_s = time.perf_counter() - t0

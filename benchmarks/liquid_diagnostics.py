@@ -14,7 +14,11 @@ measures, one model step from true MD states of the judging run:
    equilibrium corrector could restore, and what it costs in passes and extra MSD (diffusion).
 
 Usage: python benchmarks/liquid_diagnostics.py [--work-dir benchmarks/work/liquid/full] [--models model]
-       [--out benchmarks/results] [--threads 2] [--quick]
+       [--train-variant NAME '{"score_hidden": 128, "score_layers": 6}'] [--out benchmarks/results] [--threads 2]
+       [--quick]
+``--train-variant`` first trains ``<work-dir>/NAME`` with bench_liquid's config and these ``model`` keys (skipped
+when NAME/model.mlcg exists) and adds it to ``--models``. The committed results: ``--models model
+--train-variant model_big '{"score_hidden": 128, "score_layers": 6}'``.
 Writes <out>/liquid_diagnostics.json.
 """
 from __future__ import annotations
@@ -134,6 +138,8 @@ def main():
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="score fit and the default sampler only")
+    ap.add_argument("--train-variant", nargs=2, metavar=("NAME", "JSON"), action="append", default=[],
+                    help="train <work-dir>/NAME with bench_liquid's config and these model keys first")
     args = ap.parse_args()
     import torch
 
@@ -146,6 +152,19 @@ def main():
 
     work = Path(args.work_dir)
     mapping, ref_cg = load_run(work / "ref", group_size=1)
+    for name, overrides in args.train_variant:
+        import json
+
+        from bench_liquid import SCALES, training_config
+
+        from openmm_mlcg.train.loop import train_on_trajectories
+
+        if not (work / name / "model.mlcg").is_file():
+            train_map, train_cg = load_run(work / "train", group_size=1)
+            train_on_trajectories([train_cg], [train_map], training_config(SCALES["full"], work / name,
+                                                                             json.loads(overrides)))
+        if name not in args.models:
+            args.models.append(name)
     frames = ref_cg.positions[::2].astype(np.float64)           # 2 ps model step, as bench_liquid
     box = np.asarray(ref_cg.box[0] if np.ndim(ref_cg.box) == 3 else ref_cg.box, dtype=np.float64)
     ref = L.structure_summary(frames, box, 80)
