@@ -1,8 +1,8 @@
 """Bead types from chemistry: beads with the same atoms and bonds get one type, across residues and molecules.
 
-The default mapping types (``CGMapping.bead_types``) are per residue and bead index ("MET0" ... "MET477"),
-so on a protein nearly every bead has its own type. :func:`chemical_bead_types` instead labels a bead by a
-canonical fingerprint of its chemistry:
+Per residue and bead index ("MET0" ... "MET477", ``bead_types="residue"`` of ``CGMapping.from_graph``), nearly
+every bead of a protein has its own type. :func:`chemical_bead_types` instead labels a bead by a canonical
+fingerprint of its chemistry (the default rule, "transferable", uses it for fragments of multi-bead molecules):
 
 * the multiset of its atom types (elements),
 * the multiset of its internal bonds, each as the sorted pair of atom types,

@@ -60,7 +60,7 @@ def coarse_grain_command(args) -> dict:
         raise ValueError(f"topology: {args.topology} holds no atoms (expected a PDB with CONECT, PSF or another "
                          "mdtraj topology file)")
     mapping = CGMapping.from_graph(graph, group_size=args.group_size, seed=args.seed,
-                                   bead_types=getattr(args, "bead_types", "residue"))
+                                   bead_types=getattr(args, "bead_types", "transferable"))
     with output_lock(out.parent, "coarse-grain", "--out"):
         unchanged = _existing_mapping_conflict(out, mapping, bool(getattr(args, "overwrite", False)))
         summary = {"mapping": str(out), "n_atoms": graph.n_atoms, "n_beads": mapping.n_beads,

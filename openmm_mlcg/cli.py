@@ -81,11 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     cg.add_argument("topology", help="all-atom topology: PDB with CONECT, PSF, or any mdtraj topology file")
     cg.add_argument("--group-size", type=int, default=7, help="target atoms per bead (default 7)")
     cg.add_argument("--seed", type=int, default=0)
-    cg.add_argument("--bead-types", choices=["residue", "chemistry"], default="residue",
-                    help="bead type names: residue name + index (default) or one type per bead chemistry")
+    cg.add_argument("--bead-types", choices=["transferable", "residue", "chemistry"], default="transferable",
+                    help="bead type names (CGMapping.from_graph): transferable (default: atom type, whole-molecule "
+                         "residue name, else the bead's chemistry), residue (residue name + index) or chemistry")
     cg.add_argument("--out", default="mapping.npz", help="mapping file to write")
     cg.add_argument("--trajectory", nargs="*", help="trajectory files (any format mdtraj reads)")
-    cg.add_argument("--frame-interval-ps", type=float, help="time between saved frames, ps (needed for DCD)")
+    cg.add_argument("--frame-interval-ps", type=float, help="time between saved frames, ps (only where the files record none)")
     cg.add_argument("--cache-dir", default="cg_cache", help="where the CG trajectory cache is written")
     cg.add_argument("--overwrite", action="store_true", help="replace an existing --out mapping that differs")
     cg.set_defaults(func=_coarse_grain)

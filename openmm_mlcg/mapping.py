@@ -22,7 +22,7 @@ from .io_utils import atomic_write, sha256_arrays, write_npz
 from .geometry import as_box_frames, minimum_image, unwrap_in_time, wrap
 from .topology import FineGraph
 
-__all__ = ["CGMapping", "centre_of_mass", "wrap_positions", "minimum_image", "as_box_frames", "unwrap_in_time"]
+__all__ = ["CGMapping", "BEAD_TYPE_RULES", "centre_of_mass", "wrap_positions", "minimum_image", "as_box_frames", "unwrap_in_time"]
 
 
 # box helpers live in geometry (one implementation each); re-exported here for existing imports
@@ -102,6 +102,9 @@ def _repair_connectivity(parts: np.ndarray, bonds: np.ndarray, n: int) -> np.nda
     return parts
 
 
+#: bead-type rules of :meth:`CGMapping.from_graph` (default first)
+BEAD_TYPE_RULES = ("transferable", "residue", "chemistry")
+
 @dataclass(frozen=True, eq=False)
 class CGMapping:
     """Coarse-grained mapping of a :class:`FineGraph` (see module docstring).
@@ -110,8 +113,8 @@ class CGMapping:
         graph: the fine graph it was built from.
         atom_to_bead: (n_atoms,) int64, beads numbered molecule by molecule, within a molecule by first atom.
         bead_masses: (n_beads,) float64 amu. bead_molecules: (n_beads,) int64.
-        bead_types: per-bead label: single-atom bead -> atom type; whole molecule -> residue name; else
-            f"{resname}{k}" with k the bead's index inside its molecule (identical molecules get identical
+        bead_types: per-bead label (rule of :meth:`from_graph`; default: single-atom bead -> atom type, whole
+            molecule -> residue name, else the chemistry fingerprint; identical molecules get identical
             patterns because partitions are cached by molecule graph signature).
         cg_bonds: (n_cg_bonds, 2) int64 i<j unique, beads that contain bonded atoms.
         group_size: target atoms per bead. seed: METIS seed.
@@ -129,20 +132,25 @@ class CGMapping:
 
     @classmethod
     def from_graph(cls, graph: FineGraph, group_size: int, seed: int = 0,
-                   bead_types: str = "residue") -> "CGMapping":
+                   bead_types: str = "transferable") -> "CGMapping":
         """Partition each molecule of ``graph`` with METIS.
 
-        ``bead_types``: "residue" (default: residue name + bead index, see the class docstring) or "chemistry"
-        (:func:`openmm_mlcg.bead_types.chemical_bead_types`: one type per distinct bead chemistry, shared
-        across residues and molecules; changes the mapping hash).
+        ``bead_types`` (the types are part of the mapping hash; rules in :data:`BEAD_TYPE_RULES`):
+
+        - "transferable" (default): a single-atom bead is its atom type ("Li"), a bead that is a whole molecule
+          its residue name ("TFS"), and a fragment of a larger molecule the fingerprint of its chemistry
+          (:func:`openmm_mlcg.bead_types.chemical_bead_types`, e.g. "C2H4O_3fa2"), so identical chemistry
+          gets one type across residues and molecules (a protein's 347 beads: 75 types, not 347);
+        - "residue": fragments are residue name + bead index in the molecule ("ETH0", "MET12");
+        - "chemistry": every bead by its chemistry fingerprint.
 
         Raises:
             TypeError: ``graph`` is not a FineGraph.
             ValueError: ``group_size`` < 1, or ``group_size`` > 1 while the graph has no bonds at all; unknown
                 ``bead_types``.
         """
-        if bead_types not in ("residue", "chemistry"):
-            raise ValueError(f"bead_types: expected 'residue' or 'chemistry', got {bead_types!r}")
+        if bead_types not in BEAD_TYPE_RULES:
+            raise ValueError(f"bead_types: expected one of {BEAD_TYPE_RULES}, got {bead_types!r}")
         if not isinstance(graph, FineGraph):
             raise TypeError(f"graph: expected FineGraph, got {type(graph).__name__}")
         if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
@@ -181,12 +189,19 @@ class CGMapping:
             bead_molecules.extend([mol] * n_parts)
             offset += n_parts
         bead_masses = np.bincount(atom_to_bead, weights=graph.masses, minlength=offset)
-        if bead_types == "chemistry":
+        if bead_types == "residue":
+            types = tuple(bead_types_list)
+        else:
             from .bead_types import chemical_bead_types
 
-            types = chemical_bead_types(graph.atom_types, graph.bonds, atom_to_bead)
-        else:
-            types = tuple(bead_types_list)
+            chem = chemical_bead_types(graph.atom_types, graph.bonds, atom_to_bead)
+            if bead_types == "chemistry":
+                types = chem
+            else:  # transferable: fragments of multi-bead molecules by chemistry, the rest readable names
+                n_per_mol = np.bincount(np.asarray(bead_molecules, dtype=np.int64), minlength=graph.n_molecules)
+                atoms_per_bead = np.bincount(atom_to_bead, minlength=offset)
+                types = tuple(chem[b] if atoms_per_bead[b] > 1 and n_per_mol[bead_molecules[b]] > 1
+                              else bead_types_list[b] for b in range(offset))
         cb = np.sort(atom_to_bead[graph.bonds], axis=1)
         cb = np.unique(cb[cb[:, 0] != cb[:, 1]], axis=0).reshape(-1, 2).astype(np.int64)
         return cls(graph, atom_to_bead, bead_masses.astype(np.float64),

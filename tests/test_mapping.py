@@ -65,7 +65,9 @@ def test_identical_molecules_same_pattern_and_ions(liquid):
     eth = [m.atom_to_bead[g.molecules == k] - m.atom_to_bead[g.molecules == k].min() for k in range(4)]
     for e in eth[1:]:
         np.testing.assert_array_equal(e, eth[0])
-    assert m.bead_types[:3] == m.bead_types[3:6] == ("ETH0", "ETH1", "ETH2")
+    assert m.bead_types[:3] == m.bead_types[3:6]                    # identical molecules: identical types
+    assert all("_" in t for t in m.bead_types[:3])                 # fragments named by chemistry (C2H5O_xxxx)
+    assert CGMapping.from_graph(g, 4, bead_types="residue").bead_types[:3] == ("ETH0", "ETH1", "ETH2")
     assert _beads_connected(m)
     np.testing.assert_array_equal(m.bead_molecules, np.repeat(np.arange(9), [3] * 7 + [1, 1]))
     whole = CGMapping.from_graph(g, 9)
@@ -192,8 +194,10 @@ def test_chemical_bead_types_are_shared_across_residues_and_molecules():
     n = len(ta)
     graph = FineGraph.from_arrays(ta + tb + ["Li"], [12.0] * (2 * n + 1), ba + [(i + n, j + n) for i, j in bb],
                                   residue_names=ra + rb + ["LI"])
-    by_residue = CGMapping.from_graph(graph, 3)
+    by_residue = CGMapping.from_graph(graph, 3, bead_types="residue")
     chem = CGMapping.from_graph(graph, 3, bead_types="chemistry")
+    default = CGMapping.from_graph(graph, 3)                        # transferable: chemistry for fragments
+    assert default.bead_types[:-1] == chem.bead_types[:-1] and default.bead_types[-1] == "Li"
     nb = by_residue.n_beads // 2
     assert len(set(by_residue.bead_types)) == 2 * nb + 1            # a type per bead and residue: PEO0..., XYZ0...
     assert chem.bead_types[:nb] == chem.bead_types[nb:2 * nb]         # same chemistry, other residue: same types

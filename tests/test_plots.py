@@ -47,7 +47,7 @@ def test_analyze_figures_stay_small_for_171_pairs(tmp_path):
     assert len(doc["observables"]["rdf"]["learned"]) == 171               # full data stays in the JSON
     for name in ("rdf.png", "msd.png"):
         w, h = Image.open(tmp_path / name).size
-        assert w <= 1300 and h <= 1400, (name, w, h)                    # 12 panels, 4 rows of 3
+        assert w <= 1300 and h <= 1400, (name, w, h)
     d = res["observables"]["msd"]["learned"]["type:T0"]
     assert {"slope_nm2_per_ps", "intercept_nm2", "fit_window_ps"} <= set(d)   # what the fit lines draw
 
@@ -89,10 +89,11 @@ def test_protein_bead_types_shared_and_figures_bounded(tmp_path):
 
     graph = FineGraph.from_file(_mcl1_pdb())
     assert graph.n_atoms == 2423 and graph.n_bonds > graph.n_atoms and graph.n_molecules == 1
-    by_res = CGMapping.from_graph(graph, 7)
-    chem = CGMapping.from_graph(graph, 7, bead_types="chemistry")
+    by_res = CGMapping.from_graph(graph, 7, bead_types="residue")
+    chem = CGMapping.from_graph(graph, 7)                               # default rule: transferable
     n = by_res.n_beads
     assert len(set(by_res.bead_types)) == n > 300                     # a type per bead: GLY0 ... GLY346
+    assert chem.bead_types == CGMapping.from_graph(graph, 7, bead_types="chemistry").bead_types  # all fragments
     assert len(set(chem.bead_types)) < n / 3                            # identical chemistry, one type
     res = np.asarray(graph.residue_names)
     resnames_of = {}
@@ -110,3 +111,6 @@ def test_protein_bead_types_shared_and_figures_bounded(tmp_path):
     for name in ("rdf.png", "msd.png"):
         w, h = Image.open(tmp_path / name).size
         assert w <= 1300 and h <= 1400, (name, w, h)
+    A.analyze({"reference": (x, t)}, np.eye(3) * 6.0, list(chem.bead_types), chem.bead_masses, chem.bead_molecules,
+              chem.cg_bonds, tmp_path / "chem", observables=["rdf"], rdf_n_bins=20)
+    assert Image.open(tmp_path / "chem" / "rdf.png").size[1] <= 1400

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Tuple
 
-from ..mapping import CGMapping
+from ..mapping import BEAD_TYPE_RULES, CGMapping
 from ..topology import FineGraph
 from .trajectory import CGTrajectory, coarse_grain_trajectory
 
@@ -43,7 +43,7 @@ def mapping_for_topology(topology_path, group_size: int, seed: int = 0, cache_di
     Args:
         topology_path: PDB with CONECT / PSF / any mdtraj topology.
         group_size: target atoms per bead.  seed: METIS seed.
-        cache_dir: directory for ``mapping_<graphhash>_g<size>_s<seed>.npz`` (None: no cache).
+        cache_dir: directory for ``mapping_<graphhash>_g<size>_s<seed>_<bead-type rule>.npz`` (None: no cache).
         mapping_path: explicit mapping file: loaded (and checked against the topology) if it exists,
             otherwise written there.
         metadata: run metadata with optional ``atom_types``/``masses`` for element-less topologies.
@@ -63,7 +63,7 @@ def mapping_for_topology(topology_path, group_size: int, seed: int = 0, cache_di
     cache = None
     if cache_dir is not None:
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        cache = Path(cache_dir) / f"mapping_{graph.hash[:16]}_g{int(group_size)}_s{int(seed)}.npz"
+        cache = Path(cache_dir) / f"mapping_{graph.hash[:16]}_g{int(group_size)}_s{int(seed)}_{BEAD_TYPE_RULES[0]}.npz"
         if cache.is_file():
             return CGMapping.load(cache), graph
     mapping = CGMapping.from_graph(graph, group_size, seed=seed)
