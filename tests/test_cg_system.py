@@ -96,3 +96,18 @@ def test_bad_box_raises(box, match):
 def test_not_a_mapping_raises():
     with pytest.raises(TypeError, match="CGMapping"):
         create_cg_system(object())
+
+
+def test_atom_names_unique_within_each_residue_when_types_repeat():
+    """Transferable bead types repeat inside a chain; the CG PDB must still have unique names per residue."""
+    from openmm_mlcg.topology import FineGraph
+
+    types = ["C", "C", "O"] * 12
+    graph = FineGraph.from_arrays(types, [12.0] * len(types), [(i, i + 1) for i in range(len(types) - 1)],
+                                  residue_names=["PEO"] * len(types))
+    mapping = CGMapping.from_graph(graph, 3)
+    assert len(set(mapping.bead_types)) < mapping.n_beads                 # types repeat within the molecule
+    top, _ = create_cg_system(mapping)
+    names = [a.name for a in top.atoms()]
+    assert len(set(names)) == len(names) and all(len(n) <= 4 for n in names)
+    assert [top.bead_name_table[n] for n in names] == list(mapping.bead_types)

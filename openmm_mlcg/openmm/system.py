@@ -75,7 +75,7 @@ def create_cg_system(mapping, box=None) -> tuple[app.Topology, openmm.System]:
     """Build the CG ``app.Topology`` and ``openmm.System`` of a mapping.
 
     Topology: one chain and one residue per molecule (residue name = the molecule's fine residue name,
-    or "MOL"), one atom per bead named by :func:`pdb_atom_names` (bead types kept in
+    or "MOL"), one atom per bead named by :func:`pdb_atom_names`, unique within its residue (bead types kept in
     ``topology.bead_types`` (tuple, per bead) and ``topology.bead_name_table`` (atom name -> bead type)),
     no element, CG bonds as topology bonds, and the periodic box if given.
 
@@ -104,7 +104,16 @@ def create_cg_system(mapping, box=None) -> tuple[app.Topology, openmm.System]:
         raise ValueError(f"mapping.bead_masses: expected finite positive masses in amu, got min {masses.min()}")
     box_nm = None if box is None else check_box(box)
 
-    names, table = pdb_atom_names(mapping.bead_types)
+    # atom names unique within each residue (= molecule), so PDB readers see no duplicate atoms when one
+    # molecule holds several beads of one type; ``table`` maps every name back to its bead type
+    seen: dict = {}
+    keys = []
+    for b, t in enumerate(str(x) for x in mapping.bead_types):
+        c = seen.get((int(mapping.bead_molecules[b]), t), 0)
+        seen[(int(mapping.bead_molecules[b]), t)] = c + 1
+        keys.append(t if c == 0 else f"{t}\x00{c}")
+    names, key_table = pdb_atom_names(keys)
+    table = {name: key.split("\x00")[0] for name, key in key_table.items()}
     resnames = _molecule_residue_names(mapping)
     topology = app.Topology()
     atoms = []
