@@ -143,6 +143,7 @@ def main(argv=None) -> int:
     from .threads import set_threads
 
     def run(a):
+        """Set the torch threads, then run the subcommand (both inside the user-error guard)."""
         set_threads(a.threads)
         return a.func(a)
 

@@ -21,11 +21,12 @@ from openmm import unit
 
 from openmm_mlcg.units import to_float
 
-__all__ = ["recorded_frame_intervals", "resolve_frame_interval", "RTOL"]
+__all__ = ["recorded_frame_intervals", "resolve_frame_interval", "RTOL", "TIMED_SUFFIXES"]
 
 #: relative tolerance when comparing intervals (DCD headers and XTC times are float32)
 RTOL = 1e-3
-_TIMED_SUFFIXES = {".xtc", ".trr", ".h5", ".nc", ".netcdf", ".ncdf", ".lh5"}
+#: trajectory formats that store the time of each frame (ps)
+TIMED_SUFFIXES = {".xtc", ".trr", ".h5", ".nc", ".netcdf", ".ncdf", ".lh5"}
 
 
 def _dcd_interval(path: Path) -> Optional[float]:
@@ -76,7 +77,7 @@ def recorded_frame_intervals(path) -> dict:
         value = _dcd_interval(path)
         if value is not None:
             out[f"DCD header of {path.name} (time step x save interval)"] = value
-    elif suffix in _TIMED_SUFFIXES:
+    elif suffix in TIMED_SUFFIXES:
         value = _timed_interval(path)
         if value is not None:
             out[f"frame times in {path.name}"] = value

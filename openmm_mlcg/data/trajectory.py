@@ -14,6 +14,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
+from ..frame_interval import TIMED_SUFFIXES, recorded_frame_intervals, resolve_frame_interval
 from ..io_utils import atomic_write, file_digest, write_npz
 from ..geometry import as_box_frames, unwrap_in_time, wrap
 from ..mapping import CGMapping
@@ -21,8 +22,6 @@ from ..topology import FineGraph
 
 __all__ = ["CGTrajectory", "coarse_grain_trajectory", "map_trajectory"]
 
-#: formats whose files store the simulation time in ps, so ``frame_interval_ps`` can be read from them
-_TIMED_FORMATS = {".xtc", ".trr", ".h5", ".nc", ".netcdf", ".ncdf", ".lh5"}
 _CACHE_VERSION = 2  # 2: key on file content (BLAKE2b), not path + size + mtime
 
 
@@ -282,7 +281,6 @@ def coarse_grain_trajectory(trajectory_files: Union[str, Path, Sequence], topolo
     for f in files:
         if not f.is_file():
             raise FileNotFoundError(f"trajectory_files: file {f} does not exist")
-    from ..frame_interval import recorded_frame_intervals, resolve_frame_interval
 
     try:
         recorded = any(recorded_frame_intervals(f) for f in files)
@@ -315,7 +313,7 @@ def coarse_grain_trajectory(trajectory_files: Union[str, Path, Sequence], topolo
                                      "pass periodic=False for a non-periodic system")
                 dt = frame_interval_ps
                 if dt is None:
-                    if f.suffix.lower() not in _TIMED_FORMATS or part.n_frames < 2 or not part.timestep > 0:
+                    if f.suffix.lower() not in TIMED_SUFFIXES or part.n_frames < 2 or not part.timestep > 0:
                         raise ValueError(f"frame_interval_ps: cannot be read from {f.name} (format stores no "
                                          "reliable time or fewer than 2 frames); pass it explicitly, got None")
                     frame_interval_ps = dt = float(part.timestep)

@@ -43,7 +43,7 @@ def check_context(metadata, context, mapping) -> None:
     box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)) if periodic else None
     try:
         sanity.check_against_training(metadata, x, box, mapping.cg_bonds, mapping.n_beads, "positions")
-    except ValueError as exc:
+    except ValueError as exc:  # refuse only what no model output can be (e.g. Angstrom); else warn
+        sanity.check_against_training(metadata, x, box, mapping.cg_bonds, mapping.n_beads, "positions",
+                                      bond_slack=CONTEXT_BOND_SLACK)
         warnings.warn(f"LearnedIntegrator: {exc}", RuntimeWarning, stacklevel=3)
-    sanity.check_against_training(metadata, x, box, mapping.cg_bonds, mapping.n_beads, "positions",
-                                  bond_slack=CONTEXT_BOND_SLACK)
