@@ -101,7 +101,7 @@ def read_json(path, what: str, name: str = "path") -> dict:
 
 def dcd_frames(path):
     """Complete frames in a DCD file (from its size), or None if ``path`` is not a readable DCD file."""
-    from .systems.md import dcd_frame_count
+    from .dcd import dcd_frame_count
 
     try:
         return dcd_frame_count(path)

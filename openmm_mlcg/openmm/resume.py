@@ -25,8 +25,7 @@ __all__ = ["resume_simulation", "truncate_outputs"]
 
 
 def _truncate_dcd_to_step(path: Path, step: int) -> int:
-    from ..systems.md import dcd_frame_count, truncate_dcd
-    from .dcd import read_dcd_header
+    from ..dcd import dcd_frame_count, read_dcd_header, truncate_dcd
 
     head = read_dcd_header(path)
     have = dcd_frame_count(path)

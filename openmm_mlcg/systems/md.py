@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import openmm
 from openmm import app, unit
 
+from ..dcd import dcd_frame_count, truncate_dcd  # re-exported (MD outputs)
 from ..io_utils import atomic_write
 
 __all__ = ["Stage", "run_protocol", "make_platform", "is_done", "ensure_writable_dir", "truncate_dcd",
@@ -98,49 +98,6 @@ def ensure_writable_dir(path, name: str = "out_dir") -> Path:
     except OSError as exc:
         raise ValueError(f"{name}: cannot create/write directory {out}: {exc}") from None
     return out
-
-
-def _dcd_layout(path: Path) -> tuple[int, int, int]:
-    """(header_bytes, frame_bytes, n_frames_in_header) of a CHARMM/OpenMM DCD file."""
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8 or head[4:8] != b"CORD" or struct.unpack("<i", head[:4])[0] != 84:
-            raise ValueError(f"dcd: {path} is not a DCD file written by OpenMM")
-        n_frames = struct.unpack("<i", fh.read(4))[0]
-        fh.seek(48)
-        box_flag = struct.unpack("<i", fh.read(4))[0]
-        fh.seek(92)
-        title_bytes = struct.unpack("<i", fh.read(4))[0]
-        fh.seek(104 + title_bytes)
-        n_atoms = struct.unpack("<i", fh.read(4))[0]
-    header = 104 + title_bytes + 8
-    frame = (56 if box_flag else 0) + 3 * (8 + 4 * n_atoms)
-    return header, frame, n_frames
-
-
-def dcd_frame_count(path) -> int:
-    """Number of complete frames stored in a DCD file (from its size, robust to a torn last frame)."""
-    header, frame, _ = _dcd_layout(Path(path))
-    return max(0, (Path(path).stat().st_size - header) // frame)
-
-
-def truncate_dcd(path, n_frames: int) -> None:
-    """Cut a DCD file to its first ``n_frames`` frames and fix the frame count in its header.
-
-    Raises:
-        ValueError: the file holds fewer than ``n_frames`` complete frames.
-    """
-    path = Path(path)
-    header, frame, _ = _dcd_layout(path)
-    have = dcd_frame_count(path)
-    if have < n_frames:
-        raise ValueError(f"n_frames: {path} holds {have} complete frames, cannot keep {n_frames}")
-    with open(path, "r+b") as fh:
-        fh.truncate(header + n_frames * frame)
-        fh.seek(8)
-        fh.write(struct.pack("<i", n_frames))
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _truncate_csv(path: Path, n_rows: int) -> None:
