@@ -6,9 +6,10 @@ One model step (paper section 3 and appendix C, Algorithm 1):
  1. edges = CG bonds union radius edges on the current positions (periodic minimum image);
  2. Dynamics GNN -> per-bead Gaussian over the next positions (mean acceleration = -v_last + residual,
     so mean = x + residual * acceleration_std; update rule v' = v + a, x' = x + v');
- 3. refinement (default): the bundle's sampler (:mod:`openmm_mlcg.samplers`) draws the joint next state
-    with the Score GNN (Gaussian prior GNS + learned residual), rebuilding the edges on the noisy positions at
-    every pass; without refinement, an independent Gaussian sample (or the mean if deterministic);
+ 3. refinement (default): the bundle's sampler draws the joint next state with the Score GNN, rebuilding
+    the edges on the intermediate positions at every pass: ``"interpolant"`` integrates a stochastic bridge
+    from x_t (:mod:`openmm_mlcg.interpolant`; Score GNN = denoiser residual), the score samplers
+    (:mod:`openmm_mlcg.samplers`) denoise from the Gaussian (Gaussian prior GNS + learned residual); without refinement, an independent Gaussian sample (or the mean if deterministic);
  4. periodic systems: the step's centre-of-mass displacement is removed (momentum conservation);
  5. the velocity stored in the history is ``x_new - x``; history rolls.
 ``deterministic``: no random numbers at all (mean start, no sampler noise).
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from . import dynamics as _dyn
+from . import interpolant as _itp
 from . import samplers as _smp
 from .export import default_refinement_metadata
 from .geometry import check_box
@@ -81,6 +83,7 @@ class LearnedSimulator:
         self.schedule = str(meta["schedule"])
         self.corrector_steps = int(meta["corrector_steps"])
         self.snr = float(meta["snr"])
+        self.interpolant_noise_nm = float(meta.get("interpolant_noise_nm", self.velocity_std))
         self.score_enabled = bool(meta.get("score_enabled", True))
         if self.sampler not in _smp.SAMPLERS:
             raise ValueError(f"bundle.metadata['sampler']: expected one of {_smp.SAMPLERS}, got {self.sampler!r}")
@@ -247,6 +250,16 @@ class LearnedSimulator:
 
         noise = not deterministic
         sigmas = [float(s) for s in self.sigmas_nm]
+        if self.sampler == "interpolant":
+            a = self.interpolant_noise_nm
+
+            def denoise_fn(xs: torch.Tensor, s: float) -> torch.Tensor:
+                ei, ev, et = self._edges(xs, box)
+                sv = torch.full((n, 1), float(s), dtype=xs.dtype, device=self.device)
+                return _itp.model_denoiser(self.score, latent, xs, sv, x, mean_pos, std_pos, a, ei, ev, et,
+                                           self.cutoff_nm, self.velocity_std, sigmas[-1])[0]
+
+            return _itp.sample(denoise_fn, x, len(sigmas), a, generator, noise)
         if self.sampler == "langevin":  # Algorithm 1 starts from the Dynamics GNN's sample
             x0 = self._gaussian_sample(mean_pos, std_pos, generator, deterministic)
         else:

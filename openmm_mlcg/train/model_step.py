@@ -11,6 +11,7 @@ import torch
 
 from openmm_mlcg.dynamics import gaussian_mean
 from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN, ScoreGNN, build_edges
+from openmm_mlcg.interpolant import interpolate, model_denoiser
 from openmm_mlcg.samplers import model_gns
 
 from .batching import Batch, SystemGraph, gather_bead_embeddings
@@ -90,6 +91,10 @@ def compute_losses(
     # Gaussian over the next positions (nm), detached: the score is a residual on top of it
     mean_pos = (x + out_mean.detach() * astd).to(batch.next_positions.dtype)
     std_pos = (std_pred.detach() * astd).to(batch.next_positions.dtype)
+    if cfg.score.sampler == "interpolant":
+        score_loss = _interpolant_loss(modules["score"], latent, x, mean_pos, std_pos, batch, stats, cfg,
+                                       sigma_range, generator)
+        return {"loss": nll + cfg.score.weight * score_loss, "nll": nll, "score_loss": score_loss}
     sigma = log_uniform(batch.n_graphs, sigma_range[1], sigma_range[0], generator).to(x.device)[batch.batch]
     sigma = sigma.to(batch.next_positions.dtype)[:, None]                              # (N, 1) nm
     z = torch.randn(batch.next_positions.shape, generator=generator,
@@ -100,3 +105,24 @@ def compute_losses(
                     s_type, cutoff, vstd)
     score_loss = denoising_score_loss(gns, z)
     return {"loss": nll + cfg.score.weight * score_loss, "nll": nll, "score_loss": score_loss}
+
+
+def _interpolant_loss(score, latent, x, mean_pos, std_pos, batch: Batch, stats, cfg, sigma_range, generator):
+    """Denoising regression of the stochastic interpolant (:mod:`openmm_mlcg.interpolant`).
+
+    One s ~ U(0, 0.999) per window, x_s = (1 - s) x_t + s x_{t+1} + a (1 - s) sqrt(s) z, graph rebuilt on x_s;
+    loss = mean over coordinates of ((D(x_s, s) - x_{t+1}) / post_std)^2, which is 1 for the Gaussian's own
+    exact denoiser when the Gaussian is right and below 1 when the network has learned the joint structure.
+    """
+    x1 = batch.next_positions
+    dt = x1.dtype
+    a = cfg.score.interpolant_noise_nm(stats["velocity_std"])
+    s = (torch.rand(batch.n_graphs, generator=generator, dtype=dt) * 0.999).to(x.device)[batch.batch][:, None]
+    z = torch.randn(x1.shape, generator=generator, dtype=dt).to(x.device)
+    x0 = x.to(dt)
+    xs = interpolate(x0, x1, s, z, a)
+    index, vec, etype = build_edges(xs, None, float(cfg.model.cutoff_nm), batch.cg_bonds, batch=batch.batch,
+                                    boxes=batch.boxes)
+    d, post = model_denoiser(score, latent, xs, s, x0, mean_pos, std_pos, a, index, vec, etype,
+                             float(cfg.model.cutoff_nm), float(stats["velocity_std"]), float(sigma_range[1]))
+    return (((d - x1) / post) ** 2).mean()
