@@ -98,14 +98,13 @@ def _md_simulation(spe_system, ref_dir: Path, platform, seed: int):
 
 def _learned_simulation(bundle_path, mapping, start, box, refine, deterministic, seed, device):
     import openmm
-    from openmm import app
 
-    from ..openmm import LearnedIntegrator, create_cg_system
+    from ..openmm import LearnedIntegrator, create_cg_system, create_simulation
 
     topology, system = create_cg_system(mapping, box)
     integrator = LearnedIntegrator(bundle_path, mapping=mapping, history=start, refine=refine, seed=seed,
                                    device=device, deterministic=deterministic)
-    sim = app.Simulation(topology, system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    sim = create_simulation(topology, system, integrator, openmm.Platform.getPlatformByName("Reference"))
     sim.context.setPositions(start[-1])
     return sim
 
