@@ -3,7 +3,8 @@
 Polymers (section 4.1): train on class-I chains (regular sequences), test on class-II chains (random sequences);
 per test chain compare <R_g^2>, the R_g^2 distribution (EMD) and the R_g^2 relaxation time (1/e crossing of the
 ACF) with long reference MD -> r^2 and MAE of <R_g^2> over chains, mean EMD, relaxation-time MAE.
-SPE (section 4.2): train on the first part of a reference trajectory, simulate the whole reference length ->
+SPE (section 4.2): train on the first part of a reference trajectory, roll out from its end and judge only the
+frames after it (``openmm_mlcg.experiments.protocol.train_judge_split``, the experiments' split) ->
 Li+ / TFSI- diffusivity (MSD fit, molecule centres of mass) absolute error, RDF error (mean |g - g_ref| over bins,
 Li-TFSI and Li-Li), collision rate (bead pairs closer than 0.1 nm per frame) vs reference.
 
@@ -255,17 +256,19 @@ def spe_part(cfg, work: Path, device, platform_name):
     mapping, traj = coarse_grain(run, s["group_size"], work / "spe_cg")
     pos, box = np.asarray(traj.positions), np.asarray(traj.box)[0]
     dt = float(traj.frame_interval_ps)
-    n_train = int(round(s["train_ps"] / dt)) + 1
-    bundle = train_bundle([traj.slice(0, n_train)], [mapping], m, s, work / "spe_model", device, None)
+    from openmm_mlcg.experiments.protocol import train_judge_split
     k, st = s["history"], s["stride"]
-    n_steps = (len(pos) - 1) // st - k
-    series = {"reference MD": (pos, dt), "short MD": (pos[:n_train], dt)}
+    # the experiments' protocol: train on the first part, roll out from its end, judge only what follows
+    split = train_judge_split(len(pos), int(round(s["train_ps"] / dt)), k, st)
+    bundle = train_bundle([traj.slice(*split.train)], [mapping], m, s, work / "spe_model", device, None)
+    series = {"reference MD": (pos[split.judge[0]:split.judge[1]], dt),
+              "short MD": (pos[split.train[0]:split.train[1]], dt)}
     walls = {}
     for v, opts in VARIANTS.items():
-        lp, lt, walls[v] = rollout(bundle, mapping, pos[:(k + 1) * st:st], box, n_steps,
-                                   work / "spe_rollouts" / v.replace(" ", "_"), opts, device)
+        lp, lt, walls[v] = rollout(bundle, mapping, pos[split.start_frames], box, split.n_steps,
+                                   work / "spe_rollouts_judged" / v.replace(" ", "_"), opts, device)
         if lp is not None:
-            series[v] = (lp, float(lt[1] - lt[0]))
+            series[v] = (lp[1:], float(lt[1] - lt[0]))  # frame 0 is the last training frame
     li, tf, li_m, tf_m = spe_species(mapping)
     obs = {lab: _spe_obs(x, step, mapping, box, li, tf, li_m, tf_m) for lab, (x, step) in series.items()}
     ref = obs["reference MD"]
@@ -284,7 +287,8 @@ def spe_part(cfg, work: Path, device, platform_name):
                            for kind in ("collisions_per_frame", "collision_ratio_to_reference")}}
     values = {lab: {kk: vv for kk, vv in o.items() if kk != "rdf"} for lab, o in obs.items()}
     res = dict(setup={**s, "n_atoms": int(mapping.graph.n_atoms), "n_beads": int(mapping.n_beads), "n_li": int(li.size),
-                      "n_tfsi_molecules": int(tf_m.size), "model_time_step_ps": dt * st, "box_nm": float(box[0, 0])},
+                      "n_tfsi_molecules": int(tf_m.size), "model_time_step_ps": dt * st,
+                      "train_frames": list(split.train), "judged_frames": list(split.judge), "box_nm": float(box[0, 0])},
                values=values, metrics=metrics, rollout_wall_s=walls)
     return res, {lab: o["rdf"] for lab, o in obs.items()}
 

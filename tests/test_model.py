@@ -139,24 +139,49 @@ def test_metadata_record_validates_and_round_trips():
 
 
 def test_inconsistent_or_old_bundle_is_refused(tmp_path):
-    # k stored twice (metadata history and the Dynamics GNN's own): compared on load
-    path = save_bundle(tmp_path / "k.mlcg", *_modules(history=3), META)
-    with pytest.raises(ValueError, match="history is 2 but"):
-        load_model(path)
+    import json
+    import zipfile
+
+    def tampered(name, **changes):
+        path = tmp_path / name
+        with zipfile.ZipFile(tmp_path / "ok.mlcg") as src, zipfile.ZipFile(path, "w") as dst:
+            for member in src.namelist():
+                data = src.read(member)
+                if member == "metadata.json":
+                    data = json.dumps(dict(json.loads(data), **changes)).encode()
+                dst.writestr(member, data)
+        return path
+
+    # k stored twice (metadata history and the Dynamics GNN's own): compared on save, on load and by the model
+    with pytest.raises(ValueError, match=r"history is 2 but hyperparameters\['dynamics'\]\['history'\] is 3"):
+        save_bundle(tmp_path / "k.mlcg", *_modules(history=3), META)
     with pytest.raises(ValueError, match="history is 2 but the Dynamics GNN takes 3"):
         CGDynamicsModel(*_modules(history=3), META)
     ok = load_model(save_bundle(tmp_path / "ok.mlcg", *_modules(), META))
     assert ok.history_length == 2 and float(ok.velocity_std) == 0.01 and ok.sigmas_nm.dtype == torch.float64
     assert dict(ok.named_buffers()).keys() >= {"velocity_std", "acceleration_std", "sigmas_nm"}
+    with pytest.raises(ValueError, match="history is 3 but hyperparameters"):
+        load_model(tampered("k.mlcg", history=3))
     # a format-1 bundle (before the residual mean) gives the reason, not a crash
-    import json
-    import zipfile
-    old = tmp_path / "old.mlcg"
-    with zipfile.ZipFile(tmp_path / "ok.mlcg") as src, zipfile.ZipFile(old, "w") as dst:
-        for name in src.namelist():
-            data = src.read(name)
-            if name == "metadata.json":
-                data = json.dumps(dict(json.loads(data), format_version=1)).encode()
-            dst.writestr(name, data)
     with pytest.raises(ValueError, match="format_version expected 2, got 1.*retrained"):
-        load_model(old)
+        load_model(tampered("old.mlcg", format_version=1))
+
+
+def test_judged_window_never_overlaps_training():
+    from openmm_mlcg.experiments.protocol import train_judge_split
+
+    for n_frames, n_train, k, stride in [(30, 10, 3, 2), (121, 40, 3, 2), (1001, 100, 20, 3), (12, 6, 1, 5)]:
+        split = train_judge_split(n_frames, n_train, k, stride)
+        train = set(range(*split.train))
+        judged = set(range(*split.judge))
+        assert train and judged and not train & judged
+        assert max(train) < min(judged) and max(judged) < n_frames
+        assert set(split.start_frames.tolist()) <= train and len(split.start_frames) == k + 1
+        assert np.all(np.diff(split.start_frames) == stride) and split.start_frames[-1] == n_train
+        # the rollout's frames 1..n_steps land inside the judged window at the model step
+        rollout = split.start_frames[-1] + stride * np.arange(1, split.n_steps + 1)
+        assert set(rollout.tolist()) <= judged
+    with pytest.raises(ValueError, match="n_frames: expected >"):
+        train_judge_split(11, 10, 2, 2)
+    with pytest.raises(ValueError, match="n_train_frames: expected >= history"):
+        train_judge_split(100, 3, 2, 2)

@@ -15,14 +15,13 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 __all__ = ["ModelMetadata", "REQUIRED_KEYS"]
 
-#: keys a bundle must record (the rest have documented defaults)
-REQUIRED_KEYS = ("model_time_step_ps", "history", "cutoff_nm", "velocity_std", "acceleration_std",
-                 "atom_type_vocabulary")
+from ..export import REQUIRED_METADATA as REQUIRED_KEYS  # keys a bundle must record (the rest have defaults)
+
 _POSITIVE = ("model_time_step_ps", "cutoff_nm", "velocity_std", "acceleration_std", "langevin_step_size_nm2")
 
 
 def _refinement_defaults() -> Dict[str, Any]:
-    from ..export import default_refinement_metadata  # lazy: export imports this module
+    from ..export import default_refinement_metadata
 
     return default_refinement_metadata()
 
