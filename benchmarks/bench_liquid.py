@@ -36,19 +36,36 @@ SCALES = {
 STRIDE = 2  # frames 1 ps apart: 2 ps model step
 
 
-def training_config(sc: dict, out_dir, model_overrides=None) -> dict:
-    """The trainer config of the benchmark (scale ``sc``), optionally with ``model`` keys overridden."""
+#: One trained model per generator of the joint next state (the Score GNN is trained differently for each):
+#: the default, the stochastic interpolant from x_t, and the score-based samplers (trained by score matching).
+MODELS = {"interpolant": dict(sampler="interpolant"), "score": dict(sampler="ode")}
+
+
+def training_config(sc: dict, out_dir, model_overrides=None, score_overrides=None) -> dict:
+    """The trainer config of the benchmark (scale ``sc``), optionally with ``model``/``score`` keys overridden."""
     return dict(data=dict(history=4, stride=STRIDE, val_fraction=0.05),
-                model=dict(sc["model"], cutoff_nm=0.6, **(model_overrides or {})), score=dict(),
+                model=dict(sc["model"], cutoff_nm=0.6, **(model_overrides or {})), score=dict(score_overrides or {}),
                 optim=dict(lr=1e-3, lr_final=1e-4, batch_size=2),
                 training=dict(n_steps=sc["train_steps"], eval_every=max(sc["train_steps"] // 4, 1),
                               checkpoint_every=100, out_dir=str(out_dir), progress=False))
 
 
-def variants(bundle):
+def variants(bundles):
+    """label -> (bundle, options, long rollout: True / short: False / none: None)."""
     from openmm_mlcg.dynamics import geometric_sigmas
     from openmm_mlcg.experiments.liquid import override_sampler
 
+    itp = bundles["interpolant"]
+    def n_steps(b, n):  # the interpolant runs len(sigmas_nm) steps; the last level is the network's floor
+        return override_sampler(b, sigmas_nm=[float(x) for x in geometric_sigmas(
+            float(b.metadata["sigmas_nm"][0]), float(b.metadata["sigmas_nm"][-1]), n)])
+
+    out = {
+        "interpolant, 10 steps (default)": (itp, dict(refine=True, deterministic=False), True),
+        "interpolant, 19 steps": (n_steps(itp, 19), dict(refine=True, deterministic=False), False),
+        "interpolant, 5 steps": (n_steps(itp, 5), dict(refine=True, deterministic=False), False),
+    }
+    bundle = bundles["score"]
     sig = bundle.metadata["sigmas_nm"]
     paper = override_sampler(bundle, sampler="langevin", schedule="paper", langevin_steps_per_level=10,
                              langevin_step_size_nm2=5e-7,
@@ -56,8 +73,8 @@ def variants(bundle):
     anc = override_sampler(bundle, sampler="ancestral", corrector_steps=1)
     se = override_sampler(bundle, sampler="langevin", schedule="song_ermon", langevin_steps_per_level=2,
                           langevin_step_size_nm2=float(sig[-1]) ** 2 * 0.05)
-    return {
-        "refined (ode, default)": (bundle, dict(refine=True, deterministic=False), True),
+    return {**out,
+        "score ode": (bundle, dict(refine=True, deterministic=False), False),
         "ancestral + corrector": (anc, dict(refine=True, deterministic=False), False),
         "langevin song_ermon": (se, dict(refine=True, deterministic=False), False),
         "langevin paper": (paper, dict(refine=True, deterministic=False), None),  # 200 passes: one step only
@@ -109,11 +126,14 @@ def main():
     mapping, train_cg = runs["train"]
     _, ref_cg = runs["ref"]
     stride = STRIDE
-    cfg = training_config(sc, work / "model")
-    t0 = time.perf_counter()
-    bundle_path = train_on_trajectories([train_cg], [mapping], cfg)
-    train_s = time.perf_counter() - t0
-    bundle = load_bundle(bundle_path)
+    bundles, train_s = {}, {}
+    for name, score_overrides in MODELS.items():
+        cfg = training_config(sc, work / ("model" if name == "score" else f"model_{name}"),
+                              score_overrides=score_overrides)
+        t0 = time.perf_counter()
+        bundles[name] = load_bundle(train_on_trajectories([train_cg], [mapping], cfg))
+        train_s[name] = time.perf_counter() - t0
+    bundle = bundles["interpolant"]
     frames = ref_cg.positions[::stride]
     box = np.asarray(ref_cg.box[0] if np.ndim(ref_cg.box) == 3 else ref_cg.box, dtype=np.float64)
     time_ps = np.arange(len(frames)) * 2.0
@@ -126,12 +146,13 @@ def main():
     short_md = {n: L.split_gr_error(frames, box, n, len(ref["g"])) for n in (25, 250)}
     results = dict(benchmark="liquid", scale=scale, created=datetime.datetime.now().isoformat(timespec="seconds"),
                    environment=environment(), settings=dict(sc, model_time_step_ps=2.0, history=k),
-                   training_s=train_s, bundle_metadata={key: bundle.metadata[key] for key in (
-                       "sampler", "schedule", "sigmas_nm", "velocity_std", "acceleration_std", "val_nll")},
+                   training_s=train_s, bundle_metadata={name: {key: b.metadata.get(key) for key in (
+                       "sampler", "schedule", "sigmas_nm", "interpolant_noise_nm", "velocity_std",
+                       "acceleration_std", "val_nll", "val_nll_linear_baseline")} for name, b in bundles.items()},
                    reference=ref, reference_one_step_msd_nm2=msd1,
                    short_md_gr_error={f"{n * 2} ps": v for n, v in short_md.items()},
                    one_step_truth_gr_error_floor=L.gr_error(truth_gr, ref["g"]), variants={})
-    for label, (bb, opts, long_run) in variants(bundle).items():
+    for label, (bb, opts, long_run) in variants(bundles).items():
         row = {}
         v = dict(refine=opts["refine"], deterministic=opts["deterministic"],
                  oracle_msd=msd1 if opts.get("oracle") else None)
@@ -170,7 +191,7 @@ def main():
 
 
 def _slug(label: str) -> str:
-    return label.split()[0]
+    return "_".join(label.replace(",", "").replace("(", "").replace(")", "").replace("+", "").split())
 
 
 def rescore(json_path: Path, work: Path, sc: dict) -> None:

@@ -33,7 +33,7 @@ import torch
 __all__ = ["SAMPLERS", "SCHEDULES", "annealed_langevin", "ancestral", "probability_flow", "gaussian_prior_gns",
            "initial_state", "refine", "score_passes", "model_gns"]
 
-SAMPLERS = ("langevin", "ancestral", "ode")
+SAMPLERS = ("langevin", "ancestral", "ode", "interpolant")  # "interpolant": openmm_mlcg.interpolant
 SCHEDULES = ("paper", "song_ermon")
 
 GNSFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -199,6 +199,8 @@ def score_passes(sampler: str, n_levels: int, steps_per_level: int = 1, correcto
         return n_levels + corrector_steps * max(n_levels - 1, 0)
     if sampler == "ode":
         return 2 * n_levels - 1
+    if sampler == "interpolant":  # n_levels Euler-Maruyama steps of the stochastic interpolant
+        return n_levels
     raise ValueError(f"sampler: expected one of {SAMPLERS}, got {sampler!r}")
 
 
@@ -216,4 +218,6 @@ def refine(gns_fn: GNSFn, x0: torch.Tensor, sigmas: Sequence[float], sampler: st
         return ancestral(gns_fn, x0, sigmas, corrector_steps, snr, generator, noise)
     if sampler == "ode":
         return probability_flow(gns_fn, x0, sigmas)
+    if sampler == "interpolant":
+        raise ValueError("sampler: 'interpolant' is not a score sampler; use openmm_mlcg.interpolant.sample")
     raise ValueError(f"sampler: expected one of {SAMPLERS}, got {sampler!r}")

@@ -26,6 +26,7 @@ from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from .. import interpolant as _itp
 from .. import samplers as _smp
 from ..dynamics import gaussian_mean
 from ..nn.neighbors import build_edges
@@ -205,6 +206,16 @@ class CGDynamicsModel(nn.Module):
         return _smp.model_gns(self.score, prediction.latent, noisy, anchor, prediction.mean_pos, prediction.std_pos,
                               sigma, edge_index, edge_vec, edge_type, self.cutoff_nm, float(self.metadata.velocity_std))
 
+    def denoise(self, prediction: Prediction, anchor: torch.Tensor, xs: torch.Tensor, s: torch.Tensor,
+                edges: Edges) -> torch.Tensor:
+        """Model denoiser E[x_{t+1} | x_s] of the interpolant sampler at ``xs`` (n, 3) nm, ``s`` (n, 1)
+        (:func:`openmm_mlcg.interpolant.model_denoiser`; the network's noise floor is the last ``sigmas_nm``)."""
+        edge_index, edge_vec, edge_type = edges
+        return _itp.model_denoiser(self.score, prediction.latent, xs, s, anchor, prediction.mean_pos,
+                                   prediction.std_pos, self.metadata.interpolant_a_nm, edge_index, edge_vec,
+                                   edge_type, self.cutoff_nm, float(self.metadata.velocity_std),
+                                   float(self.metadata.sigmas_nm[-1]))[0]
+
     def refine(self, positions: torch.Tensor, prediction: Prediction, box: Optional[torch.Tensor],
                cg_bonds: torch.Tensor, generator: Optional[torch.Generator] = None,
                deterministic: bool = False) -> torch.Tensor:
@@ -220,6 +231,12 @@ class CGDynamicsModel(nn.Module):
 
         noise = not deterministic
         sigmas = [float(s) for s in m.sigmas_nm]
+        if m.sampler == "interpolant":
+            def denoise_fn(xs: torch.Tensor, s: float) -> torch.Tensor:
+                sv = torch.full((n, 1), float(s), dtype=xs.dtype, device=xs.device)
+                return self.denoise(prediction, positions, xs, sv, self.edges(xs, box, cg_bonds, validate=False))
+
+            return _itp.sample(denoise_fn, positions, len(sigmas), m.interpolant_a_nm, generator, noise)
         if m.sampler == "langevin":  # Algorithm 1 starts from the Dynamics GNN's sample
             x0 = self.sample(prediction, generator, deterministic)
         else:
@@ -263,7 +280,8 @@ class CGDynamicsModel(nn.Module):
         Steps: (1) in training with ``options.input_noise``, per-window noise on the history positions with the
         target recomputed (:func:`openmm_mlcg.model.noise.noisy_history`); (2) bead embeddings per distinct
         system; (3) CG graph on the (noisy) positions; (4) :meth:`predict` -> NLL of the normalised target;
-        (5) if ``metadata.score_enabled``: one noise level per window, log-uniform between the smallest and the
+        (5) if ``metadata.score_enabled``: for the ``"interpolant"`` sampler the denoising regression of
+        :meth:`_interpolant_loss`; otherwise one noise level per window, log-uniform between the smallest and the
         largest ``sigmas_nm``, x~ = x_{t+1} + sigma z, graph on x~, :meth:`gns` -> paper eq. (2).
 
         Args:
@@ -287,7 +305,11 @@ class CGDynamicsModel(nn.Module):
                                                                           boxes=batch.boxes))
         nll = gaussian_nll(prediction.mean, prediction.std, self.normalise_acceleration(target))
         out = {"loss": nll, "nll": nll, "score_loss": torch.zeros((), device=x.device)}
-        if self.metadata.score_enabled:
+        if self.metadata.score_enabled and self.metadata.sampler == "interpolant":
+            detached = Prediction(*(t.detach() for t in prediction[:4]), prediction.latent)
+            out["score_loss"] = self._interpolant_loss(detached, x, batch, generator)
+            out["loss"] = nll + options.score_weight * out["score_loss"]
+        elif self.metadata.score_enabled:
             detached = Prediction(*(t.detach() for t in prediction[:4]), prediction.latent)  # score: a residual
             sig = self.metadata.sigmas_nm
             sigma = log_uniform(batch.n_graphs, sig[-1], sig[0], generator).to(x.device)[batch.batch]
@@ -299,6 +321,26 @@ class CGDynamicsModel(nn.Module):
         if return_prediction:
             out["prediction"] = prediction
         return out
+
+    def _interpolant_loss(self, prediction: Prediction, x: torch.Tensor, batch, generator) -> torch.Tensor:
+        """Denoising regression of the stochastic interpolant (:mod:`openmm_mlcg.interpolant`).
+
+        One s ~ U(0, 0.999) per window, x_s = (1 - s) x_t + s x_{t+1} + a (1 - s) sqrt(s) z, graph on x_s;
+        loss = mean of ((D(x_s, s) - x_{t+1}) / post_std)^2: 1 for the Gaussian's own exact denoiser when the
+        Gaussian is right, below 1 when the network has learned the joint structure.
+        """
+        x1 = batch.next_positions
+        dt = x1.dtype
+        s = (torch.rand(batch.n_graphs, generator=generator, dtype=dt) * 0.999).to(x.device)[batch.batch][:, None]
+        z = torch.randn(x1.shape, generator=generator, dtype=dt).to(x.device)
+        x0 = x.to(dt)
+        xs = _itp.interpolate(x0, x1, s, z, self.metadata.interpolant_a_nm)
+        edge_index, edge_vec, edge_type = self.edges(xs, None, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes)
+        d, post = _itp.model_denoiser(self.score, prediction.latent, xs, s, x0, prediction.mean_pos,
+                                      prediction.std_pos, self.metadata.interpolant_a_nm, edge_index, edge_vec,
+                                      edge_type, self.cutoff_nm, float(self.metadata.velocity_std),
+                                      float(self.metadata.sigmas_nm[-1]))
+        return (((d - x1) / post) ** 2).mean()
 
     # ------------------------------------------------------------------ persistence
     def save(self, path, mapping=None, export_format: str = "torchscript"):

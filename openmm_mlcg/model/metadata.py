@@ -40,6 +40,8 @@ class ModelMetadata:
         periodic: whether the training data was periodic (None: unknown).
         sigmas_nm: descending noise levels of the refinement, nm. sampler, schedule, langevin_steps_per_level,
             langevin_step_size_nm2 (nm^2), corrector_steps, snr: the refinement (:mod:`openmm_mlcg.samplers`).
+        interpolant_noise_nm: noise amplitude a of the ``"interpolant"`` sampler (:mod:`openmm_mlcg.interpolant`),
+            nm; None: ``velocity_std``.
         score_enabled: whether the Score GNN was trained.
         min_std: lower bound of the predicted std (normalised units) or None.
         hyperparameters: {"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments.
@@ -62,6 +64,7 @@ class ModelMetadata:
     langevin_step_size_nm2: float = 5e-7
     corrector_steps: int = 0
     snr: float = 0.16
+    interpolant_noise_nm: Optional[float] = None
     score_enabled: bool = True
     min_std: Optional[float] = None
     hyperparameters: Dict[str, Any] = field(default_factory=dict)
@@ -103,6 +106,9 @@ class ModelMetadata:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name}[{key!r}]: expected a positive finite number, got {v!r}")
+        a = self.interpolant_noise_nm
+        if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or not (math.isfinite(a) and a > 0)):
+            raise ValueError(f"{name}['interpolant_noise_nm']: expected a positive finite number (nm) or null, got {a!r}")
         for key in ("history", "n_bond_types", "langevin_steps_per_level", "corrector_steps"):
             v = getattr(self, key)
             low = 1 if key in ("history", "n_bond_types") else 0
@@ -138,7 +144,7 @@ class ModelMetadata:
         out["atom_type_vocabulary"] = list(self.atom_type_vocabulary)
         out["sigmas_nm"] = [float(s) for s in self.sigmas_nm]
         out["hyperparameters"] = _plain(self.hyperparameters)
-        for key in ("min_std", "format_version", "package_version", "periodic"):
+        for key in ("min_std", "format_version", "package_version", "periodic", "interpolant_noise_nm"):
             if out[key] is None:
                 del out[key]
         return {**self.extra, **out}
@@ -146,6 +152,11 @@ class ModelMetadata:
     def with_extra(self, **extra) -> "ModelMetadata":
         """A copy with keys added to (or replaced in) :attr:`extra`."""
         return replace(self, extra={**self.extra, **extra})
+
+    @property
+    def interpolant_a_nm(self) -> float:
+        """Noise amplitude of the interpolant sampler, nm (``interpolant_noise_nm``, default ``velocity_std``)."""
+        return float(self.interpolant_noise_nm if self.interpolant_noise_nm is not None else self.velocity_std)
 
     @property
     def refines(self) -> bool:

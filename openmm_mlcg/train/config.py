@@ -96,7 +96,9 @@ class ScoreConfig:
     velocity_std, so at sigma_max the joint structure is washed out) and sigma_min = 0.05 velocity_std (well
     below the nearest-neighbour spacing). The sampler runs ``n_levels`` geometric levels over the same range.
 
-    sampler: ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
+    sampler: ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
+    ``n_levels`` Euler-Maruyama steps = passes; noise amplitude ``interpolant_noise`` x velocity_std; the Score
+    GNN is then trained as the denoiser's residual instead of by score matching), ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
     Langevin corrector steps per level at signal-to-noise ``snr``) or ``"langevin"`` (annealed Langevin,
     ``steps_per_level`` steps of size ``step_size_nm2`` with ``schedule`` ``"song_ermon"``: eps sigma_i^2 /
     sigma_L^2, or ``"paper"``: constant eps). See :mod:`openmm_mlcg.samplers`. :data:`PAPER_SCORE` holds
@@ -115,6 +117,11 @@ class ScoreConfig:
     corrector_steps: int = 0
     snr: float = 0.16
     weight: float = 1.0
+    interpolant_noise: float = 1.0
+
+    def interpolant_noise_nm(self, velocity_std: float) -> float:
+        """Noise amplitude ``a`` of the stochastic interpolant (``sampler: interpolant``), nm."""
+        return float(self.interpolant_noise) * float(velocity_std)
 
     def resolved_sigmas(self, velocity_std: float):
         """(sigma_max, sigma_min) in nm, filling ``None`` from the data's velocity_std (nm per model step)."""
@@ -307,6 +314,7 @@ class TrainConfig:
         _check("score.steps_per_level", s.steps_per_level, s.steps_per_level >= 0, ">= 0")
         _check("score.step_size_nm2", s.step_size_nm2, s.step_size_nm2 >= 0, ">= 0")
         _check("score.weight", s.weight, s.weight >= 0, ">= 0")
+        _check("score.interpolant_noise", s.interpolant_noise, s.interpolant_noise > 0, "> 0")
         _check("optim.lr", o.lr, o.lr > 0, "> 0")
         _check("optim.lr_final", o.lr_final, 0 < o.lr_final <= o.lr, f"in (0, optim.lr={o.lr}]")
         _check("optim.batch_size", o.batch_size, o.batch_size >= 1, ">= 1")

@@ -35,6 +35,7 @@ from openmm_mlcg.sanity import resolve_device, training_physics
 
 from .batching import atom_type_vocabulary, collate, system_graph
 from .checkpoint import load_checkpoint, save_checkpoint
+from .baseline import linear_history_nll
 from .config import TrainConfig, load_config, refinement_metadata
 from .model_step import N_BOND_TYPES, build_modules, loss_options
 from .sources import load_sources, split_in_time, window_span
@@ -126,14 +127,17 @@ def _extend_schedule(optimizer, scheduler, lr_final: float, start: int, n_steps:
     scheduler.gamma = (lr_final / lr_now) ** (1.0 / (n_steps - start)) if n_steps > start and lr_now > 0 else 1.0
 
 
-def training_summary(log_path, bundle, wall_s: float) -> str:
-    """End-of-training lines: steps, final train loss / NLL, last validation NLL, time, bundle path."""
+def training_summary(log_path, bundle, wall_s: float, baseline_nll: float = float("nan")) -> str:
+    """End-of-training lines: steps, final train loss / NLL, last validation NLL beside the linear-in-history
+    baseline's (:mod:`openmm_mlcg.train.baseline`), time, bundle path."""
     rows = _read_log(Path(log_path), 10**12)
     if not rows:
         return f"training: no steps logged; bundle {bundle}"
     last = rows[-1]
     val = [r["val_nll"] for r in rows if r.get("val_nll") not in (None, "", "nan")]
     val_text = f"{float(val[-1]):.4g}" if val else "n/a (no validation windows: data.val_fraction)"
+    if val and np.isfinite(baseline_nll):
+        val_text += f" (linear-in-history baseline {baseline_nll:.4g})"
     return (f"training done: {last['step']} steps, final train loss {float(last['loss']):.4g} "
             f"(NLL {float(last['nll']):.4g}, score {float(last['score_loss']):.4g}), validation NLL {val_text}, "
             f"{wall_s:.1f} s in total\nbundle: {bundle}")
@@ -180,6 +184,7 @@ def _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps) -
         # score disabled -> untrained Score GNN: 0 Langevin steps, so refinement is a no-op at runtime
         langevin_steps_per_level=cfg.score.steps_per_level if cfg.score.enabled else 0,
         langevin_step_size_nm2=cfg.score.step_size_nm2, **refinement_metadata(cfg.score),
+        interpolant_noise_nm=cfg.score.interpolant_noise_nm(stats["velocity_std"]),
         velocity_std=float(stats["velocity_std"]), acceleration_std=float(stats["acceleration_std"]),
         atom_type_vocabulary=vocab, n_bond_types=N_BOND_TYPES,
         hyperparameters={name: m.hyperparameters() for name, m in modules.items()},
@@ -248,6 +253,9 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         if not (np.isfinite(stats[key]) and stats[key] > 0):
             raise ValueError(f"cg_trajectories: expected moving beads, but the training windows have {key}="
                              f"{stats[key]} (nm per model step); check the trajectories and data.stride")
+    baseline_nll = linear_history_nll(train_ds, val_ds, [maps[i].bead_types for i in tr_ids],
+                                      [maps[i].bead_types for i in va_ids], stats["acceleration_std"],
+                                      cfg.data.max_val_windows)
 
     modules = build_modules(cfg.model, len(vocab), dc.history)
     for m in modules.values():
@@ -327,6 +335,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
     for m in modules.values():
         m.eval()
     meta = model.metadata.with_extra(training_steps=tc.n_steps, val_nll=_finite_or_none(extra.get("val_nll")),
+                                     val_nll_linear_baseline=_finite_or_none(baseline_nll),
                                      train_config=_model_config(cfg))
     hashes = {m.hash for m in maps}
     bound = maps[0] if len(hashes) == 1 else None
@@ -337,5 +346,6 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
 
     plot_training_log(log_path, out / "training_loss.png")
     if tc.progress:
-        print(training_summary(log_path, bundle, wall_before + time.perf_counter() - t_session), flush=True)
+        print(training_summary(log_path, bundle, wall_before + time.perf_counter() - t_session, baseline_nll),
+              flush=True)
     return bundle
