@@ -3,8 +3,10 @@
 One PEO/LiTFSI system is built (GAFF2, 353 K) and simulated with OpenMM: NPT equilibration, then one NVT
 production run of ``(1 + judge_factor) * training_ps``. Its first ``training_ps`` is the short MD the model is
 trained on (also the "short MD" baseline); the following ``judge_factor * training_ps`` is the long reference.
-The learned model starts from the last CG frames of the training part (same state the reference continues
-from) and runs as long as the reference inside an ordinary ``app.Simulation`` with ``LearnedIntegrator``.
+The learned model starts from the last k+1 CG frames of the training part (its history; the state the reference
+continues from) and runs as long as the reference inside an ordinary ``app.Simulation`` with
+``LearnedIntegrator``; only frames after the last training frame are judged (:func:`spe_split`, the shared
+``protocol.train_judge_split``). Scale presets: ``SCALES`` = ``experiments.scales.SPE``.
 Compared: Li+ and TFSI- diffusivity (MSD fit, cm^2/s), RDFs per bead-type pair, bead collisions, and
 simulated ns per wall-hour for learned vs classical MD.
 
