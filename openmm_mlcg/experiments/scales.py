@@ -33,7 +33,7 @@ _TINY = dict(embedding_hidden=16, embedding_layers=2, dynamics_hidden=32, dynami
              score_layers=2, cutoff_nm=0.5)
 _SMALL = dict(embedding_hidden=32, embedding_layers=3, dynamics_hidden=64, dynamics_layers=4, score_hidden=64,
               score_layers=3)
-_REFINE_LIGHT = dict(n_levels=10)   # probability-flow ODE, noise range tied to the data: 19 Score passes per step
+_REFINE_LIGHT = dict(n_levels=10)   # default sampler (interpolant): 10 Score passes per step
 
 #: per scale: system (``systems.spe.build_spe`` kwargs), MD lengths (ps), model step = stride x frame interval,
 #: history k, model sizes, training steps, refinement schedule, wall seconds for each side of the side-by-side
