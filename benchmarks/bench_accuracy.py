@@ -1,15 +1,18 @@
 """Accuracy benchmark: the paper's protocol (Fu et al., TMLR 2023, section 4) at a chosen scale.
 
-Polymers (section 4.1): train on class-I chains (regular sequences), test on class-II chains (random sequences);
-per test chain compare <R_g^2>, the R_g^2 distribution (EMD) and the R_g^2 relaxation time (1/e crossing of the
-ACF) with long reference MD -> r^2 and MAE of <R_g^2> over chains, mean EMD, relaxation-time MAE.
-SPE (section 4.2): train on the first part of a reference trajectory, simulate the whole reference length ->
+Polymers (section 4.1): ``openmm_mlcg.experiments.polymer.run_polymer_experiment`` itself (one protocol code
+path), with this benchmark's sizes and its learned ``variants=``: train on class-I chains (regular sequences),
+test on class-II chains (random sequences); per test chain <R_g^2>, the R_g^2 distribution (EMD) and the R_g^2
+relaxation time against long reference MD -> r^2 and MAE of <R_g^2> over chains, mean EMD, relaxation-time MAE.
+SPE (section 4.2): train on the first part of a reference trajectory, roll out from its end and judge only the
+frames after it (``openmm_mlcg.experiments.protocol.train_judge_split``, the experiments' split) ->
 Li+ / TFSI- diffusivity (MSD fit, molecule centres of mass) absolute error, RDF error (mean |g - g_ref| over bins,
 Li-TFSI and Li-Li), collision rate (bead pairs closer than 0.1 nm per frame) vs reference.
 
 Compared (labels): "learned" (Dynamics GNN + Score refinement), "no refinement", "deterministic" (mean
 acceleration, no refinement) and "short MD" (reference MD cut to the training length; for polymers the first
 training-length part of each class-II trajectory).
+Sizes per scale: ``openmm_mlcg.experiments.scales.ACCURACY_BENCH`` (``SCALES`` here).
 
 Usage: python benchmarks/bench_accuracy.py --scale smoke|demo|paper [--part polymer|spe|both] [--device cpu|cuda]
        [--work-dir benchmarks/work/accuracy] [--out benchmarks/results]
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -31,25 +35,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _bench_common import environment, write_json  # noqa: E402
 
-# Sizes per scale. Polymer lengths in constitutional units (~2.2 beads each); times in tau = ps.
-SCALES = {
-    "smoke": dict(
-        polymer=dict(length=12, n_train=2, n_test=2, train_tau=150.0, test_tau=250.0, frame_tau=5.0, equil_tau=20.0,
-                     group_size=5, history=3, stride=1),
-        spe=None,  # the smallest SPE box that fits the 0.9 nm PME cutoff costs minutes of MD
-        model=dict(hidden=16, layers=1, train_steps=10, batch_size=2, n_levels=2, steps_per_level=1)),
-    "demo": dict(
-        polymer=dict(length=30, n_train=3, n_test=6, train_tau=1000.0, test_tau=2500.0, frame_tau=5.0,
-                     equil_tau=100.0, group_size=7, history=5, stride=1),
-        spe=dict(equil_ps=20.0, total_ps=120.0, train_ps=40.0, frame_ps=1.0, group_size=7, history=3, stride=2),
-        model=dict(hidden=32, layers=2, train_steps=2000, batch_size=4, n_levels=10, steps_per_level=2)),
-    "paper": dict(
-        polymer=dict(length=400, n_train=20, n_test=20, train_tau=50000.0, test_tau=500000.0, frame_tau=5.0,
-                     equil_tau=5000.0, group_size=100, history=29, stride=1),
-        spe=dict(equil_ps=5000.0, total_ps=50000.0, train_ps=5000.0, frame_ps=2.0, group_size=7, history=20,
-                 stride=100),
-        model=dict(hidden=128, layers=7, train_steps=100000, batch_size=4, n_levels=20, steps_per_level=10)),
-}
+from openmm_mlcg.experiments.scales import ACCURACY_BENCH as SCALES  # noqa: E402  (the presets, as data)
+
 COLLISION_CUTOFFS_NM = (0.1, 0.2)  # non-bonded bead pairs closer than this count as a collision
 VARIANTS = {"learned": dict(refine=True, deterministic=False),
             "no refinement": dict(refine=False, deterministic=False),
@@ -68,20 +55,6 @@ def coarse_grain(run_dir, group_size, cache_dir):
     except ImportError:
         from openmm_mlcg.data import load_run
         return load_run(run_dir, group_size, 0, cache_dir=cache_dir)
-
-
-def generate_polymers(p, work: Path, platform_name):
-    """Reference MD (resumable): class-I training chains and class-II test chains -> run directories."""
-    from openmm_mlcg.systems import polymer
-    out = {}
-    for kind, n, tau in (("class1", p["n_train"], p["train_tau"]), ("class2", p["n_test"], p["test_tau"])):
-        t0 = time.perf_counter()
-        out[kind] = polymer.generate(n, work / "polymer_md", kind=kind, length=p["length"], seed=0,
-                                     platform=platform_name, scale="demo", production_tau=tau,
-                                     frame_interval=p["frame_tau"], equilibration_steps=int(round(p["equil_tau"] / 0.01)),
-                                     progress_bar=False)
-        log(f"polymer {kind}: {n} chains ready ({time.perf_counter() - t0:.0f} s)")
-    return out
 
 
 def generate_spe(s, work: Path, platform_name):
@@ -156,67 +129,20 @@ def _rollout(bundle, mapping, frames, box, n_steps, out_dir, variant, device, se
     return pos, t, wall
 
 
-def _polymer_obs(pos, dt_ps, masses):
-    from openmm_mlcg.analysis import autocorrelation, radius_of_gyration_squared, relaxation_time
-    rg2 = np.asarray(radius_of_gyration_squared(pos, masses)).reshape(len(pos), -1)[:, 0]
-    tau = relaxation_time(autocorrelation(rg2, max_lag=len(rg2) // 2), dt_ps)
-    return rg2, float(tau)
-
-
-def polymer_part(cfg, work: Path, device, platform_name):
-    """Train on class-I, roll out on class-II; returns (results dict, per-chain rows for the plot)."""
-    from openmm_mlcg.analysis import earth_movers_distance, mean_absolute_error, r2_score
-    p, m = cfg["polymer"], cfg["model"]
-    runs = generate_polymers(p, work, platform_name)
-    cache = work / "polymer_cg"
-    train = [coarse_grain(r, p["group_size"], cache) for r in runs["class1"]]
-    bundle = train_bundle([t for _, t in train], [mp for mp, _ in train], m, p, work / "polymer_model", device, None)
-    n_train_frames = int(round(p["train_tau"] / p["frame_tau"])) + 1
-    k, s = p["history"], p["stride"]
-    labels = ["reference MD", "short MD", *VARIANTS]
-    per = {lab: dict(rg2_mean=[], tau_ps=[], emd=[]) for lab in labels}
-    dists, walls = {}, {v: 0.0 for v in VARIANTS}
-    for i, run in enumerate(runs["class2"]):
-        mapping, traj = coarse_grain(run, p["group_size"], cache)
-        pos, dt = np.asarray(traj.positions), float(traj.frame_interval_ps)
-        masses = np.asarray(mapping.bead_masses)
-        series = {"reference MD": (pos, dt), "short MD": (pos[:n_train_frames], dt)}
-        n_steps = (len(pos) - 1) // s - k
-        for v, opts in VARIANTS.items():
-            lp, lt, w = rollout(bundle, mapping, pos[:(k + 1) * s:s], None, n_steps,
-                                work / "polymer_rollouts" / f"chain{i}_{v.replace(' ', '_')}", opts, device, seed=i)
-            walls[v] += w
-            series[v] = (lp, float(lt[1] - lt[0])) if lp is not None else (None, None)
-        ref_rg2, _ = _polymer_obs(pos, dt, masses)
-        for lab, (x, step) in series.items():
-            rg2, tau = _polymer_obs(x, step, masses) if x is not None else (np.full(2, np.nan), float("nan"))
-            per[lab]["rg2_mean"].append(float(rg2.mean()))
-            per[lab]["tau_ps"].append(tau)
-            per[lab]["emd"].append(earth_movers_distance(ref_rg2, rg2) if np.all(np.isfinite(rg2)) else float("nan"))
-            if i == 0:
-                dists[lab] = rg2
-    ref = per["reference MD"]
-    metrics = {}
-    for lab in labels[1:]:
-        r = per[lab]
-        ok = np.isfinite(r["tau_ps"]) & np.isfinite(ref["tau_ps"])
-        fin = np.isfinite(r["rg2_mean"])
-        if not fin.any():
-            metrics[lab] = {"error": "every rollout diverged (non-finite positions)"}
-            continue
-        y, f = np.asarray(ref["rg2_mean"])[fin], np.asarray(r["rg2_mean"])[fin]
-        metrics[lab] = {"rg2_r2": r2_score(y, f) if fin.sum() > 1 else float("nan"),
-                        "rg2_mae_nm2": mean_absolute_error(y, f), "n_chains_finite": int(fin.sum()),
-                        "rg2_emd_nm2": float(np.nanmean(r["emd"])),
-                        "relaxation_time_mae_ps": (mean_absolute_error(np.asarray(ref["tau_ps"])[ok],
-                                                                       np.asarray(r["tau_ps"])[ok]) if ok.any()
-                                                   else float("nan")),
-                        "n_tau_finite": int(ok.sum())}
-    res = dict(setup={**p, "n_beads_per_chain_cg": int(mapping.n_beads), "n_beads_per_chain_fine":
-                      int(mapping.graph.n_atoms), "model_time_step_ps": p["frame_tau"] * s,
-                      "training_frames_per_chain": n_train_frames, "test_frames_per_chain": int(len(pos))},
-               metrics=metrics, per_chain=per, rollout_wall_s=walls)
-    return res, dists
+def polymer_part(cfg, work: Path, device, platform_name, scale):
+    """The polymer experiment (``experiments.polymer.run_polymer_experiment``) with this benchmark's sizes and
+    every learned variant of ``VARIANTS``; returns (results dict, its figure paths)."""
+    from openmm_mlcg.experiments.polymer import run_polymer_experiment
+    m = cfg["model"]
+    summary = run_polymer_experiment(
+        work / "polymer", scale=scale, platform=platform_name, device=device, variants=VARIANTS, log=log,
+        **dict(cfg["polymer"], hidden=m["hidden"], layers=m["layers"], train_steps=m["train_steps"],
+               batch_size=m["batch_size"], score_levels=m["n_levels"], score_steps_per_level=m["steps_per_level"]))
+    metrics = {lab: (r if r["n_chains"] else {"error": "every rollout diverged (non-finite positions)", **r})
+               for lab, r in summary["metrics"].items()}
+    res = dict(setup=summary["settings"], metrics=metrics, per_chain=summary["per_chain"],
+               rollout_wall_s=summary["timing"]["rollout_wall_s"], timing=summary["timing"])
+    return res, [work / "polymer" / name for name in summary["plots"]]
 
 
 def spe_species(mapping):
@@ -248,24 +174,26 @@ def _spe_obs(x, step, mapping, box, li, tf, li_m, tf_m):
     return o
 
 
-def spe_part(cfg, work: Path, device, platform_name):
+def spe_part(cfg, work: Path, device, platform_name, scale):
     """Train on the first train_ps of one SPE trajectory, roll out for its whole length; compare observables."""
     s, m = cfg["spe"], cfg["model"]
     run = generate_spe(s, work, platform_name)
     mapping, traj = coarse_grain(run, s["group_size"], work / "spe_cg")
     pos, box = np.asarray(traj.positions), np.asarray(traj.box)[0]
     dt = float(traj.frame_interval_ps)
-    n_train = int(round(s["train_ps"] / dt)) + 1
-    bundle = train_bundle([traj.slice(0, n_train)], [mapping], m, s, work / "spe_model", device, None)
+    from openmm_mlcg.experiments.protocol import train_judge_split
     k, st = s["history"], s["stride"]
-    n_steps = (len(pos) - 1) // st - k
-    series = {"reference MD": (pos, dt), "short MD": (pos[:n_train], dt)}
+    # the experiments' protocol: train on the first part, roll out from its end, judge only what follows
+    split = train_judge_split(len(pos), int(round(s["train_ps"] / dt)), k, st)
+    bundle = train_bundle([traj.slice(*split.train)], [mapping], m, s, work / "spe_model", device, None)
+    series = {"reference MD": (pos[split.judge[0]:split.judge[1]], dt),
+              "short MD": (pos[split.train[0]:split.train[1]], dt)}
     walls = {}
     for v, opts in VARIANTS.items():
-        lp, lt, walls[v] = rollout(bundle, mapping, pos[:(k + 1) * st:st], box, n_steps,
-                                   work / "spe_rollouts" / v.replace(" ", "_"), opts, device)
+        lp, lt, walls[v] = rollout(bundle, mapping, pos[split.start_frames], box, split.n_steps,
+                                   work / "spe_rollouts_judged" / v.replace(" ", "_"), opts, device)
         if lp is not None:
-            series[v] = (lp, float(lt[1] - lt[0]))
+            series[v] = (lp[1:], float(lt[1] - lt[0]))  # frame 0 is the last training frame
     li, tf, li_m, tf_m = spe_species(mapping)
     obs = {lab: _spe_obs(x, step, mapping, box, li, tf, li_m, tf_m) for lab, (x, step) in series.items()}
     ref = obs["reference MD"]
@@ -284,36 +212,21 @@ def spe_part(cfg, work: Path, device, platform_name):
                            for kind in ("collisions_per_frame", "collision_ratio_to_reference")}}
     values = {lab: {kk: vv for kk, vv in o.items() if kk != "rdf"} for lab, o in obs.items()}
     res = dict(setup={**s, "n_atoms": int(mapping.graph.n_atoms), "n_beads": int(mapping.n_beads), "n_li": int(li.size),
-                      "n_tfsi_molecules": int(tf_m.size), "model_time_step_ps": dt * st, "box_nm": float(box[0, 0])},
+                      "n_tfsi_molecules": int(tf_m.size), "model_time_step_ps": dt * st,
+                      "train_frames": list(split.train), "judged_frames": list(split.judge), "box_nm": float(box[0, 0])},
                values=values, metrics=metrics, rollout_wall_s=walls)
     return res, {lab: o["rdf"] for lab, o in obs.items()}
 
 
 def plot(results, extras, out: Path, scale: str) -> list:
-    """PNG figures: polymer <R_g^2> parity and R_g^2 distribution (test chain 0); SPE RDFs and diffusivities."""
+    """PNG figures: the polymer experiment's (<R_g^2> parity, R_g^2 distributions / ACFs); SPE RDFs and D."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     files = []
-    if "polymer" in results and "per_chain" in results["polymer"]:
-        per, dists = results["polymer"]["per_chain"], extras["polymer"]
-        fig, ax = plt.subplots(1, 2, figsize=(10, 4))
-        ref = per["reference MD"]["rg2_mean"]
-        for (lab, r), mk in zip(((k, v) for k, v in per.items() if k != "reference MD"), "osx^"):
-            ax[0].scatter(ref, r["rg2_mean"], label=lab, s=30, marker=mk, facecolors="none" if mk in "os" else None)
-        lim = [0.0, 2.0 * max(ref)]
-        ax[0].plot(lim, lim, "k--", lw=1)
-        ax[0].set(xlim=lim, ylim=lim, xlabel="reference <R_g^2> (nm^2)", ylabel="predicted <R_g^2> (nm^2)",
-                  title="class-II test chains (outside the axes: not shown)")
-        hist_range = (0.0, 2.5 * float(np.max(dists["reference MD"])))
-        for lab, v in dists.items():
-            if np.all(np.isfinite(v)):
-                ax[1].hist(v, bins=40, range=hist_range, density=True, histtype="step", label=lab)
-        ax[1].set(xlabel="R_g^2 (nm^2)", ylabel="density", title="test chain 0")
-        ax[0].legend(fontsize=7); ax[1].legend(fontsize=7)
-        fig.tight_layout()
-        files.append(out / f"accuracy_{scale}_polymer.png")
-        fig.savefig(files[-1], dpi=110); plt.close(fig)
+    for src in extras.get("polymer", []):  # the polymer experiment's own figures
+        files.append(out / f"accuracy_{scale}_polymer_{Path(src).name}")
+        shutil.copyfile(src, files[-1])
     if "spe" in results and "values" in results["spe"]:
         rdfs, vals = extras["spe"], results["spe"]["values"]
         fig, ax = plt.subplots(1, 3, figsize=(14, 4))
@@ -381,7 +294,7 @@ def main(argv=None):
             continue
         tp = time.perf_counter()
         log(f"{part}: start")
-        results[part], extras[part] = fn(cfg, work, args.device, args.platform)
+        results[part], extras[part] = fn(cfg, work, args.device, args.platform, scale)
         results[part]["wall_s"] = time.perf_counter() - tp
     results["figures"] = plot(results, extras, out, scale)
     results["wall_s"] = time.perf_counter() - t0

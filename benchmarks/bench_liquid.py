@@ -23,15 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _bench_common import environment, write_json  # noqa: E402
 
-SCALES = {
-    "smoke": dict(n_atoms=108, train_ps=120.0, ref_ps=120.0, train_steps=20, rollout=20, short=10, one_step=3,
-                  model=dict(embedding_hidden=8, embedding_layers=1, dynamics_hidden=16, dynamics_layers=1,
-                             score_hidden=16, score_layers=1), fit=(4.0, 16.0)),
-    "full": dict(n_atoms=256, train_ps=4000.0, ref_ps=4000.0, train_steps=1200, rollout=10000, short=500,
-                 one_step=10, model=dict(embedding_hidden=16, embedding_layers=1, dynamics_hidden=64,
-                                         dynamics_layers=3, score_hidden=64, score_layers=4), fit=(10.0, 100.0)),
-}
-
+from openmm_mlcg.experiments.scales import LIQUID_BENCH as SCALES  # noqa: E402  (the presets, as data)
 
 STRIDE = 2  # frames 1 ps apart: 2 ps model step
 

@@ -5,7 +5,7 @@
 time, one Dynamics GNN pass and one Score GNN pass (eager and TorchScript), and the implied cost of one model
 step with refinement (20 levels x 10 Langevin steps, each = edges on the noisy positions + one Score pass).
 
-Also times one real training step of the trainer (``train.model_step.compute_losses`` with input noise and the
+Also times one real training step of the trainer (``CGDynamicsModel.loss`` with input noise and the
 score loss, backward, gradient clipping, Adam) on a mini-batch of ``--batch-size`` windows of the same system,
 whose fine graph is synthetic (``--atoms-per-bead`` atoms per bead in bonded chains), and reports training
 samples (windows) per second.
@@ -115,7 +115,9 @@ def bench_training(device: torch.device, n_beads: int, box_nm: float, cutoff: fl
     """
     from openmm_mlcg.train.batching import SystemGraph, collate
     from openmm_mlcg.train.config import TrainConfig
-    from openmm_mlcg.train.model_step import compute_losses
+    from openmm_mlcg.dynamics import geometric_sigmas
+    from openmm_mlcg.model import CGDynamicsModel
+    from openmm_mlcg.train.model_step import loss_options
 
     torch.manual_seed(0)
     z = MODEL_SIZES[model]
@@ -148,12 +150,15 @@ def bench_training(device: torch.device, n_beads: int, box_nm: float, cutoff: fl
     batch = collate(items, [graph]).to(device)
     stats = {"velocity_std": 0.05, "acceleration_std": 0.01}
     sigmas = cfg.score.resolved_sigmas(stats["velocity_std"])
+    meta = dict(model_time_step_ps=1.0, history=history, cutoff_nm=cutoff, atom_type_vocabulary=[f"T{i}" for i in
+                range(16)], sigmas_nm=[float(v) for v in geometric_sigmas(*sigmas, cfg.score.n_levels)], **stats)
+    model = CGDynamicsModel(mods["embedding"], mods["dynamics"], mods["score"], meta).to(device)
     params = [p for m in mods.values() for p in m.parameters()]
     opt = torch.optim.Adam(params, lr=cfg.optim.lr)
     gen = torch.Generator().manual_seed(2)
 
     def train_step():
-        losses = compute_losses(mods, [graph], batch, stats, cfg, sigmas, gen, train=True)
+        losses = model.loss(batch, [graph], gen, train=True, options=loss_options(cfg))
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)

@@ -23,7 +23,6 @@ import contextlib
 import datetime
 import io
 import json
-import math
 import tempfile
 import warnings
 import zipfile
@@ -112,19 +111,10 @@ def _hyperparameters(module) -> Optional[Dict[str, Any]]:
 
 
 def _check_metadata(metadata: Mapping[str, Any]) -> None:
-    missing = [k for k in REQUIRED_METADATA if k not in metadata]
-    if missing:
-        raise ValueError(f"metadata: missing required keys {missing} (required: {list(REQUIRED_METADATA)})")
-    for key in ("model_time_step_ps", "cutoff_nm", "velocity_std", "acceleration_std", "langevin_step_size_nm2"):
-        v = metadata.get(key)
-        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-            raise ValueError(f"metadata[{key!r}]: expected a positive finite number, got {v!r}")
-    vocab = metadata["atom_type_vocabulary"]
-    if isinstance(vocab, str) or not all(isinstance(t, str) for t in vocab):
-        raise ValueError(f"metadata['atom_type_vocabulary']: expected a list of str, got {vocab!r}")
-    sig = list(metadata.get("sigmas_nm", []))
-    if any(not (s > 0) for s in sig) or any(a < b for a, b in zip(sig, sig[1:])):
-        raise ValueError(f"metadata['sigmas_nm']: expected positive descending noise levels in nm, got {sig}")
+    """Validate through the typed record (one set of rules: :meth:`openmm_mlcg.model.ModelMetadata.from_dict`)."""
+    from .model.metadata import ModelMetadata
+
+    ModelMetadata.from_dict(metadata, "metadata")
 
 
 def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], mapping=None,
@@ -144,14 +134,14 @@ def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], m
         the path written.
 
     Raises:
-        ValueError: missing/invalid metadata; FileNotFoundError: parent directory missing.
+        ValueError: missing/invalid/inconsistent metadata (:class:`openmm_mlcg.model.ModelMetadata`);
+        FileNotFoundError: parent directory missing.
     """
     if export_format not in EXPORT_FORMATS:
         raise ValueError(f"export_format: expected one of {EXPORT_FORMATS}, got {export_format!r}")
     meta: Dict[str, Any] = dict(default_refinement_metadata())
     meta.update(dict(metadata))
     meta["sigmas_nm"] = [float(s) for s in meta["sigmas_nm"]]
-    _check_metadata(meta)
     hp = dict(meta.get("hyperparameters") or {})
     for name, mod in zip(MODULE_NAMES, (embedding, dynamics, score)):
         h = _hyperparameters(mod)
@@ -162,6 +152,7 @@ def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], m
         meta["n_bond_types"] = int(hp["embedding"]["n_bond_types"])
     if "min_std" not in meta and "dynamics" in hp:
         meta["min_std"] = float(hp["dynamics"]["min_std"])
+    _check_metadata(meta)  # after the hyperparameters: k and the vocabulary size are compared with them
     meta.update(format_version=FORMAT_VERSION, package_version=__version__, export_format=export_format,
                 created=str(metadata.get("created") or _created()),
                 mapping_hash=None if mapping is None else str(mapping.hash))

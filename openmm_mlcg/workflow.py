@@ -79,7 +79,7 @@ def simulate_learned(bundle, mapping, initial_frames, box, n_steps: int, out_dir
     import openmm
     from openmm import app
 
-    from .openmm import CGStateDataReporter, LearnedIntegrator, create_cg_system, load_dcd
+    from .openmm import CGStateDataReporter, LearnedIntegrator, create_cg_system, create_simulation, load_dcd
 
     if int(n_steps) < 1 or int(report_interval) < 1 or int(n_steps) % int(report_interval):
         raise ValueError(f"n_steps/report_interval: expected positive integers with n_steps a multiple of "
@@ -91,7 +91,7 @@ def simulate_learned(bundle, mapping, initial_frames, box, n_steps: int, out_dir
     integrator = LearnedIntegrator(bundle, mapping=mapping, history=frames, refine=refine, seed=seed,
                                    device=device, deterministic=deterministic)
     plat = openmm.Platform.getPlatformByName(platform) if platform else None
-    simulation = app.Simulation(topology, system, integrator, plat)
+    simulation = create_simulation(topology, system, integrator, plat)
     simulation.context.setPositions(frames[-1])
     pdb = out / "cg_topology.pdb"
     with open(pdb, "w") as fh:

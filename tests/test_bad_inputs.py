@@ -347,6 +347,7 @@ def test_periodic_bundle_refused_in_non_periodic_system(files, tmp_path, mapping
     top, system = create_cg_system(mapping, None)
     integ = LearnedIntegrator(path, history=frames, device="cpu")
     sim = app.Simulation(top, system, integ, openmm.Platform.getPlatformByName("Reference"))
+    integ.attach(sim)
     sim.context.setPositions(frames[-1])
     with pytest.raises(ValueError, match="system: the bundle was trained on periodic data"):
         sim.step(1)

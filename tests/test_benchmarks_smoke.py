@@ -107,9 +107,13 @@ def test_bench_liquid_smoke(tmp_path):
     assert ref["peak_height"] > 2.0                      # MD of the LJ liquid has a first g(r) peak
     assert 0.2 < ref["nn_q001"] < 0.34                   # hard core: nearest neighbours beyond ~0.3 nm
     v = doc["variants"]
-    assert set(v) >= {"refined (ode, default)", "no refinement", "deterministic", "Gaussian oracle",
-                      "langevin paper"}
-    assert v["refined (ode, default)"]["cost"]["gnn_passes_per_step"] == 20    # 1 Dynamics + 19 Score passes
+    itp = "interpolant, 10 steps (default)"
+    assert set(v) >= {itp, "score ode", "no refinement", "deterministic", "Gaussian oracle", "langevin paper"}
+    assert v[itp]["cost"]["gnn_passes_per_step"] == 11              # 1 Dynamics + 10 Score passes
+    assert v["score ode"]["cost"]["gnn_passes_per_step"] == 20      # 1 Dynamics + 19 Score passes
+    assert v["interpolant, 5 steps"]["cost"]["gnn_passes_per_step"] == 6
+    assert set(doc["bundle_metadata"]) == {"interpolant", "score"}
+    assert doc["bundle_metadata"]["interpolant"]["sampler"] == "interpolant"
     assert v["no refinement"]["cost"]["gnn_passes_per_step"] == 1
     assert v["deterministic"]["one_step"]["msd_nm2"] < v["no refinement"]["one_step"]["msd_nm2"]
-    _finite_positive(v["refined (ode, default)"]["rollout"]["gr_error"], "gr_error")
+    _finite_positive(v[itp]["rollout"]["gr_error"], "gr_error")

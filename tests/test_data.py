@@ -116,7 +116,7 @@ def test_window_targets_reproduce_next_positions(liquid):
     item = ds[per + 1]
     assert item["system"] == 1
     assert item["history_velocities"].shape == (k, mapping.n_beads, 3)
-    assert item["positions"].dtype == torch.float32 and item["box"].shape == (3, 3)
+    assert item["positions"].dtype == torch.float64 and item["box"].shape == (3, 3)
     t = k * s + 1
     np.testing.assert_allclose(item["positions"].numpy(), cg.positions[t], rtol=1e-6)
     np.testing.assert_allclose(item["history_velocities"][-1].numpy(), cg.positions[t] - cg.positions[t - s],

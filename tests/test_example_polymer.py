@@ -60,3 +60,18 @@ def test_learned_trajectory_frames(smoke_run):
         assert n_cg < n_fine
         dt = np.diff(z["time_ps"])
         assert np.allclose(dt, s["test_frame_tau"])  # one frame per model step of 5 tau = 5 ps
+
+
+def test_scale_presets_live_in_one_table():
+    """The experiments and bench_accuracy read one preset table; the benchmark's sizes are valid settings."""
+    from openmm_mlcg.experiments import polymer, scales, spe
+
+    assert polymer.SCALES is scales.POLYMER and spe.SCALES is scales.SPE
+    for scale, bench in scales.ACCURACY_BENCH.items():
+        s = polymer.polymer_settings(scale, **bench["polymer"])
+        assert {k: s[k] for k in bench["polymer"]} == bench["polymer"], scale
+        assert scales.preset("accuracy_bench", scale) is bench
+    with pytest.raises(ValueError, match="scale: expected one of"):
+        scales.preset("polymer", "huge")
+    with pytest.raises(ValueError, match="experiment: expected one of"):
+        scales.preset("protein", "demo")

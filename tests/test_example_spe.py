@@ -34,8 +34,28 @@ def test_smoke_summary_is_complete_and_finite(smoke_run):
     assert summary["speed"]["learned_ns_per_hour"] > 0 and summary["speed"]["classical_ns_per_hour"] > 0
     assert "learned" in summary["metrics"] and "rdf_mae" in summary["metrics"]["learned"]
     assert "Li+" in stdout and "ns/h" in stdout
+    # the judged window starts strictly after the last training frame; the rollout's history is training frames
+    train, judged = range(*summary["train_frames"]), range(*summary["judged_frames"])
+    assert len(judged) > 0 and max(train) < min(judged)
+    assert set(summary["rollout_start_frames"]) <= set(train) and summary["rollout_start_frames"][-1] == max(train)
     assert (Path(summary["analysis_dir"]) / "msd.png").is_file()
     assert (Path(summary["analysis_dir"]) / "rdf.png").is_file()
+
+
+def test_spe_split_judges_only_frames_after_training():
+    """run_spe_experiment's split, for every preset: no judged frame is a training frame."""
+    from openmm_mlcg.experiments.spe import SCALES, spe_split
+
+    for scale, s in SCALES.items():
+        split = spe_split(s)
+        train, judged = set(range(*split.train)), set(range(*split.judge))
+        assert judged and not train & judged and max(train) < min(judged), scale
+        assert len(split.start_frames) == s["history"] + 1 and set(split.start_frames.tolist()) <= train
+        n_train = round(s["training_ps"] / s["frame_interval_ps"])
+        # the judged window is the whole continuation: judge_factor x the training length, one model step apart
+        assert split.n_steps * s["stride"] == s["judge_factor"] * n_train, scale
+    with pytest.raises(ValueError, match="n_frames"):
+        spe_split(SCALES["smoke"], n_frames=21)  # a run that ends with the training part leaves nothing to judge
 
 
 def test_smoke_reporter_output_has_model_time_stamps(smoke_run):

@@ -165,11 +165,16 @@ def test_simulator_errors(tmp_path, mapping):
                 mean = mean * float("nan")
             return mean, std, lat
 
-    sim.dynamics = Exploding(sim.dynamics, bad_from=2)
     n = mapping.n_beads
     x0 = torch.rand(n, 3, dtype=torch.float64)
-    with pytest.raises(NonFiniteStateError, match="step 2 "):
-        sim.step(x0, torch.zeros(3, n, 3, dtype=torch.float64), None, 4, refine=False, generator=None)
+    h0 = torch.zeros(3, n, 3, dtype=torch.float64)
+    x2, h2 = sim.step(x0, h0, None, 2, refine=False, generator=None, deterministic=True)
+    sim.model.dynamics = Exploding(sim.model.dynamics, bad_from=2)
+    with pytest.raises(NonFiniteStateError, match="step 2 ") as err:
+        sim.step(x0, h0, None, 4, refine=False, generator=None, deterministic=True)
+    # the error carries the last finite state: the state after the two good steps
+    assert err.value.step == 2
+    assert torch.equal(err.value.positions, x2) and torch.equal(err.value.history, h2)
 
 
 def test_torch_export_bundle(tmp_path, mapping):

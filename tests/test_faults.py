@@ -89,6 +89,7 @@ RUN = textwrap.dedent("""
     top, system = create_cg_system(mapping, None)
     sim = app.Simulation(top, system, LearnedIntegrator(bundle, history=frames, device="cpu", seed=3),
                          openmm.Platform.getPlatformByName("Reference"))
+    sim.integrator.attach(sim)
     sim.context.setPositions(frames[-1])
     sim.reporters.append(app.DCDReporter(out + "/cg.dcd", 1, enforcePeriodicBox=False))
     sim.reporters.append(app.StateDataReporter(out + "/cg.csv", 1, step=True, time=True))
@@ -104,11 +105,11 @@ def _reported_run(bundle, mapping, frames, out, n_steps, resume=False):
     import openmm
     from openmm import app
 
-    from openmm_mlcg.openmm import LearnedIntegrator, create_cg_system, resume_simulation
+    from openmm_mlcg.openmm import LearnedIntegrator, create_cg_system, create_simulation, resume_simulation
 
     top, system = create_cg_system(mapping, None)
-    sim = app.Simulation(top, system, LearnedIntegrator(bundle, history=frames, device="cpu", seed=3),
-                         openmm.Platform.getPlatformByName("Reference"))
+    sim = create_simulation(top, system, LearnedIntegrator(bundle, history=frames, device="cpu", seed=3),
+                            openmm.Platform.getPlatformByName("Reference"))
     sim.context.setPositions(frames[-1])
     if resume:
         resume_simulation(sim, out / "cg.chk", dcd=[out / "cg.dcd"], csv=[out / "cg.csv"])

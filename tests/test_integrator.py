@@ -14,7 +14,7 @@ from openmm_mlcg.mapping import CGMapping
 from openmm_mlcg.nn.dynamics_gnn import DynamicsGNN
 from openmm_mlcg.nn.embedding import EmbeddingGNN
 from openmm_mlcg.nn.score import ScoreGNN
-from openmm_mlcg.openmm import LearnedIntegrator, create_cg_system, load_dcd, read_dcd_header
+from openmm_mlcg.openmm import LearnedIntegrator, create_cg_system, create_simulation, load_dcd, read_dcd_header
 from openmm_mlcg.topology import FineGraph
 
 torch.set_num_threads(1)
@@ -66,7 +66,7 @@ def frames():
 def make_sim(bundle, mapping, frames, seed=0, platform="Reference", **kwargs):
     top, system = create_cg_system(mapping, BOX)
     integ = LearnedIntegrator(bundle, history=frames, seed=seed, device="cpu", **kwargs)
-    sim = app.Simulation(top, system, integ, openmm.Platform.getPlatformByName(platform))
+    sim = create_simulation(top, system, integ, openmm.Platform.getPlatformByName(platform))
     sim.context.setPositions(frames[-1])
     return sim
 
@@ -135,6 +135,7 @@ def test_wrong_system_raises(bundle, frames):
         system.addParticle(10.0)
     integ = LearnedIntegrator(bundle, device="cpu")
     ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName("Reference"))
+    integ.attach(ctx)
     ctx.setPositions(np.zeros((N - 1, 3)))
     with pytest.raises(ValueError, match="particles"):
         integ.step(1)
@@ -152,8 +153,8 @@ def test_bad_history_shape_raises(bundle, frames):
 
 def test_positions_not_set_raises(bundle, mapping):
     top, system = create_cg_system(mapping, BOX)
-    sim = app.Simulation(top, system, LearnedIntegrator(bundle, device="cpu"),
-                         openmm.Platform.getPlatformByName("Reference"))
+    sim = create_simulation(top, system, LearnedIntegrator(bundle, device="cpu"),
+                            openmm.Platform.getPlatformByName("Reference"))
     with pytest.raises(RuntimeError, match="setPositions"):
         sim.step(1)
 
@@ -164,7 +165,7 @@ def test_cuda_model_with_reference_context_matches_cpu(bundle, mapping, frames):
     top, system = create_cg_system(mapping, BOX)
     integ = LearnedIntegrator(load_bundle(bundle.path), history=frames, device="cuda", refine=False,
                               deterministic=True)
-    b = app.Simulation(top, system, integ, openmm.Platform.getPlatformByName("Reference"))
+    b = create_simulation(top, system, integ, openmm.Platform.getPlatformByName("Reference"))
     b.context.setPositions(frames[-1])
     a.step(3)
     b.step(3)
@@ -192,8 +193,8 @@ def test_checkpoint_restores_history_and_rng(tmp_path, bundle, mapping, frames, 
     expected = positions(sim)
     # a fresh integrator with another seed and no history: everything must come from the file
     top, system = create_cg_system(mapping, BOX)
-    fresh = app.Simulation(top, system, LearnedIntegrator(bundle, seed=99, device="cpu"),
-                           openmm.Platform.getPlatformByName("Reference"))
+    fresh = create_simulation(top, system, LearnedIntegrator(bundle, seed=99, device="cpu"),
+                              openmm.Platform.getPlatformByName("Reference"))
     (fresh.loadCheckpoint if how == "checkpoint" else fresh.loadState)(path)
     assert fresh.integrator.seed == 7 and fresh.currentStep == 2
     fresh.step(3)
@@ -244,8 +245,8 @@ def test_external_positions_are_used(bundle, mapping, frames):
 
 def test_warm_start_without_history(bundle, mapping, frames):
     top, system = create_cg_system(mapping, BOX)
-    sim = app.Simulation(top, system, LearnedIntegrator(bundle, device="cpu", refine=False),
-                         openmm.Platform.getPlatformByName("Reference"))
+    sim = create_simulation(top, system, LearnedIntegrator(bundle, device="cpu", refine=False),
+                            openmm.Platform.getPlatformByName("Reference"))
     sim.context.setPositions(frames[-1])
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "positions changed" warning on a warm start
@@ -257,17 +258,18 @@ def test_warm_start_without_history(bundle, mapping, frames):
 def test_nan_stops_with_step_number_and_keeps_finite_state(bundle, mapping, frames):
     sim = make_sim(bundle, mapping, frames)
     sim.step(1)
-    integ = sim.integrator
-    real_step, calls = integ._simulator.step, []
+    model = sim.integrator._simulator.model
+    real_step, calls = model.step, []
 
-    def poisoned(*args, **kwargs):
+    def poisoned(*args, **kwargs):  # the third model step of the next call produces NaN
         calls.append(1)
         x, h = real_step(*args, **kwargs)
         return (x * float("nan"), h) if len(calls) == 3 else (x, h)
 
-    integ._simulator.step = poisoned
+    model.step = poisoned
     with pytest.raises(RuntimeError, match="step 4"):
         sim.step(5)
+    assert len(calls) == 5  # one simulator call ran the five steps
     x = positions(sim)
     assert np.all(np.isfinite(x))
     assert sim.currentStep == 3  # the two good steps were written
@@ -278,7 +280,7 @@ def test_huge_acceleration_std_gives_nonfinite_error(bundle, mapping, frames):
     sim = make_sim(bundle, mapping, frames, refine=False)
     sim.step(1)
     before = positions(sim)
-    sim.integrator._simulator.acceleration_std = float("inf")  # the model's own NaN/inf check fires
+    sim.integrator._simulator.model.acceleration_std.fill_(float("inf"))  # the model's own NaN/inf check fires
     with pytest.raises(RuntimeError, match="non-finite positions at step 2"):
         sim.step(3)
     np.testing.assert_array_equal(positions(sim), before)
@@ -312,3 +314,56 @@ def test_reporter_columns_mean_what_the_docs_say(tmp_path, bundle, mapping, fram
     del sim.reporters[:]
     rows = open(ok).read().splitlines()
     assert rows[0].startswith('#"Step","Time (ps)","Density') and len(rows) == 3
+
+
+# ----------------------------------------------------------------------------------------- attaching
+def _moved_and_clock(ctx, x0, n_done):
+    state = ctx.getState(getPositions=True)
+    x = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    assert ctx.getStepCount() == n_done
+    assert state.getTime().value_in_unit(unit.picosecond) == pytest.approx(n_done * DT, rel=1e-12)
+    assert np.all(np.isfinite(x)) and not np.allclose(x, x0)
+
+
+def test_every_stepping_path_moves_beads_and_clock(bundle, mapping, frames):
+    """Simulation.step, Simulation.runForClockTime and integrator.step after Context(...) + attach."""
+    ref = make_sim(bundle, mapping, frames, seed=2, refine=False)
+    ref.step(3)
+    expected = positions(ref)
+    sim = make_sim(bundle, mapping, frames, seed=2, refine=False)
+    sim.step(3)
+    _moved_and_clock(sim.context, frames[-1], 3)
+    np.testing.assert_array_equal(positions(sim), expected)
+    sim = make_sim(bundle, mapping, frames, seed=2, refine=False)
+    sim.runForClockTime(0.3 * unit.second)
+    n = sim.context.getStepCount()
+    assert n >= 1
+    _moved_and_clock(sim.context, frames[-1], n)
+    top, system = create_cg_system(mapping, BOX)
+    integ = LearnedIntegrator(bundle, history=frames, seed=2, device="cpu", refine=False)
+    ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName("Reference"))
+    integ.attach(ctx)
+    ctx.setPositions(frames[-1])
+    integ.step(3)
+    _moved_and_clock(ctx, frames[-1], 3)
+    np.testing.assert_array_equal(ctx.getState(getPositions=True).getPositions(asNumpy=True)._value, expected)
+
+
+def test_attach_is_explicit_and_checked(bundle, mapping, frames):
+    top, system = create_cg_system(mapping, BOX)
+    integ = LearnedIntegrator(bundle, history=frames, device="cpu")
+    sim = app.Simulation(top, system, integ, openmm.Platform.getPlatformByName("Reference"))
+    sim.context.setPositions(frames[-1])
+    with pytest.raises(RuntimeError, match=r"integrator\.attach\(simulation\)"):
+        sim.step(1)  # no garbage-collector search: an unattached integrator says what to do
+    assert sim.context.getStepCount() == 0
+    other = app.Simulation(top, system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    with pytest.raises(ValueError, match="different integrator"):
+        integ.attach(other)
+    with pytest.raises(TypeError, match="Context or an app.Simulation"):
+        integ.attach(object())
+    with pytest.raises(TypeError, match="LearnedIntegrator"):
+        create_simulation(top, system, openmm.VerletIntegrator(0.001))
+    integ.attach(sim)
+    sim.step(1)
+    assert sim.currentStep == 1

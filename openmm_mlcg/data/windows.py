@@ -36,7 +36,7 @@ class WindowDataset(torch.utils.data.Dataset):
         every: spacing (in saved frames) between consecutive window start times.
         periodic: True -> every trajectory must have a box; None/False -> no requirement.
 
-    Item ``i`` is a dict (float32 tensors, nm and model steps), for a current frame t:
+    Item ``i`` is a dict (float64 tensors, nm and model steps, the runtime's dtype), for a current frame t:
         system: int index into ``trajectories``;
         positions: (n, 3) x_t (unwrapped);
         history_velocities: (k, n, 3) oldest first, last = x_t - x_{t-s};
@@ -111,7 +111,7 @@ class WindowDataset(torch.utils.data.Dataset):
             raise IndexError(f"i: expected index in [0, {len(self)}), got {i}")
         system, t = self._index[i]
         item = self.window(int(system), int(t))
-        return {key: (torch.as_tensor(v, dtype=torch.float32) if isinstance(v, np.ndarray) else v)
+        return {key: (torch.as_tensor(v, dtype=torch.float64) if isinstance(v, np.ndarray) else v)
                 for key, v in item.items()}
 
     def velocity_statistics(self) -> dict:

@@ -2,6 +2,7 @@
 
 Import-light: the submodules (``openmm_mlcg.experiments.polymer``, ``openmm_mlcg.experiments.spe``,
 ``openmm_mlcg.experiments.liquid``: the liquid-structure benchmark) import
-OpenMM, torch and the trainer only when imported themselves.
+OpenMM, torch and the trainer only when imported themselves; ``protocol`` (the train / judge split) and
+``scales`` (every scale preset, as data) import neither.
 """
-__all__ = ["polymer", "spe", "liquid"]
+__all__ = ["polymer", "spe", "liquid", "protocol", "scales"]

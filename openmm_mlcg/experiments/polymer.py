@@ -31,23 +31,12 @@ from pathlib import Path
 import numpy as np
 
 from ..io_utils import atomic_write
+from .scales import POLYMER
 
 __all__ = ["SCALES", "polymer_settings", "generate_reference", "train_polymer_model", "chain_observables",
            "classical_ns_per_hour", "run_polymer_experiment"]
 
-_COMMON = dict(frame_tau=5.0, stride=1, mapping_seed=0, lr=1e-3, lr_final=1e-4, val_fraction=0.1)
-#: sizes per scale; times in tau (= ps), lengths in constitutional units (~2.2 beads each)
-SCALES = {
-    "smoke": dict(_COMMON, length=8, n_train=2, n_test=2, train_tau=60.0, test_tau=100.0, equil_tau=10.0,
-                  test_frame_tau=5.0, group_size=4, history=3, hidden=16, layers=1, train_steps=60,
-                  batch_size=2, cutoff_nm=2.5),
-    "demo": dict(_COMMON, length=24, n_train=4, n_test=4, train_tau=800.0, test_tau=2500.0, equil_tau=100.0,
-                 test_frame_tau=5.0, group_size=5, history=5, hidden=48, layers=3, train_steps=3000,
-                 batch_size=8, cutoff_nm=3.0),
-    "paper": dict(_COMMON, length=400, n_train=100, n_test=40, train_tau=50000.0, test_tau=5.0e6,
-                  equil_tau=5000.0, test_frame_tau=500.0, group_size=100, history=29, hidden=128, layers=7,
-                  train_steps=2_000_000, batch_size=4, cutoff_nm=5.0, lr=2e-4, lr_final=2e-5),
-}
+SCALES = POLYMER  #: the presets (``experiments.scales.POLYMER``), re-exported
 
 
 def polymer_settings(scale: str = "demo", **overrides) -> dict:
@@ -126,8 +115,8 @@ def train_polymer_model(trajectories, mappings, s: dict, out_dir, device=None, t
                   mapping_seed=s["mapping_seed"], val_fraction=s["val_fraction"]),
         model=dict(embedding_hidden=h, embedding_layers=n, dynamics_hidden=h, dynamics_layers=n, score_hidden=h,
                    score_layers=n, cutoff_nm=s["cutoff_nm"]),
-        score=dict(enabled=bool(train_score), n_levels=10, sigma_max_nm=1.0, sigma_min_nm=0.01, steps_per_level=5,
-                   step_size_nm2=1e-5),
+        score=dict(enabled=bool(train_score), n_levels=s["score_levels"], sigma_max_nm=1.0, sigma_min_nm=0.01,
+                   steps_per_level=s["score_steps_per_level"], step_size_nm2=1e-5),
         optim=dict(batch_size=s["batch_size"], lr=s["lr"], lr_final=s["lr_final"]),
         training=dict(n_steps=steps, eval_every=max(1, steps // 5), checkpoint_every=max(1, steps // 10),
                       device=str(device or "cpu"), out_dir=str(out_dir), progress=progress))

@@ -3,8 +3,10 @@
 One PEO/LiTFSI system is built (GAFF2, 353 K) and simulated with OpenMM: NPT equilibration, then one NVT
 production run of ``(1 + judge_factor) * training_ps``. Its first ``training_ps`` is the short MD the model is
 trained on (also the "short MD" baseline); the following ``judge_factor * training_ps`` is the long reference.
-The learned model starts from the last CG frames of the training part (same state the reference continues
-from) and runs as long as the reference inside an ordinary ``app.Simulation`` with ``LearnedIntegrator``.
+The learned model starts from the last k+1 CG frames of the training part (its history; the state the reference
+continues from) and runs as long as the reference inside an ordinary ``app.Simulation`` with
+``LearnedIntegrator``; only frames after the last training frame are judged (:func:`spe_split`, the shared
+``protocol.train_judge_split``). Scale presets: ``SCALES`` = ``experiments.scales.SPE``.
 Compared: Li+ and TFSI- diffusivity (MSD fit, cm^2/s), RDFs per bead-type pair, bead collisions, and
 simulated ns per wall-hour for learned vs classical MD.
 
@@ -20,33 +22,34 @@ from typing import Optional
 import numpy as np
 
 from ..io_utils import atomic_write
+from .scales import SPE
 
-__all__ = ["SCALES", "run_spe_experiment", "format_summary"]
+__all__ = ["SCALES", "spe_split", "run_spe_experiment", "format_summary"]
 
-_TINY = dict(embedding_hidden=16, embedding_layers=2, dynamics_hidden=32, dynamics_layers=2, score_hidden=32,
-             score_layers=2, cutoff_nm=0.5)
-_SMALL = dict(embedding_hidden=32, embedding_layers=3, dynamics_hidden=64, dynamics_layers=4, score_hidden=64,
-              score_layers=3)
-_REFINE_LIGHT = dict(n_levels=10)   # probability-flow ODE, noise range tied to the data: 19 Score passes per step
+SCALES = SPE  #: the presets (``experiments.scales.SPE``), re-exported
 
-#: per scale: system (``systems.spe.build_spe`` kwargs), MD lengths (ps), model step = stride x frame interval,
-#: history k, model sizes, training steps, refinement schedule, wall seconds for each side of the side-by-side
-#: speed measurement, validation fraction (the smoke and demo training
-#: parts, 21 and 41 frames, are too short to hold out a validation window: the judging part is never used for it)
-SCALES = {
-    "smoke": dict(build=dict(polymer="PEO", n_chains=4, chain_length=6, n_salt=2, nonbonded_cutoff=0.6),
-                  equilibration_ps=1.0,
-                  training_ps=2.0, judge_factor=5, frame_interval_ps=0.1, stride=2, history=3, model=_TINY,
-                  train_steps=10, batch_size=2, score=dict(_REFINE_LIGHT, n_levels=2),
-                  val_fraction=0.0, speed_s=1.0),
-    "demo": dict(build=dict(polymer="PEO", n_chains=9, chain_length=12), equilibration_ps=40.0,
-                 training_ps=40.0, judge_factor=5, frame_interval_ps=1.0, stride=2, history=4, model=_SMALL,
-                 train_steps=400, batch_size=4, score=_REFINE_LIGHT, val_fraction=0.0, speed_s=10.0),
-    # Fu et al. 2023 app. B/C: ~6000 atoms, 5 ns training, 0.2 ns model step, k = 20, full-size GNNs (GPU job)
-    "paper": dict(build=dict(polymer="PEO", n_chains=10, chain_length=50, n_salt=50), equilibration_ps=5000.0,
-                  training_ps=5000.0, judge_factor=5, frame_interval_ps=2.0, stride=100, history=20, model={},
-                  train_steps=200000, batch_size=4, score={}, val_fraction=0.1, speed_s=30.0),
-}
+
+def spe_split(s: dict, n_frames: Optional[int] = None):
+    """The train / judge split (:func:`.protocol.train_judge_split`) of the SPE reference run of settings ``s``.
+
+    Args:
+        s: one ``SCALES`` preset (``training_ps``, ``frame_interval_ps``, ``judge_factor``, ``history``, ``stride``).
+        n_frames: saved CG frames of the reference run (default: what the experiment's production run writes,
+            ``n_train * (1 + judge_factor) + 1`` with ``n_train = training_ps / frame_interval_ps``).
+
+    Returns:
+        :class:`.protocol.TrainJudgeSplit`: training frames ``0..n_train``; the rollout starts from the last k+1
+        training frames (its history) and every judged frame comes strictly after the last training frame.
+
+    Raises:
+        ValueError: naming the argument, when the run is too short for a history or for a judged window.
+    """
+    from .protocol import train_judge_split
+
+    n_train = int(round(s["training_ps"] / s["frame_interval_ps"]))
+    if n_frames is None:
+        n_frames = n_train * (1 + s["judge_factor"]) + 1
+    return train_judge_split(n_frames, n_train, s["history"], s["stride"])
 
 
 def _train_config(s: dict, out_dir: Path, seed: int, device: str) -> dict:
@@ -98,14 +101,13 @@ def _md_simulation(spe_system, ref_dir: Path, platform, seed: int):
 
 def _learned_simulation(bundle_path, mapping, start, box, refine, deterministic, seed, device):
     import openmm
-    from openmm import app
 
-    from ..openmm import LearnedIntegrator, create_cg_system
+    from ..openmm import LearnedIntegrator, create_cg_system, create_simulation
 
     topology, system = create_cg_system(mapping, box)
     integrator = LearnedIntegrator(bundle_path, mapping=mapping, history=start, refine=refine, seed=seed,
                                    device=device, deterministic=deterministic)
-    sim = app.Simulation(topology, system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    sim = create_simulation(topology, system, integrator, openmm.Platform.getPlatformByName("Reference"))
     sim.context.setPositions(start[-1])
     return sim
 
@@ -218,8 +220,8 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
     # 2. coarse-grain once (METIS mapping + unwrapped bead trajectory, cached)
     t0 = time.perf_counter()
     mapping, cg = load_run(ref_dir, group_size=7, seed=seed)
-    train_part = cg.slice(0, n_train_frames + 1)
-    judge_part = cg.slice(n_train_frames, None)
+    split = spe_split(s, cg.n_frames)  # judged frames all come after the last training frame
+    train_part, judge_part = cg.slice(*split.train), cg.slice(*split.judge)
     timings["coarse_grain_s"] = time.perf_counter() - t0
 
     # 3. train (or reuse) the Embedding/Dynamics/Score GNNs on the short trajectory
@@ -236,9 +238,8 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
     timings["training_s"] = time.perf_counter() - t0
 
     # 4. learned simulation inside app.Simulation, from the end of the training part
-    k, stride = s["history"], s["stride"]
-    start = train_part.positions[-(k * stride + 1)::stride]
-    n_steps = (judge_part.n_frames - 1) // stride
+    start = np.asarray(cg.positions)[split.start_frames]  # the history: last k+1 training frames, one step apart
+    n_steps = split.n_steps
     box = judge_part.box[0] if judge_part.box is not None else None
     tag = ("refined" if refine else "norefine") + ("_mean" if deterministic else "")
     learned = simulate_learned(bundle_path, mapping, start, box, n_steps, out / f"learned_{tag}",
@@ -255,8 +256,10 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
 
     # 5. observables: learned vs short MD (training length) vs long reference, same time origin conventions
     t0 = time.perf_counter()
-    ref_t = judge_part.time_ps - judge_part.time_ps[0]
-    trajectories = {"learned": (learned["positions"], learned["time_ps"]),
+    # time origin: the last training frame (the rollout's frame 0, dropped: it is a training frame, not judged)
+    origin = float(train_part.time_ps[-1])
+    ref_t = judge_part.time_ps - origin
+    trajectories = {"learned": (learned["positions"][1:], learned["time_ps"][1:] - learned["time_ps"][0]),
                     "short MD": (train_part.positions, train_part.time_ps - train_part.time_ps[0]),
                     "reference MD": (judge_part.positions, ref_t)}
     cg_bonds = mapping.cg_bonds
@@ -278,6 +281,8 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
         scale=scale, system=build, n_atoms=int(mapping.graph.n_atoms), n_beads=int(mapping.n_beads),
         model=str(bundle_path), refine=refine, deterministic=deterministic, device=device,
         model_time_step_ps=learned["model_time_step_ps"], training_ps=s["training_ps"],
+        train_frames=list(split.train), rollout_start_frames=split.start_frames.tolist(),
+        judged_frames=list(split.judge),
         reference_ps=float(ref_t[-1]), learned_ps=float(learned["time_ps"][-1]),
         diffusivity_cm2_per_s=diffusivity, metrics=result["metrics"], speed=speed, timings_s=timings,
         mean_collisions=_mean_collisions(result["observables"]["collisions"]),

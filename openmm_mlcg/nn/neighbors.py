@@ -209,6 +209,7 @@ def build_edges(
     batch: Optional[torch.Tensor] = None,
     boxes: Optional[torch.Tensor] = None,
     backend: Optional[str] = None,
+    validate: bool = True,
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Edges of the CG graph = CG bonds union radius edges (periodic minimum image), both directions.
 
@@ -222,6 +223,8 @@ def build_edges(
         boxes: optional (n_graphs, 3, 3) nm, one box per graph (rows of zeros = non-periodic).
         backend: radius search, "vesin" or "cell" (see :func:`radius_pairs`); None = ``DEFAULT_BACKEND``.
             The edges returned are identical for both.
+        validate: check ``box``/``boxes`` (reduced form, cutoff at most half a width; a host round trip on
+            accelerators). ``False`` when the caller validated the box once (the runtime, per call).
 
     Returns:
         edge_index (2, E) long [src, dst], unique, sorted by (src, dst);
@@ -248,7 +251,8 @@ def build_edges(
         raise ValueError(f"cg_bonds: expected shape (2, m) (transpose CGMapping.cg_bonds), got {tuple(bonds.shape)}")
     if box is not None:
         box = torch.as_tensor(box, device=device)
-        check_box(box, "box", cutoff_nm)
+        if validate:
+            check_box(box, "box", cutoff_nm)
 
     # radius pairs, per graph when batched
     if batch is None:
@@ -263,7 +267,7 @@ def build_edges(
             if boxes is not None:
                 gb = boxes[g]
                 gbox = None if bool((gb == 0).all()) else gb
-                if gbox is not None:
+                if gbox is not None and validate:
                     check_box(gbox, f"boxes[{g}]", cutoff_nm)
             if c > 0:
                 chunks.append(_search(positions[start:start + c], gbox, cutoff_nm, backend) + start)

@@ -2,6 +2,7 @@
 
 Never imports ``openmm_mlcg.train``.
 """
+from .attach import create_simulation
 from .dcd import load_dcd, read_dcd_header
 from .integrator import LearnedIntegrator
 from .reporter import CGStateDataReporter
@@ -9,4 +10,4 @@ from .resume import resume_simulation, truncate_outputs
 from .system import check_box, create_cg_system, pdb_atom_names
 
 __all__ = ["create_cg_system", "check_box", "pdb_atom_names", "LearnedIntegrator", "load_dcd", "read_dcd_header",
-           "CGStateDataReporter", "resume_simulation", "truncate_outputs"]
+           "CGStateDataReporter", "resume_simulation", "truncate_outputs", "create_simulation"]

@@ -5,17 +5,24 @@ Usage::
     topology, system = create_cg_system(mapping, box)
     integrator = LearnedIntegrator("model.mlcg", history=frames)      # frames: (k+1, n_beads, 3) nm
     simulation = app.Simulation(topology, system, integrator)
+    integrator.attach(simulation)                                     # or: create_simulation(topology, ...)
     simulation.context.setPositions(frames[-1])
     simulation.reporters.append(app.DCDReporter("cg.dcd", 10, enforcePeriodicBox=False))
     simulation.step(1000)                                             # 1000 model steps
     traj = openmm_mlcg.openmm.load_dcd("cg.dcd", topology)            # time stamps from the DCD header
+
+Attaching: OpenMM's Python API gives an integrator no way to reach its Context, so the Context is named
+explicitly, once: :meth:`LearnedIntegrator.attach` (a Simulation or a Context; checked with the public
+``Context.getIntegrator()``), or :func:`openmm_mlcg.openmm.create_simulation`, which builds the Simulation and
+attaches. Every stepping path then works: ``Simulation.step``, ``Simulation.runForClockTime`` and
+``integrator.step``. Stepping before attaching raises a RuntimeError that says so.
 
 mdtraj reads XTCReporter time stamps directly; for DCD (mdtraj ignores the header) use :func:`load_dcd`.
 
 One OpenMM step is one *model* step (``bundle.metadata['model_time_step_ps']``, e.g. 200 ps); ``getStepSize()``
 returns it. Each ``step(n)`` call reads positions (unwrapped) and the box from the Context, runs ``n`` steps of
 :class:`openmm_mlcg.simulator.LearnedSimulator` on the torch device (CUDA when available; the Context may use any
-platform), and writes positions, velocities (last displacement / model time step, nm/ps), time and step
+platform; one call for all ``n`` steps, the box validated once), and writes positions, velocities (last displacement / model time step, nm/ps), time and step
 count back once. The history velocities and the RNG state live in integrator variables, so OpenMM checkpoints
 and State XML restore them (see :mod:`openmm_mlcg.openmm.state`).
 
@@ -41,10 +48,9 @@ import openmm
 import torch
 from openmm import unit
 
-from ..geometry import check_box
-from ..units import to_array, to_float
+from ..units import to_array
+from ..simulator import LearnedSimulator, NonFiniteStateError
 from . import checks as _checks, state as _st
-from .attach import find_context
 
 __all__ = ["LearnedIntegrator"]
 
@@ -88,20 +94,16 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         device = _checks.resolve_device(device, "device")  # ValueError for "cuda" without CUDA
         bundle = _load_bundle(bundle, device, mapping)
         mapping = self._resolve_mapping(bundle, mapping)
-        meta = bundle.metadata
-        for key in ("model_time_step_ps", "history"):
-            if meta.get(key) is None:
-                raise ValueError(f"bundle: metadata lacks '{key}' (got keys {sorted(meta)})")
-        dt = to_float(meta["model_time_step_ps"], unit.picosecond, "bundle.metadata['model_time_step_ps']")
-        if dt <= 0:
-            raise ValueError(f"bundle.metadata['model_time_step_ps']: expected > 0 ps, got {dt}")
         seed = self._check_seed(seed)
+        simulator = LearnedSimulator(bundle, mapping, device)  # validates the typed metadata record
+        record = simulator.model.metadata
+        dt = float(record.model_time_step_ps)
         super().__init__(dt)
         self._dt = dt
         self._bundle, self._mapping, self._device = bundle, mapping, device
-        self._k = int(meta["history"])
+        self._simulator = simulator
+        self._k = int(record.history)
         self._n = int(mapping.n_beads)
-        self._cutoff = float(meta.get("cutoff_nm") or 0.0)
         self._fingerprint = _st.bundle_fingerprint(bundle)
         self._ids = _st.accepted_ids(bundle, self._fingerprint)  # also ids of earlier builds
         values = dict(_st.GLOBALS, seed=float(seed), refine=float(bool(refine)),
@@ -113,9 +115,6 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         for i in range(self._k):
             self.addPerDofVariable(f"h{i}", 0.0)
         self.addPerDofVariable("x_last", 0.0)
-        from ..simulator import LearnedSimulator
-
-        self._simulator = LearnedSimulator(bundle, mapping, device)
         self._context_ref = None
         self._checked = None  # (id of checked context, n particles)
         self._cache = None    # (sync_token, history (k,n,3), x_last (n,3)) mirroring the per-DOF variables
@@ -173,32 +172,34 @@ class LearnedIntegrator(openmm.CustomIntegrator):
             raise ValueError(f"seed: expected an integer in [0, 2**53), got {seed!r}")
         return int(seed)
 
-    # ------------------------------------------------------------------ context discovery
-    def attach(self, context) -> None:
-        """Remember ``context`` as the Context this integrator runs in (found automatically otherwise).
+    # ------------------------------------------------------------------ the Context
+    def attach(self, target) -> None:
+        """Name the Context this integrator runs in (once, after creating it; see the module docstring).
+
+        Args:
+            target: the ``openmm.Context`` created with this integrator, or an ``app.Simulation`` (its
+                ``context``). A weak reference is kept: the Simulation/Context owns the lifetime.
 
         Raises:
-            ValueError: ``context`` was created with a different integrator.
+            TypeError: ``target`` is neither a Context nor a Simulation.
+            ValueError: the Context runs another integrator (``context.getIntegrator()`` is not this one).
         """
-        if getattr(context, "_integrator", None) is not self:
-            raise ValueError("context: it was not created with this LearnedIntegrator")
-        self._context_ref = weakref.ref(context)
-
-    def _context(self):
-        ctx = self._context_ref() if self._context_ref is not None else None
-        if ctx is not None and getattr(ctx, "_integrator", None) is self:
-            return ctx
-        ctx = find_context(self)
-        if ctx is not None:
-            self._context_ref = weakref.ref(ctx)
-        return ctx
+        ctx = getattr(target, "context", target)
+        if not isinstance(ctx, openmm.Context):
+            raise TypeError(f"target: expected an openmm.Context or an app.Simulation, got {type(target).__name__}")
+        if ctx.getIntegrator() is not self:
+            raise ValueError("target: its Context was created with a different integrator, not this "
+                             "LearnedIntegrator")
+        self._context_ref = weakref.ref(ctx)
+        self._checked = None
 
     def _require_context(self):
-        ctx = self._context()
+        ctx = self._context_ref() if self._context_ref is not None else None
         if ctx is None:
-            raise RuntimeError("LearnedIntegrator.step: the integrator is not attached to a Context; create "
-                               "app.Simulation(topology, system, integrator) or openmm.Context(system, "
-                               "integrator) first and set the positions")
+            raise RuntimeError("LearnedIntegrator: not attached to a Context; after app.Simulation(topology, "
+                               "system, integrator) call integrator.attach(simulation) (or attach(context) after "
+                               "openmm.Context(system, integrator)), or build it with "
+                               "openmm_mlcg.openmm.create_simulation(topology, system, integrator)")
         if self._checked is None or self._checked[0] != id(ctx):
             self._check_system(ctx.getSystem())
             _checks.check_context(self._bundle.metadata, ctx, self._mapping)  # periodicity, box, bond lengths
@@ -293,10 +294,9 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         if self._n > 1 and np.ptp(x, axis=0).max() == 0:
             raise RuntimeError("LearnedIntegrator.step: all beads are at the same position; set the Context "
                                "positions first (e.g. simulation.context.setPositions(frames[-1]))")
-        box = None
+        box = None  # validated once per call by the simulator
         if ctx.getSystem().usesPeriodicBoundaryConditions():
-            box = check_box(state.getPeriodicBoxVectors(asNumpy=True), "box",
-                            self._cutoff if self._cutoff > 0 else None)
+            box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
         step0, t0 = ctx.getStepCount(), state.getTime().value_in_unit(unit.picosecond)
         history, x_last, ready = self._read_vars()
         if not ready:
@@ -310,20 +310,13 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         xt = torch.as_tensor(x, dtype=torch.float64, device=dev)
         ht = torch.as_tensor(history, dtype=torch.float64, device=dev)
         bt = None if box is None else torch.as_tensor(box, dtype=torch.float64, device=dev)
-        done, failed = 0, None
-        with torch.no_grad():
-            for i in range(int(steps)):
-                gen = torch.Generator(device=dev)
-                gen.manual_seed(_st.step_seed(seed, step0 + i))
-                try:
-                    xn, hn = self._simulator.step(xt, ht, bt, 1, refine, gen, det)
-                except FloatingPointError:  # simulator.NonFiniteStateError
-                    failed = step0 + i + 1
-                    break
-                if not (bool(torch.isfinite(xn).all()) and bool(torch.isfinite(hn).all())):
-                    failed = step0 + i + 1
-                    break
-                xt, ht, done = xn, hn, done + 1
+        gens = [torch.Generator(device=dev).manual_seed(_st.step_seed(seed, step0 + i)) for i in range(int(steps))]
+        done, failed = int(steps), None
+        try:  # all steps in one simulator call: no host round trip per step beyond the neighbour list
+            xt, ht = self._simulator.step(xt, ht, bt, int(steps), refine, gens, det)
+        except NonFiniteStateError as exc:  # the error carries the last finite state
+            xt, ht, done = exc.positions, exc.history, exc.step
+            failed = step0 + done + 1
         if done:
             x_new = xt.detach().to("cpu", torch.float64).numpy()
             h_new = ht.detach().to("cpu", torch.float64).numpy().reshape(self._k, self._n, 3)

@@ -5,7 +5,7 @@ the killed run wrote, including the frames it wrote after its last checkpoint; t
 those steps again. :func:`resume_simulation` loads the checkpoint and cuts every DCD / StateDataReporter CSV
 back to the checkpoint's step first::
 
-    simulation = app.Simulation(topology, system, LearnedIntegrator(bundle))
+    simulation = create_simulation(topology, system, LearnedIntegrator(bundle))
     resume_simulation(simulation, "run.chk", dcd=["cg.dcd"], csv=["cg.csv"])
     simulation.reporters.append(app.DCDReporter("cg.dcd", 10, append=True, enforcePeriodicBox=False))
     simulation.reporters.append(app.StateDataReporter("cg.csv", 10, step=True, time=True, append=True))
@@ -85,6 +85,7 @@ def truncate_outputs(step: int, dcd=(), csv=(), step_size_ps: float | None = Non
 def resume_simulation(simulation, checkpoint, dcd=(), csv=()) -> int:
     """``simulation.loadCheckpoint(checkpoint)`` (a path or the bytes of ``createCheckpoint``), then cut the
     reporter outputs ``dcd`` / ``csv`` to the checkpoint's step, ready for reporters with ``append=True``.
+    A LearnedIntegrator of ``simulation`` is attached to its Context (``integrator.attach(simulation)``).
 
     Returns:
         the step count restored from the checkpoint.
@@ -92,6 +93,8 @@ def resume_simulation(simulation, checkpoint, dcd=(), csv=()) -> int:
     Raises:
         FileNotFoundError: missing checkpoint. ValueError: see :func:`truncate_outputs`.
     """
+    if callable(getattr(simulation.integrator, "attach", None)):
+        simulation.integrator.attach(simulation)
     if isinstance(checkpoint, (bytes, bytearray)):
         simulation.context.loadCheckpoint(bytes(checkpoint))
     else:

@@ -4,70 +4,20 @@ Each training window (an item of :class:`openmm_mlcg.data.WindowDataset`) is one
 beads. A mini-batch concatenates the beads of all its windows (offsetting CG-bond indices), keeps a per-bead
 ``batch`` (graph index) vector and one box per graph, so the neighbour search and message passing never
 connect different windows. Bead embeddings come from the static fine graph of each system: the Embedding GNN
-runs once per distinct system in the batch and the result is gathered per window.
+runs once per distinct system in the batch and the result is gathered per window
+(:meth:`openmm_mlcg.model.CGDynamicsModel.loss`). Positions, velocities and targets stay float64 (nm) like the
+runtime's state, so the model normalises them in the same dtype on both sides (bit-identical predictions).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Dict, List, Sequence
+from typing import Sequence
 
-import numpy as np
 import torch
 
-__all__ = ["SystemGraph", "system_graph", "atom_type_vocabulary", "Batch", "collate", "gather_bead_embeddings"]
+from openmm_mlcg.model.graph import SystemGraph, atom_type_vocabulary, system_graph  # one mapping -> tensors
 
-
-@dataclass
-class SystemGraph:
-    """Static tensors of one system (fine graph + CG mapping), input of the Embedding GNN.
-
-    Attributes:
-        atom_types: (n_atoms,) long indices into the shared atom-type vocabulary.
-        masses: (n_atoms,) float32 amu.
-        bond_index: (2, 2 n_bonds) long, both directions. bond_types: (2 n_bonds,) long bond-order codes.
-        atom_to_bead: (n_atoms,) long. n_beads: int. bead_masses: (n_beads,) float32 amu.
-        cg_bonds: (2, n_cg_bonds) long, local bead indices (i < j).
-    """
-
-    atom_types: torch.Tensor
-    masses: torch.Tensor
-    bond_index: torch.Tensor
-    bond_types: torch.Tensor
-    atom_to_bead: torch.Tensor
-    n_beads: int
-    bead_masses: torch.Tensor
-    cg_bonds: torch.Tensor
-
-    def to(self, device) -> "SystemGraph":
-        return SystemGraph(**{f.name: (getattr(self, f.name).to(device) if torch.is_tensor(getattr(self, f.name))
-                                       else getattr(self, f.name)) for f in fields(self)})
-
-
-def atom_type_vocabulary(mappings: Sequence) -> List[str]:
-    """Sorted union of the atom types of all mappings' fine graphs (stored in the bundle metadata)."""
-    return sorted({t for m in mappings for t in m.graph.atom_types})
-
-
-def system_graph(mapping, vocabulary: Sequence[str]) -> SystemGraph:
-    """Build the :class:`SystemGraph` of a :class:`openmm_mlcg.mapping.CGMapping`.
-
-    Raises:
-        ValueError: an atom type of the mapping's graph is not in ``vocabulary``.
-    """
-    g = mapping.graph
-    bonds = torch.tensor(np.asarray(g.bonds, dtype=np.int64).reshape(-1, 2)).t()
-    btypes = torch.tensor(np.asarray(g.bond_types, dtype=np.int64))
-    cg = torch.tensor(np.asarray(mapping.cg_bonds, dtype=np.int64).reshape(-1, 2)).t().contiguous()
-    return SystemGraph(
-        atom_types=torch.as_tensor(g.type_indices(vocabulary), dtype=torch.long),
-        masses=torch.tensor(np.asarray(g.masses), dtype=torch.float32),
-        bond_index=torch.cat([bonds, bonds.flip(0)], dim=1).contiguous(),
-        bond_types=torch.cat([btypes, btypes]),
-        atom_to_bead=torch.tensor(np.asarray(mapping.atom_to_bead), dtype=torch.long),
-        n_beads=int(mapping.n_beads),
-        bead_masses=torch.tensor(np.asarray(mapping.bead_masses), dtype=torch.float32),
-        cg_bonds=cg,
-    )
+__all__ = ["SystemGraph", "system_graph", "atom_type_vocabulary", "Batch", "collate"]
 
 
 @dataclass
@@ -77,7 +27,7 @@ class Batch:
     Attributes:
         system: (G,) long system index of each window. n_beads: (G,) long beads per window.
         batch: (N,) long window index of each bead (sorted). bead_masses: (N,) float32 amu.
-        positions: (N, 3) current positions x_t, nm (unwrapped).
+        positions: (N, 3) current positions x_t, nm (unwrapped), float64 like the next four.
         history_velocities: (N, k, 3) nm per model step, oldest first.
         target_acceleration: (N, 3) nm per model step^2. next_positions: (N, 3) nm.
         boxes: (G, 3, 3) nm, rows of zeros for non-periodic windows.
@@ -123,15 +73,16 @@ def collate(items: Sequence[dict], graphs: Sequence[SystemGraph]) -> Batch:
         if not 0 <= s < len(graphs):
             raise ValueError(f"items: system index {s} out of range for {len(graphs)} systems")
         g = graphs[s]
-        x = torch.as_tensor(it["positions"], dtype=torch.float32)
+        x = torch.as_tensor(it["positions"], dtype=torch.float64)
         if x.shape[0] != g.n_beads:
             raise ValueError(f"items: window of system {s} has {x.shape[0]} beads, mapping has {g.n_beads}")
         pos.append(x)
-        hv.append(torch.as_tensor(it["history_velocities"], dtype=torch.float32).permute(1, 0, 2))
-        acc.append(torch.as_tensor(it["target_acceleration"], dtype=torch.float32))
-        nxt.append(torch.as_tensor(it["next_positions"], dtype=torch.float32))
+        hv.append(torch.as_tensor(it["history_velocities"], dtype=torch.float64).permute(1, 0, 2))
+        acc.append(torch.as_tensor(it["target_acceleration"], dtype=torch.float64))
+        nxt.append(torch.as_tensor(it["next_positions"], dtype=torch.float64))
         box = it.get("box")
-        boxes.append(torch.zeros(3, 3) if box is None else torch.as_tensor(box, dtype=torch.float32).reshape(3, 3))
+        box = torch.zeros(3, 3) if box is None else torch.as_tensor(box).reshape(3, 3)
+        boxes.append(box.to(torch.float64))
         bonds.append(g.cg_bonds + offset)
         masses.append(g.bead_masses)
         systems.append(s)
@@ -150,8 +101,3 @@ def collate(items: Sequence[dict], graphs: Sequence[SystemGraph]) -> Batch:
         boxes=torch.stack(boxes),
         cg_bonds=torch.cat(bonds, dim=1),
     )
-
-
-def gather_bead_embeddings(per_system: Dict[int, torch.Tensor], batch: Batch) -> torch.Tensor:
-    """Concatenate the per-system bead embeddings (n_beads_s, D) in window order -> (N, D)."""
-    return torch.cat([per_system[int(s)] for s in batch.system.tolist()], dim=0)

@@ -96,7 +96,7 @@ class ScoreConfig:
     velocity_std, so at sigma_max the joint structure is washed out) and sigma_min = 0.05 velocity_std (well
     below the nearest-neighbour spacing). The sampler runs ``n_levels`` geometric levels over the same range.
 
-    sampler: ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
+    sampler: ``"interpolant"`` (default, chosen on bench_liquid and the SPE demo: stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
     ``n_levels`` Euler-Maruyama steps = passes; noise amplitude ``interpolant_noise`` x velocity_std; the Score
     GNN is then trained as the denoiser's residual instead of by score matching), ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
     Langevin corrector steps per level at signal-to-noise ``snr``) or ``"langevin"`` (annealed Langevin,
@@ -107,7 +107,7 @@ class ScoreConfig:
     """
 
     enabled: bool = True
-    sampler: str = "ode"
+    sampler: str = "interpolant"
     schedule: str = "song_ermon"
     sigma_max_nm: Optional[float] = None
     sigma_min_nm: Optional[float] = None

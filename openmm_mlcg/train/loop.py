@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from openmm_mlcg.dynamics import geometric_sigmas
 from openmm_mlcg.io_utils import atomic_write
 from openmm_mlcg.locks import output_lock
+from openmm_mlcg.model import CGDynamicsModel, ModelMetadata
 from openmm_mlcg.outputs import check_output_dir
 from openmm_mlcg.sanity import resolve_device, training_physics
 
@@ -36,7 +37,7 @@ from .batching import atom_type_vocabulary, collate, system_graph
 from .checkpoint import load_checkpoint, save_checkpoint
 from .baseline import linear_history_nll
 from .config import TrainConfig, load_config, refinement_metadata
-from .model_step import N_BOND_TYPES, build_modules, compute_losses
+from .model_step import N_BOND_TYPES, build_modules, loss_options
 from .sources import load_sources, split_in_time, window_span
 
 __all__ = ["train", "train_on_trajectories", "training_summary", "LOG_COLUMNS"]
@@ -157,7 +158,7 @@ def _write_log(path: Path, rows: list) -> None:
 
 
 @torch.no_grad()
-def _validate(modules, graphs, dataset, stats, cfg, sigma_range, device) -> float:
+def _validate(model, graphs, dataset, cfg, device) -> float:
     n = len(dataset)
     if n == 0:
         return float("nan")
@@ -166,12 +167,29 @@ def _validate(modules, graphs, dataset, stats, cfg, sigma_range, device) -> floa
     for start in range(0, len(idx), cfg.optim.batch_size):
         chunk = idx[start:start + cfg.optim.batch_size]
         batch = collate([dataset[int(i)] for i in chunk], graphs).to(device)
-        losses = compute_losses(modules, graphs, batch, stats, cfg, sigma_range, torch.Generator().manual_seed(0),
-                                train=False)
+        losses = model.loss(batch, graphs, torch.Generator().manual_seed(0), train=False, options=loss_options(cfg))
         nb = int(batch.positions.shape[0])
         total += float(losses["nll"]) * nb
         count += nb
     return total / count
+
+
+def _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps) -> ModelMetadata:
+    """The typed metadata record of the model being trained (validated; k compared with the Dynamics GNN)."""
+    dc = cfg.data
+    return ModelMetadata.from_dict(dict(
+        model_time_step_ps=dc.stride * frame_interval, frame_interval_ps=frame_interval, stride=dc.stride,
+        history=dc.history, cutoff_nm=cfg.model.cutoff_nm, min_std=cfg.model.min_std,
+        sigmas_nm=[float(s) for s in sigmas], score_enabled=cfg.score.enabled,
+        # score disabled -> untrained Score GNN: 0 Langevin steps, so refinement is a no-op at runtime
+        langevin_steps_per_level=cfg.score.steps_per_level if cfg.score.enabled else 0,
+        langevin_step_size_nm2=cfg.score.step_size_nm2, **refinement_metadata(cfg.score),
+        interpolant_noise_nm=cfg.score.interpolant_noise_nm(stats["velocity_std"]),
+        velocity_std=float(stats["velocity_std"]), acceleration_std=float(stats["acceleration_std"]),
+        atom_type_vocabulary=vocab, n_bond_types=N_BOND_TYPES,
+        hyperparameters={name: m.hyperparameters() for name, m in modules.items()},
+        **training_physics(trajs, maps),  # periodic, max_cg_bond_nm, bead_density_per_nm3: runtime checks
+    ), "metadata")
 
 
 def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
@@ -205,8 +223,6 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         trajectories, or a checkpoint in out_dir written with an incompatible config.
     """
     from openmm_mlcg.data import WindowDataset
-    from openmm_mlcg.export import save_bundle
-
     cfg = load_config(config)
     trajs, maps = list(cg_trajectories), list(mappings)
     if len(trajs) == 0 or len(trajs) != len(maps):
@@ -251,6 +267,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
     sigma_range = cfg.score.resolved_sigmas(stats["velocity_std"])
     sigmas = geometric_sigmas(sigma_range[0], sigma_range[1], cfg.score.n_levels)
 
+    frame_interval = float(trajs[0].frame_interval_ps)
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
     start, extra = 0, {}
     if tc.resume and ckpt_path.is_file():
@@ -261,6 +278,9 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         start, stats, extra = int(payload["step"]), payload["stats"], payload["extra"]
         if int(payload["config"]["training"]["n_steps"]) != tc.n_steps:
             _extend_schedule(optimizer, scheduler, cfg.optim.lr_final, start, tc.n_steps)
+    model = CGDynamicsModel(modules["embedding"], modules["dynamics"], modules["score"],
+                            _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps)).to(device)
+    options = loss_options(cfg)
     cfg.save_yaml(out / "resolved_config.yaml")
     rows = _read_log(log_path, start)
     _write_log(log_path, rows)
@@ -284,7 +304,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
             gen = _step_generator(tc.seed, step)
             idx = batch_indices(len(train_ds), cfg.optim.batch_size, tc.seed, step)
             batch = collate([train_ds[i] for i in idx], graphs_tr).to(device)
-            losses = compute_losses(modules, graphs_tr, batch, stats, cfg, sigma_range, gen, train=True)
+            losses = model.loss(batch, graphs_tr, gen, train=True, options=options)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             if cfg.optim.grad_clip > 0:
@@ -299,7 +319,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
             if done % tc.eval_every == 0 or done == tc.n_steps:
                 for m in modules.values():
                     m.eval()
-                row["val_nll"] = _validate(modules, graphs_va, val_ds, stats, cfg, sigma_range, device)
+                row["val_nll"] = _validate(model, graphs_va, val_ds, cfg, device)
                 extra["val_nll"] = row["val_nll"]
             if not np.isfinite(row["loss"]):
                 raise FloatingPointError(f"training diverged at step {done}: loss {row['loss']} "
@@ -314,26 +334,14 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
 
     for m in modules.values():
         m.eval()
-    frame_interval = float(trajs[0].frame_interval_ps)
-    metadata = {
-        "model_time_step_ps": dc.stride * frame_interval, "frame_interval_ps": frame_interval, "stride": dc.stride,
-        "history": dc.history, "cutoff_nm": cfg.model.cutoff_nm, "min_std": cfg.model.min_std,
-        "sigmas_nm": [float(s) for s in sigmas], "score_enabled": cfg.score.enabled,
-        # score disabled -> untrained Score GNN: 0 Langevin steps, so refinement is a no-op at runtime
-        "langevin_steps_per_level": cfg.score.steps_per_level if cfg.score.enabled else 0,
-        "langevin_step_size_nm2": cfg.score.step_size_nm2, **refinement_metadata(cfg.score),
-        "interpolant_noise_nm": cfg.score.interpolant_noise_nm(stats["velocity_std"]),
-        "velocity_std": float(stats["velocity_std"]), "acceleration_std": float(stats["acceleration_std"]),
-        "atom_type_vocabulary": vocab, "n_bond_types": N_BOND_TYPES,
-        "training_steps": tc.n_steps, "val_nll": _finite_or_none(extra.get("val_nll")),
-        "val_nll_linear_baseline": _finite_or_none(baseline_nll), "train_config": _model_config(cfg),
-        **training_physics(trajs, maps),  # periodic, max_cg_bond_nm, bead_density_per_nm3: runtime checks
-    }
+    meta = model.metadata.with_extra(training_steps=tc.n_steps, val_nll=_finite_or_none(extra.get("val_nll")),
+                                     val_nll_linear_baseline=_finite_or_none(baseline_nll),
+                                     train_config=_model_config(cfg))
     hashes = {m.hash for m in maps}
     bound = maps[0] if len(hashes) == 1 else None
     bundle = out / "model.mlcg"
-    cpu = {k: m.cpu() for k, m in modules.items()}
-    save_bundle(bundle, cpu["embedding"], cpu["dynamics"], cpu["score"], metadata, mapping=bound)
+    model.cpu()
+    CGDynamicsModel(model.embedding, model.dynamics, model.score, meta).save(bundle, mapping=bound)
     from openmm_mlcg.analysis.plots import plot_training_log
 
     plot_training_log(log_path, out / "training_loss.png")

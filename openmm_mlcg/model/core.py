@@ -1,0 +1,363 @@
+"""``CGDynamicsModel``: the one model object shared by the trainer and the runtime.
+
+In the style of DeepMind's GNS ``LearnedSimulator`` (Sanchez-Gonzalez et al., ICML 2020): one
+``torch.nn.Module`` owns the typed metadata record (:class:`~openmm_mlcg.model.ModelMetadata`), the
+normalisation statistics (buffers), the three GNNs and every model-step convention:
+
+* feature normalisation: history velocities / ``velocity_std`` (computed in the input dtype, then float32);
+  accelerations / ``acceleration_std``; ``velocity_std`` is also the Score GNN's displacement scale;
+* the cutoff (``metadata.cutoff_nm``) is passed to the GNNs by the model only, for TorchScript and
+  torch.export bundles alike (the exported programs check it against the value baked in at export);
+* history layout: the public runtime layout is ``(k, n, 3)`` (oldest first); the GNN layout is node-major
+  ``(n, k, 3)`` (:meth:`node_major`), which is also the layout of training batches;
+* edges = CG bonds union radius edges, a CG bond wins over a radius edge (:func:`openmm_mlcg.nn.build_edges`);
+* the Gaussian mean acceleration is ``-v_last`` plus the network's residual, so the mean next position is
+  ``x + residual * acceleration_std`` (:func:`openmm_mlcg.dynamics.gaussian_mean`).
+
+``loss`` (trainer) and ``step`` (runtime) both go through :meth:`predict`, so the runtime's one-step
+prediction on a training window is the trainer's prediction bit for bit. The bundle file stores the three
+GNNs (TorchScript or torch.export) and ``metadata.to_dict()``; :func:`load_model` rebuilds the model around
+them. The runtime (this module) never imports :mod:`openmm_mlcg.train`.
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+
+from .. import interpolant as _itp
+from .. import samplers as _smp
+from ..dynamics import gaussian_mean
+from ..nn.neighbors import build_edges
+from .graph import SystemGraph, system_graph
+from .losses import denoising_score_loss, gaussian_nll, perturb_next_positions
+from .metadata import ModelMetadata
+from .noise import log_uniform, noisy_history
+
+__all__ = ["CGDynamicsModel", "Prediction", "LossOptions", "load_model"]
+
+Edges = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class Prediction(NamedTuple):
+    """The Dynamics GNN's Gaussian for one model step.
+
+    Attributes:
+        mean, std: (n, 3) mean and std of the acceleration, units of ``acceleration_std`` (float32).
+        mean_pos, std_pos: (n, 3) the same Gaussian over the next positions, nm (dtype of the positions).
+        latent: (n, hidden) Dynamics GNN node latents (input of the Score GNN).
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    mean_pos: torch.Tensor
+    std_pos: torch.Tensor
+    latent: torch.Tensor
+
+
+class LossOptions(NamedTuple):
+    """Trainer settings of :meth:`CGDynamicsModel.loss` (from ``TrainConfig.input_noise`` and ``score``).
+
+    Attributes:
+        input_noise: perturb the history positions in training (Sanchez-Gonzalez et al. 2020).
+        noise_std_min, noise_std_max: per-window noise std range, units of ``velocity_std``.
+        score_weight: weight of the score-matching loss in the total.
+    """
+
+    input_noise: bool = False
+    noise_std_min: float = 0.01
+    noise_std_max: float = 0.1
+    score_weight: float = 1.0
+
+
+class CGDynamicsModel(nn.Module):
+    """Embedding, Dynamics and Score GNNs with their metadata and normalisation statistics.
+
+    Args:
+        embedding, dynamics, score: EmbeddingGNN, DynamicsGNN, ScoreGNN (eager, TorchScript or loaded
+            torch.export programs).
+        metadata: :class:`ModelMetadata` or a metadata mapping (validated with ``ModelMetadata.from_dict``).
+
+    Buffers:
+        velocity_std (nm per model step), acceleration_std (nm per model step^2), sigmas_nm (L,) nm; float64.
+
+    Raises:
+        ValueError: invalid metadata, or the Dynamics GNN's history differs from ``metadata.history``.
+    """
+
+    def __init__(self, embedding, dynamics, score, metadata: Union[ModelMetadata, Mapping]):
+        super().__init__()
+        if not isinstance(metadata, ModelMetadata):
+            metadata = ModelMetadata.from_dict(metadata)
+        k_module = getattr(dynamics, "history", None)
+        if isinstance(k_module, int) and k_module != metadata.history:
+            raise ValueError(f"metadata: history is {metadata.history} but the Dynamics GNN takes {k_module} "
+                             "history velocities (inconsistent bundle)")
+        self.embedding, self.dynamics, self.score = embedding, dynamics, score
+        self.metadata = metadata
+        f64 = dict(dtype=torch.float64)
+        self.register_buffer("velocity_std", torch.tensor(float(metadata.velocity_std), **f64))
+        self.register_buffer("acceleration_std", torch.tensor(float(metadata.acceleration_std), **f64))
+        self.register_buffer("sigmas_nm", torch.tensor([float(s) for s in metadata.sigmas_nm], **f64))
+
+    @classmethod
+    def from_bundle(cls, bundle, device=None) -> "CGDynamicsModel":
+        """The model of a loaded :class:`openmm_mlcg.export.Bundle` (eval mode, on ``device`` if given).
+
+        Raises:
+            ValueError: the bundle's metadata is invalid or inconsistent (see :meth:`ModelMetadata.from_dict`).
+        """
+        model = cls(bundle.embedding, bundle.dynamics, bundle.score, ModelMetadata.from_dict(bundle.metadata))
+        return (model if device is None else model.to(device)).eval()
+
+    # ------------------------------------------------------------------ conventions
+    @property
+    def cutoff_nm(self) -> float:
+        """Radius cutoff of the CG graph, nm."""
+        return float(self.metadata.cutoff_nm)
+
+    @property
+    def history_length(self) -> int:
+        """k, number of history velocities."""
+        return int(self.metadata.history)
+
+    @staticmethod
+    def node_major(history: torch.Tensor) -> torch.Tensor:
+        """(k, n, 3) runtime history -> (n, k, 3) GNN/batch layout (and back: the same transpose)."""
+        return history.transpose(0, 1)
+
+    def normalise_velocities(self, velocities: torch.Tensor) -> torch.Tensor:
+        """Velocities (nm per model step, any layout) / ``velocity_std``, computed in their dtype -> float32."""
+        return (velocities / self.velocity_std.to(velocities.dtype)).to(torch.float32)
+
+    def normalise_acceleration(self, acceleration: torch.Tensor) -> torch.Tensor:
+        """Accelerations (nm per model step^2) / ``acceleration_std`` -> float32."""
+        return (acceleration / self.acceleration_std.to(acceleration.dtype)).to(torch.float32)
+
+    def system_graph(self, mapping, device=None) -> SystemGraph:
+        """Static inputs of ``mapping`` with this model's vocabulary (ValueError naming unknown atom types)."""
+        return system_graph(mapping, self.metadata.atom_type_vocabulary, self.metadata.n_bond_types, device)
+
+    def embed(self, graph: SystemGraph) -> torch.Tensor:
+        """Bead embeddings (n_beads, D) of a system from the Embedding GNN on its fine graph."""
+        return self.embedding(graph.atom_types, graph.masses, graph.bond_index, graph.bond_types,
+                              graph.atom_to_bead, graph.n_beads)
+
+    def edges(self, positions: torch.Tensor, box: Optional[torch.Tensor], cg_bonds: torch.Tensor,
+              batch: Optional[torch.Tensor] = None, boxes: Optional[torch.Tensor] = None,
+              validate: bool = True) -> Edges:
+        """CG graph on ``positions`` (n, 3) nm: CG bonds union radius edges at ``cutoff_nm`` (bond wins).
+
+        ``validate=False`` skips the box check (the caller validated it once); see :func:`build_edges`.
+        """
+        return build_edges(positions, box, self.cutoff_nm, cg_bonds, batch=batch, boxes=boxes, validate=validate)
+
+    # ------------------------------------------------------------------ the Gaussian
+    def predict(self, positions: torch.Tensor, history: torch.Tensor, bead_embedding: torch.Tensor,
+                bead_masses: torch.Tensor, edges: Edges) -> Prediction:
+        """The Dynamics GNN's Gaussian over the next step.
+
+        Args:
+            positions: (n, 3) current positions x_t, nm (the dtype of the position outputs).
+            history: (n, k, 3) history velocities, node-major, oldest first, nm per model step.
+            bead_embedding: (n, D) from :meth:`embed`. bead_masses: (n,) amu.
+            edges: (edge_index, edge_vec nm, edge_type) from :meth:`edges` on ``positions``.
+
+        Returns:
+            :class:`Prediction`.
+        """
+        edge_index, edge_vec, edge_type = edges
+        residual, std, latent = self.dynamics(bead_embedding, bead_masses, self.normalise_velocities(history),
+                                              edge_index, edge_vec.to(torch.float32), edge_type, self.cutoff_nm)
+        astd = self.acceleration_std
+        mean = gaussian_mean(residual, history[:, -1], astd.to(residual.dtype))
+        dtype = positions.dtype
+        return Prediction(mean, std, positions + residual.to(dtype) * astd.to(dtype), std.to(dtype) * astd.to(dtype),
+                          latent)
+
+    @staticmethod
+    def sample(prediction: Prediction, generator: Optional[torch.Generator] = None,
+               deterministic: bool = False) -> torch.Tensor:
+        """Independent per-bead Gaussian draw of the next positions (n, 3) nm; the mean when deterministic."""
+        mean, std = prediction.mean_pos, prediction.std_pos
+        if deterministic:
+            return mean
+        return mean + std * torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+
+    # ------------------------------------------------------------------ refinement
+    @property
+    def refines(self) -> bool:
+        """Whether the Score GNN was trained and the bundle's sampler does any work."""
+        return self.metadata.refines
+
+    @property
+    def score_passes(self) -> int:
+        """Score GNN passes of one refined model step (the Dynamics GNN adds one more)."""
+        m = self.metadata
+        if not self.refines:
+            return 0
+        return _smp.score_passes(m.sampler, len(m.sigmas_nm), m.langevin_steps_per_level, m.corrector_steps)
+
+    def gns(self, prediction: Prediction, anchor: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor,
+            edges: Edges) -> torch.Tensor:
+        """Model GNS (Gaussian prior GNS + Score GNN residual) at ``noisy`` (n, 3) nm, ``sigma`` (n, 1) nm."""
+        edge_index, edge_vec, edge_type = edges
+        return _smp.model_gns(self.score, prediction.latent, noisy, anchor, prediction.mean_pos, prediction.std_pos,
+                              sigma, edge_index, edge_vec, edge_type, self.cutoff_nm, float(self.metadata.velocity_std))
+
+    def denoise(self, prediction: Prediction, anchor: torch.Tensor, xs: torch.Tensor, s: torch.Tensor,
+                edges: Edges) -> torch.Tensor:
+        """Model denoiser E[x_{t+1} | x_s] of the interpolant sampler at ``xs`` (n, 3) nm, ``s`` (n, 1)
+        (:func:`openmm_mlcg.interpolant.model_denoiser`; the network's noise floor is the last ``sigmas_nm``)."""
+        edge_index, edge_vec, edge_type = edges
+        return _itp.model_denoiser(self.score, prediction.latent, xs, s, anchor, prediction.mean_pos,
+                                   prediction.std_pos, self.metadata.interpolant_a_nm, edge_index, edge_vec,
+                                   edge_type, self.cutoff_nm, float(self.metadata.velocity_std),
+                                   float(self.metadata.sigmas_nm[-1]))[0]
+
+    def refine(self, positions: torch.Tensor, prediction: Prediction, box: Optional[torch.Tensor],
+               cg_bonds: torch.Tensor, generator: Optional[torch.Generator] = None,
+               deterministic: bool = False) -> torch.Tensor:
+        """Joint next positions (n, 3) nm drawn with the bundle's sampler (:func:`openmm_mlcg.samplers.refine`).
+
+        The graph is rebuilt on the noisy positions at every Score GNN pass; ``box`` must be validated already.
+        """
+        m, n = self.metadata, positions.shape[0]
+
+        def gns_fn(xn: torch.Tensor, sigma: float) -> torch.Tensor:
+            sig = torch.full((n, 1), float(sigma), dtype=xn.dtype, device=xn.device)
+            return self.gns(prediction, positions, xn, sig, self.edges(xn, box, cg_bonds, validate=False))
+
+        noise = not deterministic
+        sigmas = [float(s) for s in m.sigmas_nm]
+        if m.sampler == "interpolant":
+            def denoise_fn(xs: torch.Tensor, s: float) -> torch.Tensor:
+                sv = torch.full((n, 1), float(s), dtype=xs.dtype, device=xs.device)
+                return self.denoise(prediction, positions, xs, sv, self.edges(xs, box, cg_bonds, validate=False))
+
+            return _itp.sample(denoise_fn, positions, len(sigmas), m.interpolant_a_nm, generator, noise)
+        if m.sampler == "langevin":  # Algorithm 1 starts from the Dynamics GNN's sample
+            x0 = self.sample(prediction, generator, deterministic)
+        else:
+            x0 = _smp.initial_state(prediction.mean_pos, prediction.std_pos, sigmas[0], generator, noise)
+        return _smp.refine(gns_fn, x0, sigmas, m.sampler, m.langevin_steps_per_level, m.langevin_step_size_nm2,
+                           m.schedule, m.corrector_steps, m.snr, generator, noise)
+
+    # ------------------------------------------------------------------ one model step (runtime)
+    def step(self, positions: torch.Tensor, history: torch.Tensor, box: Optional[torch.Tensor],
+             bead_embedding: torch.Tensor, bead_masses: torch.Tensor, cg_bonds: torch.Tensor,
+             refine: bool = True, generator: Optional[torch.Generator] = None,
+             deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One model step: predict, refine (or sample), remove the periodic centre-of-mass drift, roll history.
+
+        Args:
+            positions: (n, 3) nm. history: (n, k, 3) node-major, nm per model step. box: (3, 3) nm (validated)
+            or None. bead_embedding, bead_masses, cg_bonds: of the system (:meth:`embed`, SystemGraph).
+            refine: use the Score GNN sampler (when :attr:`refines`). generator: RNG on the device.
+            deterministic: no random numbers.
+
+        Returns:
+            (positions (n, 3), history (n, k, 3)): the new state; ``history[:, -1] = x_new - x``.
+        """
+        prediction = self.predict(positions, history, bead_embedding, bead_masses,
+                                  self.edges(positions, box, cg_bonds, validate=False))
+        if refine and self.refines:
+            x_new = self.refine(positions, prediction, box, cg_bonds, generator, deterministic)
+        else:
+            x_new = self.sample(prediction, generator, deterministic)
+        if box is not None:  # momentum conservation: no drift of the periodic system's centre of mass
+            w = bead_masses.to(x_new.dtype)
+            x_new = x_new - ((w / w.sum())[:, None] * (x_new - positions)).sum(0, keepdim=True)
+        return x_new, torch.cat([history[:, 1:], (x_new - positions).unsqueeze(1)], 1)
+
+    # ------------------------------------------------------------------ training loss
+    def loss(self, batch, graphs: Sequence[SystemGraph], generator: Optional[torch.Generator] = None,
+             train: bool = True, options: LossOptions = LossOptions(),
+             return_prediction: bool = False) -> Dict[str, torch.Tensor]:
+        """L = Gaussian NLL + ``score_weight`` x denoising score matching on a collated mini-batch.
+
+        Steps: (1) in training with ``options.input_noise``, per-window noise on the history positions with the
+        target recomputed (:func:`openmm_mlcg.model.noise.noisy_history`); (2) bead embeddings per distinct
+        system; (3) CG graph on the (noisy) positions; (4) :meth:`predict` -> NLL of the normalised target;
+        (5) if ``metadata.score_enabled``: for the ``"interpolant"`` sampler the denoising regression of
+        :meth:`_interpolant_loss`; otherwise one noise level per window, log-uniform between the smallest and the
+        largest ``sigmas_nm``, x~ = x_{t+1} + sigma z, graph on x~, :meth:`gns` -> paper eq. (2).
+
+        Args:
+            batch: a collated batch (``openmm_mlcg.train.batching.Batch``: positions (N, 3) nm,
+                history_velocities (N, k, 3), target_acceleration, next_positions, bead_masses, batch, system,
+                boxes (G, 3, 3), cg_bonds) on the model's device. graphs: per-system :class:`SystemGraph`.
+            generator: CPU RNG for every random draw. train: apply input noise. options: :class:`LossOptions`.
+            return_prediction: also return the :class:`Prediction` under ``"prediction"``.
+
+        Returns:
+            dict loss (scalar, differentiable), nll, score_loss (0 when the score is disabled).
+        """
+        x, v, target = batch.positions, batch.history_velocities, batch.target_acceleration
+        if train and options.input_noise:
+            std = log_uniform(batch.n_graphs, options.noise_std_min, options.noise_std_max, generator)
+            std = (std.double() * float(self.metadata.velocity_std)).to(x.device)[batch.batch]
+            x, v, target = noisy_history(x, v, batch.next_positions, std, generator)
+        per_system = {s: self.embed(graphs[s]) for s in torch.unique(batch.system).tolist()}
+        h = torch.cat([per_system[int(s)] for s in batch.system.tolist()], dim=0)
+        prediction = self.predict(x, v, h, batch.bead_masses, self.edges(x, None, batch.cg_bonds, batch=batch.batch,
+                                                                          boxes=batch.boxes))
+        nll = gaussian_nll(prediction.mean, prediction.std, self.normalise_acceleration(target))
+        out = {"loss": nll, "nll": nll, "score_loss": torch.zeros((), device=x.device)}
+        if self.metadata.score_enabled and self.metadata.sampler == "interpolant":
+            detached = Prediction(*(t.detach() for t in prediction[:4]), prediction.latent)
+            out["score_loss"] = self._interpolant_loss(detached, x, batch, generator)
+            out["loss"] = nll + options.score_weight * out["score_loss"]
+        elif self.metadata.score_enabled:
+            detached = Prediction(*(t.detach() for t in prediction[:4]), prediction.latent)  # score: a residual
+            sig = self.metadata.sigmas_nm
+            sigma = log_uniform(batch.n_graphs, sig[-1], sig[0], generator).to(x.device)[batch.batch]
+            noisy, z = perturb_next_positions(batch.next_positions, sigma, generator)
+            edges = self.edges(noisy, None, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes)
+            gns = self.gns(detached, x.to(noisy.dtype), noisy, sigma.to(noisy.dtype)[:, None], edges)
+            out["score_loss"] = denoising_score_loss(gns, z)
+            out["loss"] = nll + options.score_weight * out["score_loss"]
+        if return_prediction:
+            out["prediction"] = prediction
+        return out
+
+    def _interpolant_loss(self, prediction: Prediction, x: torch.Tensor, batch, generator) -> torch.Tensor:
+        """Denoising regression of the stochastic interpolant (:mod:`openmm_mlcg.interpolant`).
+
+        One s ~ U(0, 0.999) per window, x_s = (1 - s) x_t + s x_{t+1} + a (1 - s) sqrt(s) z, graph on x_s;
+        loss = mean of ((D(x_s, s) - x_{t+1}) / post_std)^2: 1 for the Gaussian's own exact denoiser when the
+        Gaussian is right, below 1 when the network has learned the joint structure.
+        """
+        x1 = batch.next_positions
+        dt = x1.dtype
+        s = (torch.rand(batch.n_graphs, generator=generator, dtype=dt) * 0.999).to(x.device)[batch.batch][:, None]
+        z = torch.randn(x1.shape, generator=generator, dtype=dt).to(x.device)
+        x0 = x.to(dt)
+        xs = _itp.interpolate(x0, x1, s, z, self.metadata.interpolant_a_nm)
+        edge_index, edge_vec, edge_type = self.edges(xs, None, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes)
+        d, post = _itp.model_denoiser(self.score, prediction.latent, xs, s, x0, prediction.mean_pos,
+                                      prediction.std_pos, self.metadata.interpolant_a_nm, edge_index, edge_vec,
+                                      edge_type, self.cutoff_nm, float(self.metadata.velocity_std),
+                                      float(self.metadata.sigmas_nm[-1]))
+        return (((d - x1) / post) ** 2).mean()
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path, mapping=None, export_format: str = "torchscript"):
+        """Write the bundle file (:func:`openmm_mlcg.export.save_bundle` of the GNNs and ``metadata.to_dict()``)."""
+        from ..export import save_bundle
+
+        return save_bundle(path, self.embedding, self.dynamics, self.score, self.metadata.to_dict(), mapping=mapping,
+                           export_format=export_format)
+
+
+def load_model(path, device="cpu", mapping=None) -> CGDynamicsModel:
+    """Load a bundle file as a :class:`CGDynamicsModel` (eval mode on ``device``).
+
+    Raises:
+        FileNotFoundError / ValueError: see :func:`openmm_mlcg.export.load_bundle`; ValueError for invalid or
+        inconsistent metadata (old bundles of format 1 are refused with the reason: retrain them).
+    """
+    from ..export import load_bundle
+
+    return CGDynamicsModel.from_bundle(load_bundle(path, device=device, mapping=mapping), device)

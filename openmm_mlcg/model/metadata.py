@@ -1,0 +1,176 @@
+"""The typed metadata record of a :class:`~openmm_mlcg.model.CGDynamicsModel` (stored as ``metadata.json``).
+
+One record replaces the free string-keyed dict that the trainer wrote and the simulator and the OpenMM
+integrator read back with their own defaults: the trainer builds a :class:`ModelMetadata`, the bundle stores
+``to_dict()``, and every reader goes through :meth:`ModelMetadata.from_dict`, which validates it once and
+compares the values that are stored twice (history k in the record and in the Dynamics GNN's hyperparameters,
+the vocabulary size and the Embedding GNN's ``n_atom_types``). Keys it does not know (training config, val_nll,
+training-physics ranges, mapping hash, ...) are kept in :attr:`ModelMetadata.extra` and written back unchanged.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+__all__ = ["ModelMetadata", "REQUIRED_KEYS"]
+
+from ..export import REQUIRED_METADATA as REQUIRED_KEYS  # keys a bundle must record (the rest have defaults)
+
+_POSITIVE = ("model_time_step_ps", "cutoff_nm", "velocity_std", "acceleration_std", "langevin_step_size_nm2")
+
+
+def _refinement_defaults() -> Dict[str, Any]:
+    from ..export import default_refinement_metadata
+
+    return default_refinement_metadata()
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What a model needs besides its weights. Units: nm, ps, model steps.
+
+    Attributes:
+        history: k, number of history velocities the Dynamics GNN consumes.
+        cutoff_nm: radius cutoff of the CG graph, nm.
+        model_time_step_ps: one model step, ps.
+        velocity_std: nm per model step, acceleration_std: nm per model step^2 (normalisation statistics of the
+            training windows; also the Score GNN's displacement scale).
+        atom_type_vocabulary: atom types in embedding order. n_bond_types: bond-order codes (FineGraph: 6).
+        periodic: whether the training data was periodic (None: unknown).
+        sigmas_nm: descending noise levels of the refinement, nm. sampler, schedule, langevin_steps_per_level,
+            langevin_step_size_nm2 (nm^2), corrector_steps, snr: the refinement (:mod:`openmm_mlcg.samplers`).
+        interpolant_noise_nm: noise amplitude a of the ``"interpolant"`` sampler (:mod:`openmm_mlcg.interpolant`),
+            nm; None: ``velocity_std``.
+        score_enabled: whether the Score GNN was trained.
+        min_std: lower bound of the predicted std (normalised units) or None.
+        hyperparameters: {"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments.
+        format_version, package_version: written by :func:`openmm_mlcg.export.save_bundle` (None before).
+        extra: every other key, kept as is.
+    """
+
+    history: int
+    cutoff_nm: float
+    model_time_step_ps: float
+    velocity_std: float
+    acceleration_std: float
+    atom_type_vocabulary: Tuple[str, ...]
+    n_bond_types: int = 6
+    periodic: Optional[bool] = None
+    sigmas_nm: Tuple[float, ...] = ()
+    sampler: str = "langevin"
+    schedule: str = "paper"
+    langevin_steps_per_level: int = 10
+    langevin_step_size_nm2: float = 5e-7
+    corrector_steps: int = 0
+    snr: float = 0.16
+    interpolant_noise_nm: Optional[float] = None
+    score_enabled: bool = True
+    min_std: Optional[float] = None
+    hyperparameters: Dict[str, Any] = field(default_factory=dict)
+    format_version: Optional[int] = None
+    package_version: Optional[str] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, metadata: Mapping[str, Any], name: str = "bundle.metadata") -> "ModelMetadata":
+        """Validate a metadata mapping (e.g. a bundle's ``metadata.json``) and build the record.
+
+        Refinement keys missing from ``metadata`` take :func:`openmm_mlcg.export.default_refinement_metadata`.
+
+        Raises:
+            ValueError: naming ``name[key]``: a required key is missing, a number is not positive and finite,
+                the vocabulary is not a list of str, the noise levels are not positive and descending, the
+                sampler or schedule is unknown, or a value stored twice disagrees (history k vs the Dynamics
+                GNN's ``history``, vocabulary size vs the Embedding GNN's ``n_atom_types``, ``n_bond_types``).
+        """
+        if not isinstance(metadata, Mapping):
+            raise ValueError(f"{name}: expected a mapping of metadata keys, got {type(metadata).__name__}")
+        missing = [k for k in REQUIRED_KEYS if k not in metadata]
+        if missing:
+            raise ValueError(f"{name}: missing required keys {missing} (required: {list(REQUIRED_KEYS)}); "
+                             "not a bundle written by openmm_mlcg.export.save_bundle")
+        meta = {**_refinement_defaults(), **dict(metadata)}
+        known = {f.name for f in fields(cls)} - {"extra"}
+        extra = {k: v for k, v in meta.items() if k not in known}
+        extra.update(meta.get("extra") or {})
+        values = {k: meta[k] for k in known if k in meta and (meta[k] is not None or k in REQUIRED_KEYS)}
+        record = cls(**{**values, "extra": extra})
+        return record._validated(name)
+
+    def _validated(self, name: str) -> "ModelMetadata":
+        from .. import samplers as _smp
+
+        for key in _POSITIVE:
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name}[{key!r}]: expected a positive finite number, got {v!r}")
+        a = self.interpolant_noise_nm
+        if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or not (math.isfinite(a) and a > 0)):
+            raise ValueError(f"{name}['interpolant_noise_nm']: expected a positive finite number (nm) or null, got {a!r}")
+        for key in ("history", "n_bond_types", "langevin_steps_per_level", "corrector_steps"):
+            v = getattr(self, key)
+            low = 1 if key in ("history", "n_bond_types") else 0
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name}[{key!r}]: expected an integer >= {low}, got {v!r}")
+        vocab = self.atom_type_vocabulary
+        if isinstance(vocab, str) or not all(isinstance(t, str) for t in vocab):
+            raise ValueError(f"{name}['atom_type_vocabulary']: expected a list of str, got {vocab!r}")
+        sig = [float(s) for s in self.sigmas_nm]
+        if not sig or any(not (s > 0) for s in sig) or any(a < b for a, b in zip(sig, sig[1:])):
+            raise ValueError(f"{name}['sigmas_nm']: expected positive descending noise levels in nm, got {sig}")
+        if self.sampler not in _smp.SAMPLERS:
+            raise ValueError(f"{name}['sampler']: expected one of {_smp.SAMPLERS}, got {self.sampler!r}")
+        if self.schedule not in _smp.SCHEDULES:
+            raise ValueError(f"{name}['schedule']: expected one of {_smp.SCHEDULES}, got {self.schedule!r}")
+        hp = self.hyperparameters or {}
+        twice = (("dynamics", "history", self.history, "history"),
+                 ("embedding", "n_atom_types", len(vocab), "atom_type_vocabulary (its length)"),
+                 ("embedding", "n_bond_types", self.n_bond_types, "n_bond_types"))
+        for module, key, value, what in twice:
+            stored = (hp.get(module) or {}).get(key)
+            if stored is not None and int(stored) != int(value):
+                raise ValueError(f"{name}: {what} is {value} but hyperparameters['{module}']['{key}'] is {stored} "
+                                 "(inconsistent bundle; export it again from the trainer)")
+        return replace(self, atom_type_vocabulary=tuple(vocab), sigmas_nm=tuple(sig),
+                        score_enabled=bool(self.score_enabled),
+                        periodic=None if self.periodic is None else bool(self.periodic))
+
+    # ------------------------------------------------------------------ views
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-serialisable dict (the bundle's ``metadata.json``): typed fields, then ``extra`` keys flat."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        out["atom_type_vocabulary"] = list(self.atom_type_vocabulary)
+        out["sigmas_nm"] = [float(s) for s in self.sigmas_nm]
+        out["hyperparameters"] = _plain(self.hyperparameters)
+        for key in ("min_std", "format_version", "package_version", "periodic", "interpolant_noise_nm"):
+            if out[key] is None:
+                del out[key]
+        return {**self.extra, **out}
+
+    def with_extra(self, **extra) -> "ModelMetadata":
+        """A copy with keys added to (or replaced in) :attr:`extra`."""
+        return replace(self, extra={**self.extra, **extra})
+
+    @property
+    def interpolant_a_nm(self) -> float:
+        """Noise amplitude of the interpolant sampler, nm (``interpolant_noise_nm``, default ``velocity_std``)."""
+        return float(self.interpolant_noise_nm if self.interpolant_noise_nm is not None else self.velocity_std)
+
+    @property
+    def refines(self) -> bool:
+        """Whether the refinement does any work (a trained Score GNN and a sampler with steps)."""
+        return self.score_enabled and not (self.sampler == "langevin" and self.langevin_steps_per_level == 0)
+
+
+def _plain(value):
+    """Nested dicts/lists as plain JSON-friendly containers (tuples become lists)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+
