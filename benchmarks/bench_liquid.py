@@ -42,6 +42,28 @@ def training_config(sc: dict, out_dir, model_overrides=None, score_overrides=Non
                               checkpoint_every=100, out_dir=str(out_dir), progress=False))
 
 
+def box_of(cg) -> np.ndarray:
+    """(3, 3) nm box of a CG trajectory (its first frame; the LJ boxes are fixed)."""
+    return np.asarray(cg.box[0] if np.ndim(cg.box) == 3 else cg.box, dtype=np.float64)
+
+
+def reference_runs(work: Path, sc: dict, threads: int):
+    """The benchmark's two MD runs (training seed 1, judging seed 2), generated if missing (resumable).
+
+    Returns:
+        (mapping, train CGTrajectory, judging CGTrajectory); one bead per atom.
+    """
+    from openmm_mlcg.data import load_run
+    from openmm_mlcg.systems import lj
+
+    runs = {}
+    for name, seed, ps in (("train", 1, sc["train_ps"]), ("ref", 2, sc["ref_ps"])):
+        lj.generate(work / name, n_atoms=sc["n_atoms"], production_ps=ps, frame_interval_ps=1.0, seed=seed,
+                    threads=threads, progress_bar=False)
+        runs[name] = load_run(work / name, group_size=1)
+    return runs["train"][0], runs["train"][1], runs["ref"][1]
+
+
 def variants(bundles):
     """label -> (bundle, options, long rollout: True / short: False / none: None)."""
     from openmm_mlcg.dynamics import geometric_sigmas
@@ -92,10 +114,8 @@ def main():
 
     torch.set_num_threads(args.threads)
     from openmm_mlcg.analysis import nearest_neighbour_distances
-    from openmm_mlcg.data import load_run
     from openmm_mlcg.experiments import liquid as L
     from openmm_mlcg.export import load_bundle
-    from openmm_mlcg.systems import lj
     from openmm_mlcg.train.loop import train_on_trajectories
     from openmm_mlcg.workflow import simulate_learned
 
@@ -110,13 +130,7 @@ def main():
     if args.rescore:
         return rescore(Path(args.out) / ("liquid" + ("_smoke" if args.smoke else "") + ".json"), work, sc)
     t_all = time.perf_counter()
-    runs = {}
-    for name, seed, ps in (("train", 1, sc["train_ps"]), ("ref", 2, sc["ref_ps"])):
-        lj.generate(work / name, n_atoms=sc["n_atoms"], production_ps=ps, frame_interval_ps=1.0, seed=seed,
-                    threads=args.threads, progress_bar=False)
-        runs[name] = load_run(work / name, group_size=1)
-    mapping, train_cg = runs["train"]
-    _, ref_cg = runs["ref"]
+    mapping, train_cg, ref_cg = reference_runs(work, sc, args.threads)
     stride = STRIDE
     bundles, train_s = {}, {}
     for name, score_overrides in MODELS.items():
@@ -127,7 +141,7 @@ def main():
         train_s[name] = time.perf_counter() - t0
     bundle = bundles["interpolant"]
     frames = ref_cg.positions[::stride]
-    box = np.asarray(ref_cg.box[0] if np.ndim(ref_cg.box) == 3 else ref_cg.box, dtype=np.float64)
+    box = box_of(ref_cg)
     time_ps = np.arange(len(frames)) * 2.0
     masses = np.asarray(mapping.bead_masses, dtype=np.float64)
     ref = L.reference_summary(frames, time_ps, box, masses, sc["fit"])
@@ -197,7 +211,7 @@ def rescore(json_path: Path, work: Path, sc: dict) -> None:
     results = json.loads(json_path.read_text())
     mapping, ref_cg = load_run(work / "ref", group_size=1)
     masses = np.asarray(mapping.bead_masses, dtype=np.float64)
-    box = np.asarray(ref_cg.box[0] if np.ndim(ref_cg.box) == 3 else ref_cg.box, dtype=np.float64)
+    box = box_of(ref_cg)
     for label, row in results["variants"].items():
         if "rollout" not in row:
             continue

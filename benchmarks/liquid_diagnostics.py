@@ -34,6 +34,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _bench_common import environment, write_json  # noqa: E402
+from bench_liquid import SCALES, box_of, training_config  # noqa: E402
 
 SAMPLER_GRID = [  # (sampler, n_levels, corrector_steps, snr)
     ("ode", 10, 0, 0.16), ("ode", 5, 0, 0.16), ("ancestral", 10, 0, 0.16), ("ancestral", 10, 1, 0.16),
@@ -155,8 +156,6 @@ def main():
     for name, overrides in args.train_variant:
         import json
 
-        from bench_liquid import SCALES, training_config
-
         from openmm_mlcg.train.loop import train_on_trajectories
 
         if not (work / name / "model.mlcg").is_file():
@@ -166,7 +165,7 @@ def main():
         if name not in args.models:
             args.models.append(name)
     frames = ref_cg.positions[::2].astype(np.float64)           # 2 ps model step, as bench_liquid
-    box = np.asarray(ref_cg.box[0] if np.ndim(ref_cg.box) == 3 else ref_cg.box, dtype=np.float64)
+    box = box_of(ref_cg)
     ref = L.structure_summary(frames, box, 80)
     ref["nn_q001"] = float(np.quantile(ref.pop("nn"), 0.001))
     starts = np.linspace(5, len(frames) - 2, 10).round().astype(int)

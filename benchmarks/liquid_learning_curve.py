@@ -23,7 +23,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _bench_common import environment, write_json  # noqa: E402
-from bench_liquid import SCALES, training_config  # noqa: E402
+from bench_liquid import SCALES, box_of, reference_runs, training_config  # noqa: E402
 
 #: name -> (work-dir subfolder, training steps, stride, score overrides); "model" / "model_interpolant" are
 #: bench_liquid's own 1200-step models
@@ -47,22 +47,14 @@ def main():
 
     torch.set_num_threads(args.threads)
     from openmm_mlcg.analysis import nearest_neighbour_distances
-    from openmm_mlcg.data import load_run
     from openmm_mlcg.experiments import liquid as L
     from openmm_mlcg.export import load_bundle
-    from openmm_mlcg.systems import lj
     from openmm_mlcg.train.loop import train_on_trajectories
 
     sc = dict(SCALES["full"])
     work = Path(args.work_dir) / "full"
-    runs = {}
-    for name, seed in (("train", 1), ("ref", 2)):
-        lj.generate(work / name, n_atoms=sc["n_atoms"], production_ps=sc["train_ps"], frame_interval_ps=1.0,
-                    seed=seed, threads=args.threads, progress_bar=False)
-        runs[name] = load_run(work / name, group_size=1)
-    mapping, train_cg = runs["train"]
-    _, ref_cg = runs["ref"]
-    box = np.asarray(ref_cg.box[0] if np.ndim(ref_cg.box) == 3 else ref_cg.box, dtype=np.float64)
+    mapping, train_cg, ref_cg = reference_runs(work, sc, args.threads)
+    box = box_of(ref_cg)
     rows = {}
     for label, (sub, steps, stride, score) in MODELS.items():
         if args.only and label not in args.only:

@@ -22,7 +22,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from _bench_common import environment, write_json  # noqa: E402
-from bench_liquid import STRIDE  # noqa: E402
+from bench_liquid import SCALES, STRIDE, box_of, reference_runs  # noqa: E402
 
 
 def main():
@@ -35,7 +35,7 @@ def main():
     import torch
 
     torch.set_num_threads(args.threads)
-    from openmm_mlcg.data import load_run
+    from openmm_mlcg.samplers import score_passes
     from openmm_mlcg.experiments import liquid as L
     from openmm_mlcg.export import load_bundle
     from openmm_mlcg.workflow import simulate_learned
@@ -44,9 +44,9 @@ def main():
     bundle_path = work / "model_interpolant" / "model.mlcg"
     if not bundle_path.is_file():
         raise SystemExit(f"{bundle_path}: not found; run benchmarks/bench_liquid.py first")
-    mapping, ref_cg = load_run(work / "ref", group_size=1)
+    mapping, _, ref_cg = reference_runs(work, SCALES["full"], args.threads)
     frames = np.asarray(ref_cg.positions)[::STRIDE]
-    box = np.asarray(ref_cg.box[0] if np.ndim(ref_cg.box) == 3 else ref_cg.box, dtype=np.float64)
+    box = box_of(ref_cg)
     masses = np.asarray(mapping.bead_masses, dtype=np.float64)
     fit = (10.0, 100.0)
     ref = L.reference_summary(frames, np.arange(len(frames)) * 2.0, box, masses, fit)
@@ -61,7 +61,7 @@ def main():
     q = len(x) // 4
     quarters = [L.gr_error(L.structure_summary(x[i * q:(i + 1) * q], box)["g"], ref["g"]) for i in range(4)]
     row = dict(n_steps=args.steps, model_time_step_ps=2.0, sampler=bundle.metadata["sampler"],
-               gnn_passes_per_step=1 + len(bundle.metadata["sigmas_nm"]), wall_s=wall,
+               gnn_passes_per_step=1 + score_passes(bundle.metadata["sampler"], len(bundle.metadata["sigmas_nm"])), wall_s=wall,
                seconds_per_step=wall / args.steps, gr_error=m["gr_error"], peak_height=m["peak_height"],
                reference_peak_height=ref["peak_height"], D_ratio=m["D_ratio"],
                nn_below_ref_q001=m["nn_below_ref_q001"], gr_error_by_quarter=quarters)

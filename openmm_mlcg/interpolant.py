@@ -31,7 +31,7 @@ __all__ = ["gaussian_denoiser", "model_denoiser", "interpolate", "sample", "Deno
 DenoiseFn = Callable[[torch.Tensor, float], torch.Tensor]
 
 
-def _check(a: float, s) -> None:
+def _check(a: float) -> None:
     if not (a > 0 and math.isfinite(a)):
         raise ValueError(f"a: expected a positive finite interpolant noise in nm, got {a!r}")
 
@@ -46,7 +46,7 @@ def interpolate(x0: torch.Tensor, x1: torch.Tensor, s: torch.Tensor, z: torch.Te
     Returns:
         (n, 3) nm.
     """
-    _check(a, s)
+    _check(a)
     return (1.0 - s) * x0 + s * x1 + a * (1.0 - s) * torch.sqrt(s) * z
 
 
@@ -65,7 +65,7 @@ def gaussian_denoiser(x: torch.Tensor, s, x0: torch.Tensor, mean: torch.Tensor, 
         (D (n, 3) nm, posterior std (n, 3) nm, standardised innovation (n, 3): the innovation
         x - (1 - s) x0 - s mean over its prior std).
     """
-    _check(a, s)
+    _check(a)
     var = std * std
     den = s * var + a * a * (1.0 - s) ** 2
     innov = x - (1.0 - s) * x0 - s * mean
@@ -121,7 +121,7 @@ def sample(denoise_fn: DenoiseFn, x0: torch.Tensor, n_steps: int, a: float,
     """
     if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 1:
         raise ValueError(f"n_steps: expected an integer >= 1, got {n_steps!r}")
-    _check(a, 0.0)
+    _check(a)
     h = 1.0 / int(n_steps)
     x = x0
     for i in range(int(n_steps)):

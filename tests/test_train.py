@@ -13,8 +13,8 @@ import yaml
 from openmm_mlcg import dynamics
 from openmm_mlcg.train import TrainConfig, train_on_trajectories
 from openmm_mlcg.train.batching import atom_type_vocabulary, collate, system_graph
-from openmm_mlcg.train.losses import denoising_score_loss, gaussian_nll, perturb_next_positions
-from openmm_mlcg.train.noise import noisy_history
+from openmm_mlcg.model.losses import denoising_score_loss, gaussian_nll, perturb_next_positions
+from openmm_mlcg.model.noise import noisy_history
 
 torch.set_num_threads(1)
 

@@ -207,14 +207,18 @@ class CGDynamicsModel(nn.Module):
                               sigma, edge_index, edge_vec, edge_type, self.cutoff_nm, float(self.metadata.velocity_std))
 
     def denoise(self, prediction: Prediction, anchor: torch.Tensor, xs: torch.Tensor, s: torch.Tensor,
-                edges: Edges) -> torch.Tensor:
+                edges: Edges) -> Tuple[torch.Tensor, torch.Tensor]:
         """Model denoiser E[x_{t+1} | x_s] of the interpolant sampler at ``xs`` (n, 3) nm, ``s`` (n, 1)
-        (:func:`openmm_mlcg.interpolant.model_denoiser`; the network's noise floor is the last ``sigmas_nm``)."""
+        (:func:`openmm_mlcg.interpolant.model_denoiser`; the network's noise floor is the last ``sigmas_nm``).
+
+        Returns:
+            (D (n, 3) nm, posterior std (n, 3) nm); trainer (:meth:`loss`) and runtime (:meth:`refine`) alike.
+        """
         edge_index, edge_vec, edge_type = edges
         return _itp.model_denoiser(self.score, prediction.latent, xs, s, anchor, prediction.mean_pos,
                                    prediction.std_pos, self.metadata.interpolant_a_nm, edge_index, edge_vec,
                                    edge_type, self.cutoff_nm, float(self.metadata.velocity_std),
-                                   float(self.metadata.sigmas_nm[-1]))[0]
+                                   float(self.metadata.sigmas_nm[-1]))
 
     def refine(self, positions: torch.Tensor, prediction: Prediction, box: Optional[torch.Tensor],
                cg_bonds: torch.Tensor, generator: Optional[torch.Generator] = None,
@@ -226,6 +230,7 @@ class CGDynamicsModel(nn.Module):
         m, n = self.metadata, positions.shape[0]
 
         def gns_fn(xn: torch.Tensor, sigma: float) -> torch.Tensor:
+            """Model GNS at noise level ``sigma`` on a graph rebuilt on ``xn``."""
             sig = torch.full((n, 1), float(sigma), dtype=xn.dtype, device=xn.device)
             return self.gns(prediction, positions, xn, sig, self.edges(xn, box, cg_bonds, validate=False))
 
@@ -233,8 +238,9 @@ class CGDynamicsModel(nn.Module):
         sigmas = [float(s) for s in m.sigmas_nm]
         if m.sampler == "interpolant":
             def denoise_fn(xs: torch.Tensor, s: float) -> torch.Tensor:
+                """Model denoiser at interpolant time ``s`` on a graph rebuilt on ``xs``."""
                 sv = torch.full((n, 1), float(s), dtype=xs.dtype, device=xs.device)
-                return self.denoise(prediction, positions, xs, sv, self.edges(xs, box, cg_bonds, validate=False))
+                return self.denoise(prediction, positions, xs, sv, self.edges(xs, box, cg_bonds, validate=False))[0]
 
             return _itp.sample(denoise_fn, positions, len(sigmas), m.interpolant_a_nm, generator, noise)
         if m.sampler == "langevin":  # Algorithm 1 starts from the Dynamics GNN's sample
@@ -305,18 +311,17 @@ class CGDynamicsModel(nn.Module):
                                                                           boxes=batch.boxes))
         nll = gaussian_nll(prediction.mean, prediction.std, self.normalise_acceleration(target))
         out = {"loss": nll, "nll": nll, "score_loss": torch.zeros((), device=x.device)}
-        if self.metadata.score_enabled and self.metadata.sampler == "interpolant":
-            detached = Prediction(*(t.detach() for t in prediction[:4]), prediction.latent)
-            out["score_loss"] = self._interpolant_loss(detached, x, batch, generator)
-            out["loss"] = nll + options.score_weight * out["score_loss"]
-        elif self.metadata.score_enabled:
+        if self.metadata.score_enabled:
             detached = Prediction(*(t.detach() for t in prediction[:4]), prediction.latent)  # score: a residual
-            sig = self.metadata.sigmas_nm
-            sigma = log_uniform(batch.n_graphs, sig[-1], sig[0], generator).to(x.device)[batch.batch]
-            noisy, z = perturb_next_positions(batch.next_positions, sigma, generator)
-            edges = self.edges(noisy, None, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes)
-            gns = self.gns(detached, x.to(noisy.dtype), noisy, sigma.to(noisy.dtype)[:, None], edges)
-            out["score_loss"] = denoising_score_loss(gns, z)
+            if self.metadata.sampler == "interpolant":
+                out["score_loss"] = self._interpolant_loss(detached, x, batch, generator)
+            else:
+                sig = self.metadata.sigmas_nm
+                sigma = log_uniform(batch.n_graphs, sig[-1], sig[0], generator).to(x.device)[batch.batch]
+                noisy, z = perturb_next_positions(batch.next_positions, sigma, generator)
+                edges = self.edges(noisy, None, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes)
+                gns = self.gns(detached, x.to(noisy.dtype), noisy, sigma.to(noisy.dtype)[:, None], edges)
+                out["score_loss"] = denoising_score_loss(gns, z)
             out["loss"] = nll + options.score_weight * out["score_loss"]
         if return_prediction:
             out["prediction"] = prediction
@@ -335,11 +340,8 @@ class CGDynamicsModel(nn.Module):
         z = torch.randn(x1.shape, generator=generator, dtype=dt).to(x.device)
         x0 = x.to(dt)
         xs = _itp.interpolate(x0, x1, s, z, self.metadata.interpolant_a_nm)
-        edge_index, edge_vec, edge_type = self.edges(xs, None, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes)
-        d, post = _itp.model_denoiser(self.score, prediction.latent, xs, s, x0, prediction.mean_pos,
-                                      prediction.std_pos, self.metadata.interpolant_a_nm, edge_index, edge_vec,
-                                      edge_type, self.cutoff_nm, float(self.metadata.velocity_std),
-                                      float(self.metadata.sigmas_nm[-1]))
+        d, post = self.denoise(prediction, x0, xs, s,
+                               self.edges(xs, None, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes))
         return (((d - x1) / post) ** 2).mean()
 
     # ------------------------------------------------------------------ persistence

@@ -6,7 +6,7 @@ shared across the three Cartesian components (rotation invariant), with one Gaus
 this baseline means the networks have not learned to use the configuration.
 
 Fitted by least squares on the training windows; the NLL is evaluated on the validation windows in the same
-normalised units and formula as :func:`openmm_mlcg.train.losses.gaussian_nll` (nats per component).
+normalised units and formula as :func:`openmm_mlcg.model.losses.gaussian_nll` (nats per component).
 """
 from __future__ import annotations
 
@@ -23,12 +23,11 @@ def _windows(dataset, max_windows: int, type_ids: Sequence[np.ndarray]):
     idx = np.unique(np.linspace(0, n - 1, min(n, max_windows)).round().astype(int))
     feats, targets, types = [], [], []
     for i in idx:
-        system, t = dataset._index[int(i)]
-        w = dataset.window(int(system), int(t))
+        w = dataset[int(i)]
         v = np.asarray(w["history_velocities"], dtype=np.float64)       # (k, n, 3)
         feats.append(np.moveaxis(v, 0, -1).reshape(-1, v.shape[0]))    # (n * 3, k)
         targets.append(np.asarray(w["target_acceleration"], dtype=np.float64).reshape(-1))
-        types.append(np.repeat(type_ids[int(system)], 3))
+        types.append(np.repeat(type_ids[int(w["system"])], 3))
     return np.concatenate(feats), np.concatenate(targets), np.concatenate(types)
 
 

@@ -119,10 +119,6 @@ class ScoreConfig:
     weight: float = 1.0
     interpolant_noise: float = 1.0
 
-    def interpolant_noise_nm(self, velocity_std: float) -> float:
-        """Noise amplitude ``a`` of the stochastic interpolant (``sampler: interpolant``), nm."""
-        return float(self.interpolant_noise) * float(velocity_std)
-
     def resolved_sigmas(self, velocity_std: float):
         """(sigma_max, sigma_min) in nm, filling ``None`` from the data's velocity_std (nm per model step)."""
         hi = self.sigma_max_nm if self.sigma_max_nm is not None else 3.0 * float(velocity_std)

@@ -184,7 +184,7 @@ def _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps) -
         # score disabled -> untrained Score GNN: 0 Langevin steps, so refinement is a no-op at runtime
         langevin_steps_per_level=cfg.score.steps_per_level if cfg.score.enabled else 0,
         langevin_step_size_nm2=cfg.score.step_size_nm2, **refinement_metadata(cfg.score),
-        interpolant_noise_nm=cfg.score.interpolant_noise_nm(stats["velocity_std"]),
+        interpolant_noise_nm=cfg.score.interpolant_noise * float(stats["velocity_std"]),  # a, nm
         velocity_std=float(stats["velocity_std"]), acceleration_std=float(stats["acceleration_std"]),
         atom_type_vocabulary=vocab, n_bond_types=N_BOND_TYPES,
         hyperparameters={name: m.hyperparameters() for name, m in modules.items()},
@@ -253,9 +253,6 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         if not (np.isfinite(stats[key]) and stats[key] > 0):
             raise ValueError(f"cg_trajectories: expected moving beads, but the training windows have {key}="
                              f"{stats[key]} (nm per model step); check the trajectories and data.stride")
-    baseline_nll = linear_history_nll(train_ds, val_ds, [maps[i].bead_types for i in tr_ids],
-                                      [maps[i].bead_types for i in va_ids], stats["acceleration_std"],
-                                      cfg.data.max_val_windows)
 
     modules = build_modules(cfg.model, len(vocab), dc.history)
     for m in modules.values():
@@ -281,6 +278,11 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
     model = CGDynamicsModel(modules["embedding"], modules["dynamics"], modules["score"],
                             _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps)).to(device)
     options = loss_options(cfg)
+    if "val_nll_linear_baseline" not in extra:  # once per run (kept in the checkpoint for resumes)
+        extra["val_nll_linear_baseline"] = linear_history_nll(
+            train_ds, val_ds, [maps[i].bead_types for i in tr_ids], [maps[i].bead_types for i in va_ids],
+            stats["acceleration_std"], cfg.data.max_val_windows)
+    baseline_nll = float(extra["val_nll_linear_baseline"])
     cfg.save_yaml(out / "resolved_config.yaml")
     rows = _read_log(log_path, start)
     _write_log(log_path, rows)
