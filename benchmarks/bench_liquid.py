@@ -30,12 +30,14 @@ STRIDE = 2  # frames 1 ps apart: 2 ps model step
 
 #: One trained model per generator of the joint next state (the Score GNN is trained differently for each):
 #: the default, the stochastic interpolant from x_t, and the score-based samplers (trained by score matching).
-MODELS = {"interpolant": dict(sampler="interpolant"), "score": dict(sampler="ode")}
+MODELS = {"cg_langevin": dict(sampler="cg_langevin"), "interpolant": dict(sampler="interpolant"),
+          "score": dict(sampler="ode")}
+TEMPERATURE_K = 120.0  # openmm_mlcg.systems.lj.generate's default, the temperature of both reference runs
 
 
 def training_config(sc: dict, out_dir, model_overrides=None, score_overrides=None) -> dict:
     """The trainer config of the benchmark (scale ``sc``), optionally with ``model``/``score`` keys overridden."""
-    return dict(data=dict(history=4, stride=STRIDE, val_fraction=0.05),
+    return dict(data=dict(history=4, stride=STRIDE, val_fraction=0.05, temperature_K=TEMPERATURE_K),
                 model=dict(sc["model"], cutoff_nm=0.6, **(model_overrides or {})), score=dict(score_overrides or {}),
                 optim=dict(lr=1e-3, lr_final=1e-4, batch_size=2),
                 training=dict(n_steps=sc["train_steps"], eval_every=max(sc["train_steps"] // 4, 1),
@@ -69,15 +71,24 @@ def variants(bundles):
     from openmm_mlcg.dynamics import geometric_sigmas
     from openmm_mlcg.experiments.liquid import override_sampler
 
-    itp = bundles["interpolant"]
+    cgl, itp = bundles["cg_langevin"], bundles["interpolant"]
     def n_steps(b, n):  # the interpolant runs len(sigmas_nm) steps; the last level is the network's floor
         return override_sampler(b, sigmas_nm=[float(x) for x in geometric_sigmas(
             float(b.metadata["sigmas_nm"][0]), float(b.metadata["sigmas_nm"][-1]), n)])
 
+    def sub_steps(b, n):  # fewer BAOAB sub-steps need a smoother score for the same omega h (friction kept)
+        m = b.metadata
+        return override_sampler(b, cg_langevin_steps=n,
+                                cg_langevin_sigma_nm=float(m["cg_langevin_sigma_nm"]) * m["cg_langevin_steps"] / n)
+
+    on = dict(refine=True, deterministic=False)
     out = {
-        "interpolant, 10 steps (default)": (itp, dict(refine=True, deterministic=False), True),
-        "interpolant, 19 steps": (n_steps(itp, 19), dict(refine=True, deterministic=False), False),
-        "interpolant, 5 steps": (n_steps(itp, 5), dict(refine=True, deterministic=False), False),
+        "cg langevin, 15 sub-steps (default)": (cgl, on, True),
+        "cg langevin, 10 sub-steps": (sub_steps(cgl, 10), on, False),
+        "cg langevin, deterministic": (cgl, dict(refine=True, deterministic=True), False),
+        "interpolant, 10 steps": (itp, on, False),
+        "interpolant, 19 steps": (n_steps(itp, 19), on, False),
+        "interpolant, 5 steps": (n_steps(itp, 5), on, False),
     }
     bundle = bundles["score"]
     sig = bundle.metadata["sigmas_nm"]
@@ -139,7 +150,7 @@ def main():
         t0 = time.perf_counter()
         bundles[name] = load_bundle(train_on_trajectories([train_cg], [mapping], cfg))
         train_s[name] = time.perf_counter() - t0
-    bundle = bundles["interpolant"]
+    bundle = bundles["cg_langevin"]
     frames = ref_cg.positions[::stride]
     box = box_of(ref_cg)
     time_ps = np.arange(len(frames)) * 2.0
@@ -154,7 +165,9 @@ def main():
                    environment=environment(), settings=dict(sc, model_time_step_ps=2.0, history=k),
                    training_s=train_s, bundle_metadata={name: {key: b.metadata.get(key) for key in (
                        "sampler", "schedule", "sigmas_nm", "interpolant_noise_nm", "velocity_std",
-                       "acceleration_std", "val_nll", "val_nll_linear_baseline")} for name, b in bundles.items()},
+                       "acceleration_std", "val_nll", "val_nll_linear_baseline", "cg_langevin_steps",
+                       "cg_langevin_sigma_nm", "cg_langevin_friction_per_ps", "friction_calibration")}
+                       for name, b in bundles.items()},
                    reference=ref, reference_one_step_msd_nm2=msd1,
                    short_md_gr_error={f"{n * 2} ps": v for n, v in short_md.items()},
                    one_step_truth_gr_error_floor=L.gr_error(truth_gr, ref["g"]), variants={})
@@ -179,6 +192,15 @@ def main():
             row["rollout"] = L.rollout_metrics(out["positions"], out["time_ps"], box, masses, ref, sc["fit"],
                                                burn_in=burn)
             row["rollout"]["n_steps"] = n_steps
+            if long_run:  # spread: g(r) error and D in each quarter of the long rollout
+                x, t = np.asarray(out["positions"]), np.asarray(out["time_ps"])
+                q = len(x) // 4
+                blocks = [slice(i * q, (i + 1) * q) for i in range(4)]
+                row["rollout"]["gr_error_by_quarter"] = [
+                    L.gr_error(L.structure_summary(x[b], box, len(ref["g"]))["g"], ref["g"]) for b in blocks]
+                row["rollout"]["D_ratio_by_quarter"] = [
+                    L.com_corrected_diffusivity(x[b], t[b] - t[b][0], masses, sc["fit"]) / ref["D_nm2_per_ps"]
+                    for b in blocks]
             row["cost"] = dict(gnn_passes_per_step=one["gnn_passes_per_step"],
                                seconds_per_step=out["wall_s"] / n_steps, wall_s=wall)
         results["variants"][label] = row

@@ -1,4 +1,4 @@
-"""The issue-9 long rollout: the default (interpolant) bundle of bench_liquid for >= 1e4 model steps.
+"""The issue-9 long rollout: a bench_liquid bundle (default: the cg_langevin model, the default sampler) for >= 1e4 model steps.
 
 Runs ``LearnedIntegrator`` in an ``app.Simulation`` (via :func:`openmm_mlcg.workflow.simulate_learned`) from the
 start of the judging run, then reports g(r) error, first peak, D / D_ref (centre-of-mass frame) and the fraction
@@ -31,17 +31,18 @@ def main():
     ap.add_argument("--work-dir", default=str(HERE / "work" / "liquid"))
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model", default="model_cg_langevin", help="model directory under the work dir's full/")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(args.threads)
-    from openmm_mlcg.samplers import score_passes
     from openmm_mlcg.experiments import liquid as L
     from openmm_mlcg.export import load_bundle
+    from openmm_mlcg.model import CGDynamicsModel
     from openmm_mlcg.workflow import simulate_learned
 
     work = Path(args.work_dir) / "full"
-    bundle_path = work / "model_interpolant" / "model.mlcg"
+    bundle_path = work / args.model / "model.mlcg"
     if not bundle_path.is_file():
         raise SystemExit(f"{bundle_path}: not found; run benchmarks/bench_liquid.py first")
     mapping, _, ref_cg = reference_runs(work, SCALES["full"], args.threads)
@@ -53,7 +54,7 @@ def main():
     bundle = load_bundle(bundle_path)
     k = int(bundle.metadata["history"])
     t0 = time.perf_counter()
-    out = simulate_learned(bundle, mapping, frames[:k + 1], box, args.steps, work / "rollouts" / "long_interpolant",
+    out = simulate_learned(bundle, mapping, frames[:k + 1], box, args.steps, work / "rollouts" / f"long_{args.model}",
                            report_interval=max(1, args.steps // 2000), refine=True, deterministic=False, seed=3)
     wall = time.perf_counter() - t0
     x = out["positions"]
@@ -61,7 +62,7 @@ def main():
     q = len(x) // 4
     quarters = [L.gr_error(L.structure_summary(x[i * q:(i + 1) * q], box)["g"], ref["g"]) for i in range(4)]
     row = dict(n_steps=args.steps, model_time_step_ps=2.0, sampler=bundle.metadata["sampler"],
-               gnn_passes_per_step=1 + score_passes(bundle.metadata["sampler"], len(bundle.metadata["sigmas_nm"])), wall_s=wall,
+               gnn_passes_per_step=CGDynamicsModel.from_bundle(bundle).gnn_passes_per_step(True), wall_s=wall,
                seconds_per_step=wall / args.steps, gr_error=m["gr_error"], peak_height=m["peak_height"],
                reference_peak_height=ref["peak_height"], D_ratio=m["D_ratio"],
                nn_below_ref_q001=m["nn_below_ref_q001"], gr_error_by_quarter=quarters)

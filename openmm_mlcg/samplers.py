@@ -33,7 +33,8 @@ import torch
 __all__ = ["SAMPLERS", "SCHEDULES", "annealed_langevin", "ancestral", "probability_flow", "gaussian_prior_gns",
            "initial_state", "refine", "score_passes", "model_gns"]
 
-SAMPLERS = ("langevin", "ancestral", "ode", "interpolant")  # "interpolant": openmm_mlcg.interpolant
+#: "interpolant": openmm_mlcg.interpolant; "cg_langevin": openmm_mlcg.cg_langevin (not score samplers)
+SAMPLERS = ("langevin", "ancestral", "ode", "interpolant", "cg_langevin")
 SCHEDULES = ("paper", "song_ermon")
 
 GNSFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -201,6 +202,8 @@ def score_passes(sampler: str, n_levels: int, steps_per_level: int = 1, correcto
         return 2 * n_levels - 1
     if sampler == "interpolant":  # n_levels Euler-Maruyama steps of the stochastic interpolant
         return n_levels
+    if sampler == "cg_langevin":  # n_levels = BAOAB sub-steps, one score each, plus the score at the start
+        return n_levels + 1
     raise ValueError(f"sampler: expected one of {SAMPLERS}, got {sampler!r}")
 
 
@@ -218,6 +221,6 @@ def refine(gns_fn: GNSFn, x0: torch.Tensor, sigmas: Sequence[float], sampler: st
         return ancestral(gns_fn, x0, sigmas, corrector_steps, snr, generator, noise)
     if sampler == "ode":
         return probability_flow(gns_fn, x0, sigmas)
-    if sampler == "interpolant":
-        raise ValueError("sampler: 'interpolant' is not a score sampler; use openmm_mlcg.interpolant.sample")
+    if sampler in ("interpolant", "cg_langevin"):
+        raise ValueError(f"sampler: {sampler!r} is not a score sampler; use openmm_mlcg.{sampler}.sample")
     raise ValueError(f"sampler: expected one of {SAMPLERS}, got {sampler!r}")

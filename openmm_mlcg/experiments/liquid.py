@@ -89,7 +89,7 @@ def one_step(bundle, mapping, frames: np.ndarray, box: np.ndarray, starts, varia
 
     Returns:
         dict predicted (len(starts), n, 3) nm, truth (len(starts), n, 3) nm, seconds_per_step, and
-        gnn_passes_per_step (1 Dynamics pass + the sampler's Score passes when refining; 0 for the oracle).
+        gnn_passes_per_step (``CGDynamicsModel.gnn_passes_per_step``; 0 for the oracle).
     """
     from ..simulator import LearnedSimulator
 
@@ -112,7 +112,7 @@ def one_step(bundle, mapping, frames: np.ndarray, box: np.ndarray, starts, varia
             pred.append(xn.cpu().numpy())
         truth.append(frames[t + 1])
     oracle = variant.get("oracle_msd") is not None
-    passes = 0 if oracle else 1 + (sim.score_passes if variant["refine"] else 0)
+    passes = 0 if oracle else sim.model.gnn_passes_per_step(variant["refine"])
     return dict(predicted=np.stack(pred), truth=np.stack(truth), seconds_per_step=wall / max(len(starts), 1),
                 gnn_passes_per_step=passes)
 

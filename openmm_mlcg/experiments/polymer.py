@@ -95,6 +95,13 @@ def generate_reference(s: dict, work_dir, platform=None, seed: int = 0, n_worker
     return out
 
 
+def _reduced_temperature_K() -> float:
+    """K of the polymers' reduced temperature kT = epsilon = 1 kJ/mol (:func:`systems.polymer.reduced_temperature_K`)."""
+    from ..systems.polymer import reduced_temperature_K
+
+    return reduced_temperature_K(1.0)
+
+
 def train_polymer_model(trajectories, mappings, s: dict, out_dir, device=None, train_score: bool = False,
                         progress: bool = False) -> Path:
     """Train (or resume; reuse a finished ``out_dir/model.mlcg``) one small model on all training chains.
@@ -112,7 +119,8 @@ def train_polymer_model(trajectories, mappings, s: dict, out_dir, device=None, t
     h, n, steps = s["hidden"], s["layers"], s["train_steps"]
     cfg = dict(
         data=dict(history=s["history"], stride=s["stride"], group_size=s["group_size"],
-                  mapping_seed=s["mapping_seed"], val_fraction=s["val_fraction"]),
+                  mapping_seed=s["mapping_seed"], val_fraction=s["val_fraction"],
+                  temperature_K=_reduced_temperature_K()),
         model=dict(embedding_hidden=h, embedding_layers=n, dynamics_hidden=h, dynamics_layers=n, score_hidden=h,
                    score_layers=n, cutoff_nm=s["cutoff_nm"]),
         score=dict(enabled=bool(train_score), n_levels=s["score_levels"], sigma_max_nm=1.0, sigma_min_nm=0.01,

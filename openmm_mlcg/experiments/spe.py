@@ -52,9 +52,10 @@ def spe_split(s: dict, n_frames: Optional[int] = None):
     return train_judge_split(n_frames, n_train, s["history"], s["stride"])
 
 
-def _train_config(s: dict, out_dir: Path, seed: int, device: str) -> dict:
+def _train_config(s: dict, out_dir: Path, seed: int, device: str, temperature_K=None) -> dict:
     return dict(
-        data=dict(history=s["history"], stride=s["stride"], group_size=7, val_fraction=s["val_fraction"]),
+        data=dict(history=s["history"], stride=s["stride"], group_size=7, val_fraction=s["val_fraction"],
+                  temperature_K=temperature_K),
         model=dict(s["model"]),
         score=dict(s["score"]),
         optim=dict(batch_size=s["batch_size"]),
@@ -219,6 +220,8 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
 
     # 2. coarse-grain once (METIS mapping + unwrapped bead trajectory, cached)
     t0 = time.perf_counter()
+    from ..data import read_run_metadata
+
     mapping, cg = load_run(ref_dir, group_size=7, seed=seed)
     split = spe_split(s, cg.n_frames)  # judged frames all come after the last training frame
     train_part, judge_part = cg.slice(*split.train), cg.slice(*split.judge)
@@ -232,7 +235,8 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
         bundle_path = out / "train" / "model.mlcg"
         if not bundle_path.is_file():
             bundle_path = train_on_trajectories([train_part], [mapping],
-                                                _train_config(s, out / "train", seed, device))
+                                                _train_config(s, out / "train", seed, device,
+                                                              read_run_metadata(ref_dir).get("temperature_K")))
     else:
         bundle_path = Path(model)
     timings["training_s"] = time.perf_counter() - t0

@@ -26,6 +26,7 @@ from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
+from .. import cg_langevin as _cgl
 from .. import interpolant as _itp
 from .. import samplers as _smp
 from ..dynamics import gaussian_mean
@@ -197,7 +198,34 @@ class CGDynamicsModel(nn.Module):
         m = self.metadata
         if not self.refines:
             return 0
+        if m.sampler == "cg_langevin":
+            return _smp.score_passes(m.sampler, m.cg_langevin_steps)
         return _smp.score_passes(m.sampler, len(m.sigmas_nm), m.langevin_steps_per_level, m.corrector_steps)
+
+    def gnn_passes_per_step(self, refine: bool = True) -> int:
+        """GNN passes of one model step: the Dynamics pass (unless the refinement skips it) + the Score passes."""
+        refined = refine and self.refines
+        return int(not refined or self.uses_dynamics_in_refinement) + (self.score_passes if refined else 0)
+
+    @property
+    def uses_dynamics_in_refinement(self) -> bool:
+        """False for ``"cg_langevin"``: its refined step needs no Dynamics GNN pass (the Score GNN alone)."""
+        return self.metadata.sampler != "cg_langevin"
+
+    def equilibrium_gns(self, bead_embedding: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor,
+                        edges: Edges) -> torch.Tensor:
+        """sigma x the learned equilibrium score at ``noisy`` (n, 3) nm, ``sigma`` (n, 1) nm (``"cg_langevin"``).
+
+        The Score GNN sees the bead embeddings (n, D), the graph on ``noisy`` and the noise level only (no
+        residual, no displacement): a function of the configuration, the score of the smoothed equilibrium
+        density p_sigma. Returns (n, 3), dimensionless (the score is this over sigma, 1/nm).
+        """
+        edge_index, edge_vec, edge_type = edges
+        dtype = bead_embedding.dtype
+        zero = torch.zeros(noisy.shape, dtype=dtype, device=noisy.device)
+        out = self.score(bead_embedding, zero, zero, edge_index, edge_vec.to(dtype), edge_type, sigma.to(dtype),
+                         self.cutoff_nm, float(self.metadata.velocity_std))
+        return out.to(noisy.dtype)
 
     def gns(self, prediction: Prediction, anchor: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor,
             edges: Edges) -> torch.Tensor:
@@ -220,14 +248,32 @@ class CGDynamicsModel(nn.Module):
                                    edge_type, self.cutoff_nm, float(self.metadata.velocity_std),
                                    float(self.metadata.sigmas_nm[-1]))
 
-    def refine(self, positions: torch.Tensor, prediction: Prediction, box: Optional[torch.Tensor],
+    def refine(self, positions: torch.Tensor, prediction: Optional[Prediction], box: Optional[torch.Tensor],
                cg_bonds: torch.Tensor, generator: Optional[torch.Generator] = None,
-               deterministic: bool = False) -> torch.Tensor:
+               deterministic: bool = False, bead_embedding: Optional[torch.Tensor] = None,
+               bead_masses: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Joint next positions (n, 3) nm drawn with the bundle's sampler (:func:`openmm_mlcg.samplers.refine`).
 
         The graph is rebuilt on the noisy positions at every Score GNN pass; ``box`` must be validated already.
+        ``"cg_langevin"`` (:mod:`openmm_mlcg.cg_langevin`) needs ``bead_embedding`` and ``bead_masses`` (amu)
+        instead of ``prediction`` (ValueError without them).
         """
         m, n = self.metadata, positions.shape[0]
+        if m.sampler == "cg_langevin":
+            if bead_embedding is None or bead_masses is None:
+                raise ValueError("bead_embedding, bead_masses: the 'cg_langevin' sampler needs both, got None")
+            sig_b = float(m.cg_langevin_sigma_nm)
+            sig = torch.full((n, 1), sig_b, dtype=positions.dtype, device=positions.device)
+
+            def score_fn(x: torch.Tensor) -> torch.Tensor:
+                """Learned equilibrium score (1/nm) on a graph rebuilt on ``x``."""
+                return self.equilibrium_gns(bead_embedding, x, sig, self.edges(x, box, cg_bonds, validate=False)) / sig_b
+
+            kt_m = _cgl.kt_over_mass(float(m.temperature_K), bead_masses.to(positions.dtype))
+            return _cgl.sample(score_fn, positions, kt_m, m.cg_langevin_steps, float(m.model_time_step_ps),
+                               float(m.cg_langevin_friction_per_ps), sig_b, generator, not deterministic)
+        if prediction is None:
+            raise ValueError(f"prediction: the {m.sampler!r} sampler needs the Dynamics GNN's prediction, got None")
 
         def gns_fn(xn: torch.Tensor, sigma: float) -> torch.Tensor:
             """Model GNS at noise level ``sigma`` on a graph rebuilt on ``xn``."""
@@ -266,10 +312,14 @@ class CGDynamicsModel(nn.Module):
         Returns:
             (positions (n, 3), history (n, k, 3)): the new state; ``history[:, -1] = x_new - x``.
         """
-        prediction = self.predict(positions, history, bead_embedding, bead_masses,
-                                  self.edges(positions, box, cg_bonds, validate=False))
-        if refine and self.refines:
-            x_new = self.refine(positions, prediction, box, cg_bonds, generator, deterministic)
+        refined = refine and self.refines
+        prediction = None
+        if not refined or self.uses_dynamics_in_refinement:
+            prediction = self.predict(positions, history, bead_embedding, bead_masses,
+                                      self.edges(positions, box, cg_bonds, validate=False))
+        if refined:
+            x_new = self.refine(positions, prediction, box, cg_bonds, generator, deterministic, bead_embedding,
+                                bead_masses)
         else:
             x_new = self.sample(prediction, generator, deterministic)
         if box is not None:  # momentum conservation: no drift of the periodic system's centre of mass
@@ -315,6 +365,8 @@ class CGDynamicsModel(nn.Module):
             detached = Prediction(*(t.detach() for t in prediction[:4]), prediction.latent)  # score: a residual
             if self.metadata.sampler == "interpolant":
                 out["score_loss"] = self._interpolant_loss(detached, x, batch, generator)
+            elif self.metadata.sampler == "cg_langevin":
+                out["score_loss"] = self._equilibrium_score_loss(h, batch, generator)
             else:
                 sig = self.metadata.sigmas_nm
                 sigma = log_uniform(batch.n_graphs, sig[-1], sig[0], generator).to(x.device)[batch.batch]
@@ -326,6 +378,19 @@ class CGDynamicsModel(nn.Module):
         if return_prediction:
             out["prediction"] = prediction
         return out
+
+    def _equilibrium_score_loss(self, bead_embedding: torch.Tensor, batch, generator) -> torch.Tensor:
+        """Denoising score matching of the equilibrium configurations (``"cg_langevin"``, paper eq. (2) form).
+
+        One sigma per window, log-uniform between the smallest and the largest ``sigmas_nm``;
+        x~ = x_{t+1} + sigma z; graph on x~; loss = 0.5 mean |GNS + z|^2 (:func:`denoising_score_loss`).
+        """
+        sig = self.metadata.sigmas_nm
+        x1 = batch.next_positions
+        sigma = log_uniform(batch.n_graphs, sig[-1], sig[0], generator).to(x1.device)[batch.batch]
+        noisy, z = perturb_next_positions(x1, sigma, generator)
+        edges = self.edges(noisy, None, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes)
+        return denoising_score_loss(self.equilibrium_gns(bead_embedding, noisy, sigma.to(noisy.dtype)[:, None], edges), z)
 
     def _interpolant_loss(self, prediction: Prediction, x: torch.Tensor, batch, generator) -> torch.Tensor:
         """Denoising regression of the stochastic interpolant (:mod:`openmm_mlcg.interpolant`).

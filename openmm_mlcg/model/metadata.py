@@ -42,6 +42,10 @@ class ModelMetadata:
             langevin_step_size_nm2 (nm^2), corrector_steps, snr: the refinement (:mod:`openmm_mlcg.samplers`).
         interpolant_noise_nm: noise amplitude a of the ``"interpolant"`` sampler (:mod:`openmm_mlcg.interpolant`),
             nm; None: ``velocity_std``.
+        temperature_K: temperature of the training data, K (None: unknown; the ``"cg_langevin"`` sampler needs it).
+        cg_langevin_steps, cg_langevin_sigma_nm, cg_langevin_friction_per_ps: the ``"cg_langevin"`` sampler
+            (:mod:`openmm_mlcg.cg_langevin`): BAOAB sub-steps per model step, the noise level of the learned
+            equilibrium score (nm), the friction fitted after training (1/ps).
         score_enabled: whether the Score GNN was trained.
         min_std: lower bound of the predicted std (normalised units) or None.
         hyperparameters: {"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments.
@@ -65,6 +69,10 @@ class ModelMetadata:
     corrector_steps: int = 0
     snr: float = 0.16
     interpolant_noise_nm: Optional[float] = None
+    temperature_K: Optional[float] = None
+    cg_langevin_steps: int = 15
+    cg_langevin_sigma_nm: Optional[float] = None
+    cg_langevin_friction_per_ps: float = 1.0
     score_enabled: bool = True
     min_std: Optional[float] = None
     hyperparameters: Dict[str, Any] = field(default_factory=dict)
@@ -109,9 +117,19 @@ class ModelMetadata:
         a = self.interpolant_noise_nm
         if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or not (math.isfinite(a) and a > 0)):
             raise ValueError(f"{name}['interpolant_noise_nm']: expected a positive finite number (nm) or null, got {a!r}")
-        for key in ("history", "n_bond_types", "langevin_steps_per_level", "corrector_steps"):
+        for key in ("temperature_K", "cg_langevin_sigma_nm"):
             v = getattr(self, key)
-            low = 1 if key in ("history", "n_bond_types") else 0
+            if v is None:
+                if self.sampler == "cg_langevin" and self.score_enabled:
+                    raise ValueError(f"{name}[{key!r}]: the 'cg_langevin' sampler needs it; got none")
+            elif isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name}[{key!r}]: expected a positive finite number or null, got {v!r}")
+        f = self.cg_langevin_friction_per_ps
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not (math.isfinite(f) and f >= 0):
+            raise ValueError(f"{name}['cg_langevin_friction_per_ps']: expected a finite number >= 0 (1/ps), got {f!r}")
+        for key in ("history", "n_bond_types", "langevin_steps_per_level", "corrector_steps", "cg_langevin_steps"):
+            v = getattr(self, key)
+            low = 1 if key in ("history", "n_bond_types", "cg_langevin_steps") else 0
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{name}[{key!r}]: expected an integer >= {low}, got {v!r}")
         vocab = self.atom_type_vocabulary
@@ -144,7 +162,8 @@ class ModelMetadata:
         out["atom_type_vocabulary"] = list(self.atom_type_vocabulary)
         out["sigmas_nm"] = [float(s) for s in self.sigmas_nm]
         out["hyperparameters"] = _plain(self.hyperparameters)
-        for key in ("min_std", "format_version", "package_version", "periodic", "interpolant_noise_nm"):
+        for key in ("min_std", "format_version", "package_version", "periodic", "interpolant_noise_nm",
+                    "temperature_K", "cg_langevin_sigma_nm"):
             if out[key] is None:
                 del out[key]
         return {**self.extra, **out}

@@ -56,6 +56,8 @@ class DataConfig:
     (model_time_step_ps = stride * frame_interval_ps). val_fraction: the last fraction of every trajectory
     (in time) is held out for validation (a time split, so no validation window overlaps a training window
     except at the boundary). max_val_windows: validation NLL is averaged over at most this many windows.
+    temperature_K: temperature of the data, K (None: from the ``dir`` sources' ``metadata.json``); the
+    ``"cg_langevin"`` sampler needs it (kT/m of the beads).
     """
 
     systems: List[SystemSource] = field(default_factory=list)
@@ -66,6 +68,7 @@ class DataConfig:
     val_fraction: float = 0.1
     max_val_windows: int = 64
     cache_dir: Optional[str] = None
+    temperature_K: Optional[float] = None
 
 
 @dataclass
@@ -96,7 +99,12 @@ class ScoreConfig:
     velocity_std, so at sigma_max the joint structure is washed out) and sigma_min = 0.05 velocity_std (well
     below the nearest-neighbour spacing). The sampler runs ``n_levels`` geometric levels over the same range.
 
-    sampler: ``"interpolant"`` (default, chosen on bench_liquid and the SPE demo: stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
+    sampler: ``"cg_langevin"`` (Langevin dynamics on a learned equilibrium score, :mod:`openmm_mlcg.cg_langevin`:
+    the Score GNN is trained by denoising score matching on the configurations, sigma in [sigma_b / 3, 3 sigma_b]
+    unless given, sigma_b the smallest noise level at which ``cg_langevin_steps`` BAOAB sub-steps per model
+    step resolve the lightest bead's fastest oscillation at ``omega h = cg_langevin_omega_h``; the friction is
+    fitted after training to the MSD over ``calibration_lag`` model steps from ``calibration_starts`` true states
+    per trajectory; ``cg_langevin_steps`` + 1 Score passes per step), ``"interpolant"`` ( chosen on bench_liquid and the SPE demo: stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
     ``n_levels`` Euler-Maruyama steps = passes; noise amplitude ``interpolant_noise`` x velocity_std; the Score
     GNN is then trained as the denoiser's residual instead of by score matching), ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
     Langevin corrector steps per level at signal-to-noise ``snr``) or ``"langevin"`` (annealed Langevin,
@@ -118,6 +126,10 @@ class ScoreConfig:
     snr: float = 0.16
     weight: float = 1.0
     interpolant_noise: float = 1.0
+    cg_langevin_steps: int = 15
+    cg_langevin_omega_h: float = 1.5
+    calibration_lag: int = 10
+    calibration_starts: int = 4
 
     def resolved_sigmas(self, velocity_std: float):
         """(sigma_max, sigma_min) in nm, filling ``None`` from the data's velocity_std (nm per model step)."""
@@ -311,6 +323,13 @@ class TrainConfig:
         _check("score.step_size_nm2", s.step_size_nm2, s.step_size_nm2 >= 0, ">= 0")
         _check("score.weight", s.weight, s.weight >= 0, ">= 0")
         _check("score.interpolant_noise", s.interpolant_noise, s.interpolant_noise > 0, "> 0")
+        _check("score.cg_langevin_steps", s.cg_langevin_steps, s.cg_langevin_steps >= 1, ">= 1")
+        _check("score.cg_langevin_omega_h", s.cg_langevin_omega_h, 0 < s.cg_langevin_omega_h < 2,
+               "in (0, 2) (BAOAB is unstable at omega h >= 2)")
+        _check("score.calibration_lag", s.calibration_lag, s.calibration_lag >= 1, ">= 1")
+        _check("score.calibration_starts", s.calibration_starts, s.calibration_starts >= 1, ">= 1")
+        if self.data.temperature_K is not None:
+            _check("data.temperature_K", self.data.temperature_K, self.data.temperature_K > 0, "> 0 (K)")
         _check("optim.lr", o.lr, o.lr > 0, "> 0")
         _check("optim.lr_final", o.lr_final, 0 < o.lr_final <= o.lr, f"in (0, optim.lr={o.lr}]")
         _check("optim.batch_size", o.batch_size, o.batch_size >= 1, ">= 1")

@@ -16,6 +16,8 @@ L_dyn + L_score); Sanchez-Gonzalez et al. 2020 (input noise); gradient clipping 
 """
 from __future__ import annotations
 
+import dataclasses
+
 import csv
 import time
 from functools import lru_cache
@@ -62,7 +64,36 @@ def train(config: Union[TrainConfig, dict, str, Path], callback: Optional[Callab
     with output_lock(out, "train", "training.out_dir"):  # one trainer per out_dir
         cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
         trajs, maps = load_sources(cfg.data, cache)
+        if cfg.data.temperature_K is None:
+            cfg.data.temperature_K = _run_temperature(cfg.data)
         return train_on_trajectories(trajs, maps, cfg, callback=callback)
+
+
+def _run_temperature(data_cfg) -> Optional[float]:
+    """The one ``temperature_K`` of the ``dir`` sources' metadata.json files (None if any lacks it or they differ)."""
+    from openmm_mlcg.data import read_run_metadata
+
+    temps = set()
+    for src in data_cfg.systems:
+        t = read_run_metadata(src.dir).get("temperature_K") if src.dir is not None else None
+        if t is None:
+            return None
+        temps.add(round(float(t), 6))
+    return temps.pop() if len(temps) == 1 else None
+
+
+def _cg_langevin_sigma(cfg, trajs, maps, frame_interval: float) -> float:
+    """sigma_b (nm) of the ``"cg_langevin"`` sampler: the lightest bead resolved at ``omega h = cg_langevin_omega_h``."""
+    from openmm_mlcg.cg_langevin import smallest_stable_sigma
+
+    t = cfg.data.temperature_K
+    if t is None:
+        raise ValueError("data.temperature_K: the 'cg_langevin' sampler needs the temperature of the training data "
+                         "in K (give it in the config, or train from run directories whose metadata.json records "
+                         "temperature_K), got None")
+    m_min = min(float(np.min(np.asarray(m.bead_masses))) for m in maps)
+    return smallest_stable_sigma(float(t), m_min, cfg.data.stride * frame_interval, cfg.score.cg_langevin_steps,
+                                 cfg.score.cg_langevin_omega_h)
 
 
 def _step_generator(seed: int, step: int) -> torch.Generator:
@@ -174,10 +205,11 @@ def _validate(model, graphs, dataset, cfg, device) -> float:
     return total / count
 
 
-def _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps) -> ModelMetadata:
+def _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps, sigma_b=None) -> ModelMetadata:
     """The typed metadata record of the model being trained (validated; k compared with the Dynamics GNN)."""
     dc = cfg.data
     return ModelMetadata.from_dict(dict(
+        temperature_K=dc.temperature_K, cg_langevin_steps=cfg.score.cg_langevin_steps, cg_langevin_sigma_nm=sigma_b,
         model_time_step_ps=dc.stride * frame_interval, frame_interval_ps=frame_interval, stride=dc.stride,
         history=dc.history, cutoff_nm=cfg.model.cutoff_nm, min_std=cfg.model.min_std,
         sigmas_nm=[float(s) for s in sigmas], score_enabled=cfg.score.enabled,
@@ -254,17 +286,25 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
             raise ValueError(f"cg_trajectories: expected moving beads, but the training windows have {key}="
                              f"{stats[key]} (nm per model step); check the trajectories and data.stride")
 
-    modules = build_modules(cfg.model, len(vocab), dc.history)
+    modules = build_modules(cfg.model, len(vocab), dc.history, cfg.score.sampler)
     for m in modules.values():
         m.to(device)
     params = [p for m in modules.values() for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=cfg.optim.lr)
     gamma = (cfg.optim.lr_final / cfg.optim.lr) ** (1.0 / tc.n_steps)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
-    sigma_range = cfg.score.resolved_sigmas(stats["velocity_std"])
+    frame_interval = float(trajs[0].frame_interval_ps)
+    sigma_b = None
+    if cfg.score.sampler == "cg_langevin" and cfg.score.enabled:
+        sigma_b = _cg_langevin_sigma(cfg, trajs, maps, frame_interval)
+        sigma_range = (cfg.score.sigma_max_nm or 3.0 * sigma_b, cfg.score.sigma_min_nm or sigma_b / 3.0)
+        if not sigma_range[1] <= sigma_b <= sigma_range[0]:
+            raise ValueError(f"score.sigma_min_nm/sigma_max_nm: the range {sigma_range[1]}..{sigma_range[0]} nm must "
+                             f"hold the cg_langevin noise level {sigma_b:.4g} nm")
+    else:
+        sigma_range = cfg.score.resolved_sigmas(stats["velocity_std"])
     sigmas = geometric_sigmas(sigma_range[0], sigma_range[1], cfg.score.n_levels)
 
-    frame_interval = float(trajs[0].frame_interval_ps)
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
     start, extra = 0, {}
     if tc.resume and ckpt_path.is_file():
@@ -276,7 +316,8 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         if int(payload["config"]["training"]["n_steps"]) != tc.n_steps:
             _extend_schedule(optimizer, scheduler, cfg.optim.lr_final, start, tc.n_steps)
     model = CGDynamicsModel(modules["embedding"], modules["dynamics"], modules["score"],
-                            _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps)).to(device)
+                            _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps,
+                                      sigma_b)).to(device)
     options = loss_options(cfg)
     if "val_nll_linear_baseline" not in extra:  # once per run (kept in the checkpoint for resumes)
         extra["val_nll_linear_baseline"] = linear_history_nll(
@@ -336,7 +377,17 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
 
     for m in modules.values():
         m.eval()
-    meta = model.metadata.with_extra(training_steps=tc.n_steps, val_nll=_finite_or_none(extra.get("val_nll")),
+    meta = model.metadata
+    if meta.sampler == "cg_langevin" and meta.score_enabled:
+        from .calibrate import calibrate_friction
+
+        if "friction_calibration" not in extra:  # once per run (kept in the checkpoint for resumes)
+            extra["friction_calibration"] = calibrate_friction(model, tr, [maps[i] for i in tr_ids], dc.stride,
+                                                               cfg.score.calibration_lag, cfg.score.calibration_starts)
+            checkpoint(tc.n_steps)
+        meta = dataclasses.replace(meta, cg_langevin_friction_per_ps=extra["friction_calibration"]["friction_per_ps"])
+        meta = meta.with_extra(friction_calibration=extra["friction_calibration"])
+    meta = meta.with_extra(training_steps=tc.n_steps, val_nll=_finite_or_none(extra.get("val_nll")),
                                      val_nll_linear_baseline=_finite_or_none(baseline_nll),
                                      train_config=_model_config(cfg))
     hashes = {m.hash for m in maps}

@@ -1,0 +1,127 @@
+"""CG Langevin generator: the joint next state by Langevin dynamics on a learned equilibrium score.
+
+The score samplers (:mod:`openmm_mlcg.samplers`) and the interpolant (:mod:`openmm_mlcg.interpolant`) learn the
+structure of the CONDITIONAL next state p(x_{t+1} | history) from a regression target dominated by the step's
+own randomness; on the Lennard-Jones benchmark they stay far from the liquid's g(r) (issue 9). This generator
+learns instead what is easy to learn from every frame:
+
+* the **equilibrium score** ``s(x) = grad log p_sigma(x)`` of the coarse-grained configurations, smoothed at a
+  small noise level sigma, by denoising score matching (Vincent, Neural Comput. 23, 1661 (2011)); as a
+  coarse-grained force field: Arts et al., "Two for One: Diffusion Models and Force Fields for Coarse-Grained
+  Molecular Dynamics", J. Chem. Theory Comput. 19, 6151 (2023), doi:10.1021/acs.jctc.3c00702. At small sigma
+  ``s = F / kT``, the thermodynamic (mean) force over kT;
+
+and moves the beads with underdamped Langevin dynamics in that force field, the standard Markovian model of
+coarse-grained dynamics, integrated with BAOAB (Leimkuhler & Matthews, Appl. Math. Res. Express 2013, 34,
+doi:10.1093/amrx/abs010). One model step of length ``dt`` is ``N`` sub-steps of ``h = dt / N`` from the
+current, structured state, with fresh Maxwell-Boltzmann velocities (``v ~ N(0, kT/m)`` per bead) at its start::
+
+    B: v += h/2 (kT/m) s(x);  A: x += h/2 v;  O: v = e^{-gamma h} v + sqrt(1 - e^{-2 gamma h}) sqrt(kT/m) z;
+    A: x += h/2 v;  B: v += h/2 (kT/m) s(x)
+
+followed by one Tweedie denoising step ``x + sigma^2 s(x)`` (Efron, JASA 106, 1602 (2011)), which removes the
+sigma smoothing from the output. The friction ``gamma`` is fitted after training so that the sampler's
+mean-squared displacement over several model steps equals the data's (``openmm_mlcg.train.calibrate``). The
+stationary distribution of the positions is the learned p_sigma whatever gamma, so the structure does not
+depend on the dynamics' fit. sigma is chosen so the fastest oscillation the smoothed score allows,
+``omega = sqrt(kT/m) / sigma``, is resolved: ``omega h <= 1`` (BAOAB is stable up to 2).
+
+Cost: ``N + 1`` Score GNN passes per model step (the last sub-step's score is reused by the Tweedie step).
+Units: positions nm, velocities nm/ps, kT/m nm^2/ps^2, sigma nm, gamma 1/ps, score 1/nm.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+
+__all__ = ["sample", "smallest_stable_sigma", "kt_over_mass", "ScoreFn", "BOLTZMANN_KJ_PER_MOL_K"]
+
+ScoreFn = Callable[[torch.Tensor], torch.Tensor]
+
+#: k_B in kJ/(mol K) (CODATA 2018, as OpenMM's unit.MOLAR_GAS_CONSTANT_R)
+BOLTZMANN_KJ_PER_MOL_K = 0.00831446261815324
+
+
+def kt_over_mass(temperature_K: float, masses_amu: torch.Tensor) -> torch.Tensor:
+    """kT / m per bead, (n, 1) nm^2/ps^2 (1 kJ/mol/amu = 1 nm^2/ps^2), in the dtype of ``masses_amu``.
+
+    Raises:
+        ValueError: a non-positive temperature or mass.
+    """
+    if not (temperature_K > 0 and math.isfinite(temperature_K)):
+        raise ValueError(f"temperature_K: expected a positive finite temperature in K, got {temperature_K!r}")
+    m = masses_amu.reshape(-1, 1)
+    if m.numel() and not bool((m > 0).all()):
+        raise ValueError(f"masses_amu: expected positive bead masses, got min {float(m.min())}")
+    return BOLTZMANN_KJ_PER_MOL_K * float(temperature_K) / m
+
+
+def smallest_stable_sigma(temperature_K: float, min_mass_amu: float, time_step_ps: float, n_steps: int,
+                          omega_h: float = 1.0) -> float:
+    """sigma (nm) at which the lightest bead's fastest allowed oscillation has ``omega h = omega_h``.
+
+    ``omega = sqrt(kT/m) / sigma`` bounds the curvature of a score smoothed at sigma; ``h = time_step / n_steps``.
+    """
+    if not (omega_h > 0 and math.isfinite(omega_h)):
+        raise ValueError(f"omega_h: expected a positive finite number, got {omega_h!r}")
+    if not (min_mass_amu > 0):
+        raise ValueError(f"min_mass_amu: expected a positive mass in amu, got {min_mass_amu!r}")
+    u = BOLTZMANN_KJ_PER_MOL_K * float(temperature_K) / float(min_mass_amu)
+    return math.sqrt(u) * float(time_step_ps) / int(n_steps) / float(omega_h)
+
+
+def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int, time_step_ps: float,
+           friction_per_ps: float, sigma_nm: float, generator: Optional[torch.Generator] = None,
+           noise: bool = True, drift: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """One model step of CG Langevin dynamics on a learned score (module docstring): ``n_steps + 1`` passes.
+
+    Args:
+        score_fn: ``score_fn(x) -> (n, 3)`` learned equilibrium score at ``sigma_nm``, 1/nm.
+        x0: (n, 3) current positions, nm. kt_m: (n, 1) kT/m, nm^2/ps^2 (:func:`kt_over_mass`).
+        n_steps: BAOAB sub-steps N (>= 1). time_step_ps: the model step dt, ps. friction_per_ps: gamma >= 0.
+        sigma_nm: noise level of the score, nm (the Tweedie step uses it).
+        generator: torch RNG on x0's device. noise: False gives zero initial velocities and no O-step noise
+            (deterministic mode: damped motion down the learned free-energy surface).
+        drift: optional (n, 3) nm added evenly over the sub-steps (a mean displacement per model step).
+
+    Returns:
+        (n, 3) next positions, nm.
+
+    Raises:
+        ValueError: ``n_steps`` < 1, a non-positive time step or sigma, a negative friction.
+    """
+    if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 1:
+        raise ValueError(f"n_steps: expected an integer >= 1, got {n_steps!r}")
+    for name, v, ok in (("time_step_ps", time_step_ps, time_step_ps > 0), ("sigma_nm", sigma_nm, sigma_nm > 0),
+                        ("friction_per_ps", friction_per_ps, friction_per_ps >= 0)):
+        if not (ok and math.isfinite(v)):
+            raise ValueError(f"{name}: expected a finite value {'>= 0' if name.startswith('fr') else '> 0'}, "
+                             f"got {v!r}")
+    n = int(n_steps)
+    h = float(time_step_ps) / n
+    c1 = math.exp(-float(friction_per_ps) * h)
+    c2 = math.sqrt(max(1.0 - c1 * c1, 0.0))
+    kt_m = kt_m.to(x0.dtype)
+    root = torch.sqrt(kt_m)
+
+    def randn() -> torch.Tensor:
+        return torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+
+    v = root * randn() if noise else torch.zeros_like(x0)
+    step_drift = None if drift is None else drift.to(x0.dtype) / n
+    x = x0
+    s = score_fn(x)
+    for _ in range(n):
+        v = v + 0.5 * h * kt_m * s
+        x = x + 0.5 * h * v
+        v = c1 * v
+        if noise:
+            v = v + c2 * root * randn()
+        x = x + 0.5 * h * v
+        if step_drift is not None:
+            x = x + step_drift
+        s = score_fn(x)
+        v = v + 0.5 * h * kt_m * s
+    return x + sigma_nm ** 2 * s

@@ -1,0 +1,102 @@
+"""The CG Langevin generator samples known laws from their exact scores and moves free beads as the OU process.
+
+Known answers: (1) a free bead (zero score) under Langevin dynamics from Maxwell-Boltzmann velocities has
+MSD(t) = 6 (kT/m) / gamma^2 (gamma t - 1 + exp(-gamma t)) (Ornstein-Uhlenbeck); (2) two beads bound by a
+harmonic pair potential, chained over many model steps, sample the Boltzmann law of their separation (variance
+kT/k per axis) while a free bead's variance only grows; (3) a bimodal (double-well) law keeps both wells.
+"""
+import math
+
+import pytest
+import torch
+
+from openmm_mlcg import cg_langevin as C
+
+KT_M = 0.025  # nm^2/ps^2, argon at 120 K
+
+
+def test_free_bead_msd_is_ornstein_uhlenbeck():
+    g = torch.Generator().manual_seed(0)
+    n, gamma, dt = 20000, 1.0, 2.0
+    x0 = torch.zeros(n, 3, dtype=torch.float64)
+    kt_m = torch.full((n, 1), KT_M, dtype=torch.float64)
+    x = C.sample(lambda y: torch.zeros_like(y), x0, kt_m, 15, dt, gamma, 1e-3, generator=g)
+    msd = float((x ** 2).sum(-1).mean())
+    exact = 6 * KT_M / gamma ** 2 * (gamma * dt - 1 + math.exp(-gamma * dt))
+    assert abs(msd - exact) < 0.04 * exact, (msd, exact)
+    # high friction: the Brownian limit 6 D t with D = kT / (m gamma)
+    x = C.sample(lambda y: torch.zeros_like(y), x0, kt_m, 40, dt, 20.0, 1e-3, generator=g)
+    brownian = 6 * KT_M / 20.0 * dt
+    assert abs(float((x ** 2).sum(-1).mean()) - brownian) < 0.1 * brownian
+
+
+def test_harmonic_pair_samples_boltzmann_separation():
+    """Pairs (2i, 2i+1) bound by U = k/2 |r|^2, r = x_a - x_b (score -+ k/kT r on the two beads): chained over
+    six model steps the separation has its Boltzmann variance kT/k per axis, while the pair's centre diffuses."""
+    g = torch.Generator().manual_seed(1)
+    m, k_over_kt = 4000, 400.0  # 1/nm^2: the separation std is 0.05 nm per axis
+
+    def score(x):
+        r = x[0::2] - x[1::2]
+        out = torch.empty_like(x)
+        out[0::2], out[1::2] = -k_over_kt * r, k_over_kt * r
+        return out
+
+    x = torch.zeros(2 * m, 3, dtype=torch.float64)
+    kt_m = torch.full((2 * m, 1), KT_M, dtype=torch.float64)
+    for _ in range(6):
+        x = C.sample(score, x, kt_m, 15, 2.0, 1.0, 1e-4, generator=g)
+    r = x[0::2] - x[1::2]
+    exact = 1.0 / k_over_kt  # Var(r) per axis = kT / k
+    assert abs(float(r.var()) - exact) < 0.08 * exact, (float(r.var()), exact)
+    centre = 0.5 * (x[0::2] + x[1::2])
+    assert float(centre.var()) > 5 * exact  # the pair as a whole moves on
+
+
+def test_double_well_keeps_both_wells():
+    g = torch.Generator().manual_seed(2)
+    n, c, s = 6000, 0.2, 0.03
+
+    def score(x):  # equal mixture of N(+-c, s^2) per coordinate
+        a = torch.exp(-0.5 * (x - c) ** 2 / s ** 2)
+        b = torch.exp(-0.5 * (x + c) ** 2 / s ** 2)
+        return (a * (c - x) + b * (-c - x)) / (s * s * (a + b))
+
+    x = torch.where(torch.rand(n, 3, generator=g, dtype=torch.float64) < 0.5, -c, c).to(torch.float64)
+    kt_m = torch.full((n, 1), KT_M, dtype=torch.float64)
+    x = C.sample(score, x, kt_m, 15, 2.0, 2.0, 1e-4, generator=g)
+    frac_pos = float((x > 0).double().mean())
+    assert 0.46 < frac_pos < 0.54
+    near = ((x.abs() - c).abs() < 3 * s).double().mean()
+    assert float(near) > 0.97  # nothing between the wells
+    width = float((x.abs() - c).std())
+    assert abs(width - s) < 0.1 * s
+
+
+def test_deterministic_and_tweedie():
+    x0 = torch.randn(50, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    kt_m = torch.full((50, 1), KT_M, dtype=torch.float64)
+    # no noise and zero score: nothing moves (zero initial velocities)
+    assert torch.equal(C.sample(lambda y: torch.zeros_like(y), x0, kt_m, 5, 2.0, 1.0, 0.01, noise=False), x0)
+    # the Tweedie step of a Gaussian p_sigma = N(0, tau^2 + sigma^2) shrinks by tau^2 / (tau^2 + sigma^2)
+    tau, sig = 0.1, 0.05
+    y = C.sample(lambda y: -y / (tau ** 2 + sig ** 2), x0, kt_m, 1, 1e-6, 0.0, sig, noise=False)
+    assert torch.allclose(y, x0 * tau ** 2 / (tau ** 2 + sig ** 2), rtol=1e-6)
+
+
+def test_bad_arguments():
+    x0 = torch.zeros(2, 3, dtype=torch.float64)
+    kt_m = torch.full((2, 1), KT_M, dtype=torch.float64)
+    zero = lambda y: torch.zeros_like(y)  # noqa: E731
+    with pytest.raises(ValueError, match="n_steps"):
+        C.sample(zero, x0, kt_m, 0, 2.0, 1.0, 0.01)
+    with pytest.raises(ValueError, match="friction_per_ps"):
+        C.sample(zero, x0, kt_m, 5, 2.0, -1.0, 0.01)
+    with pytest.raises(ValueError, match="sigma_nm"):
+        C.sample(zero, x0, kt_m, 5, 2.0, 1.0, 0.0)
+    with pytest.raises(ValueError, match="temperature_K"):
+        C.kt_over_mass(-1.0, torch.ones(2))
+    with pytest.raises(ValueError, match="masses_amu"):
+        C.kt_over_mass(300.0, torch.tensor([1.0, 0.0]))
+    # the stable sigma: argon at 120 K, 2 ps / 15 sub-steps, omega h = 1.5 -> 0.014 nm
+    assert abs(C.smallest_stable_sigma(120.0, 39.948, 2.0, 15, 1.5) - 0.01405) < 2e-4
