@@ -7,6 +7,8 @@ kT/k per axis) while a free bead's variance only grows; (3) a bimodal (double-we
 """
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -100,3 +102,71 @@ def test_bad_arguments():
         C.kt_over_mass(300.0, torch.tensor([1.0, 0.0]))
     # the stable sigma: argon at 120 K, 2 ps / 15 sub-steps, omega h = 1.5 -> 0.014 nm
     assert abs(C.smallest_stable_sigma(120.0, 39.948, 2.0, 15, 1.5) - 0.01405) < 2e-4
+
+
+class _ZeroScore(torch.nn.Module):
+    """A Score GNN of an ideal gas: the equilibrium score is zero everywhere."""
+
+    def forward(self, latent, residual, displacement, edge_index, edge_vec, edge_type, sigma, cutoff: float = 1.0,
+                length_scale: float = 1.0):
+        return torch.zeros(latent.shape[0], 3, dtype=latent.dtype)
+
+
+def _fresh_velocity_friction(gamma_true: float, dt: float, lag: int) -> float:
+    """Friction of a chain of ``lag`` independent Langevin segments of ``dt`` (fresh Maxwell-Boltzmann velocities
+    each, as the sampler draws them) whose free-particle MSD equals that of continuous dynamics over lag*dt."""
+    def shape(g, t):
+        return (g * t - 1 + math.exp(-g * t)) / g ** 2
+    target = shape(gamma_true, lag * dt)
+    lo, hi = 1e-3, 1e3
+    for _ in range(200):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if lag * shape(mid, dt) > target else (lo, mid)
+    return math.sqrt(lo * hi)
+
+
+def test_calibrated_friction_recovers_the_data_friction():
+    """Free argon atoms under Langevin dynamics with a known friction (fine Euler-Maruyama in numpy, not the code
+    under test), ideal-gas score: the fitted friction is the analytic one of the sampler's fresh-velocity chain
+    (an effective friction: the velocities do not carry over model steps), and it predicts the MSD at twice
+    the fitted lag."""
+    from openmm_mlcg.data import CGTrajectory
+    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.model import CGDynamicsModel
+    from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
+    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.train.calibrate import calibrate_friction
+
+    n, gamma_true, mass, temp = 150, 2.0, 39.948, 120.0
+    u = C.BOLTZMANN_KJ_PER_MOL_K * temp / mass
+    rng = np.random.default_rng(0)
+    dt, frame_ps, n_frames = 0.002, 2.0, 30
+    x = np.zeros((n, 3))
+    v = rng.normal(0, np.sqrt(u), (n, 3))
+    frames = [x.copy()]
+    for _ in range(n_frames - 1):
+        for _ in range(int(round(frame_ps / dt))):
+            v += -gamma_true * v * dt + np.sqrt(2 * gamma_true * u * dt) * rng.normal(size=(n, 3))
+            x = x + v * dt
+        frames.append(x.copy())
+    graph = FineGraph.from_arrays(["Ar"] * n, [mass] * n, np.zeros((0, 2), dtype=int), residue_names=["AR"] * n)
+    mapping = CGMapping.from_graph(graph, 1)
+    traj = CGTrajectory(np.asarray(frames), None, np.arange(n_frames) * frame_ps, frame_ps, mapping.hash)
+    emb = EmbeddingGNN(1, 6, hidden=4, layers=1)
+    meta = dict(model_time_step_ps=frame_ps, history=2, cutoff_nm=0.5, velocity_std=0.3, acceleration_std=0.4,
+                atom_type_vocabulary=["Ar"], sampler="cg_langevin", temperature_K=temp, cg_langevin_steps=10,
+                cg_langevin_sigma_nm=0.05, sigmas_nm=[0.1, 0.01])
+    model = CGDynamicsModel(emb, DynamicsGNN(embedding_dim=emb.out_dim, history=2, hidden=8, layers=1), _ZeroScore(),
+                            meta).eval()
+    fit = calibrate_friction(model, [traj], [mapping], stride=1, lag=5, n_starts=6, iterations=12)
+    assert fit["lag"] == 5 and fit["n_starts"] == 6
+    assert abs(fit["model_msd_nm2"] / fit["data_msd_nm2"] - 1) < 0.05
+    expected = _fresh_velocity_friction(gamma_true, frame_ps, 5)  # 1.40 / ps
+    assert abs(fit["friction_per_ps"] / expected - 1) < 0.12, (fit, expected)
+    import dataclasses
+
+    from openmm_mlcg.train.calibrate import data_msd, model_msd
+    fitted = CGDynamicsModel(model.embedding, model.dynamics, model.score, dataclasses.replace(
+        model.metadata, cg_langevin_friction_per_ps=fit["friction_per_ps"])).eval()
+    target, starts = data_msd([traj], [mapping], 1, 2, 10, 4)
+    assert abs(model_msd(fitted, [traj], [mapping], 1, 10, starts) / target - 1) < 0.1

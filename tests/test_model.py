@@ -47,7 +47,7 @@ def _train_tiny(out, traj, mapping):
     from openmm_mlcg.train.model_step import build_modules
 
     cfg = TrainConfig.from_dict(dict(
-        data=dict(history=2, stride=1, val_fraction=0.0),
+        data=dict(history=2, stride=1, val_fraction=0.0, temperature_K=300.0),
         model=dict(embedding_hidden=8, embedding_layers=1, dynamics_hidden=16, dynamics_layers=1, score_hidden=8,
                    score_layers=1, cutoff_nm=0.5),
         score=dict(n_levels=3, sigma_max_nm=0.05, sigma_min_nm=0.001),
@@ -55,7 +55,7 @@ def _train_tiny(out, traj, mapping):
         training=dict(n_steps=3, eval_every=3, checkpoint_every=3, seed=0, out_dir=str(out), progress=False)))
     path = train_on_trajectories([traj], [mapping], cfg)
     meta = load_bundle(path).metadata
-    modules = build_modules(cfg.model, len(meta["atom_type_vocabulary"]), cfg.data.history)
+    modules = build_modules(cfg.model, len(meta["atom_type_vocabulary"]), cfg.data.history, cfg.score.sampler)
     state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)["modules"]
     for name, module in modules.items():
         module.load_state_dict(state[name])

@@ -54,7 +54,7 @@ def _chain_system(n_chains=3, n_ions=2, seed=0, n_frames=60, box_nm=3.0):
 
 
 def _config(out_dir, **over):
-    raw = dict(data=dict(history=2, stride=1, val_fraction=0.2), model=dict(TINY_MODEL),
+    raw = dict(data=dict(history=2, stride=1, val_fraction=0.2, temperature_K=300.0), model=dict(TINY_MODEL),
                # score matching (eq. 2), whose loss these tests follow; the interpolant is trained in
                # test_liquid_structure.py and test_model.py
                score=dict(sampler="ode", n_levels=5, sigma_max_nm=0.1, sigma_min_nm=0.001),

@@ -99,12 +99,12 @@ class ScoreConfig:
     velocity_std, so at sigma_max the joint structure is washed out) and sigma_min = 0.05 velocity_std (well
     below the nearest-neighbour spacing). The sampler runs ``n_levels`` geometric levels over the same range.
 
-    sampler: ``"cg_langevin"`` (Langevin dynamics on a learned equilibrium score, :mod:`openmm_mlcg.cg_langevin`:
+    sampler: ``"cg_langevin"`` (default, chosen on bench_liquid: Langevin dynamics on a learned equilibrium score, :mod:`openmm_mlcg.cg_langevin`:
     the Score GNN is trained by denoising score matching on the configurations, sigma in [sigma_b / 3, 3 sigma_b]
     unless given, sigma_b the smallest noise level at which ``cg_langevin_steps`` BAOAB sub-steps per model
     step resolve the lightest bead's fastest oscillation at ``omega h = cg_langevin_omega_h``; the friction is
     fitted after training to the MSD over ``calibration_lag`` model steps from ``calibration_starts`` true states
-    per trajectory; ``cg_langevin_steps`` + 1 Score passes per step), ``"interpolant"`` ( chosen on bench_liquid and the SPE demo: stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
+    per trajectory; ``cg_langevin_steps`` + 1 Score passes per step), ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
     ``n_levels`` Euler-Maruyama steps = passes; noise amplitude ``interpolant_noise`` x velocity_std; the Score
     GNN is then trained as the denoiser's residual instead of by score matching), ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
     Langevin corrector steps per level at signal-to-noise ``snr``) or ``"langevin"`` (annealed Langevin,
@@ -115,7 +115,7 @@ class ScoreConfig:
     """
 
     enabled: bool = True
-    sampler: str = "interpolant"
+    sampler: str = "cg_langevin"
     schedule: str = "song_ermon"
     sigma_max_nm: Optional[float] = None
     sigma_min_nm: Optional[float] = None
