@@ -24,7 +24,8 @@ sigma smoothing from the output. The friction ``gamma`` is fitted after training
 mean-squared displacement over several model steps equals the data's (``openmm_mlcg.train.calibrate``). The
 stationary distribution of the positions is the learned p_sigma whatever gamma, so the structure does not
 depend on the dynamics' fit. sigma is chosen so the fastest oscillation the smoothed score allows,
-``omega = sqrt(kT/m) / sigma``, is resolved: ``omega h <= 1`` (BAOAB is stable up to 2).
+``omega = sqrt(kT/m) / sigma``, is resolved at a fixed ``omega h`` (1.5 by default; BAOAB is stable up to 2):
+each bead has its own sigma, proportional to 1 / sqrt(m), so heavy beads are smoothed less than light ions.
 
 Cost: ``N + 1`` Score GNN passes per model step (the last sub-step's score is reused by the Tweedie step).
 Units: positions nm, velocities nm/ps, kT/m nm^2/ps^2, sigma nm, gamma 1/ps, score 1/nm.
@@ -73,7 +74,7 @@ def smallest_stable_sigma(temperature_K: float, min_mass_amu: float, time_step_p
 
 
 def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int, time_step_ps: float,
-           friction_per_ps: float, sigma_nm: float, generator: Optional[torch.Generator] = None,
+           friction_per_ps: float, sigma_nm, generator: Optional[torch.Generator] = None,
            noise: bool = True, drift: Optional[torch.Tensor] = None) -> torch.Tensor:
     """One model step of CG Langevin dynamics on a learned score (module docstring): ``n_steps + 1`` passes.
 
@@ -81,7 +82,7 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
         score_fn: ``score_fn(x) -> (n, 3)`` learned equilibrium score at ``sigma_nm``, 1/nm.
         x0: (n, 3) current positions, nm. kt_m: (n, 1) kT/m, nm^2/ps^2 (:func:`kt_over_mass`).
         n_steps: BAOAB sub-steps N (>= 1). time_step_ps: the model step dt, ps. friction_per_ps: gamma >= 0.
-        sigma_nm: noise level of the score, nm (the Tweedie step uses it).
+        sigma_nm: noise level of the score, nm: a float or per bead (n, 1) (the Tweedie step uses it).
         generator: torch RNG on x0's device. noise: False gives zero initial velocities and no O-step noise
             (deterministic mode: damped motion down the learned free-energy surface).
         drift: optional (n, 3) nm added evenly over the sub-steps (a mean displacement per model step).
@@ -94,7 +95,11 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
     """
     if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 1:
         raise ValueError(f"n_steps: expected an integer >= 1, got {n_steps!r}")
-    for name, v, ok in (("time_step_ps", time_step_ps, time_step_ps > 0), ("sigma_nm", sigma_nm, sigma_nm > 0),
+    sig = torch.as_tensor(sigma_nm, dtype=x0.dtype, device=x0.device)
+    sig_min = float(sig.min()) if sig.numel() else 1.0
+    if not bool(torch.isfinite(sig).all()):
+        sig_min = float("nan")
+    for name, v, ok in (("time_step_ps", time_step_ps, time_step_ps > 0), ("sigma_nm", sig_min, sig_min > 0),
                         ("friction_per_ps", friction_per_ps, friction_per_ps >= 0)):
         if not (ok and math.isfinite(v)):
             raise ValueError(f"{name}: expected a finite value {'>= 0' if name.startswith('fr') else '> 0'}, "
@@ -124,4 +129,4 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
             x = x + step_drift
         s = score_fn(x)
         v = v + 0.5 * h * kt_m * s
-    return x + sigma_nm ** 2 * s
+    return x + sig * sig * s

@@ -107,13 +107,18 @@ def test_bench_liquid_smoke(tmp_path):
     assert ref["peak_height"] > 2.0                      # MD of the LJ liquid has a first g(r) peak
     assert 0.2 < ref["nn_q001"] < 0.34                   # hard core: nearest neighbours beyond ~0.3 nm
     v = doc["variants"]
-    itp = "interpolant, 10 steps (default)"
-    assert set(v) >= {itp, "score ode", "no refinement", "deterministic", "Gaussian oracle", "langevin paper"}
+    itp, cgl = "interpolant, 10 steps", "cg langevin, 15 sub-steps (default)"
+    assert set(v) >= {cgl, itp, "score ode", "no refinement", "deterministic", "Gaussian oracle", "langevin paper"}
+    assert v[cgl]["cost"]["gnn_passes_per_step"] == 16              # 15 BAOAB sub-steps + the start, no Dynamics
+    assert v["cg langevin, 10 sub-steps"]["cost"]["gnn_passes_per_step"] == 11
+    assert len(v[cgl]["rollout"]["gr_error_by_quarter"]) == 4
     assert v[itp]["cost"]["gnn_passes_per_step"] == 11              # 1 Dynamics + 10 Score passes
     assert v["score ode"]["cost"]["gnn_passes_per_step"] == 20      # 1 Dynamics + 19 Score passes
     assert v["interpolant, 5 steps"]["cost"]["gnn_passes_per_step"] == 6
-    assert set(doc["bundle_metadata"]) == {"interpolant", "score"}
+    assert set(doc["bundle_metadata"]) == {"cg_langevin", "interpolant", "score"}
     assert doc["bundle_metadata"]["interpolant"]["sampler"] == "interpolant"
+    fit = doc["bundle_metadata"]["cg_langevin"]["friction_calibration"]
+    assert fit["friction_per_ps"] > 0 and abs(fit["model_msd_nm2"] / fit["data_msd_nm2"] - 1) < 0.3
     assert v["no refinement"]["cost"]["gnn_passes_per_step"] == 1
     assert v["deterministic"]["one_step"]["msd_nm2"] < v["no refinement"]["one_step"]["msd_nm2"]
-    _finite_positive(v[itp]["rollout"]["gr_error"], "gr_error")
+    _finite_positive(v[cgl]["rollout"]["gr_error"], "gr_error")

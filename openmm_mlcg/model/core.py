@@ -262,16 +262,16 @@ class CGDynamicsModel(nn.Module):
         if m.sampler == "cg_langevin":
             if bead_embedding is None or bead_masses is None:
                 raise ValueError("bead_embedding, bead_masses: the 'cg_langevin' sampler needs both, got None")
-            sig_b = float(m.cg_langevin_sigma_nm)
-            sig = torch.full((n, 1), sig_b, dtype=positions.dtype, device=positions.device)
+            masses = bead_masses.to(positions.dtype)
+            sig = m.cg_langevin_sigmas(masses).to(positions.dtype)  # (n, 1) nm
 
             def score_fn(x: torch.Tensor) -> torch.Tensor:
                 """Learned equilibrium score (1/nm) on a graph rebuilt on ``x``."""
-                return self.equilibrium_gns(bead_embedding, x, sig, self.edges(x, box, cg_bonds, validate=False)) / sig_b
+                return self.equilibrium_gns(bead_embedding, x, sig, self.edges(x, box, cg_bonds, validate=False)) / sig
 
-            kt_m = _cgl.kt_over_mass(float(m.temperature_K), bead_masses.to(positions.dtype))
+            kt_m = _cgl.kt_over_mass(float(m.temperature_K), masses)
             return _cgl.sample(score_fn, positions, kt_m, m.cg_langevin_steps, float(m.model_time_step_ps),
-                               float(m.cg_langevin_friction_per_ps), sig_b, generator, not deterministic)
+                               float(m.cg_langevin_friction_per_ps), sig, generator, not deterministic)
         if prediction is None:
             raise ValueError(f"prediction: the {m.sampler!r} sampler needs the Dynamics GNN's prediction, got None")
 
@@ -382,12 +382,16 @@ class CGDynamicsModel(nn.Module):
     def _equilibrium_score_loss(self, bead_embedding: torch.Tensor, batch, generator) -> torch.Tensor:
         """Denoising score matching of the equilibrium configurations (``"cg_langevin"``, paper eq. (2) form).
 
-        One sigma per window, log-uniform between the smallest and the largest ``sigmas_nm``;
+        One level lambda per window, log-uniform between the smallest and the largest ``sigmas_nm``; bead i gets
+        ``sigma_i = lambda sqrt(m / m_i)`` (``ModelMetadata.cg_langevin_sigmas``, the sampler's mass scaling);
         x~ = x_{t+1} + sigma z; graph on x~; loss = 0.5 mean |GNS + z|^2 (:func:`denoising_score_loss`).
         """
-        sig = self.metadata.sigmas_nm
+        m = self.metadata
+        sig = m.sigmas_nm
         x1 = batch.next_positions
-        sigma = log_uniform(batch.n_graphs, sig[-1], sig[0], generator).to(x1.device)[batch.batch]
+        lam = log_uniform(batch.n_graphs, sig[-1], sig[0], generator).to(x1.device)[batch.batch]
+        scale = m.cg_langevin_sigmas(batch.bead_masses.to(x1.dtype)).reshape(-1) / float(m.cg_langevin_sigma_nm)
+        sigma = lam.to(x1.dtype) * scale
         noisy, z = perturb_next_positions(x1, sigma, generator)
         edges = self.edges(noisy, None, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes)
         return denoising_score_loss(self.equilibrium_gns(bead_embedding, noisy, sigma.to(noisy.dtype)[:, None], edges), z)

@@ -46,6 +46,8 @@ class ModelMetadata:
         cg_langevin_steps, cg_langevin_sigma_nm, cg_langevin_friction_per_ps: the ``"cg_langevin"`` sampler
             (:mod:`openmm_mlcg.cg_langevin`): BAOAB sub-steps per model step, the noise level of the learned
             equilibrium score (nm), the friction fitted after training (1/ps).
+        cg_langevin_sigma_mass_amu: the bead mass (amu) at which the noise level is ``cg_langevin_sigma_nm``;
+            bead i uses ``sigma sqrt(m / m_i)``, the same omega h for every bead (None: one sigma for all).
         score_enabled: whether the Score GNN was trained.
         min_std: lower bound of the predicted std (normalised units) or None.
         hyperparameters: {"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments.
@@ -72,6 +74,7 @@ class ModelMetadata:
     temperature_K: Optional[float] = None
     cg_langevin_steps: int = 15
     cg_langevin_sigma_nm: Optional[float] = None
+    cg_langevin_sigma_mass_amu: Optional[float] = None
     cg_langevin_friction_per_ps: float = 1.0
     score_enabled: bool = True
     min_std: Optional[float] = None
@@ -117,10 +120,10 @@ class ModelMetadata:
         a = self.interpolant_noise_nm
         if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or not (math.isfinite(a) and a > 0)):
             raise ValueError(f"{name}['interpolant_noise_nm']: expected a positive finite number (nm) or null, got {a!r}")
-        for key in ("temperature_K", "cg_langevin_sigma_nm"):
+        for key in ("temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu"):
             v = getattr(self, key)
             if v is None:
-                if self.sampler == "cg_langevin" and self.score_enabled:
+                if self.sampler == "cg_langevin" and self.score_enabled and key != "cg_langevin_sigma_mass_amu":
                     raise ValueError(f"{name}[{key!r}]: the 'cg_langevin' sampler needs it; got none")
             elif isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name}[{key!r}]: expected a positive finite number or null, got {v!r}")
@@ -163,7 +166,7 @@ class ModelMetadata:
         out["sigmas_nm"] = [float(s) for s in self.sigmas_nm]
         out["hyperparameters"] = _plain(self.hyperparameters)
         for key in ("min_std", "format_version", "package_version", "periodic", "interpolant_noise_nm",
-                    "temperature_K", "cg_langevin_sigma_nm"):
+                    "temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu"):
             if out[key] is None:
                 del out[key]
         return {**self.extra, **out}
@@ -176,6 +179,14 @@ class ModelMetadata:
     def interpolant_a_nm(self) -> float:
         """Noise amplitude of the interpolant sampler, nm (``interpolant_noise_nm``, default ``velocity_std``)."""
         return float(self.interpolant_noise_nm if self.interpolant_noise_nm is not None else self.velocity_std)
+
+    def cg_langevin_sigmas(self, bead_masses):
+        """Per-bead noise levels (n, 1) nm of the ``"cg_langevin"`` sampler for bead masses (n,) amu (a tensor)."""
+        sigma = float(self.cg_langevin_sigma_nm)
+        m = bead_masses.reshape(-1, 1)
+        if self.cg_langevin_sigma_mass_amu is None:
+            return sigma + 0.0 * m
+        return sigma * (float(self.cg_langevin_sigma_mass_amu) / m) ** 0.5
 
     @property
     def refines(self) -> bool:

@@ -82,6 +82,10 @@ def _run_temperature(data_cfg) -> Optional[float]:
     return temps.pop() if len(temps) == 1 else None
 
 
+def _lightest_bead_amu(maps) -> float:
+    return min(float(np.min(np.asarray(m.bead_masses))) for m in maps)
+
+
 def _cg_langevin_sigma(cfg, trajs, maps, frame_interval: float) -> float:
     """sigma_b (nm) of the ``"cg_langevin"`` sampler: the lightest bead resolved at ``omega h = cg_langevin_omega_h``."""
     from openmm_mlcg.cg_langevin import smallest_stable_sigma
@@ -91,8 +95,7 @@ def _cg_langevin_sigma(cfg, trajs, maps, frame_interval: float) -> float:
         raise ValueError("data.temperature_K: the 'cg_langevin' sampler needs the temperature of the training data "
                          "in K (give it in the config, or train from run directories whose metadata.json records "
                          "temperature_K), got None")
-    m_min = min(float(np.min(np.asarray(m.bead_masses))) for m in maps)
-    return smallest_stable_sigma(float(t), m_min, cfg.data.stride * frame_interval, cfg.score.cg_langevin_steps,
+    return smallest_stable_sigma(float(t), _lightest_bead_amu(maps), cfg.data.stride * frame_interval, cfg.score.cg_langevin_steps,
                                  cfg.score.cg_langevin_omega_h)
 
 
@@ -210,6 +213,7 @@ def _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps, s
     dc = cfg.data
     return ModelMetadata.from_dict(dict(
         temperature_K=dc.temperature_K, cg_langevin_steps=cfg.score.cg_langevin_steps, cg_langevin_sigma_nm=sigma_b,
+        cg_langevin_sigma_mass_amu=None if sigma_b is None else _lightest_bead_amu(maps),
         model_time_step_ps=dc.stride * frame_interval, frame_interval_ps=frame_interval, stride=dc.stride,
         history=dc.history, cutoff_nm=cfg.model.cutoff_nm, min_std=cfg.model.min_std,
         sigmas_nm=[float(s) for s in sigmas], score_enabled=cfg.score.enabled,
@@ -401,4 +405,10 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
     if tc.progress:
         print(training_summary(log_path, bundle, wall_before + time.perf_counter() - t_session, baseline_nll),
               flush=True)
+        fc = meta.extra.get("friction_calibration")
+        if fc:
+            print(f"cg_langevin: sigma {meta.cg_langevin_sigma_nm:.4g} nm, {meta.cg_langevin_steps} sub-steps, "
+                  f"friction {fc['friction_per_ps']:.4g} /ps fitted to the MSD over {fc['lag']} model steps "
+                  f"(data {fc['data_msd_nm2']:.4g} nm^2, model {fc['model_msd_nm2']:.4g} nm^2, {fc['n_starts']} starts)",
+                  flush=True)
     return bundle
