@@ -148,8 +148,8 @@ class LearnedSimulator:
             refine: draw the joint next state with the bundle's Score GNN sampler.
             generator: torch.Generator on the simulator's device (None: global RNG), or a sequence of
                 ``n_steps`` generators, one per step (the OpenMM integrator's counter-based seeds).
-            deterministic: no random numbers: the mean (unrefined), or the sampler started from the mean
-                without noise (refined).
+            deterministic: no random numbers: the mean (unrefined), or the sampler without noise (refined;
+                ``"cg_langevin"``: zero initial velocities, damped motion on the learned free-energy surface).
 
         Returns:
             (positions (n_beads, 3), history (k, n_beads, 3)), same dtype as ``positions``.

@@ -40,7 +40,7 @@ def smoke_outputs(tmp_path_factory):
     spe.simulate(system, run / "reference", equilibration_ps=0.5, production_ps=4.0,
                  frame_interval_ps=s["frame_interval_ps"], seed=0, progress_bar=False)
     mapping, cg = load_run(run / "reference", group_size=7, seed=0)
-    cfg = _train_config(s, run / "train", 0, "cpu")
+    cfg = _train_config(s, run / "train", 0, "cpu", temperature_K=353.0)
     cfg["training"]["progress"] = False
     train_on_trajectories([cg], [mapping], cfg)
     return work

@@ -98,7 +98,8 @@ def test_example_config_parses():
 
     cfg = TrainConfig.from_yaml(Path(__file__).parents[1] / "examples" / "train_spe.yaml")
     assert cfg.data.group_size == 7 and cfg.model.cutoff_nm == 0.6 and cfg.score.n_levels == 10
-    assert cfg.score.sampler == "interpolant" and cfg.score.sigma_max_nm is None     # noise range tied to the data
+    assert cfg.score.sampler == "cg_langevin" and cfg.score.cg_langevin_steps == 15 and cfg.data.temperature_K is None
+    assert cfg.score.sigma_max_nm is None                                             # noise range tied to the data
     assert cfg.score.resolved_sigmas(0.1) == pytest.approx((0.3, 0.005))
 
 

@@ -303,6 +303,8 @@ class CGDynamicsModel(nn.Module):
              deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
         """One model step: predict, refine (or sample), remove the periodic centre-of-mass drift, roll history.
 
+        The refined ``"cg_langevin"`` step skips the Dynamics GNN (its Langevin dynamics needs only the Score GNN).
+
         Args:
             positions: (n, 3) nm. history: (n, k, 3) node-major, nm per model step. box: (3, 3) nm (validated)
             or None. bead_embedding, bead_masses, cg_bonds: of the system (:meth:`embed`, SystemGraph).

@@ -302,6 +302,13 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
     if cfg.score.sampler == "cg_langevin" and cfg.score.enabled:
         sigma_b = _cg_langevin_sigma(cfg, trajs, maps, frame_interval)
         sigma_range = (cfg.score.sigma_max_nm or 3.0 * sigma_b, cfg.score.sigma_min_nm or sigma_b / 3.0)
+        if sigma_b > 0.5 * stats["velocity_std"]:
+            import warnings
+
+            warnings.warn(f"score.cg_langevin_steps: {cfg.score.cg_langevin_steps} sub-steps smooth the lightest "
+                          f"bead's score at sigma = {sigma_b:.3g} nm, more than half of one model step's displacement "
+                          f"std ({stats['velocity_std']:.3g} nm): the structure will be washed out; use more "
+                          "sub-steps (sigma falls as 1 / cg_langevin_steps)", UserWarning, stacklevel=2)
         if not sigma_range[1] <= sigma_b <= sigma_range[0]:
             raise ValueError(f"score.sigma_min_nm/sigma_max_nm: the range {sigma_range[1]}..{sigma_range[0]} nm must "
                              f"hold the cg_langevin noise level {sigma_b:.4g} nm")
