@@ -76,7 +76,7 @@ def variants(bundles):
         return override_sampler(b, sigmas_nm=[float(x) for x in geometric_sigmas(
             float(b.metadata["sigmas_nm"][0]), float(b.metadata["sigmas_nm"][-1]), n)])
 
-    def sub_steps(b, n):  # fewer BAOAB sub-steps need a smoother score for the same omega h (friction kept)
+    def sub_steps(b, n):  # fewer Langevin sub-steps need a smoother score for the same omega h (friction kept)
         m = b.metadata
         return override_sampler(b, cg_langevin_steps=n,
                                 cg_langevin_sigma_nm=float(m["cg_langevin_sigma_nm"]) * m["cg_langevin_steps"] / n)

@@ -11,23 +11,26 @@ learns instead what is easy to learn from every frame:
   Molecular Dynamics", J. Chem. Theory Comput. 19, 6151 (2023), doi:10.1021/acs.jctc.3c00702. At small sigma
   ``s = F / kT``, the thermodynamic (mean) force over kT;
 
-and moves the beads with underdamped Langevin dynamics in that force field, the standard Markovian model of
-coarse-grained dynamics, integrated with BAOAB (Leimkuhler & Matthews, Appl. Math. Res. Express 2013, 34,
-doi:10.1093/amrx/abs010). One model step of length ``dt`` is ``N`` sub-steps of ``h = dt / N`` from the
-current, structured state, with fresh Maxwell-Boltzmann velocities (``v ~ N(0, kT/m)`` per bead) at its start::
+and moves the beads with Langevin dynamics in that force field, the standard Markovian model of
+coarse-grained dynamics, integrated with the Gronbech-Jensen-Farago scheme (Mol. Phys. 111, 983 (2013),
+doi:10.1080/00268976.2012.760055), whose free-particle diffusion is exactly kT / (m gamma) at any gamma h
+(BAOAB's cannot fall below (kT/m) h / 2, which is far too fast for a light, strongly bound ion such as Li+).
+One model step of length ``dt`` is ``N`` sub-steps of ``h = dt / N`` from the current, structured state,
+with fresh Maxwell-Boltzmann velocities (``v ~ N(0, kT/m)`` per bead) at its start; with a = (kT/m) s(x),
+b = 1 / (1 + gamma h / 2), c = (1 - gamma h / 2) b and eta = sqrt(2 gamma (kT/m) h) z::
 
-    B: v += h/2 (kT/m) s(x);  A: x += h/2 v;  O: v = e^{-gamma h} v + sqrt(1 - e^{-2 gamma h}) sqrt(kT/m) z;
-    A: x += h/2 v;  B: v += h/2 (kT/m) s(x)
+    x' = x + b h v + b h^2 a / 2 + b h eta / 2;    v' = c v + h (c a + a') / 2 + b eta
 
 followed by one Tweedie denoising step ``x + sigma^2 s(x)`` (Efron, JASA 106, 1602 (2011)), which removes the
 sigma smoothing from the output. The friction ``gamma`` is fitted after training so that the sampler's
 mean-squared displacement over several model steps equals the data's (``openmm_mlcg.train.calibrate``). The
 stationary distribution of the positions is the learned p_sigma whatever gamma, so the structure does not
 depend on the dynamics' fit. sigma is chosen so the fastest oscillation the smoothed score allows,
-``omega = sqrt(kT/m) / sigma``, is resolved at a fixed ``omega h`` (1.5 by default; BAOAB is stable up to 2):
+``omega = sqrt(kT/m) / sigma``, is resolved at a fixed ``omega h`` (1.5 by default; the scheme is stable up to 2):
 each bead has its own sigma, proportional to 1 / sqrt(m), so heavy beads are smoothed less than light ions.
 
 Cost: ``N + 1`` Score GNN passes per model step (the last sub-step's score is reused by the Tweedie step).
+The friction may differ per bead (one value per bead type).
 Units: positions nm, velocities nm/ps, kT/m nm^2/ps^2, sigma nm, gamma 1/ps, score 1/nm.
 """
 from __future__ import annotations
@@ -81,7 +84,8 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
     Args:
         score_fn: ``score_fn(x) -> (n, 3)`` learned equilibrium score at ``sigma_nm``, 1/nm.
         x0: (n, 3) current positions, nm. kt_m: (n, 1) kT/m, nm^2/ps^2 (:func:`kt_over_mass`).
-        n_steps: BAOAB sub-steps N (>= 1). time_step_ps: the model step dt, ps. friction_per_ps: gamma >= 0.
+        n_steps: Langevin sub-steps N (>= 1). time_step_ps: the model step dt, ps. friction_per_ps: gamma >= 0,
+            a float or per bead (n, 1) (one per bead type, fitted after training).
         sigma_nm: noise level of the score, nm: a float or per bead (n, 1) (the Tweedie step uses it).
         generator: torch RNG on x0's device. noise: False gives zero initial velocities and no O-step noise
             (deterministic mode: damped motion down the learned free-energy surface).
@@ -99,34 +103,35 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
     sig_min = float(sig.min()) if sig.numel() else 1.0
     if not bool(torch.isfinite(sig).all()):
         sig_min = float("nan")
+    gam = torch.as_tensor(friction_per_ps, dtype=x0.dtype, device=x0.device)
+    gam_min = float(gam.min()) if bool(torch.isfinite(gam).all()) else float("nan")
     for name, v, ok in (("time_step_ps", time_step_ps, time_step_ps > 0), ("sigma_nm", sig_min, sig_min > 0),
-                        ("friction_per_ps", friction_per_ps, friction_per_ps >= 0)):
+                        ("friction_per_ps", gam_min, gam_min >= 0)):
         if not (ok and math.isfinite(v)):
             raise ValueError(f"{name}: expected a finite value {'>= 0' if name.startswith('fr') else '> 0'}, "
                              f"got {v!r}")
     n = int(n_steps)
     h = float(time_step_ps) / n
-    c1 = math.exp(-float(friction_per_ps) * h)
-    c2 = math.sqrt(max(1.0 - c1 * c1, 0.0))
+    b = 1.0 / (1.0 + 0.5 * gam * h)          # GJF: b = 1 / (1 + gamma h / 2), a = (1 - gamma h / 2) b
+    a = (1.0 - 0.5 * gam * h) * b
     kt_m = kt_m.to(x0.dtype)
-    root = torch.sqrt(kt_m)
+    root = torch.sqrt(2.0 * gam * kt_m * h)  # velocity kick of the random force over one sub-step, nm/ps
 
     def randn() -> torch.Tensor:
         return torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
 
-    v = root * randn() if noise else torch.zeros_like(x0)
+    v = torch.sqrt(kt_m) * randn() if noise else torch.zeros_like(x0)
     step_drift = None if drift is None else drift.to(x0.dtype) / n
     x = x0
-    s = score_fn(x)
+    acc = kt_m * score_fn(x)                 # force / mass = (kT / m) x score, nm/ps^2
+    s = None
     for _ in range(n):
-        v = v + 0.5 * h * kt_m * s
-        x = x + 0.5 * h * v
-        v = c1 * v
-        if noise:
-            v = v + c2 * root * randn()
-        x = x + 0.5 * h * v
+        eta = root * randn() if noise else torch.zeros_like(x0)
+        x = x + b * h * v + 0.5 * b * h * h * acc + 0.5 * b * h * eta
         if step_drift is not None:
             x = x + step_drift
         s = score_fn(x)
-        v = v + 0.5 * h * kt_m * s
+        acc_new = kt_m * s
+        v = a * v + 0.5 * h * (a * acc + acc_new) + b * eta
+        acc = acc_new
     return x + sig * sig * s

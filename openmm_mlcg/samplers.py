@@ -202,7 +202,7 @@ def score_passes(sampler: str, n_levels: int, steps_per_level: int = 1, correcto
         return 2 * n_levels - 1
     if sampler == "interpolant":  # n_levels Euler-Maruyama steps of the stochastic interpolant
         return n_levels
-    if sampler == "cg_langevin":  # n_levels = BAOAB sub-steps, one score each, plus the score at the start
+    if sampler == "cg_langevin":  # n_levels = Langevin sub-steps, one score each, plus the score at the start
         return n_levels + 1
     raise ValueError(f"sampler: expected one of {SAMPLERS}, got {sampler!r}")
 

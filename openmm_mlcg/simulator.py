@@ -92,6 +92,8 @@ class LearnedSimulator:
             self.bead_embedding = self.model.embed(self.graph)
         self.bead_masses = self.graph.bead_masses
         self.cg_bonds = self.graph.cg_bonds
+        self.bead_friction = torch.tensor(meta.cg_langevin_frictions(mapping.bead_types), dtype=torch.float64,
+                                          device=self.device).reshape(-1, 1)  # 1/ps per bead (cg_langevin)
 
     # ------------------------------------------------------------------
     def history_from_positions(self, frames) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -165,7 +167,7 @@ class LearnedSimulator:
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         for s, gen in enumerate(gens):
             x_new, h_new = model.step(x, h, box, self.bead_embedding, self.bead_masses, self.cg_bonds, refine, gen,
-                                      deterministic)
+                                      deterministic, self.bead_friction)
             ok = torch.isfinite(x_new).all() & (first_bad < 0)
             first_bad = torch.where(~ok & (first_bad < 0), torch.full_like(first_bad, s), first_bad)
             x, h = torch.where(ok, x_new, x), torch.where(ok, h_new, h)  # frozen at the last finite state

@@ -109,7 +109,7 @@ def test_bench_liquid_smoke(tmp_path):
     v = doc["variants"]
     itp, cgl = "interpolant, 10 steps", "cg langevin, 15 sub-steps (default)"
     assert set(v) >= {cgl, itp, "score ode", "no refinement", "deterministic", "Gaussian oracle", "langevin paper"}
-    assert v[cgl]["cost"]["gnn_passes_per_step"] == 16              # 15 BAOAB sub-steps + the start, no Dynamics
+    assert v[cgl]["cost"]["gnn_passes_per_step"] == 16              # 15 Langevin sub-steps + the start, no Dynamics
     assert v["cg langevin, 10 sub-steps"]["cost"]["gnn_passes_per_step"] == 11
     assert len(v[cgl]["rollout"]["gr_error_by_quarter"]) == 4
     assert v[itp]["cost"]["gnn_passes_per_step"] == 11              # 1 Dynamics + 10 Score passes

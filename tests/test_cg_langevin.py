@@ -126,47 +126,54 @@ def _fresh_velocity_friction(gamma_true: float, dt: float, lag: int) -> float:
 
 
 def test_calibrated_friction_recovers_the_data_friction():
-    """Free argon atoms under Langevin dynamics with a known friction (fine Euler-Maruyama in numpy, not the code
-    under test), ideal-gas score: the fitted friction is the analytic one of the sampler's fresh-velocity chain
-    (an effective friction: the velocities do not carry over model steps), and it predicts the MSD at twice
-    the fitted lag."""
+    """Free argon atoms and Li+ ions under Langevin dynamics with known, different frictions (fine Euler-Maruyama
+    in numpy, not the code under test), ideal-gas score: the friction fitted per bead type is the analytic one of
+    the sampler's fresh-velocity chain (an effective friction: the velocities do not carry over model steps),
+    and it predicts the MSD at twice the fitted lag."""
+    import dataclasses
+
     from openmm_mlcg.data import CGTrajectory
     from openmm_mlcg.mapping import CGMapping
     from openmm_mlcg.model import CGDynamicsModel
     from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
     from openmm_mlcg.topology import FineGraph
-    from openmm_mlcg.train.calibrate import calibrate_friction
+    from openmm_mlcg.train.calibrate import calibrate_friction, data_msd, model_msd
 
-    n, gamma_true, mass, temp = 150, 2.0, 39.948, 120.0
+    n, temp = 120, 120.0
+    species = {"Ar": (39.948, 2.0), "Li": (6.94, 10.0)}  # mass amu, friction 1/ps
+    types = ["Ar"] * n + ["Li"] * n
+    mass = np.array([species[t][0] for t in types])[:, None]
+    gamma = np.array([species[t][1] for t in types])[:, None]
     u = C.BOLTZMANN_KJ_PER_MOL_K * temp / mass
     rng = np.random.default_rng(0)
     dt, frame_ps, n_frames = 0.002, 2.0, 30
-    x = np.zeros((n, 3))
-    v = rng.normal(0, np.sqrt(u), (n, 3))
+    x = np.zeros((2 * n, 3))
+    v = rng.normal(0, 1, (2 * n, 3)) * np.sqrt(u)
     frames = [x.copy()]
     for _ in range(n_frames - 1):
         for _ in range(int(round(frame_ps / dt))):
-            v += -gamma_true * v * dt + np.sqrt(2 * gamma_true * u * dt) * rng.normal(size=(n, 3))
+            v += -gamma * v * dt + np.sqrt(2 * gamma * u * dt) * rng.normal(size=(2 * n, 3))
             x = x + v * dt
         frames.append(x.copy())
-    graph = FineGraph.from_arrays(["Ar"] * n, [mass] * n, np.zeros((0, 2), dtype=int), residue_names=["AR"] * n)
+    graph = FineGraph.from_arrays(types, mass[:, 0], np.zeros((0, 2), dtype=int), residue_names=[t.upper() for t in types])
     mapping = CGMapping.from_graph(graph, 1)
+    assert sorted(set(mapping.bead_types)) == ["Ar", "Li"]
     traj = CGTrajectory(np.asarray(frames), None, np.arange(n_frames) * frame_ps, frame_ps, mapping.hash)
-    emb = EmbeddingGNN(1, 6, hidden=4, layers=1)
+    emb = EmbeddingGNN(2, 6, hidden=4, layers=1)
     meta = dict(model_time_step_ps=frame_ps, history=2, cutoff_nm=0.5, velocity_std=0.3, acceleration_std=0.4,
-                atom_type_vocabulary=["Ar"], sampler="cg_langevin", temperature_K=temp, cg_langevin_steps=10,
+                atom_type_vocabulary=["Ar", "Li"], sampler="cg_langevin", temperature_K=temp, cg_langevin_steps=10,
                 cg_langevin_sigma_nm=0.05, sigmas_nm=[0.1, 0.01])
     model = CGDynamicsModel(emb, DynamicsGNN(embedding_dim=emb.out_dim, history=2, hidden=8, layers=1), _ZeroScore(),
                             meta).eval()
     fit = calibrate_friction(model, [traj], [mapping], stride=1, lag=5, n_starts=6, iterations=12)
     assert fit["lag"] == 5 and fit["n_starts"] == 6
-    assert abs(fit["model_msd_nm2"] / fit["data_msd_nm2"] - 1) < 0.05
-    expected = _fresh_velocity_friction(gamma_true, frame_ps, 5)  # 1.40 / ps
-    assert abs(fit["friction_per_ps"] / expected - 1) < 0.12, (fit, expected)
-    import dataclasses
-
-    from openmm_mlcg.train.calibrate import data_msd, model_msd
+    for t, (_, g_true) in species.items():
+        expected = _fresh_velocity_friction(g_true, frame_ps, 5)  # Ar 1.40 / ps
+        assert abs(fit["friction_by_type"][t] / expected - 1) < 0.12, (t, fit, expected)
+        assert abs(fit["model_msd_by_type_nm2"][t] / fit["data_msd_by_type_nm2"][t] - 1) < 0.05
     fitted = CGDynamicsModel(model.embedding, model.dynamics, model.score, dataclasses.replace(
-        model.metadata, cg_langevin_friction_per_ps=fit["friction_per_ps"])).eval()
+        model.metadata, cg_langevin_friction_by_type=fit["friction_by_type"])).eval()
     target, starts = data_msd([traj], [mapping], 1, 2, 10, 4)
-    assert abs(model_msd(fitted, [traj], [mapping], 1, 10, starts) / target - 1) < 0.1
+    predicted = model_msd(fitted, [traj], [mapping], 1, 10, starts)
+    for t in species:
+        assert abs(predicted[t] / target[t] - 1) < 0.1, (t, predicted, target)

@@ -251,12 +251,13 @@ class CGDynamicsModel(nn.Module):
     def refine(self, positions: torch.Tensor, prediction: Optional[Prediction], box: Optional[torch.Tensor],
                cg_bonds: torch.Tensor, generator: Optional[torch.Generator] = None,
                deterministic: bool = False, bead_embedding: Optional[torch.Tensor] = None,
-               bead_masses: Optional[torch.Tensor] = None) -> torch.Tensor:
+               bead_masses: Optional[torch.Tensor] = None, bead_friction: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Joint next positions (n, 3) nm drawn with the bundle's sampler (:func:`openmm_mlcg.samplers.refine`).
 
         The graph is rebuilt on the noisy positions at every Score GNN pass; ``box`` must be validated already.
         ``"cg_langevin"`` (:mod:`openmm_mlcg.cg_langevin`) needs ``bead_embedding`` and ``bead_masses`` (amu)
-        instead of ``prediction`` (ValueError without them).
+        instead of ``prediction`` (ValueError without them); ``bead_friction`` (n, 1) 1/ps per bead (from
+        ``metadata.cg_langevin_frictions``; None: ``cg_langevin_friction_per_ps`` for all).
         """
         m, n = self.metadata, positions.shape[0]
         if m.sampler == "cg_langevin":
@@ -271,7 +272,8 @@ class CGDynamicsModel(nn.Module):
 
             kt_m = _cgl.kt_over_mass(float(m.temperature_K), masses)
             return _cgl.sample(score_fn, positions, kt_m, m.cg_langevin_steps, float(m.model_time_step_ps),
-                               float(m.cg_langevin_friction_per_ps), sig, generator, not deterministic)
+                               float(m.cg_langevin_friction_per_ps) if bead_friction is None else bead_friction,
+                               sig, generator, not deterministic)
         if prediction is None:
             raise ValueError(f"prediction: the {m.sampler!r} sampler needs the Dynamics GNN's prediction, got None")
 
@@ -300,7 +302,8 @@ class CGDynamicsModel(nn.Module):
     def step(self, positions: torch.Tensor, history: torch.Tensor, box: Optional[torch.Tensor],
              bead_embedding: torch.Tensor, bead_masses: torch.Tensor, cg_bonds: torch.Tensor,
              refine: bool = True, generator: Optional[torch.Generator] = None,
-             deterministic: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+             deterministic: bool = False, bead_friction: Optional[torch.Tensor] = None
+             ) -> Tuple[torch.Tensor, torch.Tensor]:
         """One model step: predict, refine (or sample), remove the periodic centre-of-mass drift, roll history.
 
         The refined ``"cg_langevin"`` step skips the Dynamics GNN (its Langevin dynamics needs only the Score GNN).
@@ -309,7 +312,7 @@ class CGDynamicsModel(nn.Module):
             positions: (n, 3) nm. history: (n, k, 3) node-major, nm per model step. box: (3, 3) nm (validated)
             or None. bead_embedding, bead_masses, cg_bonds: of the system (:meth:`embed`, SystemGraph).
             refine: use the Score GNN sampler (when :attr:`refines`). generator: RNG on the device.
-            deterministic: no random numbers.
+            deterministic: no random numbers. bead_friction: (n, 1) 1/ps of the ``"cg_langevin"`` sampler or None.
 
         Returns:
             (positions (n, 3), history (n, k, 3)): the new state; ``history[:, -1] = x_new - x``.
@@ -321,7 +324,7 @@ class CGDynamicsModel(nn.Module):
                                       self.edges(positions, box, cg_bonds, validate=False))
         if refined:
             x_new = self.refine(positions, prediction, box, cg_bonds, generator, deterministic, bead_embedding,
-                                bead_masses)
+                                bead_masses, bead_friction)
         else:
             x_new = self.sample(prediction, generator, deterministic)
         if box is not None:  # momentum conservation: no drift of the periodic system's centre of mass

@@ -44,8 +44,10 @@ class ModelMetadata:
             nm; None: ``velocity_std``.
         temperature_K: temperature of the training data, K (None: unknown; the ``"cg_langevin"`` sampler needs it).
         cg_langevin_steps, cg_langevin_sigma_nm, cg_langevin_friction_per_ps: the ``"cg_langevin"`` sampler
-            (:mod:`openmm_mlcg.cg_langevin`): BAOAB sub-steps per model step, the noise level of the learned
+            (:mod:`openmm_mlcg.cg_langevin`): Langevin sub-steps per model step, the noise level of the learned
             equilibrium score (nm), the friction fitted after training (1/ps).
+        cg_langevin_friction_by_type: friction (1/ps) per bead type (``CGMapping.bead_types``), fitted after
+            training; beads of a type not listed use ``cg_langevin_friction_per_ps``.
         cg_langevin_sigma_mass_amu: the bead mass (amu) at which the noise level is ``cg_langevin_sigma_nm``;
             bead i uses ``sigma sqrt(m / m_i)``, the same omega h for every bead (None: one sigma for all).
         score_enabled: whether the Score GNN was trained.
@@ -76,6 +78,7 @@ class ModelMetadata:
     cg_langevin_sigma_nm: Optional[float] = None
     cg_langevin_sigma_mass_amu: Optional[float] = None
     cg_langevin_friction_per_ps: float = 1.0
+    cg_langevin_friction_by_type: Dict[str, float] = field(default_factory=dict)
     score_enabled: bool = True
     min_std: Optional[float] = None
     hyperparameters: Dict[str, Any] = field(default_factory=dict)
@@ -127,9 +130,14 @@ class ModelMetadata:
                     raise ValueError(f"{name}[{key!r}]: the 'cg_langevin' sampler needs it; got none")
             elif isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name}[{key!r}]: expected a positive finite number or null, got {v!r}")
-        f = self.cg_langevin_friction_per_ps
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not (math.isfinite(f) and f >= 0):
-            raise ValueError(f"{name}['cg_langevin_friction_per_ps']: expected a finite number >= 0 (1/ps), got {f!r}")
+        by_type = self.cg_langevin_friction_by_type or {}
+        if not isinstance(by_type, Mapping):
+            raise ValueError(f"{name}['cg_langevin_friction_by_type']: expected a mapping bead type -> 1/ps, got "
+                             f"{type(by_type).__name__}")
+        for key, f in [("cg_langevin_friction_per_ps", self.cg_langevin_friction_per_ps)] + [
+                (f"cg_langevin_friction_by_type'][{t!r}", v) for t, v in by_type.items()]:
+            if isinstance(f, bool) or not isinstance(f, (int, float)) or not (math.isfinite(f) and f >= 0):
+                raise ValueError(f"{name}['{key}']: expected a finite number >= 0 (1/ps), got {f!r}")
         for key in ("history", "n_bond_types", "langevin_steps_per_level", "corrector_steps", "cg_langevin_steps"):
             v = getattr(self, key)
             low = 1 if key in ("history", "n_bond_types", "cg_langevin_steps") else 0
@@ -155,6 +163,7 @@ class ModelMetadata:
                 raise ValueError(f"{name}: {what} is {value} but hyperparameters['{module}']['{key}'] is {stored} "
                                  "(inconsistent bundle; export it again from the trainer)")
         return replace(self, atom_type_vocabulary=tuple(vocab), sigmas_nm=tuple(sig),
+                        cg_langevin_friction_by_type={str(t): float(v) for t, v in by_type.items()},
                         score_enabled=bool(self.score_enabled),
                         periodic=None if self.periodic is None else bool(self.periodic))
 
@@ -165,6 +174,7 @@ class ModelMetadata:
         out["atom_type_vocabulary"] = list(self.atom_type_vocabulary)
         out["sigmas_nm"] = [float(s) for s in self.sigmas_nm]
         out["hyperparameters"] = _plain(self.hyperparameters)
+        out["cg_langevin_friction_by_type"] = dict(self.cg_langevin_friction_by_type)
         for key in ("min_std", "format_version", "package_version", "periodic", "interpolant_noise_nm",
                     "temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu"):
             if out[key] is None:
@@ -179,6 +189,11 @@ class ModelMetadata:
     def interpolant_a_nm(self) -> float:
         """Noise amplitude of the interpolant sampler, nm (``interpolant_noise_nm``, default ``velocity_std``)."""
         return float(self.interpolant_noise_nm if self.interpolant_noise_nm is not None else self.velocity_std)
+
+    def cg_langevin_frictions(self, bead_types) -> list:
+        """Friction (1/ps) of each bead of a system with these bead types (``CGMapping.bead_types``)."""
+        default = float(self.cg_langevin_friction_per_ps)
+        return [float(self.cg_langevin_friction_by_type.get(str(t), default)) for t in bead_types]
 
     def cg_langevin_sigmas(self, bead_masses):
         """Per-bead noise levels (n, 1) nm of the ``"cg_langevin"`` sampler for bead masses (n,) amu (a tensor)."""

@@ -101,7 +101,7 @@ class ScoreConfig:
 
     sampler: ``"cg_langevin"`` (default, chosen on bench_liquid: Langevin dynamics on a learned equilibrium score, :mod:`openmm_mlcg.cg_langevin`:
     the Score GNN is trained by denoising score matching on the configurations, sigma in [sigma_b / 3, 3 sigma_b]
-    unless given, sigma_b the smallest noise level at which ``cg_langevin_steps`` BAOAB sub-steps per model
+    unless given, sigma_b the smallest noise level at which ``cg_langevin_steps`` Langevin sub-steps per model
     step resolve the lightest bead's fastest oscillation at ``omega h = cg_langevin_omega_h``; the friction is
     fitted after training to the MSD over ``calibration_lag`` model steps from ``calibration_starts`` true states
     per trajectory; ``cg_langevin_steps`` + 1 Score passes per step), ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
@@ -325,7 +325,7 @@ class TrainConfig:
         _check("score.interpolant_noise", s.interpolant_noise, s.interpolant_noise > 0, "> 0")
         _check("score.cg_langevin_steps", s.cg_langevin_steps, s.cg_langevin_steps >= 1, ">= 1")
         _check("score.cg_langevin_omega_h", s.cg_langevin_omega_h, 0 < s.cg_langevin_omega_h < 2,
-               "in (0, 2) (BAOAB is unstable at omega h >= 2)")
+               "in (0, 2) (the Langevin scheme is unstable at omega h >= 2)")
         _check("score.calibration_lag", s.calibration_lag, s.calibration_lag >= 1, ">= 1")
         _check("score.calibration_starts", s.calibration_starts, s.calibration_starts >= 1, ">= 1")
         if self.data.temperature_K is not None:

@@ -396,7 +396,9 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
             extra["friction_calibration"] = calibrate_friction(model, tr, [maps[i] for i in tr_ids], dc.stride,
                                                                cfg.score.calibration_lag, cfg.score.calibration_starts)
             checkpoint(tc.n_steps)
-        meta = dataclasses.replace(meta, cg_langevin_friction_per_ps=extra["friction_calibration"]["friction_per_ps"])
+        fc = extra["friction_calibration"]
+        meta = dataclasses.replace(meta, cg_langevin_friction_per_ps=fc["friction_per_ps"],
+                                   cg_langevin_friction_by_type=dict(fc.get("friction_by_type") or {}))
         meta = meta.with_extra(friction_calibration=extra["friction_calibration"])
     meta = meta.with_extra(training_steps=tc.n_steps, val_nll=_finite_or_none(extra.get("val_nll")),
                                      val_nll_linear_baseline=_finite_or_none(baseline_nll),
@@ -414,8 +416,9 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
               flush=True)
         fc = meta.extra.get("friction_calibration")
         if fc:
-            print(f"cg_langevin: sigma {meta.cg_langevin_sigma_nm:.4g} nm, {meta.cg_langevin_steps} sub-steps, "
-                  f"friction {fc['friction_per_ps']:.4g} /ps fitted to the MSD over {fc['lag']} model steps "
+            types = ", ".join(f"{t} {g:.3g}" for t, g in sorted((fc.get("friction_by_type") or {}).items()))
+            print(f"cg_langevin: sigma {meta.cg_langevin_sigma_nm:.4g} nm (lightest bead), {meta.cg_langevin_steps} "
+                  f"sub-steps, friction per bead type ({types}) /ps fitted to the MSD over {fc['lag']} model steps "
                   f"(data {fc['data_msd_nm2']:.4g} nm^2, model {fc['model_msd_nm2']:.4g} nm^2, {fc['n_starts']} starts)",
                   flush=True)
     return bundle
