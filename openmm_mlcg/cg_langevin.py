@@ -39,17 +39,21 @@ import math
 from typing import Callable, Optional
 
 import torch
+from openmm import unit as _unit
 
 __all__ = ["sample", "smallest_stable_sigma", "kt_over_mass", "ScoreFn", "BOLTZMANN_KJ_PER_MOL_K"]
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
-#: k_B in kJ/(mol K) (CODATA 2018, as OpenMM's unit.MOLAR_GAS_CONSTANT_R)
-BOLTZMANN_KJ_PER_MOL_K = 0.00831446261815324
+#: k_B in kJ/(mol K) (OpenMM's molar gas constant)
+BOLTZMANN_KJ_PER_MOL_K = _unit.MOLAR_GAS_CONSTANT_R.value_in_unit(_unit.kilojoule_per_mole / _unit.kelvin)
 
 
-def kt_over_mass(temperature_K: float, masses_amu: torch.Tensor) -> torch.Tensor:
+def kt_over_mass(temperature_K: float, masses_amu: torch.Tensor, validate: bool = True) -> torch.Tensor:
     """kT / m per bead, (n, 1) nm^2/ps^2 (1 kJ/mol/amu = 1 nm^2/ps^2), in the dtype of ``masses_amu``.
+
+    ``validate=False`` skips the mass check (a host round trip on accelerators; the runtime's masses come from
+    a validated mapping).
 
     Raises:
         ValueError: a non-positive temperature or mass.
@@ -57,7 +61,7 @@ def kt_over_mass(temperature_K: float, masses_amu: torch.Tensor) -> torch.Tensor
     if not (temperature_K > 0 and math.isfinite(temperature_K)):
         raise ValueError(f"temperature_K: expected a positive finite temperature in K, got {temperature_K!r}")
     m = masses_amu.reshape(-1, 1)
-    if m.numel() and not bool((m > 0).all()):
+    if validate and m.numel() and not bool((m > 0).all()):
         raise ValueError(f"masses_amu: expected positive bead masses, got min {float(m.min())}")
     return BOLTZMANN_KJ_PER_MOL_K * float(temperature_K) / m
 
@@ -77,8 +81,8 @@ def smallest_stable_sigma(temperature_K: float, min_mass_amu: float, time_step_p
 
 
 def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int, time_step_ps: float,
-           friction_per_ps: float, sigma_nm, generator: Optional[torch.Generator] = None,
-           noise: bool = True, drift: Optional[torch.Tensor] = None) -> torch.Tensor:
+           friction_per_ps, sigma_nm, generator: Optional[torch.Generator] = None,
+           noise: bool = True, validate: bool = True) -> torch.Tensor:
     """One model step of CG Langevin dynamics on a learned score (module docstring): ``n_steps + 1`` passes.
 
     Args:
@@ -89,7 +93,8 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
         sigma_nm: noise level of the score, nm: a float or per bead (n, 1) (the Tweedie step uses it).
         generator: torch RNG on x0's device. noise: False gives zero initial velocities and no O-step noise
             (deterministic mode: damped motion down the learned free-energy surface).
-        drift: optional (n, 3) nm added evenly over the sub-steps (a mean displacement per model step).
+        validate: check sigma and friction (host round trips on accelerators; the runtime passes False, its
+            values come from validated metadata).
 
     Returns:
         (n, 3) next positions, nm.
@@ -100,13 +105,13 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
     if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 1:
         raise ValueError(f"n_steps: expected an integer >= 1, got {n_steps!r}")
     sig = torch.as_tensor(sigma_nm, dtype=x0.dtype, device=x0.device)
-    sig_min = float(sig.min()) if sig.numel() else 1.0
-    if not bool(torch.isfinite(sig).all()):
-        sig_min = float("nan")
     gam = torch.as_tensor(friction_per_ps, dtype=x0.dtype, device=x0.device)
-    gam_min = float(gam.min()) if bool(torch.isfinite(gam).all()) else float("nan")
-    for name, v, ok in (("time_step_ps", time_step_ps, time_step_ps > 0), ("sigma_nm", sig_min, sig_min > 0),
-                        ("friction_per_ps", gam_min, gam_min >= 0)):
+    checks = [("time_step_ps", float(time_step_ps), time_step_ps > 0)]
+    if validate:
+        sig_min = float(sig.min()) if bool(torch.isfinite(sig).all()) else float("nan")
+        gam_min = float(gam.min()) if bool(torch.isfinite(gam).all()) else float("nan")
+        checks += [("sigma_nm", sig_min, sig_min > 0), ("friction_per_ps", gam_min, gam_min >= 0)]
+    for name, v, ok in checks:
         if not (ok and math.isfinite(v)):
             raise ValueError(f"{name}: expected a finite value {'>= 0' if name.startswith('fr') else '> 0'}, "
                              f"got {v!r}")
@@ -118,18 +123,16 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
     root = torch.sqrt(2.0 * gam * kt_m * h)  # velocity kick of the random force over one sub-step, nm/ps
 
     def randn() -> torch.Tensor:
+        """Standard-normal draw of the positions' shape from ``generator``."""
         return torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
 
     v = torch.sqrt(kt_m) * randn() if noise else torch.zeros_like(x0)
-    step_drift = None if drift is None else drift.to(x0.dtype) / n
     x = x0
     acc = kt_m * score_fn(x)                 # force / mass = (kT / m) x score, nm/ps^2
     s = None
     for _ in range(n):
         eta = root * randn() if noise else torch.zeros_like(x0)
         x = x + b * h * v + 0.5 * b * h * h * acc + 0.5 * b * h * eta
-        if step_drift is not None:
-            x = x + step_drift
         s = score_fn(x)
         acc_new = kt_m * s
         v = a * v + 0.5 * h * (a * acc + acc_new) + b * eta

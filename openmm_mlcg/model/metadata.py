@@ -200,7 +200,7 @@ class ModelMetadata:
         sigma = float(self.cg_langevin_sigma_nm)
         m = bead_masses.reshape(-1, 1)
         if self.cg_langevin_sigma_mass_amu is None:
-            return sigma + 0.0 * m
+            return m.new_full(m.shape, sigma)
         return sigma * (float(self.cg_langevin_sigma_mass_amu) / m) ** 0.5
 
     @property

@@ -16,6 +16,8 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 import torch
 
+from openmm_mlcg.analysis.diffusion import remove_centre_of_mass_drift
+
 __all__ = ["calibrate_friction", "data_msd", "model_msd"]
 
 
@@ -27,12 +29,12 @@ def _starts(n_frames: int, history: int, lag: int, n_starts: int) -> List[int]:
 
 
 def _com_free_sq(x0: np.ndarray, x1: np.ndarray, masses: np.ndarray, periodic: bool) -> np.ndarray:
-    """Squared displacement per bead (n,), nm^2; periodic systems in their centre-of-mass frame."""
-    d = x1 - x0
-    if periodic:  # the periodic system's centre of mass is not an observable (the runtime removes its drift)
-        w = masses / masses.sum()
-        d = d - (w[:, None] * d).sum(0, keepdims=True)
-    return (d ** 2).sum(-1)
+    """Squared displacement per bead (n,), nm^2; periodic systems in their centre-of-mass frame (the runtime
+    removes the periodic system's drift, as :func:`openmm_mlcg.analysis.diffusion.remove_centre_of_mass_drift`)."""
+    x = np.stack([x0, x1])
+    if periodic:
+        x = remove_centre_of_mass_drift(x, masses)
+    return ((x[1] - x[0]) ** 2).sum(-1)
 
 
 def _by_type(values: Dict[str, list]) -> Dict[str, float]:

@@ -16,10 +16,10 @@ L_dyn + L_score); Sanchez-Gonzalez et al. 2020 (input noise); gradient clipping 
 """
 from __future__ import annotations
 
-import dataclasses
-
 import csv
+import dataclasses
 import time
+import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -83,11 +83,18 @@ def _run_temperature(data_cfg) -> Optional[float]:
 
 
 def _lightest_bead_amu(maps) -> float:
+    """Mass (amu) of the lightest bead of all mappings (sets the cg_langevin noise level)."""
     return min(float(np.min(np.asarray(m.bead_masses))) for m in maps)
 
 
-def _cg_langevin_sigma(cfg, trajs, maps, frame_interval: float) -> float:
-    """sigma_b (nm) of the ``"cg_langevin"`` sampler: the lightest bead resolved at ``omega h = cg_langevin_omega_h``."""
+def _cg_langevin_noise(cfg, stats, maps, frame_interval: float):
+    """(sigma_b, (sigma_max, sigma_min)) nm of the ``"cg_langevin"`` sampler: sigma_b resolves the lightest bead's
+    fastest oscillation at ``omega h = cg_langevin_omega_h``; the training range is [sigma_b / 3, 3 sigma_b] unless
+    given. Warns when sigma_b exceeds half a model step's displacement std.
+
+    Raises:
+        ValueError: no ``data.temperature_K``, or a given range that does not hold sigma_b.
+    """
     from openmm_mlcg.cg_langevin import smallest_stable_sigma
 
     t = cfg.data.temperature_K
@@ -95,8 +102,19 @@ def _cg_langevin_sigma(cfg, trajs, maps, frame_interval: float) -> float:
         raise ValueError("data.temperature_K: the 'cg_langevin' sampler needs the temperature of the training data "
                          "in K (give it in the config, or train from run directories whose metadata.json records "
                          "temperature_K), got None")
-    return smallest_stable_sigma(float(t), _lightest_bead_amu(maps), cfg.data.stride * frame_interval, cfg.score.cg_langevin_steps,
-                                 cfg.score.cg_langevin_omega_h)
+    sc = cfg.score
+    sigma_b = smallest_stable_sigma(float(t), _lightest_bead_amu(maps), cfg.data.stride * frame_interval,
+                                    sc.cg_langevin_steps, sc.cg_langevin_omega_h)
+    sigma_range = (sc.sigma_max_nm or 3.0 * sigma_b, sc.sigma_min_nm or sigma_b / 3.0)
+    if sigma_b > 0.5 * stats["velocity_std"]:
+        warnings.warn(f"score.cg_langevin_steps: {sc.cg_langevin_steps} sub-steps smooth the lightest bead's score at "
+                      f"sigma = {sigma_b:.3g} nm, more than half of one model step's displacement std "
+                      f"({stats['velocity_std']:.3g} nm): the structure will be washed out; use more sub-steps "
+                      "(sigma falls as 1 / cg_langevin_steps)", UserWarning, stacklevel=3)
+    if not sigma_range[1] <= sigma_b <= sigma_range[0]:
+        raise ValueError(f"score.sigma_min_nm/sigma_max_nm: the range {sigma_range[1]}..{sigma_range[0]} nm must "
+                         f"hold the cg_langevin noise level {sigma_b:.4g} nm")
+    return sigma_b, sigma_range
 
 
 def _step_generator(seed: int, step: int) -> torch.Generator:
@@ -300,18 +318,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
     frame_interval = float(trajs[0].frame_interval_ps)
     sigma_b = None
     if cfg.score.sampler == "cg_langevin" and cfg.score.enabled:
-        sigma_b = _cg_langevin_sigma(cfg, trajs, maps, frame_interval)
-        sigma_range = (cfg.score.sigma_max_nm or 3.0 * sigma_b, cfg.score.sigma_min_nm or sigma_b / 3.0)
-        if sigma_b > 0.5 * stats["velocity_std"]:
-            import warnings
-
-            warnings.warn(f"score.cg_langevin_steps: {cfg.score.cg_langevin_steps} sub-steps smooth the lightest "
-                          f"bead's score at sigma = {sigma_b:.3g} nm, more than half of one model step's displacement "
-                          f"std ({stats['velocity_std']:.3g} nm): the structure will be washed out; use more "
-                          "sub-steps (sigma falls as 1 / cg_langevin_steps)", UserWarning, stacklevel=2)
-        if not sigma_range[1] <= sigma_b <= sigma_range[0]:
-            raise ValueError(f"score.sigma_min_nm/sigma_max_nm: the range {sigma_range[1]}..{sigma_range[0]} nm must "
-                             f"hold the cg_langevin noise level {sigma_b:.4g} nm")
+        sigma_b, sigma_range = _cg_langevin_noise(cfg, stats, maps, frame_interval)
     else:
         sigma_range = cfg.score.resolved_sigmas(stats["velocity_std"])
     sigmas = geometric_sigmas(sigma_range[0], sigma_range[1], cfg.score.n_levels)

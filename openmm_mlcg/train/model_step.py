@@ -18,18 +18,20 @@ __all__ = ["build_modules", "loss_options", "N_BOND_TYPES"]
 N_BOND_TYPES = 6  # FineGraph bond codes 0..5
 
 
-def build_modules(model_cfg, n_atom_types: int, history: int, sampler: str = "interpolant") -> Dict[str, torch.nn.Module]:
+def build_modules(model_cfg, n_atom_types: int, history: int, sampler: str = "cg_langevin"
+                  ) -> Dict[str, torch.nn.Module]:
     """Instantiate the Embedding, Dynamics and Score GNNs from a :class:`ModelConfig` (eager modules).
 
-    For ``sampler="cg_langevin"`` the Score GNN reads the bead embeddings (an equilibrium score of the
+    ``sampler`` is ``TrainConfig.score.sampler`` (default: the config's default). For ``"cg_langevin"`` the Score GNN reads the bead embeddings (an equilibrium score of the
     configuration); otherwise the Dynamics GNN's latents (a score of the next step given the history).
     """
     emb = EmbeddingGNN(n_atom_types, N_BOND_TYPES, hidden=model_cfg.embedding_hidden,
                        layers=model_cfg.embedding_layers)
     dyn = DynamicsGNN(embedding_dim=emb.out_dim, history=history, hidden=model_cfg.dynamics_hidden,
                       layers=model_cfg.dynamics_layers, min_std=model_cfg.min_std)
-    score = ScoreGNN(latent_dim=emb.out_dim if sampler == "cg_langevin" else model_cfg.dynamics_hidden, hidden=model_cfg.score_hidden,
-                     layers=model_cfg.score_layers, n_rbf=model_cfg.score_rbf)
+    latent_dim = emb.out_dim if sampler == "cg_langevin" else model_cfg.dynamics_hidden
+    score = ScoreGNN(latent_dim=latent_dim, hidden=model_cfg.score_hidden, layers=model_cfg.score_layers,
+                     n_rbf=model_cfg.score_rbf)
     return {"embedding": emb, "dynamics": dyn, "score": score}
 
 
