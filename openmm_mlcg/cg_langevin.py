@@ -27,7 +27,13 @@ mean-squared displacement over several model steps equals the data's (``openmm_m
 stationary distribution of the positions is the learned p_sigma whatever gamma, so the structure does not
 depend on the dynamics' fit. sigma is chosen so the fastest oscillation the smoothed score allows,
 ``omega = sqrt(kT/m) / sigma``, is resolved at a fixed ``omega h`` (1.5 by default; the scheme is stable up to 2):
-each bead has its own sigma, proportional to 1 / sqrt(m), so heavy beads are smoothed less than light ions.
+each bead has its own sigma, proportional to 1 / sqrt(m), so heavy beads are smoothed less than light ones.
+The masses here are the sampler's inertial masses, ``max(m_i, floor)`` (``ModelMetadata.cg_langevin_masses``,
+by default the floor is the median bead mass): the positions' stationary distribution does not depend on the
+masses, only the short-time inertia does, and the fitted friction absorbs that (the same argument as mass
+repartitioning in MD). Without a floor one light ion (Li+, 6.9 amu, in beads of ~50 amu) would set a sigma
+three times wider for itself than for the polymer, smoothing away its coordination shell (SPE demo: Li+ D
+3.3x the reference's with physical masses).
 
 Cost: ``N + 1`` Score GNN passes per model step (the last sub-step's score is reused by the Tweedie step).
 The friction may differ per bead (one value per bead type).

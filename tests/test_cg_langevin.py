@@ -32,9 +32,12 @@ def test_free_bead_msd_is_ornstein_uhlenbeck():
     assert abs(float((x ** 2).sum(-1).mean()) - brownian) < 0.1 * brownian
 
 
-def test_harmonic_pair_samples_boltzmann_separation():
+@pytest.mark.parametrize("light_mass_ratio", [1.0, 40.0 / 6.94])
+def test_harmonic_pair_samples_boltzmann_separation(light_mass_ratio):
     """Pairs (2i, 2i+1) bound by U = k/2 |r|^2, r = x_a - x_b (score -+ k/kT r on the two beads): chained over
-    six model steps the separation has its Boltzmann variance kT/k per axis, while the pair's centre diffuses."""
+    six model steps the separation has its Boltzmann variance kT/k per axis, while the pair's centre diffuses.
+    The masses do not enter the stationary law: with one bead of each pair 5.8x lighter (Li+ beside a 40 amu
+    bead) the variance is the same, which is why a mass floor (``cg_langevin_mass_floor_amu``) is allowed."""
     g = torch.Generator().manual_seed(1)
     m, k_over_kt = 4000, 400.0  # 1/nm^2: the separation std is 0.05 nm per axis
 
@@ -46,6 +49,7 @@ def test_harmonic_pair_samples_boltzmann_separation():
 
     x = torch.zeros(2 * m, 3, dtype=torch.float64)
     kt_m = torch.full((2 * m, 1), KT_M, dtype=torch.float64)
+    kt_m[1::2] *= light_mass_ratio
     for _ in range(6):
         x = C.sample(score, x, kt_m, 15, 2.0, 1.0, 1e-4, generator=g)
     r = x[0::2] - x[1::2]
@@ -177,3 +181,11 @@ def test_calibrated_friction_recovers_the_data_friction():
     predicted = model_msd(fitted, [traj], [mapping], 1, 10, starts)
     for t in species:
         assert abs(predicted[t] / target[t] - 1) < 0.1, (t, predicted, target)
+    # a mass floor at the argon mass: Li+ moves with argon's inertia, and the fitted friction absorbs it (about
+    # 40 / 6.94 times smaller, the same kT / (m gamma)) so that the MSD is still the data's
+    floored = CGDynamicsModel(model.embedding, model.dynamics, model.score, dataclasses.replace(
+        model.metadata, cg_langevin_mass_floor_amu=39.948)).eval()
+    fit_f = calibrate_friction(floored, [traj], [mapping], stride=1, lag=5, n_starts=6, iterations=12)
+    assert fit_f["friction_by_type"]["Ar"] == pytest.approx(fit["friction_by_type"]["Ar"], rel=0.05)
+    assert fit_f["friction_by_type"]["Li"] < 0.4 * fit["friction_by_type"]["Li"], (fit_f, fit)
+    assert abs(fit_f["model_msd_by_type_nm2"]["Li"] / fit_f["data_msd_by_type_nm2"]["Li"] - 1) < 0.05, fit_f

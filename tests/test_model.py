@@ -136,6 +136,20 @@ def test_metadata_record_validates_and_round_trips():
         ModelMetadata.from_dict(dict(META, history=0))
     with pytest.raises(ValueError, match=r"history is 2 but hyperparameters\['dynamics'\]\['history'\] is 3"):
         ModelMetadata.from_dict(dict(META, hyperparameters={"dynamics": {"history": 3}}))
+    with pytest.raises(ValueError, match=r"\['cg_langevin_mass_floor_amu'\]: expected a positive finite number"):
+        ModelMetadata.from_dict(dict(META, cg_langevin_mass_floor_amu=-1.0))
+    # the sampler's masses: Li+ (6.94 amu) raised to a 40 amu floor gets the same noise level as a 40 amu bead;
+    # heavier beads keep sigma ~ 1 / sqrt(m); without a floor (old bundles) Li+ gets sqrt(40 / 6.94) x wider
+    lam = dict(META, sampler="cg_langevin", temperature_K=300.0, cg_langevin_sigma_nm=0.02,
+               cg_langevin_sigma_mass_amu=40.0)
+    masses = torch.tensor([6.94, 40.0, 160.0], dtype=torch.float64)
+    floored = ModelMetadata.from_dict(dict(lam, cg_langevin_mass_floor_amu=40.0))
+    assert ModelMetadata.from_dict(floored.to_dict()) == floored
+    assert floored.cg_langevin_sigmas(masses).reshape(-1).tolist() == pytest.approx([0.02, 0.02, 0.01])
+    assert floored.cg_langevin_masses(masses).reshape(-1).tolist() == pytest.approx([40.0, 40.0, 160.0])
+    plain = ModelMetadata.from_dict(lam)
+    assert "cg_langevin_mass_floor_amu" not in plain.to_dict()
+    assert float(plain.cg_langevin_sigmas(masses)[0]) == pytest.approx(0.02 * (40.0 / 6.94) ** 0.5)
 
 
 def test_inconsistent_or_old_bundle_is_refused(tmp_path):

@@ -101,6 +101,9 @@ def test_example_config_parses():
     assert cfg.score.sampler == "cg_langevin" and cfg.score.cg_langevin_steps == 15 and cfg.data.temperature_K is None
     assert cfg.score.sigma_max_nm is None                                             # noise range tied to the data
     assert cfg.score.resolved_sigmas(0.1) == pytest.approx((0.3, 0.005))
+    assert cfg.score.cg_langevin_mass_floor_amu is None                           # median bead mass
+    with pytest.raises(ValueError, match=r"score.cg_langevin_mass_floor_amu.*>= 0"):
+        TrainConfig.from_dict({"score": {"cg_langevin_mass_floor_amu": -5.0}})
 
 
 # ----------------------------------------------------------------------------------------- noise, losses

@@ -270,7 +270,7 @@ class CGDynamicsModel(nn.Module):
                 """Learned equilibrium score (1/nm) on a graph rebuilt on ``x``."""
                 return self.equilibrium_gns(bead_embedding, x, sig, self.edges(x, box, cg_bonds, validate=False)) / sig
 
-            kt_m = _cgl.kt_over_mass(float(m.temperature_K), masses, validate=False)
+            kt_m = _cgl.kt_over_mass(float(m.temperature_K), m.cg_langevin_masses(masses), validate=False)
             return _cgl.sample(score_fn, positions, kt_m, m.cg_langevin_steps, float(m.model_time_step_ps),
                                float(m.cg_langevin_friction_per_ps) if bead_friction is None else bead_friction,
                                sig, generator, not deterministic, validate=False)

@@ -50,6 +50,10 @@ class ModelMetadata:
             training; beads of a type not listed use ``cg_langevin_friction_per_ps``.
         cg_langevin_sigma_mass_amu: the bead mass (amu) at which the noise level is ``cg_langevin_sigma_nm``;
             bead i uses ``sigma sqrt(m / m_i)``, the same omega h for every bead (None: one sigma for all).
+        cg_langevin_mass_floor_amu: the sampler's inertial mass of a bead is ``max(m_i, floor)`` (amu; None: the
+            bead masses). Mass does not change the Boltzmann distribution the sampler draws from, only its
+            inertia, which the fitted friction absorbs; a floor keeps a light ion (Li+, 6.9 amu) from forcing a
+            wide smoothing sigma (sigma ~ 1 / sqrt(m)) onto its own score.
         score_enabled: whether the Score GNN was trained.
         min_std: lower bound of the predicted std (normalised units) or None.
         hyperparameters: {"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments.
@@ -77,6 +81,7 @@ class ModelMetadata:
     cg_langevin_steps: int = 15
     cg_langevin_sigma_nm: Optional[float] = None
     cg_langevin_sigma_mass_amu: Optional[float] = None
+    cg_langevin_mass_floor_amu: Optional[float] = None
     cg_langevin_friction_per_ps: float = 1.0
     cg_langevin_friction_by_type: Dict[str, float] = field(default_factory=dict)
     score_enabled: bool = True
@@ -123,10 +128,12 @@ class ModelMetadata:
         a = self.interpolant_noise_nm
         if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or not (math.isfinite(a) and a > 0)):
             raise ValueError(f"{name}['interpolant_noise_nm']: expected a positive finite number (nm) or null, got {a!r}")
-        for key in ("temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu"):
+        for key in ("temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu",
+                    "cg_langevin_mass_floor_amu"):
             v = getattr(self, key)
             if v is None:
-                if self.sampler == "cg_langevin" and self.score_enabled and key != "cg_langevin_sigma_mass_amu":
+                if self.sampler == "cg_langevin" and self.score_enabled and key in ("temperature_K",
+                                                                                    "cg_langevin_sigma_nm"):
                     raise ValueError(f"{name}[{key!r}]: the 'cg_langevin' sampler needs it; got none")
             elif isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
                 raise ValueError(f"{name}[{key!r}]: expected a positive finite number or null, got {v!r}")
@@ -176,7 +183,8 @@ class ModelMetadata:
         out["hyperparameters"] = _plain(self.hyperparameters)
         out["cg_langevin_friction_by_type"] = dict(self.cg_langevin_friction_by_type)
         for key in ("min_std", "format_version", "package_version", "periodic", "interpolant_noise_nm",
-                    "temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu"):
+                    "temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu",
+                    "cg_langevin_mass_floor_amu"):
             if out[key] is None:
                 del out[key]
         return {**self.extra, **out}
@@ -195,10 +203,19 @@ class ModelMetadata:
         default = float(self.cg_langevin_friction_per_ps)
         return [float(self.cg_langevin_friction_by_type.get(str(t), default)) for t in bead_types]
 
-    def cg_langevin_sigmas(self, bead_masses):
-        """Per-bead noise levels (n, 1) nm of the ``"cg_langevin"`` sampler for bead masses (n,) amu (a tensor)."""
-        sigma = float(self.cg_langevin_sigma_nm)
+    def cg_langevin_masses(self, bead_masses):
+        """Inertial masses (n, 1) amu of the ``"cg_langevin"`` sampler: ``max(m_i, cg_langevin_mass_floor_amu)``
+        for bead masses (n,) amu (a tensor); the masses themselves when no floor is set."""
         m = bead_masses.reshape(-1, 1)
+        if self.cg_langevin_mass_floor_amu is None:
+            return m
+        return m.clamp(min=float(self.cg_langevin_mass_floor_amu))
+
+    def cg_langevin_sigmas(self, bead_masses):
+        """Per-bead noise levels (n, 1) nm of the ``"cg_langevin"`` sampler for bead masses (n,) amu (a tensor):
+        ``sigma sqrt(m_sigma / m_i')`` with ``m_i'`` the sampler's masses (:meth:`cg_langevin_masses`)."""
+        sigma = float(self.cg_langevin_sigma_nm)
+        m = self.cg_langevin_masses(bead_masses)
         if self.cg_langevin_sigma_mass_amu is None:
             return m.new_full(m.shape, sigma)
         return sigma * (float(self.cg_langevin_sigma_mass_amu) / m) ** 0.5

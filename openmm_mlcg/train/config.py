@@ -104,7 +104,10 @@ class ScoreConfig:
     unless given, sigma_b the smallest noise level at which ``cg_langevin_steps`` Langevin sub-steps per model
     step resolve the lightest bead's fastest oscillation at ``omega h = cg_langevin_omega_h``; the friction is
     fitted after training to the MSD over ``calibration_lag`` model steps from ``calibration_starts`` true states
-    per trajectory; ``cg_langevin_steps`` + 1 Score passes per step), ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
+    per trajectory; ``cg_langevin_steps`` + 1 Score passes per step; the sampler's inertial masses are
+    ``max(m_i, cg_langevin_mass_floor_amu)``, None: the median bead mass of the training mappings, 0: the bead
+    masses themselves; mass leaves the sampled distribution unchanged, the fitted friction absorbs it, and the
+    floor keeps a light ion from setting a wide sigma), ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
     ``n_levels`` Euler-Maruyama steps = passes; noise amplitude ``interpolant_noise`` x velocity_std; the Score
     GNN is then trained as the denoiser's residual instead of by score matching), ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
     Langevin corrector steps per level at signal-to-noise ``snr``) or ``"langevin"`` (annealed Langevin,
@@ -128,6 +131,7 @@ class ScoreConfig:
     interpolant_noise: float = 1.0
     cg_langevin_steps: int = 15
     cg_langevin_omega_h: float = 1.5
+    cg_langevin_mass_floor_amu: Optional[float] = None
     calibration_lag: int = 10
     calibration_starts: int = 4
 
@@ -326,6 +330,9 @@ class TrainConfig:
         _check("score.cg_langevin_steps", s.cg_langevin_steps, s.cg_langevin_steps >= 1, ">= 1")
         _check("score.cg_langevin_omega_h", s.cg_langevin_omega_h, 0 < s.cg_langevin_omega_h < 2,
                "in (0, 2) (the Langevin scheme is unstable at omega h >= 2)")
+        if s.cg_langevin_mass_floor_amu is not None:
+            _check("score.cg_langevin_mass_floor_amu", s.cg_langevin_mass_floor_amu,
+                   s.cg_langevin_mass_floor_amu >= 0, ">= 0 (amu; 0: no floor, null: the median bead mass)")
         _check("score.calibration_lag", s.calibration_lag, s.calibration_lag >= 1, ">= 1")
         _check("score.calibration_starts", s.calibration_starts, s.calibration_starts >= 1, ">= 1")
         if self.data.temperature_K is not None:

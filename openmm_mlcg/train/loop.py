@@ -82,9 +82,21 @@ def _run_temperature(data_cfg) -> Optional[float]:
     return temps.pop() if len(temps) == 1 else None
 
 
-def _lightest_bead_amu(maps) -> float:
-    """Mass (amu) of the lightest bead of all mappings (sets the cg_langevin noise level)."""
-    return min(float(np.min(np.asarray(m.bead_masses))) for m in maps)
+def _mass_floor_amu(cfg, maps) -> Optional[float]:
+    """The cg_langevin sampler's mass floor (amu): ``score.cg_langevin_mass_floor_amu``, the median bead mass of
+    all mappings when that is None, no floor (None) when it is 0."""
+    floor = cfg.score.cg_langevin_mass_floor_amu
+    if floor is None:
+        return float(np.median(np.concatenate([np.asarray(m.bead_masses, dtype=np.float64) for m in maps])))
+    return float(floor) if floor > 0 else None
+
+
+def _lightest_bead_amu(cfg, maps) -> float:
+    """Inertial mass (amu) of the sampler's lightest bead over all mappings (sets the cg_langevin noise level):
+    the lightest bead mass, raised to the mass floor."""
+    lightest = min(float(np.min(np.asarray(m.bead_masses))) for m in maps)
+    floor = _mass_floor_amu(cfg, maps)
+    return lightest if floor is None else max(lightest, floor)
 
 
 def _cg_langevin_noise(cfg, stats, maps, frame_interval: float):
@@ -103,7 +115,7 @@ def _cg_langevin_noise(cfg, stats, maps, frame_interval: float):
                          "in K (give it in the config, or train from run directories whose metadata.json records "
                          "temperature_K), got None")
     sc = cfg.score
-    sigma_b = smallest_stable_sigma(float(t), _lightest_bead_amu(maps), cfg.data.stride * frame_interval,
+    sigma_b = smallest_stable_sigma(float(t), _lightest_bead_amu(cfg, maps), cfg.data.stride * frame_interval,
                                     sc.cg_langevin_steps, sc.cg_langevin_omega_h)
     sigma_range = (sc.sigma_max_nm or 3.0 * sigma_b, sc.sigma_min_nm or sigma_b / 3.0)
     if sigma_b > 0.5 * stats["velocity_std"]:
@@ -231,7 +243,8 @@ def _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps, s
     dc = cfg.data
     return ModelMetadata.from_dict(dict(
         temperature_K=dc.temperature_K, cg_langevin_steps=cfg.score.cg_langevin_steps, cg_langevin_sigma_nm=sigma_b,
-        cg_langevin_sigma_mass_amu=None if sigma_b is None else _lightest_bead_amu(maps),
+        cg_langevin_sigma_mass_amu=None if sigma_b is None else _lightest_bead_amu(cfg, maps),
+        cg_langevin_mass_floor_amu=None if sigma_b is None else _mass_floor_amu(cfg, maps),
         model_time_step_ps=dc.stride * frame_interval, frame_interval_ps=frame_interval, stride=dc.stride,
         history=dc.history, cutoff_nm=cfg.model.cutoff_nm, min_std=cfg.model.min_std,
         sigmas_nm=[float(s) for s in sigmas], score_enabled=cfg.score.enabled,
@@ -424,7 +437,8 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         fc = meta.extra.get("friction_calibration")
         if fc:
             types = ", ".join(f"{t} {g:.3g}" for t, g in sorted((fc.get("friction_by_type") or {}).items()))
-            print(f"cg_langevin: sigma {meta.cg_langevin_sigma_nm:.4g} nm (lightest bead), {meta.cg_langevin_steps} "
+            print(f"cg_langevin: sigma {meta.cg_langevin_sigma_nm:.4g} nm (lightest bead, inertial mass "
+                  f"{meta.cg_langevin_sigma_mass_amu:.4g} amu), {meta.cg_langevin_steps} "
                   f"sub-steps, friction per bead type ({types}) /ps fitted to the MSD over {fc['lag']} model steps "
                   f"(data {fc['data_msd_nm2']:.4g} nm^2, model {fc['model_msd_nm2']:.4g} nm^2, {fc['n_starts']} starts)",
                   flush=True)
