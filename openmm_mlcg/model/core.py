@@ -251,13 +251,15 @@ class CGDynamicsModel(nn.Module):
     def refine(self, positions: torch.Tensor, prediction: Optional[Prediction], box: Optional[torch.Tensor],
                cg_bonds: torch.Tensor, generator: Optional[torch.Generator] = None,
                deterministic: bool = False, bead_embedding: Optional[torch.Tensor] = None,
-               bead_masses: Optional[torch.Tensor] = None, bead_friction: Optional[torch.Tensor] = None) -> torch.Tensor:
+               bead_masses: Optional[torch.Tensor] = None, bead_friction: Optional[torch.Tensor] = None,
+               excluded_volume=None) -> torch.Tensor:
         """Joint next positions (n, 3) nm drawn with the bundle's sampler (:func:`openmm_mlcg.samplers.refine`).
 
         The graph is rebuilt on the noisy positions at every Score GNN pass; ``box`` must be validated already.
         ``"cg_langevin"`` (:mod:`openmm_mlcg.cg_langevin`) needs ``bead_embedding`` and ``bead_masses`` (amu)
         instead of ``prediction`` (ValueError without them); ``bead_friction`` (n, 1) 1/ps per bead (from
-        ``metadata.cg_langevin_frictions``; None: ``cg_langevin_friction_per_ps`` for all).
+        ``metadata.cg_langevin_frictions``; None: ``cg_langevin_friction_per_ps`` for all); ``excluded_volume``
+        (:class:`openmm_mlcg.prior.ExcludedVolume` or None) adds its wall score to the learned one.
         """
         m, n = self.metadata, positions.shape[0]
         if m.sampler == "cg_langevin":
@@ -267,8 +269,10 @@ class CGDynamicsModel(nn.Module):
             sig = m.cg_langevin_sigmas(masses).to(positions.dtype)  # (n, 1) nm
 
             def score_fn(x: torch.Tensor) -> torch.Tensor:
-                """Learned equilibrium score (1/nm) on a graph rebuilt on ``x``."""
-                return self.equilibrium_gns(bead_embedding, x, sig, self.edges(x, box, cg_bonds, validate=False)) / sig
+                """Learned equilibrium score (1/nm) on a graph rebuilt on ``x`` (+ the excluded-volume prior's)."""
+                e = self.edges(x, box, cg_bonds, validate=False)
+                s = self.equilibrium_gns(bead_embedding, x, sig, e) / sig
+                return s if excluded_volume is None else s + excluded_volume.score(e, s.dtype)
 
             kt_m = _cgl.kt_over_mass(float(m.temperature_K), m.cg_langevin_masses(masses), validate=False)
             return _cgl.sample(score_fn, positions, kt_m, m.cg_langevin_steps, float(m.model_time_step_ps),
@@ -302,7 +306,7 @@ class CGDynamicsModel(nn.Module):
     def step(self, positions: torch.Tensor, history: torch.Tensor, box: Optional[torch.Tensor],
              bead_embedding: torch.Tensor, bead_masses: torch.Tensor, cg_bonds: torch.Tensor,
              refine: bool = True, generator: Optional[torch.Generator] = None,
-             deterministic: bool = False, bead_friction: Optional[torch.Tensor] = None
+             deterministic: bool = False, bead_friction: Optional[torch.Tensor] = None, excluded_volume=None
              ) -> Tuple[torch.Tensor, torch.Tensor]:
         """One model step: predict, refine (or sample), remove the periodic centre-of-mass drift, roll history.
 
@@ -313,6 +317,7 @@ class CGDynamicsModel(nn.Module):
             or None. bead_embedding, bead_masses, cg_bonds: of the system (:meth:`embed`, SystemGraph).
             refine: use the Score GNN sampler (when :attr:`refines`). generator: RNG on the device.
             deterministic: no random numbers. bead_friction: (n, 1) 1/ps of the ``"cg_langevin"`` sampler or None.
+            excluded_volume: the system's :class:`openmm_mlcg.prior.ExcludedVolume` (``"cg_langevin"``) or None.
 
         Returns:
             (positions (n, 3), history (n, k, 3)): the new state; ``history[:, -1] = x_new - x``.
@@ -324,7 +329,7 @@ class CGDynamicsModel(nn.Module):
                                       self.edges(positions, box, cg_bonds, validate=False))
         if refined:
             x_new = self.refine(positions, prediction, box, cg_bonds, generator, deterministic, bead_embedding,
-                                bead_masses, bead_friction)
+                                bead_masses, bead_friction, excluded_volume)
         else:
             x_new = self.sample(prediction, generator, deterministic)
         if box is not None:  # momentum conservation: no drift of the periodic system's centre of mass

@@ -54,6 +54,9 @@ class ModelMetadata:
             bead masses). Mass does not change the Boltzmann distribution the sampler draws from, only its
             inertia, which the fitted friction absorbs; a floor keeps a light ion (Li+, 6.9 amu) from forcing a
             wide smoothing sigma (sigma ~ 1 / sqrt(m)) onto its own score.
+        excluded_volume_nm: {``"A|B"``: r0 nm} per unordered bead-type pair, the closest non-bonded approach in
+            the training data; the ``"cg_langevin"`` sampler adds a soft wall below it (:mod:`openmm_mlcg.prior`;
+            empty: no wall). excluded_volume_width_nm: the wall's width w, nm (None: no wall).
         score_enabled: whether the Score GNN was trained.
         min_std: lower bound of the predicted std (normalised units) or None.
         hyperparameters: {"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments.
@@ -84,6 +87,8 @@ class ModelMetadata:
     cg_langevin_mass_floor_amu: Optional[float] = None
     cg_langevin_friction_per_ps: float = 1.0
     cg_langevin_friction_by_type: Dict[str, float] = field(default_factory=dict)
+    excluded_volume_nm: Dict[str, float] = field(default_factory=dict)
+    excluded_volume_width_nm: Optional[float] = None
     score_enabled: bool = True
     min_std: Optional[float] = None
     hyperparameters: Dict[str, Any] = field(default_factory=dict)
@@ -145,6 +150,19 @@ class ModelMetadata:
                 (f"cg_langevin_friction_by_type'][{t!r}", v) for t, v in by_type.items()]:
             if isinstance(f, bool) or not isinstance(f, (int, float)) or not (math.isfinite(f) and f >= 0):
                 raise ValueError(f"{name}['{key}']: expected a finite number >= 0 (1/ps), got {f!r}")
+        walls = self.excluded_volume_nm or {}
+        if not isinstance(walls, Mapping):
+            raise ValueError(f"{name}['excluded_volume_nm']: expected a mapping 'A|B' -> nm, got {type(walls).__name__}")
+        for t, v in walls.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name}['excluded_volume_nm'][{t!r}]: expected a distance >= 0 nm, got {v!r}")
+        w = self.excluded_volume_width_nm
+        if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w > 0)):
+            raise ValueError(f"{name}['excluded_volume_width_nm']: expected a positive finite number (nm) or null, "
+                             f"got {w!r}")
+        if walls and w is None:
+            raise ValueError(f"{name}['excluded_volume_width_nm']: excluded_volume_nm is given, so the wall width "
+                             "is needed; got none")
         for key in ("history", "n_bond_types", "langevin_steps_per_level", "corrector_steps", "cg_langevin_steps"):
             v = getattr(self, key)
             low = 1 if key in ("history", "n_bond_types", "cg_langevin_steps") else 0
@@ -171,6 +189,7 @@ class ModelMetadata:
                                  "(inconsistent bundle; export it again from the trainer)")
         return replace(self, atom_type_vocabulary=tuple(vocab), sigmas_nm=tuple(sig),
                         cg_langevin_friction_by_type={str(t): float(v) for t, v in by_type.items()},
+                        excluded_volume_nm={str(t): float(v) for t, v in walls.items()},
                         score_enabled=bool(self.score_enabled),
                         periodic=None if self.periodic is None else bool(self.periodic))
 
@@ -182,9 +201,10 @@ class ModelMetadata:
         out["sigmas_nm"] = [float(s) for s in self.sigmas_nm]
         out["hyperparameters"] = _plain(self.hyperparameters)
         out["cg_langevin_friction_by_type"] = dict(self.cg_langevin_friction_by_type)
+        out["excluded_volume_nm"] = dict(self.excluded_volume_nm)
         for key in ("min_std", "format_version", "package_version", "periodic", "interpolant_noise_nm",
                     "temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu",
-                    "cg_langevin_mass_floor_amu"):
+                    "cg_langevin_mass_floor_amu", "excluded_volume_width_nm"):
             if out[key] is None:
                 del out[key]
         return {**self.extra, **out}

@@ -107,7 +107,9 @@ class ScoreConfig:
     per trajectory; ``cg_langevin_steps`` + 1 Score passes per step; the sampler's inertial masses are
     ``max(m_i, cg_langevin_mass_floor_amu)``, None: the median bead mass of the training mappings, 0: the bead
     masses themselves; mass leaves the sampled distribution unchanged, the fitted friction absorbs it, and the
-    floor keeps a light ion from setting a wide sigma), ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
+    floor keeps a light ion from setting a wide sigma; a soft wall below each bead-type pair's closest non-bonded
+    approach in the data, of width ``excluded_volume_width`` x sigma_b (null: no wall), keeps beads out of the
+    regions the data never visits, :mod:`openmm_mlcg.prior`), ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
     ``n_levels`` Euler-Maruyama steps = passes; noise amplitude ``interpolant_noise`` x velocity_std; the Score
     GNN is then trained as the denoiser's residual instead of by score matching), ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
     Langevin corrector steps per level at signal-to-noise ``snr``) or ``"langevin"`` (annealed Langevin,
@@ -132,6 +134,7 @@ class ScoreConfig:
     cg_langevin_steps: int = 15
     cg_langevin_omega_h: float = 1.5
     cg_langevin_mass_floor_amu: Optional[float] = None
+    excluded_volume_width: Optional[float] = 3.0
     calibration_lag: int = 10
     calibration_starts: int = 4
 
@@ -333,6 +336,9 @@ class TrainConfig:
         if s.cg_langevin_mass_floor_amu is not None:
             _check("score.cg_langevin_mass_floor_amu", s.cg_langevin_mass_floor_amu,
                    s.cg_langevin_mass_floor_amu >= 0, ">= 0 (amu; 0: no floor, null: the median bead mass)")
+        if s.excluded_volume_width is not None:
+            _check("score.excluded_volume_width", s.excluded_volume_width, s.excluded_volume_width >= 1.5,
+                   ">= 1.5 (x sigma_b; a narrower wall is unstable in the Langevin sub-steps) or null (no wall)")
         _check("score.calibration_lag", s.calibration_lag, s.calibration_lag >= 1, ">= 1")
         _check("score.calibration_starts", s.calibration_starts, s.calibration_starts >= 1, ">= 1")
         if self.data.temperature_K is not None:

@@ -238,6 +238,18 @@ def _validate(model, graphs, dataset, cfg, device) -> float:
     return total / count
 
 
+def _excluded_volume(cfg, trajs, maps, sigma_b) -> dict:
+    """Metadata of the ``"cg_langevin"`` sampler's excluded-volume prior (:mod:`openmm_mlcg.prior`): the closest
+    non-bonded approach per bead-type pair in the data and the wall width ``excluded_volume_width`` x sigma_b."""
+    w = cfg.score.excluded_volume_width
+    if sigma_b is None or w is None:
+        return {}
+    from ..prior import closest_approach
+
+    return dict(excluded_volume_nm=closest_approach(trajs, maps, cfg.model.cutoff_nm, cfg.data.stride),
+                excluded_volume_width_nm=float(w) * float(sigma_b))
+
+
 def _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps, sigma_b=None) -> ModelMetadata:
     """The typed metadata record of the model being trained (validated; k compared with the Dynamics GNN)."""
     dc = cfg.data
@@ -245,6 +257,7 @@ def _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps, s
         temperature_K=dc.temperature_K, cg_langevin_steps=cfg.score.cg_langevin_steps, cg_langevin_sigma_nm=sigma_b,
         cg_langevin_sigma_mass_amu=None if sigma_b is None else _lightest_bead_amu(cfg, maps),
         cg_langevin_mass_floor_amu=None if sigma_b is None else _mass_floor_amu(cfg, maps),
+        **_excluded_volume(cfg, trajs, maps, sigma_b),
         model_time_step_ps=dc.stride * frame_interval, frame_interval_ps=frame_interval, stride=dc.stride,
         history=dc.history, cutoff_nm=cfg.model.cutoff_nm, min_std=cfg.model.min_std,
         sigmas_nm=[float(s) for s in sigmas], score_enabled=cfg.score.enabled,
