@@ -30,6 +30,14 @@ def pair_key(type_a: str, type_b: str) -> str:
     return f"{a}|{b}"
 
 
+def _type_codes(bead_types) -> Tuple[list, torch.Tensor]:
+    """(sorted type names, (n,) long index of each bead's type among them)."""
+    types = [str(t) for t in bead_types]
+    names = sorted(set(types))
+    index = {t: k for k, t in enumerate(names)}
+    return names, torch.tensor([index[t] for t in types], dtype=torch.long)
+
+
 def closest_approach(trajectories: Sequence, mappings: Sequence, cutoff_nm: float, stride: int = 1,
                      max_frames: int = 400) -> Dict[str, float]:
     """Smallest non-bonded distance (nm) per unordered bead-type pair in CG trajectories.
@@ -47,6 +55,7 @@ def closest_approach(trajectories: Sequence, mappings: Sequence, cutoff_nm: floa
     Raises:
         ValueError: ``cutoff_nm`` not positive, or trajectories and mappings of different lengths.
     """
+    from .model.graph import cg_bond_index
     from .nn.neighbors import build_edges
 
     if not (float(cutoff_nm) > 0):
@@ -55,15 +64,11 @@ def closest_approach(trajectories: Sequence, mappings: Sequence, cutoff_nm: floa
         raise ValueError(f"mappings: expected one per trajectory ({len(trajectories)}), got {len(mappings)}")
     out: Dict[str, float] = {}
     for traj, mp in zip(trajectories, mappings):
-        types = [str(t) for t in mp.bead_types]
-        names = sorted(set(types))
-        index = {t: k for k, t in enumerate(names)}
-        code = torch.tensor([index[t] for t in types], dtype=torch.long)
+        names, code = _type_codes(mp.bead_types)
         nt = len(names)
         counts = np.bincount(code.numpy(), minlength=nt)
         best = torch.full((nt * nt,), float(cutoff_nm), dtype=torch.float64)
-        bonds = torch.as_tensor(np.asarray(mp.cg_bonds), dtype=torch.long).reshape(-1, 2).t().contiguous() \
-            if np.size(mp.cg_bonds) else torch.zeros((2, 0), dtype=torch.long)
+        bonds = cg_bond_index(mp)
         x = np.asarray(traj.positions)[::max(1, int(stride))]
         frames = np.unique(np.linspace(0, len(x) - 1, min(len(x), int(max_frames))).round().astype(int))
         box_all = None if traj.box is None else np.asarray(traj.box)
@@ -77,7 +82,7 @@ def closest_approach(trajectories: Sequence, mappings: Sequence, cutoff_nm: floa
             a, b = code[ei[0, keep]], code[ei[1, keep]]
             slot = torch.minimum(a, b) * nt + torch.maximum(a, b)
             best = best.scatter_reduce(0, slot, vec[keep].norm(dim=-1), reduce="amin")
-        bonded = _bonded_only_pairs(types, bonds, counts)
+        bonded = _bonded_only_pairs(code, bonds, counts)
         for i in range(nt):
             for j in range(i, nt):
                 if (i == j and counts[i] < 2) or (i, j) in bonded:
@@ -87,19 +92,12 @@ def closest_approach(trajectories: Sequence, mappings: Sequence, cutoff_nm: floa
     return out
 
 
-def _bonded_only_pairs(types, bonds: torch.Tensor, counts) -> set:
-    """Type pairs (i <= j, indices into the sorted names) whose every bead pair is CG-bonded (no non-bonded pair
-    exists, e.g. the two beads of one molecule type present once): they get no wall."""
-    names = sorted(set(types))
-    index = {t: k for k, t in enumerate(names)}
+def _bonded_only_pairs(code: torch.Tensor, bonds: torch.Tensor, counts) -> set:
+    """Type pairs (i <= j, type codes) whose every bead pair is CG-bonded (no non-bonded pair exists, e.g. the
+    two beads of one molecule type present once): they get no wall."""
     n_bonded: Dict[Tuple[int, int], int] = {}
-    seen = set()
-    for u, v in bonds.t().tolist():
-        key = (min(u, v), max(u, v))
-        if key in seen or u == v:
-            continue
-        seen.add(key)
-        a, b = sorted((index[types[u]], index[types[v]]))
+    for u, v in {(min(u, v), max(u, v)) for u, v in bonds.t().tolist() if u != v}:
+        a, b = sorted((int(code[u]), int(code[v])))
         n_bonded[(a, b)] = n_bonded.get((a, b), 0) + 1
     out = set()
     for (a, b), nb in n_bonded.items():
@@ -123,9 +121,7 @@ class ExcludedVolume:
     def __init__(self, bead_types, table_nm: Mapping[str, float], width_nm: float, device=None):
         if not (float(width_nm) > 0 and np.isfinite(float(width_nm))):
             raise ValueError(f"width_nm: expected a positive finite width in nm, got {width_nm!r}")
-        types = [str(t) for t in bead_types]
-        names = sorted(set(types))
-        index = {t: k for k, t in enumerate(names)}
+        names, code = _type_codes(bead_types)
         r0 = torch.zeros(len(names), len(names), dtype=torch.float64)
         for i, a in enumerate(names):
             for j, b in enumerate(names):
@@ -133,7 +129,7 @@ class ExcludedVolume:
                 if not (np.isfinite(v) and v >= 0):
                     raise ValueError(f"table_nm[{pair_key(a, b)!r}]: expected a distance >= 0 nm, got {v!r}")
                 r0[i, j] = v
-        self.type_index = torch.tensor([index[t] for t in types], dtype=torch.long, device=device)
+        self.type_index = code.to(device)
         self.r0_nm = r0.to(device)
         self.width_nm = float(width_nm)
 

@@ -70,7 +70,7 @@ def system_graph(mapping, vocabulary: Sequence[str], n_bond_types: Optional[int]
     btypes = torch.tensor(np.asarray(g.bond_types, dtype=np.int64).reshape(-1))
     if n_bond_types is not None and btypes.numel() and int(btypes.max()) >= n_bond_types:
         raise ValueError(f"mapping: bond type code {int(btypes.max())} >= bundle n_bond_types {n_bond_types}")
-    cg = torch.tensor(np.asarray(mapping.cg_bonds, dtype=np.int64).reshape(-1, 2)).t().contiguous()
+    cg = cg_bond_index(mapping)
     graph = SystemGraph(
         atom_types=torch.tensor([lookup[t] for t in g.atom_types], dtype=torch.long),
         masses=torch.tensor(np.asarray(g.masses), dtype=torch.float32),
@@ -82,3 +82,9 @@ def system_graph(mapping, vocabulary: Sequence[str], n_bond_types: Optional[int]
         cg_bonds=cg,
     )
     return graph if device is None else graph.to(device)
+
+
+def cg_bond_index(mapping) -> torch.Tensor:
+    """(2, n_cg_bonds) long bead indices of a mapping's CG bonds (``CGMapping.cg_bonds`` is (n_cg_bonds, 2)),
+    the layout :func:`openmm_mlcg.nn.neighbors.build_edges` takes."""
+    return torch.tensor(np.asarray(mapping.cg_bonds, dtype=np.int64).reshape(-1, 2)).t().contiguous()
