@@ -24,7 +24,7 @@ import torch
 from . import dynamics as _dyn
 from .geometry import check_box
 from .model import CGDynamicsModel
-from .prior import ExcludedVolume
+from .prior import CGPrior
 
 __all__ = ["LearnedSimulator", "NonFiniteStateError"]
 
@@ -95,7 +95,8 @@ class LearnedSimulator:
         self.cg_bonds = self.graph.cg_bonds
         self.bead_friction = torch.tensor(meta.cg_langevin_frictions(mapping.bead_types), dtype=torch.float64,
                                           device=self.device).reshape(-1, 1)  # 1/ps per bead (cg_langevin)
-        self.excluded_volume = ExcludedVolume.from_metadata(meta, mapping.bead_types, self.device)  # or None
+        self.prior = CGPrior.from_metadata(meta, mapping.bead_types, self.graph, self.device)  # or None
+        self.excluded_volume = None if self.prior is None else self.prior.excluded_volume
 
     # ------------------------------------------------------------------
     def history_from_positions(self, frames) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -169,7 +170,7 @@ class LearnedSimulator:
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         for s, gen in enumerate(gens):
             x_new, h_new = model.step(x, h, box, self.bead_embedding, self.bead_masses, self.cg_bonds, refine, gen,
-                                      deterministic, self.bead_friction, self.excluded_volume)
+                                      deterministic, self.bead_friction, self.prior)
             ok = torch.isfinite(x_new).all() & (first_bad < 0)
             first_bad = torch.where(~ok & (first_bad < 0), torch.full_like(first_bad, s), first_bad)
             x, h = torch.where(ok, x_new, x), torch.where(ok, h_new, h)  # frozen at the last finite state

@@ -28,6 +28,7 @@ from torch import nn
 
 from .. import cg_langevin as _cgl
 from .. import interpolant as _itp
+from .. import prior as _prior
 from .. import samplers as _smp
 from ..dynamics import gaussian_mean
 from ..nn.neighbors import build_edges
@@ -137,8 +138,12 @@ class CGDynamicsModel(nn.Module):
         return (acceleration / self.acceleration_std.to(acceleration.dtype)).to(torch.float32)
 
     def system_graph(self, mapping, device=None) -> SystemGraph:
-        """Static inputs of ``mapping`` with this model's vocabulary (ValueError naming unknown atom types)."""
-        return system_graph(mapping, self.metadata.atom_type_vocabulary, self.metadata.n_bond_types, device)
+        """Static inputs of ``mapping`` with this model's vocabulary (ValueError naming unknown atom types), with
+        the harmonic-bond prior parameters of the metadata's ``bond_prior`` (``cg_bond_prior``; None without)."""
+        g = system_graph(mapping, self.metadata.atom_type_vocabulary, self.metadata.n_bond_types)
+        if self.metadata.bond_prior:
+            g.cg_bond_prior = _prior.bond_parameters(mapping.bead_types, g.cg_bonds, self.metadata.bond_prior)
+        return g if device is None else g.to(device)
 
     def embed(self, graph: SystemGraph) -> torch.Tensor:
         """Bead embeddings (n_beads, D) of a system from the Embedding GNN on its fine graph."""
@@ -252,14 +257,14 @@ class CGDynamicsModel(nn.Module):
                cg_bonds: torch.Tensor, generator: Optional[torch.Generator] = None,
                deterministic: bool = False, bead_embedding: Optional[torch.Tensor] = None,
                bead_masses: Optional[torch.Tensor] = None, bead_friction: Optional[torch.Tensor] = None,
-               excluded_volume=None) -> torch.Tensor:
+               prior=None) -> torch.Tensor:
         """Joint next positions (n, 3) nm drawn with the bundle's sampler (:func:`openmm_mlcg.samplers.refine`).
 
         The graph is rebuilt on the noisy positions at every Score GNN pass; ``box`` must be validated already.
         ``"cg_langevin"`` (:mod:`openmm_mlcg.cg_langevin`) needs ``bead_embedding`` and ``bead_masses`` (amu)
         instead of ``prediction`` (ValueError without them); ``bead_friction`` (n, 1) 1/ps per bead (from
-        ``metadata.cg_langevin_frictions``; None: ``cg_langevin_friction_per_ps`` for all); ``excluded_volume``
-        (:class:`openmm_mlcg.prior.ExcludedVolume` or None) adds its wall score to the learned one.
+        ``metadata.cg_langevin_frictions``; None: ``cg_langevin_friction_per_ps`` for all); ``prior``
+        (:class:`openmm_mlcg.prior.CGPrior` or None) adds the wall and bond scores to the learned one.
         """
         m, n = self.metadata, positions.shape[0]
         if m.sampler == "cg_langevin":
@@ -272,7 +277,7 @@ class CGDynamicsModel(nn.Module):
                 """Learned equilibrium score (1/nm) on a graph rebuilt on ``x`` (+ the excluded-volume prior's)."""
                 e = self.edges(x, box, cg_bonds, validate=False)
                 s = self.equilibrium_gns(bead_embedding, x, sig, e) / sig
-                return s if excluded_volume is None else s + excluded_volume.score(e, s.dtype)
+                return s if prior is None else s + prior.score(x, e, sig, box, s.dtype)
 
             kt_m = _cgl.kt_over_mass(float(m.temperature_K), m.cg_langevin_masses(masses), validate=False)
             return _cgl.sample(score_fn, positions, kt_m, m.cg_langevin_steps, float(m.model_time_step_ps),
@@ -306,7 +311,7 @@ class CGDynamicsModel(nn.Module):
     def step(self, positions: torch.Tensor, history: torch.Tensor, box: Optional[torch.Tensor],
              bead_embedding: torch.Tensor, bead_masses: torch.Tensor, cg_bonds: torch.Tensor,
              refine: bool = True, generator: Optional[torch.Generator] = None,
-             deterministic: bool = False, bead_friction: Optional[torch.Tensor] = None, excluded_volume=None
+             deterministic: bool = False, bead_friction: Optional[torch.Tensor] = None, prior=None
              ) -> Tuple[torch.Tensor, torch.Tensor]:
         """One model step: predict, refine (or sample), remove the periodic centre-of-mass drift, roll history.
 
@@ -317,7 +322,7 @@ class CGDynamicsModel(nn.Module):
             or None. bead_embedding, bead_masses, cg_bonds: of the system (:meth:`embed`, SystemGraph).
             refine: use the Score GNN sampler (when :attr:`refines`). generator: RNG on the device.
             deterministic: no random numbers. bead_friction: (n, 1) 1/ps of the ``"cg_langevin"`` sampler or None.
-            excluded_volume: the system's :class:`openmm_mlcg.prior.ExcludedVolume` (``"cg_langevin"``) or None.
+            prior: the system's :class:`openmm_mlcg.prior.CGPrior` (``"cg_langevin"``) or None.
 
         Returns:
             (positions (n, 3), history (n, k, 3)): the new state; ``history[:, -1] = x_new - x``.
@@ -329,7 +334,7 @@ class CGDynamicsModel(nn.Module):
                                       self.edges(positions, box, cg_bonds, validate=False))
         if refined:
             x_new = self.refine(positions, prediction, box, cg_bonds, generator, deterministic, bead_embedding,
-                                bead_masses, bead_friction, excluded_volume)
+                                bead_masses, bead_friction, prior)
         else:
             x_new = self.sample(prediction, generator, deterministic)
         if box is not None:  # momentum conservation: no drift of the periodic system's centre of mass
@@ -394,7 +399,9 @@ class CGDynamicsModel(nn.Module):
 
         One level lambda per window, log-uniform between the smallest and the largest ``sigmas_nm``; bead i gets
         ``sigma_i = lambda sqrt(m / m_i)`` (``ModelMetadata.cg_langevin_sigmas``, the sampler's mass scaling);
-        x~ = x_{t+1} + sigma z; graph on x~; loss = 0.5 mean |GNS + z|^2 (:func:`denoising_score_loss`).
+        x~ = x_{t+1} + sigma z; graph on x~; loss = 0.5 mean |GNS + z|^2 (:func:`denoising_score_loss`), with GNS
+        = sigma (learned score + harmonic-bond prior score) when the batch carries ``cg_bond_prior``: the network
+        learns the residual on top of the prior (:mod:`openmm_mlcg.prior`).
         """
         m = self.metadata
         sig = m.sigmas_nm
@@ -404,7 +411,12 @@ class CGDynamicsModel(nn.Module):
         sigma = lam.to(x1.dtype) * scale
         noisy, z = perturb_next_positions(x1, sigma, generator)
         edges = self.edges(noisy, None, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes)
-        return denoising_score_loss(self.equilibrium_gns(bead_embedding, noisy, sigma.to(noisy.dtype)[:, None], edges), z)
+        sig = sigma.to(noisy.dtype)[:, None]
+        gns = self.equilibrium_gns(bead_embedding, noisy, sig, edges)
+        if batch.cg_bond_prior is not None:
+            gns = gns + sig * _prior.bond_score(noisy, batch.cg_bonds, batch.cg_bond_prior, sig, batch=batch.batch,
+                                                boxes=batch.boxes)
+        return denoising_score_loss(gns, z)
 
     def _interpolant_loss(self, prediction: Prediction, x: torch.Tensor, batch, generator) -> torch.Tensor:
         """Denoising regression of the stochastic interpolant (:mod:`openmm_mlcg.interpolant`).

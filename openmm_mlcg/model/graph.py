@@ -24,6 +24,8 @@ class SystemGraph:
         bond_index: (2, 2 n_bonds) long, both directions. bond_types: (2 n_bonds,) long bond-order codes.
         atom_to_bead: (n_atoms,) long. n_beads: int. bead_masses: (n_beads,) float32 amu.
         cg_bonds: (2, n_cg_bonds) long, local bead indices (i < j).
+        cg_bond_prior: (n_cg_bonds, 2) float64 [r0 nm, variance nm^2] of the harmonic-bond prior
+            (:func:`openmm_mlcg.prior.bond_parameters`, set by ``CGDynamicsModel.system_graph``) or None.
     """
 
     atom_types: torch.Tensor
@@ -34,6 +36,7 @@ class SystemGraph:
     n_beads: int
     bead_masses: torch.Tensor
     cg_bonds: torch.Tensor
+    cg_bond_prior: Optional[torch.Tensor] = None
 
     def to(self, device) -> "SystemGraph":
         """A copy with every tensor on ``device``."""

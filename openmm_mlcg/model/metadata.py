@@ -57,6 +57,9 @@ class ModelMetadata:
         excluded_volume_nm: {``"A|B"``: r0 nm} per unordered bead-type pair, the closest non-bonded approach in
             the training data; the ``"cg_langevin"`` sampler adds a soft wall below it (:mod:`openmm_mlcg.prior`;
             empty: no wall). excluded_volume_width_nm: the wall's width w, nm (None: no wall).
+        bond_prior: {``"A|B"``: [r0 nm, variance nm^2]} per bead-type pair of CG bonds, the bond-length
+            statistics of the training data; the Score GNN was trained as the residual on top of this harmonic
+            prior and the sampler adds it (:mod:`openmm_mlcg.prior`; empty: none).
         score_enabled: whether the Score GNN was trained.
         min_std: lower bound of the predicted std (normalised units) or None.
         hyperparameters: {"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments.
@@ -89,6 +92,7 @@ class ModelMetadata:
     cg_langevin_friction_by_type: Dict[str, float] = field(default_factory=dict)
     excluded_volume_nm: Dict[str, float] = field(default_factory=dict)
     excluded_volume_width_nm: Optional[float] = None
+    bond_prior: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     score_enabled: bool = True
     min_std: Optional[float] = None
     hyperparameters: Dict[str, Any] = field(default_factory=dict)
@@ -163,6 +167,16 @@ class ModelMetadata:
         if walls and w is None:
             raise ValueError(f"{name}['excluded_volume_width_nm']: excluded_volume_nm is given, so the wall width "
                              "is needed; got none")
+        bonds = self.bond_prior or {}
+        if not isinstance(bonds, Mapping):
+            raise ValueError(f"{name}['bond_prior']: expected a mapping 'A|B' -> [r0 nm, variance nm^2], got "
+                             f"{type(bonds).__name__}")
+        for t, v in bonds.items():
+            ok = isinstance(v, (list, tuple)) and len(v) == 2 and all(
+                not isinstance(u, bool) and isinstance(u, (int, float)) and math.isfinite(u) and u > 0 for u in v)
+            if not ok:
+                raise ValueError(f"{name}['bond_prior'][{t!r}]: expected [r0 nm, variance nm^2], both positive and "
+                                 f"finite, got {v!r}")
         for key in ("history", "n_bond_types", "langevin_steps_per_level", "corrector_steps", "cg_langevin_steps"):
             v = getattr(self, key)
             low = 1 if key in ("history", "n_bond_types", "cg_langevin_steps") else 0
@@ -190,6 +204,7 @@ class ModelMetadata:
         return replace(self, atom_type_vocabulary=tuple(vocab), sigmas_nm=tuple(sig),
                         cg_langevin_friction_by_type={str(t): float(v) for t, v in by_type.items()},
                         excluded_volume_nm={str(t): float(v) for t, v in walls.items()},
+                        bond_prior={str(t): (float(v[0]), float(v[1])) for t, v in bonds.items()},
                         score_enabled=bool(self.score_enabled),
                         periodic=None if self.periodic is None else bool(self.periodic))
 
@@ -202,6 +217,7 @@ class ModelMetadata:
         out["hyperparameters"] = _plain(self.hyperparameters)
         out["cg_langevin_friction_by_type"] = dict(self.cg_langevin_friction_by_type)
         out["excluded_volume_nm"] = dict(self.excluded_volume_nm)
+        out["bond_prior"] = {t: [float(v[0]), float(v[1])] for t, v in self.bond_prior.items()}
         for key in ("min_std", "format_version", "package_version", "periodic", "interpolant_noise_nm",
                     "temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu",
                     "cg_langevin_mass_floor_amu", "excluded_volume_width_nm"):

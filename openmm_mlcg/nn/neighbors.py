@@ -30,7 +30,7 @@ import torch
 
 from ..geometry import check_box, minimum_image
 
-__all__ = ["build_edges", "radius_pairs", "brute_force_pairs", "minimum_image", "check_box", "BACKENDS",
+__all__ = ["build_edges", "pair_vectors", "radius_pairs", "brute_force_pairs", "minimum_image", "check_box", "BACKENDS",
            "DEFAULT_BACKEND"]
 
 
@@ -283,13 +283,22 @@ def build_edges(
     edge_index = torch.stack([keys // n, keys % n])
     edge_type = torch.isin(keys, bond_keys).long()
 
-    src, dst = edge_index[0], edge_index[1]
-    vec = positions[dst] - positions[src]
-    if batch is None or per_edge_box is None:
-        vec = minimum_image(vec, box)
-    else:
-        eb = per_edge_box.to(device=device, dtype=positions.dtype)[batch[src]]          # (E, 3, 3)
-        periodic = (eb != 0).any(-1).any(-1)
-        safe = torch.where(periodic[:, None, None], eb, torch.eye(3, device=device, dtype=positions.dtype))
-        vec = torch.where(periodic[:, None], minimum_image(vec, safe), vec)
+    vec = pair_vectors(positions, edge_index[0], edge_index[1], box,
+                       None if per_edge_box is None else batch, per_edge_box)
     return edge_index, vec, edge_type
+
+
+def pair_vectors(positions: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, box: Optional[torch.Tensor],
+                 batch: Optional[torch.Tensor] = None, boxes: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Minimum-image vectors ``x[dst] - x[src]`` (m, 3) nm of bead pairs (differentiable w.r.t. positions).
+
+    ``box`` (3, 3) nm or None applies to all pairs; with ``batch`` (n,) and ``boxes`` (G, 3, 3) each pair uses
+    its graph's box (``boxes[batch[src]]``; rows of zeros: non-periodic). Boxes must be reduced (not checked).
+    """
+    vec = positions[dst] - positions[src]
+    if batch is None or boxes is None:
+        return minimum_image(vec, box)
+    eb = boxes.to(device=positions.device, dtype=positions.dtype)[batch[src]]          # (m, 3, 3)
+    periodic = (eb != 0).any(-1).any(-1)
+    safe = torch.where(periodic[:, None, None], eb, torch.eye(3, device=positions.device, dtype=positions.dtype))
+    return torch.where(periodic[:, None], minimum_image(vec, safe), vec)

@@ -11,7 +11,7 @@ runtime's state, so the model normalises them in the same dtype on both sides (b
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
@@ -32,6 +32,7 @@ class Batch:
         target_acceleration: (N, 3) nm per model step^2. next_positions: (N, 3) nm.
         boxes: (G, 3, 3) nm, rows of zeros for non-periodic windows.
         cg_bonds: (2, M) long, global bead indices.
+        cg_bond_prior: (M, 2) [r0 nm, variance nm^2] of the harmonic-bond prior, or None when a graph has none.
     """
 
     system: torch.Tensor
@@ -44,13 +45,15 @@ class Batch:
     next_positions: torch.Tensor
     boxes: torch.Tensor
     cg_bonds: torch.Tensor
+    cg_bond_prior: Optional[torch.Tensor] = None
 
     @property
     def n_graphs(self) -> int:
         return int(self.system.shape[0])
 
     def to(self, device) -> "Batch":
-        return Batch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return Batch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))
+                        for f in fields(self)})
 
 
 def collate(items: Sequence[dict], graphs: Sequence[SystemGraph]) -> Batch:
@@ -100,4 +103,6 @@ def collate(items: Sequence[dict], graphs: Sequence[SystemGraph]) -> Batch:
         next_positions=torch.cat(nxt),
         boxes=torch.stack(boxes),
         cg_bonds=torch.cat(bonds, dim=1),
+        cg_bond_prior=(torch.cat([graphs[s].cg_bond_prior for s in systems])
+                       if all(graphs[s].cg_bond_prior is not None for s in systems) else None),
     )

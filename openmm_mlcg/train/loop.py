@@ -35,7 +35,7 @@ from openmm_mlcg.model import CGDynamicsModel, ModelMetadata
 from openmm_mlcg.outputs import check_output_dir
 from openmm_mlcg.sanity import resolve_device, training_physics
 
-from .batching import atom_type_vocabulary, collate, system_graph
+from .batching import atom_type_vocabulary, collate
 from .checkpoint import load_checkpoint, save_checkpoint
 from .baseline import linear_history_nll
 from .config import TrainConfig, load_config, refinement_metadata
@@ -250,6 +250,16 @@ def _excluded_volume(cfg, trajs, maps, sigma_b) -> dict:
                 excluded_volume_width_nm=float(w) * float(sigma_b))
 
 
+def _bond_prior(cfg, trajs, maps, sigma_b) -> dict:
+    """Metadata of the ``"cg_langevin"`` sampler's harmonic-bond prior (:mod:`openmm_mlcg.prior`): the bond-length
+    mean and variance per bead-type pair in the data (none without ``score.bond_prior`` or another sampler)."""
+    if sigma_b is None or not cfg.score.bond_prior:
+        return {}
+    from ..prior import bond_statistics
+
+    return dict(bond_prior=bond_statistics(trajs, maps, cfg.data.stride))
+
+
 def _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps, sigma_b=None) -> ModelMetadata:
     """The typed metadata record of the model being trained (validated; k compared with the Dynamics GNN)."""
     dc = cfg.data
@@ -257,7 +267,7 @@ def _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps, s
         temperature_K=dc.temperature_K, cg_langevin_steps=cfg.score.cg_langevin_steps, cg_langevin_sigma_nm=sigma_b,
         cg_langevin_sigma_mass_amu=None if sigma_b is None else _lightest_bead_amu(cfg, maps),
         cg_langevin_mass_floor_amu=None if sigma_b is None else _mass_floor_amu(cfg, maps),
-        **_excluded_volume(cfg, trajs, maps, sigma_b),
+        **_excluded_volume(cfg, trajs, maps, sigma_b), **_bond_prior(cfg, trajs, maps, sigma_b),
         model_time_step_ps=dc.stride * frame_interval, frame_interval_ps=frame_interval, stride=dc.stride,
         history=dc.history, cutoff_nm=cfg.model.cutoff_nm, min_std=cfg.model.min_std,
         sigmas_nm=[float(s) for s in sigmas], score_enabled=cfg.score.enabled,
@@ -322,12 +332,9 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
     np.random.seed(tc.seed % 2**32)
 
     vocab = atom_type_vocabulary(maps)
-    graphs_all = [system_graph(m, vocab) for m in maps]
     tr_ids, tr, va_ids, va = split_in_time(trajs, dc.val_fraction, window_span(dc.history, dc.stride))
     train_ds = WindowDataset(tr, [maps[i] for i in tr_ids], history=dc.history, stride=dc.stride)
     val_ds = WindowDataset(va, [maps[i] for i in va_ids], history=dc.history, stride=dc.stride) if va else []
-    graphs_tr = [graphs_all[i].to(device) for i in tr_ids]
-    graphs_va = [graphs_all[i].to(device) for i in va_ids]
     stats = {k: float(v) for k, v in train_ds.velocity_statistics().items()}
     for key in ("velocity_std", "acceleration_std"):
         if not (np.isfinite(stats[key]) and stats[key] > 0):
@@ -362,6 +369,9 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
     model = CGDynamicsModel(modules["embedding"], modules["dynamics"], modules["score"],
                             _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps,
                                       sigma_b)).to(device)
+    graphs_all = [model.system_graph(m) for m in maps]  # with the metadata's bond prior
+    graphs_tr = [graphs_all[i].to(device) for i in tr_ids]
+    graphs_va = [graphs_all[i].to(device) for i in va_ids]
     options = loss_options(cfg)
     if "val_nll_linear_baseline" not in extra:  # once per run (kept in the checkpoint for resumes)
         extra["val_nll_linear_baseline"] = linear_history_nll(
