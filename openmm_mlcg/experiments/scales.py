@@ -47,7 +47,7 @@ SPE = {
                   val_fraction=0.0, speed_s=1.0),
     "demo": dict(build=dict(polymer="PEO", n_chains=9, chain_length=12), equilibration_ps=40.0,
                  training_ps=40.0, judge_factor=5, frame_interval_ps=1.0, stride=2, history=4, model=_SMALL,
-                 train_steps=400, batch_size=4, score=_REFINE_LIGHT, val_fraction=0.0, speed_s=10.0),
+                 train_steps=1600, batch_size=4, score=_REFINE_LIGHT, val_fraction=0.0, speed_s=10.0),
     # Fu et al. 2023 app. B/C: ~6000 atoms, 5 ns training, 0.2 ns model step, k = 20, full-size GNNs (GPU job)
     "paper": dict(build=dict(polymer="PEO", n_chains=10, chain_length=50, n_salt=50), equilibration_ps=5000.0,
                   training_ps=5000.0, judge_factor=5, frame_interval_ps=2.0, stride=100, history=20, model={},
