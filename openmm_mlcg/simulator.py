@@ -65,7 +65,9 @@ class LearnedSimulator:
     Attributes:
         model (:class:`CGDynamicsModel`), metadata (dict view of ``model.metadata``), history_length (k),
         cutoff_nm, velocity_std, acceleration_std, sigmas_nm (tensor), n_beads, bead_embedding (n_beads, D)
-        computed once, model_time_step_ps, sampler, embedding / dynamics / score (the GNNs).
+        computed once, model_time_step_ps, sampler, embedding / dynamics / score (the GNNs), prior (the bundle's
+        :class:`openmm_mlcg.prior.CGPrior` for this system: excluded-volume wall and harmonic bonds, or None) and
+        excluded_volume (its wall alone, or None).
 
     Raises:
         ValueError: invalid or inconsistent bundle metadata, an atom type of the mapping is not in the bundle's
