@@ -109,7 +109,7 @@ class ScoreConfig:
     masses themselves; mass leaves the sampled distribution unchanged, the fitted friction absorbs it, and the
     floor keeps a light ion from setting a wide sigma; a soft wall below each bead-type pair's closest non-bonded
     approach in the data, of width ``excluded_volume_width`` x sigma_b (null: no wall), keeps beads out of the
-    regions the data never visits; ``bond_prior`` (default true): a harmonic bond per bead-type pair from the
+    regions the data never visits; ``bond_prior`` (default false until the Tweedie step stops over-sharpening the bonds it holds): a harmonic bond per bead-type pair from the
     data's bond-length mean and variance, the Score GNN learning the residual on top of it, :mod:`openmm_mlcg.prior`), ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
     ``n_levels`` Euler-Maruyama steps = passes; noise amplitude ``interpolant_noise`` x velocity_std; the Score
     GNN is then trained as the denoiser's residual instead of by score matching), ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
@@ -136,7 +136,7 @@ class ScoreConfig:
     cg_langevin_omega_h: float = 1.5
     cg_langevin_mass_floor_amu: Optional[float] = None
     excluded_volume_width: Optional[float] = 3.0
-    bond_prior: bool = True
+    bond_prior: bool = False
     calibration_lag: int = 10
     calibration_starts: int = 4
 
