@@ -51,6 +51,18 @@ def _type_codes(bead_types) -> Tuple[list, torch.Tensor]:
     return names, torch.tensor([index[t] for t in types], dtype=torch.long)
 
 
+def _frames(traj, stride: int, max_frames: int):
+    """(positions (n, 3) float64 tensor, box (3, 3) tensor or None) of at most ``max_frames`` evenly spaced frames
+    of every ``stride``-th frame of a CG trajectory (the frames both data statistics of this module read)."""
+    step = max(1, int(stride))
+    x = np.asarray(traj.positions)[::step]
+    box_all = None if traj.box is None else np.asarray(traj.box)
+    for f in np.unique(np.linspace(0, len(x) - 1, min(len(x), int(max_frames))).round().astype(int)):
+        box = None if box_all is None else torch.as_tensor(box_all[f * step] if box_all.ndim == 3 else box_all,
+                                                           dtype=torch.float64)
+        yield torch.as_tensor(x[f], dtype=torch.float64), box
+
+
 def closest_approach(trajectories: Sequence, mappings: Sequence, cutoff_nm: float, stride: int = 1,
                      max_frames: int = 400) -> Dict[str, float]:
     """Smallest non-bonded distance (nm) per unordered bead-type pair in CG trajectories.
@@ -82,13 +94,8 @@ def closest_approach(trajectories: Sequence, mappings: Sequence, cutoff_nm: floa
         counts = np.bincount(code.numpy(), minlength=nt)
         best = torch.full((nt * nt,), float(cutoff_nm), dtype=torch.float64)
         bonds = cg_bond_index(mp)
-        x = np.asarray(traj.positions)[::max(1, int(stride))]
-        frames = np.unique(np.linspace(0, len(x) - 1, min(len(x), int(max_frames))).round().astype(int))
-        box_all = None if traj.box is None else np.asarray(traj.box)
-        for f in frames:
-            box = None if box_all is None else torch.as_tensor(
-                box_all[f * max(1, int(stride))] if box_all.ndim == 3 else box_all, dtype=torch.float64)
-            ei, vec, et = build_edges(torch.as_tensor(x[f], dtype=torch.float64), box, float(cutoff_nm), bonds)
+        for x, box in _frames(traj, stride, max_frames):
+            ei, vec, et = build_edges(x, box, float(cutoff_nm), bonds)
             keep = et == 0
             if not bool(keep.any()):
                 continue
@@ -197,16 +204,8 @@ def bond_statistics(trajectories: Sequence, mappings: Sequence, stride: int = 1,
             continue
         types = [str(t) for t in mp.bead_types]
         keys = [pair_key(types[i], types[j]) for i, j in bonds.t().tolist()]
-        x = np.asarray(traj.positions)[::max(1, int(stride))]
-        frames = np.unique(np.linspace(0, len(x) - 1, min(len(x), int(max_frames))).round().astype(int))
-        box_all = None if traj.box is None else np.asarray(traj.box)
-        r = []
-        for f in frames:
-            box = None if box_all is None else torch.as_tensor(
-                box_all[f * max(1, int(stride))] if box_all.ndim == 3 else box_all, dtype=torch.float64)
-            r.append(pair_vectors(torch.as_tensor(x[f], dtype=torch.float64), bonds[0], bonds[1], box)
-                     .norm(dim=-1).numpy())
-        r = np.stack(r)                                   # (frames, m)
+        r = np.stack([pair_vectors(x, bonds[0], bonds[1], box).norm(dim=-1).numpy()
+                      for x, box in _frames(traj, stride, max_frames)])   # (frames, m)
         for k in set(keys):
             lengths.setdefault(k, []).append(r[:, [q == k for q in keys]].ravel())
     out = {}
@@ -274,7 +273,7 @@ class CGPrior:
         """The priors a bundle's metadata records for a system (``graph``: its SystemGraph, whose
         ``cg_bond_prior`` holds the bond parameters), or None when it records none."""
         wall = ExcludedVolume.from_metadata(metadata, bead_types, device)
-        par = getattr(graph, "cg_bond_prior", None)
+        par = graph.cg_bond_prior
         if wall is None and par is None:
             return None
         return cls(wall, None if par is None else graph.cg_bonds.to(device), None if par is None else par.to(device))

@@ -98,7 +98,6 @@ class LearnedSimulator:
         self.bead_friction = torch.tensor(meta.cg_langevin_frictions(mapping.bead_types), dtype=torch.float64,
                                           device=self.device).reshape(-1, 1)  # 1/ps per bead (cg_langevin)
         self.prior = CGPrior.from_metadata(meta, mapping.bead_types, self.graph, self.device)  # or None
-        self.excluded_volume = None if self.prior is None else self.prior.excluded_volume
 
     # ------------------------------------------------------------------
     def history_from_positions(self, frames) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -183,6 +182,11 @@ class LearnedSimulator:
                     f"LearnedSimulator.step: non-finite bead positions first produced at step {bad_step} "
                     f"(0-based) of this call of {n_steps} steps", bad_step, x, model.node_major(h).contiguous())
         return x, model.node_major(h).contiguous()
+
+    @property
+    def excluded_volume(self):
+        """The prior's excluded-volume wall (:class:`openmm_mlcg.prior.ExcludedVolume`) or None."""
+        return None if self.prior is None else self.prior.excluded_volume
 
     @property
     def refines(self) -> bool:

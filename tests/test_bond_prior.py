@@ -11,19 +11,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from prior_fakes import FakeMap, FakeTraj, ZeroScore
 
 from openmm_mlcg import cg_langevin as C
 from openmm_mlcg.prior import bond_parameters, bond_score, bond_statistics, pair_key
 
-
-class _Traj:
-    def __init__(self, positions, box):
-        self.positions, self.box = np.asarray(positions, dtype=np.float64), box
-
-
-class _Map:
-    def __init__(self, types, bonds):
-        self.bead_types, self.cg_bonds = list(types), np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
 
 
 def test_bond_statistics_known_lengths():
@@ -31,13 +23,13 @@ def test_bond_statistics_known_lengths():
     # A0-B1: 0.30 then 0.34 nm; A2-B3 across the boundary (x 2.9 and 0.12 -> 0.22 nm) then 0.26 nm; B1-B3 not bonded
     f0 = [[1.0, 1.0, 1.0], [1.3, 1.0, 1.0], [2.9, 2.0, 2.0], [0.12, 2.0, 2.0]]
     f1 = [[1.0, 1.0, 1.0], [1.0, 1.34, 1.0], [2.9, 2.0, 2.0], [2.9, 2.0, 2.26]]
-    got = bond_statistics([_Traj([f0, f1], box)], [_Map("ABAB", [[0, 1], [2, 3]])])
+    got = bond_statistics([FakeTraj([f0, f1], box)], [FakeMap("ABAB", [[0, 1], [2, 3]])])
     lengths = np.array([0.30, 0.22, 0.34, 0.26])
     assert set(got) == {pair_key("B", "A")}
     assert got["A|B"][0] == pytest.approx(lengths.mean(), abs=1e-9)
     assert got["A|B"][1] == pytest.approx(lengths.var(), abs=1e-9)
     with pytest.raises(ValueError, match="mappings"):
-        bond_statistics([_Traj([f0], box)], [])
+        bond_statistics([FakeTraj([f0], box)], [])
 
 
 def test_bond_parameters_and_score_is_minus_the_energy_gradient():
@@ -86,7 +78,7 @@ def test_sampler_on_the_prior_draws_the_smoothed_data_bond_law():
     m, r0, sd, sig = 4000, 0.30, 0.02, 0.018
     data = _dimer_data(m, r0, sd, g)
     bonds = torch.stack([torch.arange(0, 2 * m, 2), torch.arange(1, 2 * m, 2)])
-    stats = bond_statistics([_Traj(data[None].numpy(), None)], [_Map("AB" * m, bonds.t().numpy())])
+    stats = bond_statistics([FakeTraj(data[None].numpy(), None)], [FakeMap("AB" * m, bonds.t().numpy())])
     par = bond_parameters(["A", "B"] * m, bonds, stats)
     sigma = torch.full((2 * m, 1), sig, dtype=torch.float64)
     noisy = data + sig * torch.randn(data.shape, dtype=torch.float64, generator=g)
@@ -114,11 +106,6 @@ def test_sampler_on_the_prior_draws_the_smoothed_data_bond_law():
     assert math.sqrt(stats["A|B"][1]) < 0.8 * float(r.std())
 
 
-class _ZeroScore(torch.nn.Module):
-    def forward(self, latent, residual, displacement, edge_index, edge_vec, edge_type, sigma, cutoff: float = 1.0,
-                length_scale: float = 1.0):
-        return torch.zeros(latent.shape[0], 3, dtype=latent.dtype)
-
 
 def _dimer_model(bond_prior):
     from openmm_mlcg.mapping import CGMapping
@@ -140,7 +127,7 @@ def _dimer_model(bond_prior):
         types = list(mapping.bead_types)
         meta["bond_prior"] = {pair_key(types[0], types[1]): [0.3, 4e-4]}
     model = CGDynamicsModel(emb, DynamicsGNN(embedding_dim=emb.out_dim, history=2, hidden=8, layers=1),
-                            _ZeroScore(), meta).eval()
+                            ZeroScore(), meta).eval()
     return model, mapping
 
 

@@ -11,19 +11,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from prior_fakes import FakeMap, FakeTraj, ZeroScore
 
 from openmm_mlcg import cg_langevin as C
 from openmm_mlcg.prior import ExcludedVolume, closest_approach, pair_key
 
-
-class _Traj:
-    def __init__(self, positions, box):
-        self.positions, self.box = np.asarray(positions, dtype=np.float64), box
-
-
-class _Map:
-    def __init__(self, types, bonds):
-        self.bead_types, self.cg_bonds = list(types), np.asarray(bonds, dtype=np.int64).reshape(-1, 2)
 
 
 def test_closest_approach_known_configuration():
@@ -32,14 +24,14 @@ def test_closest_approach_known_configuration():
     # a second frame brings A1 and B3 to 0.42 nm
     f0 = [[0.1, 1.0, 1.0], [0.2, 1.0, 1.0], [2.85, 1.0, 1.0], [0.2, 1.5, 1.0]]
     f1 = [[0.1, 1.0, 1.0], [0.2, 1.0, 1.0], [2.85, 1.0, 1.0], [0.2, 1.42, 1.0]]
-    got = closest_approach([_Traj([f0, f1], box)], [_Map("AABB", [[0, 1]])], cutoff_nm=1.0)
+    got = closest_approach([FakeTraj([f0, f1], box)], [FakeMap("AABB", [[0, 1]])], cutoff_nm=1.0)
     assert got[pair_key("A", "B")] == pytest.approx(0.25, abs=1e-9)
     assert got[pair_key("B", "A")] == pytest.approx(0.25, abs=1e-9)
     assert "A|A" not in got  # the only A-A pair is bonded: no wall
     d23 = math.dist(f1[2], [f1[3][0] + 3.0, f1[3][1], 1.0])  # B2-B3 minimum image
     assert got["B|B"] == pytest.approx(min(1.0, d23), abs=1e-9)
     with pytest.raises(ValueError, match="cutoff_nm"):
-        closest_approach([_Traj([f0], box)], [_Map("AABB", [[0, 1]])], cutoff_nm=0.0)
+        closest_approach([FakeTraj([f0], box)], [FakeMap("AABB", [[0, 1]])], cutoff_nm=0.0)
 
 
 def _pair_edges(x):
@@ -108,13 +100,6 @@ def test_tethered_pairs_sample_the_wall_boltzmann_law():
     assert float(np.mean(r)) == pytest.approx(float(np.trapezoid(grid * p, grid)), rel=0.03)
 
 
-class _ZeroScore(torch.nn.Module):
-    """Score GNN of an ideal gas (zero everywhere)."""
-
-    def forward(self, latent, residual, displacement, edge_index, edge_vec, edge_type, sigma, cutoff: float = 1.0,
-                length_scale: float = 1.0):
-        return torch.zeros(latent.shape[0], 3, dtype=latent.dtype)
-
 
 @pytest.mark.parametrize("wall", [True, False])
 def test_simulator_applies_the_recorded_wall(wall):
@@ -133,7 +118,7 @@ def test_simulator_applies_the_recorded_wall(wall):
                 cg_langevin_sigma_nm=0.014, sigmas_nm=[0.04, 0.005], cg_langevin_friction_per_ps=1.0)
     if wall:
         meta.update(excluded_volume_nm={"Ar|Ar": 0.33}, excluded_volume_width_nm=0.042)
-    model = CGDynamicsModel(emb, DynamicsGNN(embedding_dim=emb.out_dim, history=2, hidden=8, layers=1), _ZeroScore(),
+    model = CGDynamicsModel(emb, DynamicsGNN(embedding_dim=emb.out_dim, history=2, hidden=8, layers=1), ZeroScore(),
                             meta).eval()
     sim = LearnedSimulator(model, mapping)
     assert (sim.excluded_volume is not None) == wall
