@@ -21,8 +21,12 @@ b = 1 / (1 + gamma h / 2), c = (1 - gamma h / 2) b and eta = sqrt(2 gamma (kT/m)
 
     x' = x + b h v + b h^2 a / 2 + b h eta / 2;    v' = c v + h (c a + a') / 2 + b eta
 
-followed by one Tweedie denoising step ``x + sigma^2 s(x)`` (Efron, JASA 106, 1602 (2011)), which removes the
-sigma smoothing from the output. The friction ``gamma`` is fitted after training so that the sampler's
+followed by a denoising step ``x + f sigma^2 s(x)`` that takes the output from the sigma-smoothed density back
+towards the data's. ``f = 1`` is Tweedie's formula (Efron, JASA 106, 1602 (2011)): the posterior MEAN of the
+clean state, whose spread is too narrow (a Gaussian law of variance v comes out with v^2 / (v + sigma^2)
+instead of v). ``f = 1/2`` is one Euler step of the probability-flow ODE dx/d(sigma^2) = -s/2 from sigma to 0
+(Song et al., ICLR 2021, eq. (13)), which transports the smoothed density towards the data's: the Gaussian
+comes out with v + sigma^4 / (4 (v + sigma^2)), never narrower than the data's and at most sigma^2 / 4 wider. The friction ``gamma`` is fitted after training so that the sampler's
 mean-squared displacement over several model steps equals the data's (``openmm_mlcg.train.calibrate``). The
 stationary distribution of the positions is the learned p_sigma whatever gamma, so the structure does not
 depend on the dynamics' fit. sigma is chosen so the fastest oscillation the smoothed score allows,
@@ -35,7 +39,7 @@ repartitioning in MD). Without a floor one light ion (Li+, 6.9 amu, in beads of 
 three times wider for itself than for the polymer, smoothing away its coordination shell (SPE demo: Li+ D
 3.3x the reference's with physical masses).
 
-Cost: ``N + 1`` Score GNN passes per model step (the last sub-step's score is reused by the Tweedie step).
+Cost: ``N + 1`` Score GNN passes per model step (the last sub-step's score is reused by the denoising step).
 The friction may differ per bead (one value per bead type).
 Units: positions nm, velocities nm/ps, kT/m nm^2/ps^2, sigma nm, gamma 1/ps, score 1/nm.
 """
@@ -88,7 +92,7 @@ def smallest_stable_sigma(temperature_K: float, min_mass_amu: float, time_step_p
 
 def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int, time_step_ps: float,
            friction_per_ps, sigma_nm, generator: Optional[torch.Generator] = None,
-           noise: bool = True, validate: bool = True) -> torch.Tensor:
+           noise: bool = True, validate: bool = True, denoise: float = 1.0) -> torch.Tensor:
     """One model step of CG Langevin dynamics on a learned score (module docstring): ``n_steps + 1`` passes.
 
     Args:
@@ -96,23 +100,28 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
         x0: (n, 3) current positions, nm. kt_m: (n, 1) kT/m, nm^2/ps^2 (:func:`kt_over_mass`).
         n_steps: Langevin sub-steps N (>= 1). time_step_ps: the model step dt, ps. friction_per_ps: gamma >= 0,
             a float or per bead (n, 1) (one per bead type, fitted after training).
-        sigma_nm: noise level of the score, nm: a float or per bead (n, 1) (the Tweedie step uses it).
+        sigma_nm: noise level of the score, nm: a float or per bead (n, 1) (the denoising step uses it).
         generator: torch RNG on x0's device. noise: False gives zero initial velocities and no O-step noise
             (deterministic mode: damped motion down the learned free-energy surface).
         validate: check sigma and friction (host round trips on accelerators; the runtime passes False, its
             values come from validated metadata).
+        denoise: f of the final denoising step ``x + f sigma^2 s(x)``, in [0, 1] (module docstring): 1 Tweedie
+            (posterior mean), 1/2 one probability-flow Euler step, 0 none (the sigma-smoothed sample).
 
     Returns:
         (n, 3) next positions, nm.
 
     Raises:
-        ValueError: ``n_steps`` < 1, a non-positive time step or sigma, a negative friction.
+        ValueError: ``n_steps`` < 1, a non-positive time step or sigma, a negative friction, ``denoise`` outside
+        [0, 1].
     """
     if isinstance(n_steps, bool) or int(n_steps) != n_steps or n_steps < 1:
         raise ValueError(f"n_steps: expected an integer >= 1, got {n_steps!r}")
     sig = torch.as_tensor(sigma_nm, dtype=x0.dtype, device=x0.device)
     gam = torch.as_tensor(friction_per_ps, dtype=x0.dtype, device=x0.device)
     checks = [("time_step_ps", float(time_step_ps), time_step_ps > 0)]
+    if isinstance(denoise, bool) or not (0.0 <= float(denoise) <= 1.0):
+        raise ValueError(f"denoise: expected a fraction in [0, 1], got {denoise!r}")
     if validate:
         sig_min = float(sig.min()) if bool(torch.isfinite(sig).all()) else float("nan")
         gam_min = float(gam.min()) if bool(torch.isfinite(gam).all()) else float("nan")
@@ -143,4 +152,4 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
         acc_new = kt_m * s
         v = a * v + 0.5 * h * (a * acc + acc_new) + b * eta
         acc = acc_new
-    return x + sig * sig * s
+    return x + float(denoise) * sig * sig * s

@@ -160,6 +160,38 @@ def test_collate_offsets_bonds_and_batches_two_systems():
     torch.testing.assert_close(new_x, b.next_positions, atol=1e-5, rtol=0)
 
 
+def test_type_balanced_score_weights_give_each_bead_type_the_same_share():
+    """SPE composition: 8 Li+ among 158 beads. Balanced, each of the 3 types carries a third of the loss (Li+
+    from 5 % to 33 %); the weights have mean 1, so the loss keeps its scale, and the collated batch carries them
+    per bead of each window."""
+    from openmm_mlcg.data import WindowDataset
+    from openmm_mlcg.model.losses import type_balanced_weights
+
+    types = ["Li"] * 8 + ["PEO"] * 120 + ["TFSI"] * 30
+    w = type_balanced_weights(types)
+    assert float(w.mean()) == pytest.approx(1.0)
+    shares = {t: float(w[[i for i, u in enumerate(types) if u == t]].sum()) / len(types) for t in set(types)}
+    assert shares == pytest.approx({"Li": 1 / 3, "PEO": 1 / 3, "TFSI": 1 / 3})
+    assert float(w[0]) == pytest.approx(158 / 24)
+    g = torch.Generator().manual_seed(0)
+    z, gns = torch.randn(158, 3, generator=g), torch.randn(158, 3, generator=g)
+    per_bead = 0.5 * ((gns + z) ** 2).sum(-1)
+    li_only = torch.zeros(158)
+    li_only[:8] = 1.0
+    torch.testing.assert_close(denoising_score_loss(gns, z, li_only), per_bead[:8].sum() / 158)
+    torch.testing.assert_close(denoising_score_loss(gns, z, torch.ones(158)), denoising_score_loss(gns, z))
+    with pytest.raises(ValueError, match="weight"):
+        denoising_score_loss(gns, z, torch.ones(3))
+    t1, m1 = _chain_system(n_chains=3, n_ions=2, seed=0, n_frames=8)
+    graph = system_graph(m1, atom_type_vocabulary([m1]))
+    graph.score_weight = type_balanced_weights(m1.bead_types)
+    ds = WindowDataset([t1], [m1], history=2, stride=1)
+    b = collate([ds[0], ds[1]], [graph])
+    torch.testing.assert_close(b.score_weight, torch.cat([graph.score_weight] * 2))
+    graph.score_weight = None
+    assert collate([ds[0]], [graph]).score_weight is None
+
+
 # ----------------------------------------------------------------------------------------- training
 def _log(path):
     with open(path, newline="") as fh:
@@ -228,6 +260,19 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
     bad = _config(tmp_path / "b", model=dict(dynamics_hidden=16))
     with pytest.raises(ValueError, match=r"model.dynamics_hidden=32"):
         train_on_trajectories([traj], [mapping], bad)
+
+
+def test_checkpoint_from_before_a_new_option_resumes_with_its_default(tmp_path):
+    """A checkpoint written before an option existed (its config lacks the key) resumes when the option is at
+    its default, the old behaviour, and is refused when it is not."""
+    from openmm_mlcg.train.loop import _check_resumable
+
+    cfg = TrainConfig().to_dict()
+    old = {**cfg, "score": {k: v for k, v in cfg["score"].items() if k != "cg_langevin_denoise"}}
+    _check_resumable(old, cfg, tmp_path / "checkpoint.pt", 10)
+    changed = {**cfg, "score": {**cfg["score"], "cg_langevin_denoise": 0.5}}
+    with pytest.raises(ValueError, match=r"score.cg_langevin_denoise=1.0, the config has 0.5"):
+        _check_resumable(old, changed, tmp_path / "checkpoint.pt", 10)
 
 
 def test_finished_run_is_extended_by_raising_n_steps(tmp_path, capsys):

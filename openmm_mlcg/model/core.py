@@ -282,7 +282,7 @@ class CGDynamicsModel(nn.Module):
             kt_m = _cgl.kt_over_mass(float(m.temperature_K), m.cg_langevin_masses(masses), validate=False)
             return _cgl.sample(score_fn, positions, kt_m, m.cg_langevin_steps, float(m.model_time_step_ps),
                                float(m.cg_langevin_friction_per_ps) if bead_friction is None else bead_friction,
-                               sig, generator, not deterministic, validate=False)
+                               sig, generator, not deterministic, validate=False, denoise=m.cg_langevin_denoise)
         if prediction is None:
             raise ValueError(f"prediction: the {m.sampler!r} sampler needs the Dynamics GNN's prediction, got None")
 
@@ -401,7 +401,8 @@ class CGDynamicsModel(nn.Module):
         ``sigma_i = lambda sqrt(m / m_i)`` (``ModelMetadata.cg_langevin_sigmas``, the sampler's mass scaling);
         x~ = x_{t+1} + sigma z; graph on x~; loss = 0.5 mean |GNS + z|^2 (:func:`denoising_score_loss`), with GNS
         = sigma (learned score + harmonic-bond prior score) when the batch carries ``cg_bond_prior``: the network
-        learns the residual on top of the prior (:mod:`openmm_mlcg.prior`).
+        learns the residual on top of the prior (:mod:`openmm_mlcg.prior`); beads weighted by
+        ``batch.score_weight`` when it is set (``score.type_balance``).
         """
         m = self.metadata
         sig = m.sigmas_nm
@@ -416,7 +417,7 @@ class CGDynamicsModel(nn.Module):
         if batch.cg_bond_prior is not None:
             gns = gns + sig * _prior.bond_score(noisy, batch.cg_bonds, batch.cg_bond_prior, sig, batch=batch.batch,
                                                 boxes=batch.boxes)
-        return denoising_score_loss(gns, z)
+        return denoising_score_loss(gns, z, batch.score_weight)
 
     def _interpolant_loss(self, prediction: Prediction, x: torch.Tensor, batch, generator) -> torch.Tensor:
         """Denoising regression of the stochastic interpolant (:mod:`openmm_mlcg.interpolant`).

@@ -26,6 +26,8 @@ class SystemGraph:
         cg_bonds: (2, n_cg_bonds) long, local bead indices (i < j).
         cg_bond_prior: (n_cg_bonds, 2) float64 [r0 nm, variance nm^2] of the harmonic-bond prior
             (:func:`openmm_mlcg.prior.bond_parameters`, set by ``CGDynamicsModel.system_graph``) or None.
+        score_weight: (n_beads,) float32 per-bead weight of the Score GNN's training loss
+            (:func:`openmm_mlcg.model.losses.type_balanced_weights`, set by the trainer) or None (all 1).
     """
 
     atom_types: torch.Tensor
@@ -37,6 +39,7 @@ class SystemGraph:
     bead_masses: torch.Tensor
     cg_bonds: torch.Tensor
     cg_bond_prior: Optional[torch.Tensor] = None
+    score_weight: Optional[torch.Tensor] = None
 
     def to(self, device) -> "SystemGraph":
         """A copy with every tensor on ``device``."""

@@ -48,6 +48,8 @@ class ModelMetadata:
             equilibrium score (nm), the friction fitted after training (1/ps).
         cg_langevin_friction_by_type: friction (1/ps) per bead type (``CGMapping.bead_types``), fitted after
             training; beads of a type not listed use ``cg_langevin_friction_per_ps``.
+        cg_langevin_denoise: f in [0, 1] of the sampler's final step ``x + f sigma^2 s(x)`` (1: Tweedie, the
+            posterior mean, which bundles without the key were made for; 1/2: one probability-flow Euler step).
         cg_langevin_sigma_mass_amu: the bead mass (amu) at which the noise level is ``cg_langevin_sigma_nm``;
             bead i uses ``sigma sqrt(m / m_i)``, the same omega h for every bead (None: one sigma for all).
         cg_langevin_mass_floor_amu: the sampler's inertial mass of a bead is ``max(m_i, floor)`` (amu; None: the
@@ -90,6 +92,7 @@ class ModelMetadata:
     cg_langevin_mass_floor_amu: Optional[float] = None
     cg_langevin_friction_per_ps: float = 1.0
     cg_langevin_friction_by_type: Dict[str, float] = field(default_factory=dict)
+    cg_langevin_denoise: float = 1.0
     excluded_volume_nm: Dict[str, float] = field(default_factory=dict)
     excluded_volume_width_nm: Optional[float] = None
     bond_prior: Dict[str, Tuple[float, float]] = field(default_factory=dict)
@@ -154,6 +157,9 @@ class ModelMetadata:
                 (f"cg_langevin_friction_by_type'][{t!r}", v) for t, v in by_type.items()]:
             if isinstance(f, bool) or not isinstance(f, (int, float)) or not (math.isfinite(f) and f >= 0):
                 raise ValueError(f"{name}['{key}']: expected a finite number >= 0 (1/ps), got {f!r}")
+        f = self.cg_langevin_denoise
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not (0.0 <= f <= 1.0):
+            raise ValueError(f"{name}['cg_langevin_denoise']: expected a fraction in [0, 1], got {f!r}")
         walls = self.excluded_volume_nm or {}
         if not isinstance(walls, Mapping):
             raise ValueError(f"{name}['excluded_volume_nm']: expected a mapping 'A|B' -> nm, got {type(walls).__name__}")
@@ -205,7 +211,7 @@ class ModelMetadata:
                         cg_langevin_friction_by_type={str(t): float(v) for t, v in by_type.items()},
                         excluded_volume_nm={str(t): float(v) for t, v in walls.items()},
                         bond_prior={str(t): (float(v[0]), float(v[1])) for t, v in bonds.items()},
-                        score_enabled=bool(self.score_enabled),
+                        score_enabled=bool(self.score_enabled), cg_langevin_denoise=float(f),
                         periodic=None if self.periodic is None else bool(self.periodic))
 
     # ------------------------------------------------------------------ views

@@ -33,6 +33,7 @@ class Batch:
         boxes: (G, 3, 3) nm, rows of zeros for non-periodic windows.
         cg_bonds: (2, M) long, global bead indices.
         cg_bond_prior: (M, 2) [r0 nm, variance nm^2] of the harmonic-bond prior, or None when a graph has none.
+        score_weight: (N,) per-bead weight of the Score GNN's loss, or None when a graph has none.
     """
 
     system: torch.Tensor
@@ -46,6 +47,7 @@ class Batch:
     boxes: torch.Tensor
     cg_bonds: torch.Tensor
     cg_bond_prior: Optional[torch.Tensor] = None
+    score_weight: Optional[torch.Tensor] = None
 
     @property
     def n_graphs(self) -> int:
@@ -105,4 +107,6 @@ def collate(items: Sequence[dict], graphs: Sequence[SystemGraph]) -> Batch:
         cg_bonds=torch.cat(bonds, dim=1),
         cg_bond_prior=(torch.cat([graphs[s].cg_bond_prior for s in systems])
                        if all(graphs[s].cg_bond_prior is not None for s in systems) else None),
+        score_weight=(torch.cat([graphs[s].score_weight for s in systems])
+                      if all(graphs[s].score_weight is not None for s in systems) else None),
     )

@@ -107,10 +107,13 @@ class ScoreConfig:
     per trajectory; ``cg_langevin_steps`` + 1 Score passes per step; the sampler's inertial masses are
     ``max(m_i, cg_langevin_mass_floor_amu)``, None: the median bead mass of the training mappings, 0: the bead
     masses themselves; mass leaves the sampled distribution unchanged, the fitted friction absorbs it, and the
-    floor keeps a light ion from setting a wide sigma; a soft wall below each bead-type pair's closest non-bonded
+    floor keeps a light ion from setting a wide sigma; ``cg_langevin_denoise`` is f of the final step
+    x + f sigma^2 s(x) (1: Tweedie's posterior mean, 0.5: one probability-flow Euler step, :mod:`openmm_mlcg.cg_langevin`); a soft wall below each bead-type pair's closest non-bonded
     approach in the data, of width ``excluded_volume_width`` x sigma_b (null: no wall), keeps beads out of the
     regions the data never visits; ``bond_prior`` (default false until the Tweedie step stops over-sharpening the bonds it holds): a harmonic bond per bead-type pair from the
-    data's bond-length mean and variance, the Score GNN learning the residual on top of it, :mod:`openmm_mlcg.prior`), ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
+    data's bond-length mean and variance, the Score GNN learning the residual on top of it, :mod:`openmm_mlcg.prior`;
+    ``type_balance``: weight each bead's score-matching loss so that every bead type of a system has the same
+    total weight, :func:`openmm_mlcg.model.losses.type_balanced_weights`, for rare species such as Li+), ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
     ``n_levels`` Euler-Maruyama steps = passes; noise amplitude ``interpolant_noise`` x velocity_std; the Score
     GNN is then trained as the denoiser's residual instead of by score matching), ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
     Langevin corrector steps per level at signal-to-noise ``snr``) or ``"langevin"`` (annealed Langevin,
@@ -135,8 +138,10 @@ class ScoreConfig:
     cg_langevin_steps: int = 15
     cg_langevin_omega_h: float = 1.5
     cg_langevin_mass_floor_amu: Optional[float] = None
+    cg_langevin_denoise: float = 1.0
     excluded_volume_width: Optional[float] = 3.0
     bond_prior: bool = False
+    type_balance: bool = False
     calibration_lag: int = 10
     calibration_starts: int = 4
 
@@ -338,6 +343,8 @@ class TrainConfig:
         if s.cg_langevin_mass_floor_amu is not None:
             _check("score.cg_langevin_mass_floor_amu", s.cg_langevin_mass_floor_amu,
                    s.cg_langevin_mass_floor_amu >= 0, ">= 0 (amu; 0: no floor, null: the median bead mass)")
+        _check("score.cg_langevin_denoise", s.cg_langevin_denoise, 0 <= s.cg_langevin_denoise <= 1,
+               "in [0, 1] (1: Tweedie, 0.5: one probability-flow Euler step, 0: no denoising)")
         if s.excluded_volume_width is not None:
             _check("score.excluded_volume_width", s.excluded_volume_width, s.excluded_volume_width >= 1.5,
                    ">= 1.5 (x sigma_b; a narrower wall is unstable in the Langevin sub-steps) or null (no wall)")

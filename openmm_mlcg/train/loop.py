@@ -32,6 +32,7 @@ from openmm_mlcg.dynamics import geometric_sigmas
 from openmm_mlcg.io_utils import atomic_write
 from openmm_mlcg.locks import output_lock
 from openmm_mlcg.model import CGDynamicsModel, ModelMetadata
+from openmm_mlcg.model.losses import type_balanced_weights
 from openmm_mlcg.outputs import check_output_dir
 from openmm_mlcg.sanity import resolve_device, training_physics
 
@@ -172,8 +173,12 @@ def _model_config(cfg) -> dict:
 
 
 def _check_resumable(saved: dict, current: dict, path: Path, step: int) -> None:
-    """Same config apart from _RESUME_FREE keys; ``training.n_steps`` may be raised (extend a run)."""
+    """Same config apart from _RESUME_FREE keys; ``training.n_steps`` may be raised (extend a run). A key the
+    checkpoint's config lacks (an option added since it was written) counts as its default, which is chosen to
+    be the behaviour of the code before the option existed."""
     a, b = _flatten(saved), _flatten(current)
+    defaults = _flatten(TrainConfig().to_dict())
+    a = {**{k: v for k, v in defaults.items() if k not in a}, **a}
     for key in sorted(set(a) | set(b)):
         if key == "training.n_steps" and b.get(key) is not None and int(b[key]) >= step:
             continue
@@ -265,6 +270,7 @@ def _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps, s
     dc = cfg.data
     return ModelMetadata.from_dict(dict(
         temperature_K=dc.temperature_K, cg_langevin_steps=cfg.score.cg_langevin_steps, cg_langevin_sigma_nm=sigma_b,
+        cg_langevin_denoise=cfg.score.cg_langevin_denoise,
         cg_langevin_sigma_mass_amu=None if sigma_b is None else _lightest_bead_amu(cfg, maps),
         cg_langevin_mass_floor_amu=None if sigma_b is None else _mass_floor_amu(cfg, maps),
         **_excluded_volume(cfg, trajs, maps, sigma_b), **_bond_prior(cfg, trajs, maps, sigma_b),
@@ -370,6 +376,9 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
                             _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps,
                                       sigma_b)).to(device)
     graphs_all = [model.system_graph(m) for m in maps]  # with the metadata's bond prior
+    if cfg.score.type_balance:
+        for g, m in zip(graphs_all, maps):
+            g.score_weight = type_balanced_weights(m.bead_types)
     graphs_tr = [graphs_all[i].to(device) for i in tr_ids]
     graphs_va = [graphs_all[i].to(device) for i in va_ids]
     options = loss_options(cfg)
