@@ -26,10 +26,11 @@ towards the data's. ``f = 1`` is Tweedie's formula (Efron, JASA 106, 1602 (2011)
 clean state, whose spread is too narrow (a Gaussian law of variance v comes out with v^2 / (v + sigma^2)
 instead of v). ``f = 1/2`` is one Euler step of the probability-flow ODE dx/d(sigma^2) = -s/2 from sigma to 0
 (Song et al., ICLR 2021, eq. (13)), which transports the smoothed density towards the data's: the Gaussian
-comes out with v + sigma^4 / (4 (v + sigma^2)), never narrower than the data's and at most sigma^2 / 4 wider. The friction ``gamma`` is fitted after training so that the sampler's
-mean-squared displacement over several model steps equals the data's (``openmm_mlcg.train.calibrate``). The
-stationary distribution of the positions is the learned p_sigma whatever gamma, so the structure does not
-depend on the dynamics' fit. sigma is chosen so the fastest oscillation the smoothed score allows,
+comes out with v + sigma^4 / (4 (v + sigma^2)), never narrower than the data's and at most sigma^2 / 4 wider.
+The friction ``gamma`` is fitted after training so that the sampler's mean-squared displacement over several
+model steps equals the data's (``openmm_mlcg.train.calibrate``). The stationary distribution of the positions
+is the learned p_sigma whatever gamma, so the structure does not depend on the dynamics' fit. sigma is chosen
+so the fastest oscillation the smoothed score allows,
 ``omega = sqrt(kT/m) / sigma``, is resolved at a fixed ``omega h`` (1.5 by default; the scheme is stable up to 2):
 each bead has its own sigma, proportional to 1 / sqrt(m), so heavy beads are smoothed less than light ones.
 The masses here are the sampler's inertial masses, ``max(m_i, floor)`` (``ModelMetadata.cg_langevin_masses``,

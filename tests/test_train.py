@@ -265,14 +265,14 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
 def test_checkpoint_from_before_a_new_option_resumes_with_its_default(tmp_path):
     """A checkpoint written before an option existed (its config lacks the key) resumes when the option is at
     its default, the old behaviour, and is refused when it is not."""
-    from openmm_mlcg.train.loop import _check_resumable
+    from openmm_mlcg.train.checkpoint import check_resumable
 
     cfg = TrainConfig().to_dict()
     old = {**cfg, "score": {k: v for k, v in cfg["score"].items() if k != "cg_langevin_denoise"}}
-    _check_resumable(old, cfg, tmp_path / "checkpoint.pt", 10)
+    check_resumable(old, cfg, tmp_path / "checkpoint.pt", 10)
     changed = {**cfg, "score": {**cfg["score"], "cg_langevin_denoise": 0.5}}
     with pytest.raises(ValueError, match=r"score.cg_langevin_denoise=1.0, the config has 0.5"):
-        _check_resumable(old, changed, tmp_path / "checkpoint.pt", 10)
+        check_resumable(old, changed, tmp_path / "checkpoint.pt", 10)
 
 
 def test_finished_run_is_extended_by_raising_n_steps(tmp_path, capsys):

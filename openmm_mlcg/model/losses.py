@@ -6,6 +6,7 @@ ground-truth acceleration under the Dynamics GNN's Gaussian and L_score paper eq
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Optional, Sequence
 
 import torch
@@ -92,6 +93,6 @@ def type_balanced_weights(bead_types: Sequence) -> torch.Tensor:
     types = [str(t) for t in bead_types]
     if not types:
         raise ValueError("bead_types: expected at least one bead, got none")
-    counts = {t: types.count(t) for t in set(types)}
+    counts = Counter(types)
     n, k = len(types), len(counts)
     return torch.tensor([n / (k * counts[t]) for t in types], dtype=torch.float32)

@@ -157,9 +157,9 @@ class ModelMetadata:
                 (f"cg_langevin_friction_by_type'][{t!r}", v) for t, v in by_type.items()]:
             if isinstance(f, bool) or not isinstance(f, (int, float)) or not (math.isfinite(f) and f >= 0):
                 raise ValueError(f"{name}['{key}']: expected a finite number >= 0 (1/ps), got {f!r}")
-        f = self.cg_langevin_denoise
-        if isinstance(f, bool) or not isinstance(f, (int, float)) or not (0.0 <= f <= 1.0):
-            raise ValueError(f"{name}['cg_langevin_denoise']: expected a fraction in [0, 1], got {f!r}")
+        denoise = self.cg_langevin_denoise
+        if isinstance(denoise, bool) or not isinstance(denoise, (int, float)) or not (0.0 <= denoise <= 1.0):
+            raise ValueError(f"{name}['cg_langevin_denoise']: expected a fraction in [0, 1], got {denoise!r}")
         walls = self.excluded_volume_nm or {}
         if not isinstance(walls, Mapping):
             raise ValueError(f"{name}['excluded_volume_nm']: expected a mapping 'A|B' -> nm, got {type(walls).__name__}")
@@ -211,7 +211,7 @@ class ModelMetadata:
                         cg_langevin_friction_by_type={str(t): float(v) for t, v in by_type.items()},
                         excluded_volume_nm={str(t): float(v) for t, v in walls.items()},
                         bond_prior={str(t): (float(v[0]), float(v[1])) for t, v in bonds.items()},
-                        score_enabled=bool(self.score_enabled), cg_langevin_denoise=float(f),
+                        score_enabled=bool(self.score_enabled), cg_langevin_denoise=float(denoise),
                         periodic=None if self.periodic is None else bool(self.periodic))
 
     # ------------------------------------------------------------------ views

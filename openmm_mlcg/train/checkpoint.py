@@ -16,9 +16,15 @@ import torch
 
 from openmm_mlcg.io_utils import atomic_write
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_states", "set_rng_states"]
+from .config import TrainConfig
+
+__all__ = ["save_checkpoint", "load_checkpoint", "rng_states", "set_rng_states", "check_resumable"]
 
 CHECKPOINT_VERSION = 1
+
+# config keys that may change between a run and its resumption
+_RESUME_FREE = {"training.progress", "training.device", "training.resume", "training.out_dir",
+                "training.eval_every", "training.checkpoint_every"}
 
 
 def rng_states() -> dict:
@@ -102,3 +108,37 @@ def load_checkpoint(path, *, modules: dict, optimizer, scheduler, map_location="
     if restore_rng:
         set_rng_states(payload["rng"])
     return payload
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    """{"a.b": v} from {"a": {"b": v}}."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resumable(saved: dict, current: dict, path: Path, step: int) -> None:
+    """Check that ``current`` may resume a checkpoint written with ``saved`` (nested config dicts) at ``step``.
+
+    The configs must agree apart from the _RESUME_FREE keys; ``training.n_steps`` may be raised (extend a run).
+    A key the checkpoint's config lacks (an option added since it was written) counts as its default, which is
+    chosen to be the behaviour of the code before the option existed.
+
+    Raises:
+        ValueError: naming the first differing key, the checkpoint's value and the config's.
+    """
+    a, b = _flatten(saved), _flatten(current)
+    defaults = _flatten(TrainConfig().to_dict())
+    a = {**{k: v for k, v in defaults.items() if k not in a}, **a}
+    for key in sorted(set(a) | set(b)):
+        if key == "training.n_steps" and b.get(key) is not None and int(b[key]) >= step:
+            continue
+        if key not in _RESUME_FREE and a.get(key) != b.get(key):
+            hint = (f"training.n_steps can be raised, not set below the {step} steps done; "
+                    if key == "training.n_steps" else "")
+            raise ValueError(f"training.resume: checkpoint {path} was written with {key}={a.get(key)!r}, the config "
+                             f"has {b.get(key)!r}; {hint}use a new training.out_dir or set training.resume: false")

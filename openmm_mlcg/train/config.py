@@ -108,12 +108,15 @@ class ScoreConfig:
     ``max(m_i, cg_langevin_mass_floor_amu)``, None: the median bead mass of the training mappings, 0: the bead
     masses themselves; mass leaves the sampled distribution unchanged, the fitted friction absorbs it, and the
     floor keeps a light ion from setting a wide sigma; ``cg_langevin_denoise`` is f of the final step
-    x + f sigma^2 s(x) (1: Tweedie's posterior mean, 0.5: one probability-flow Euler step, :mod:`openmm_mlcg.cg_langevin`); a soft wall below each bead-type pair's closest non-bonded
-    approach in the data, of width ``excluded_volume_width`` x sigma_b (null: no wall), keeps beads out of the
-    regions the data never visits; ``bond_prior`` (default false: on the SPE demo it did not lower the RDF error, with the Tweedie or the half denoising step; README): a harmonic bond per bead-type pair from the
-    data's bond-length mean and variance, the Score GNN learning the residual on top of it, :mod:`openmm_mlcg.prior`;
+    x + f sigma^2 s(x) (1: Tweedie's posterior mean, 0.5: one probability-flow Euler step,
+    :mod:`openmm_mlcg.cg_langevin`); a soft wall below each bead-type pair's closest non-bonded approach in the
+    data, of width ``excluded_volume_width`` x sigma_b (null: no wall), keeps beads out of the regions the data
+    never visits; ``bond_prior`` (default false: on the SPE demo it did not lower the RDF error, with the
+    Tweedie or the half denoising step; README): a harmonic bond per bead-type pair from the data's bond-length
+    mean and variance, the Score GNN learning the residual on top of it, :mod:`openmm_mlcg.prior`;
     ``type_balance``: weight each bead's score-matching loss so that every bead type of a system has the same
-    total weight, :func:`openmm_mlcg.model.losses.type_balanced_weights`, for rare species such as Li+), ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
+    total weight, :func:`openmm_mlcg.model.losses.type_balanced_weights`, for rare species such as Li+),
+    ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
     ``n_levels`` Euler-Maruyama steps = passes; noise amplitude ``interpolant_noise`` x velocity_std; the Score
     GNN is then trained as the denoiser's residual instead of by score matching), ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
     Langevin corrector steps per level at signal-to-noise ``snr``) or ``"langevin"`` (annealed Langevin,

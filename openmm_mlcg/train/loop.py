@@ -37,7 +37,7 @@ from openmm_mlcg.outputs import check_output_dir
 from openmm_mlcg.sanity import resolve_device, training_physics
 
 from .batching import atom_type_vocabulary, collate
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from .baseline import linear_history_nll
 from .config import TrainConfig, load_config, refinement_metadata
 from .model_step import N_BOND_TYPES, build_modules, loss_options
@@ -46,9 +46,7 @@ from .sources import load_sources, split_in_time, window_span
 __all__ = ["train", "train_on_trajectories", "training_summary", "LOG_COLUMNS"]
 
 LOG_COLUMNS = ["step", "loss", "nll", "score_loss", "val_nll", "lr", "samples_per_s"]
-# config keys that may change between a run and its resumption
-_RESUME_FREE = {"training.progress", "training.device", "training.resume", "training.out_dir",
-                "training.eval_every", "training.checkpoint_every"}
+
 
 
 def train(config: Union[TrainConfig, dict, str, Path], callback: Optional[Callable[[int, dict], None]] = None) -> Path:
@@ -153,16 +151,6 @@ def _finite_or_none(x):
     return float(x) if x is not None and np.isfinite(x) else None
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _model_config(cfg) -> dict:
     """The config recorded in the bundle, without where and how verbosely it ran (so identical training in
     another directory exports the identical bundle)."""
@@ -170,23 +158,6 @@ def _model_config(cfg) -> dict:
     for key in ("out_dir", "progress", "resume"):
         d["training"].pop(key, None)
     return d
-
-
-def _check_resumable(saved: dict, current: dict, path: Path, step: int) -> None:
-    """Same config apart from _RESUME_FREE keys; ``training.n_steps`` may be raised (extend a run). A key the
-    checkpoint's config lacks (an option added since it was written) counts as its default, which is chosen to
-    be the behaviour of the code before the option existed."""
-    a, b = _flatten(saved), _flatten(current)
-    defaults = _flatten(TrainConfig().to_dict())
-    a = {**{k: v for k, v in defaults.items() if k not in a}, **a}
-    for key in sorted(set(a) | set(b)):
-        if key == "training.n_steps" and b.get(key) is not None and int(b[key]) >= step:
-            continue
-        if key not in _RESUME_FREE and a.get(key) != b.get(key):
-            hint = (f"training.n_steps can be raised, not set below the {step} steps done; "
-                    if key == "training.n_steps" else "")
-            raise ValueError(f"training.resume: checkpoint {path} was written with {key}={a.get(key)!r}, the config "
-                             f"has {b.get(key)!r}; {hint}use a new training.out_dir or set training.resume: false")
 
 
 def _extend_schedule(optimizer, scheduler, lr_final: float, start: int, n_steps: int) -> None:
@@ -367,7 +338,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
     if tc.resume and ckpt_path.is_file():
         payload = load_checkpoint(ckpt_path, modules=modules, optimizer=optimizer, scheduler=scheduler,
                                   map_location="cpu",
-                                  check=lambda p: _check_resumable(p["config"], cfg.to_dict(), ckpt_path,
+                                  check=lambda p: check_resumable(p["config"], cfg.to_dict(), ckpt_path,
                                                                    int(p["step"])))
         start, stats, extra = int(payload["step"]), payload["stats"], payload["extra"]
         if int(payload["config"]["training"]["n_steps"]) != tc.n_steps:
