@@ -165,3 +165,33 @@ def test_score_gnn_is_rotation_equivariant():
     rot = sco(lat, d["disp"] @ q.T / 0.1, d["disp"] @ q.T, d["ei"], d["ev"] @ q.T, d["et"], d["sigma"], 1.0, 0.05)
     torch.testing.assert_close(rot, out @ q.T, atol=1e-9, rtol=1e-7)
     assert out.abs().max() > 1e-3   # not trivially zero
+
+
+def test_symmetric_pair_weights_obey_newtons_third_law():
+    """With ``symmetric_pairs`` the equilibrium score (zero residual; output over sigma, one sigma per bead) sums
+    to zero over the beads of each graph of a periodic batch, and the scripted module agrees; without it the sum
+    is not zero."""
+    g = torch.Generator().manual_seed(7)
+    box = BOXES["triclinic"]
+    x = torch.cat([_points(box, 50, seed=8), _points(box, 40, seed=9)])
+    batch = torch.cat([torch.zeros(50, dtype=torch.long), torch.ones(40, dtype=torch.long)])
+    bonds = torch.tensor([[0, 1], [1, 2], [60, 61]]).T
+    ei, ev, et = build_edges(x, None, 0.9, bonds, batch=batch, boxes=torch.stack([box, box]))
+    lat = torch.randn(90, 8, generator=g, dtype=torch.float64)
+    zero = torch.zeros(90, 3, dtype=torch.float64)
+    sigma = 0.02 + 0.06 * torch.rand(90, 1, generator=g, dtype=torch.float64)  # one noise level per bead
+    sums = {}
+    for sym in (False, True):
+        torch.manual_seed(0)
+        net = ScoreGNN(latent_dim=8, hidden=16, layers=2, symmetric_pairs=sym).double()
+        out = net(lat, zero, zero, ei, ev, et, sigma, 0.9, 0.1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.script(net)
+        torch.testing.assert_close(scripted(lat, zero, zero, ei, ev, et, sigma, 0.9, 0.1), out)
+        assert out.abs().max() > 1e-3
+        score = out / sigma                # the score: the network's output over each bead's sigma
+        sums[sym] = [float(score[batch == b].sum(0).norm() / score[batch == b].norm(dim=1).mean()) for b in (0, 1)]
+        assert net.hyperparameters()["symmetric_pairs"] is sym
+    assert max(sums[True]) < 1e-10
+    assert min(sums[False]) > 1e-3

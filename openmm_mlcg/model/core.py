@@ -273,16 +273,19 @@ class CGDynamicsModel(nn.Module):
             masses = bead_masses.to(positions.dtype)
             sig = m.cg_langevin_sigmas(masses).to(positions.dtype)  # (n, 1) nm
 
-            def score_fn(x: torch.Tensor) -> torch.Tensor:
-                """Learned equilibrium score (1/nm) on a graph rebuilt on ``x`` (+ the excluded-volume prior's)."""
+            def score_fn(x: torch.Tensor, ratio: float = 1.0) -> torch.Tensor:
+                """Learned equilibrium score (1/nm) at ``ratio`` x sigma on a graph rebuilt on ``x`` (+ the
+                prior's)."""
                 e = self.edges(x, box, cg_bonds, validate=False)
-                s = self.equilibrium_gns(bead_embedding, x, sig, e) / sig
-                return s if prior is None else s + prior.score(x, e, sig, box, s.dtype)
+                sg = sig if ratio == 1.0 else sig * ratio
+                s = self.equilibrium_gns(bead_embedding, x, sg, e) / sg
+                return s if prior is None else s + prior.score(x, e, sg, box, s.dtype)
 
             kt_m = _cgl.kt_over_mass(float(m.temperature_K), m.cg_langevin_masses(masses), validate=False)
             return _cgl.sample(score_fn, positions, kt_m, m.cg_langevin_steps, float(m.model_time_step_ps),
                                float(m.cg_langevin_friction_per_ps) if bead_friction is None else bead_friction,
-                               sig, generator, not deterministic, validate=False, denoise=m.cg_langevin_denoise)
+                               sig, generator, not deterministic, validate=False, denoise=m.cg_langevin_denoise,
+                               reverse_ratios=m.cg_langevin_reverse_ratios())
         if prediction is None:
             raise ValueError(f"prediction: the {m.sampler!r} sampler needs the Dynamics GNN's prediction, got None")
 

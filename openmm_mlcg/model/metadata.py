@@ -50,6 +50,9 @@ class ModelMetadata:
             training; beads of a type not listed use ``cg_langevin_friction_per_ps``.
         cg_langevin_denoise: f in [0, 1] of the sampler's final step ``x + f sigma^2 s(x)`` (1: Tweedie, the
             posterior mean, which bundles without the key were made for; 1/2: one probability-flow Euler step).
+        cg_langevin_reverse_levels: K deterministic DDIM steps from sigma down to the smallest trained level
+            before that final step (:meth:`cg_langevin_reverse_ratios`, :mod:`openmm_mlcg.cg_langevin`; 0, the
+            value for bundles without the key: the final step alone).
         cg_langevin_sigma_mass_amu: the bead mass (amu) at which the noise level is ``cg_langevin_sigma_nm``;
             bead i uses ``sigma sqrt(m / m_i)``, the same omega h for every bead (None: one sigma for all).
         cg_langevin_mass_floor_amu: the sampler's inertial mass of a bead is ``max(m_i, floor)`` (amu; None: the
@@ -93,6 +96,7 @@ class ModelMetadata:
     cg_langevin_friction_per_ps: float = 1.0
     cg_langevin_friction_by_type: Dict[str, float] = field(default_factory=dict)
     cg_langevin_denoise: float = 1.0
+    cg_langevin_reverse_levels: int = 0
     excluded_volume_nm: Dict[str, float] = field(default_factory=dict)
     excluded_volume_width_nm: Optional[float] = None
     bond_prior: Dict[str, Tuple[float, float]] = field(default_factory=dict)
@@ -183,7 +187,8 @@ class ModelMetadata:
             if not ok:
                 raise ValueError(f"{name}['bond_prior'][{t!r}]: expected [r0 nm, variance nm^2], both positive and "
                                  f"finite, got {v!r}")
-        for key in ("history", "n_bond_types", "langevin_steps_per_level", "corrector_steps", "cg_langevin_steps"):
+        for key in ("history", "n_bond_types", "langevin_steps_per_level", "corrector_steps", "cg_langevin_steps",
+                    "cg_langevin_reverse_levels"):
             v = getattr(self, key)
             low = 1 if key in ("history", "n_bond_types", "cg_langevin_steps") else 0
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
@@ -194,6 +199,10 @@ class ModelMetadata:
         sig = [float(s) for s in self.sigmas_nm]
         if not sig or any(not (s > 0) for s in sig) or any(a < b for a, b in zip(sig, sig[1:])):
             raise ValueError(f"{name}['sigmas_nm']: expected positive descending noise levels in nm, got {sig}")
+        if self.cg_langevin_reverse_levels and not (self.cg_langevin_sigma_nm and sig[-1] < self.cg_langevin_sigma_nm):
+            raise ValueError(f"{name}['cg_langevin_reverse_levels']: {self.cg_langevin_reverse_levels} levels need the "
+                             f"smallest trained noise level sigmas_nm[-1] ({sig[-1]} nm) below cg_langevin_sigma_nm "
+                             f"({self.cg_langevin_sigma_nm!r} nm)")
         if self.sampler not in _smp.SAMPLERS:
             raise ValueError(f"{name}['sampler']: expected one of {_smp.SAMPLERS}, got {self.sampler!r}")
         if self.schedule not in _smp.SCHEDULES:
@@ -261,6 +270,16 @@ class ModelMetadata:
         if self.cg_langevin_sigma_mass_amu is None:
             return m.new_full(m.shape, sigma)
         return sigma * (float(self.cg_langevin_sigma_mass_amu) / m) ** 0.5
+
+    def cg_langevin_reverse_ratios(self) -> Tuple[float, ...]:
+        """The ``"cg_langevin"`` reverse levels as ratios to the sampler's sigma: K geometric ratios from 1 (not
+        included) down to ``sigmas_nm[-1] / cg_langevin_sigma_nm``, the smallest level the Score GNN was trained
+        at (``cg_langevin_reverse_levels`` = K; () for K = 0)."""
+        k = int(self.cg_langevin_reverse_levels)
+        if k == 0:
+            return ()
+        low = float(self.sigmas_nm[-1]) / float(self.cg_langevin_sigma_nm)
+        return tuple(low ** (i / k) for i in range(1, k + 1))
 
     @property
     def refines(self) -> bool:

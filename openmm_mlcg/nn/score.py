@@ -35,9 +35,18 @@ class ScoreGNN(nn.Module):
     the noisy edge vector, d_t the same pair at time t (``d~ - (disp_dst - disp_src)``) and n_rbf Gaussian
     radial basis functions on [0, cutoff].
 
+    With ``symmetric_pairs`` the pair weights are symmetrised, ``w_ij <- (w_ij + w_ji) / 2``, and the pair term
+    of bead i is ``sum_j w_ij sqrt(sigma_i / sigma_j) u_ij``, so the score's pair terms (the output over
+    sigma_i) obey Newton's third law: they sum to zero over the beads, as the score of any translation-invariant
+    density does, also with one noise level per bead (the node term ``c_i r_i`` is zero for the equilibrium
+    score). The edge list must hold both
+    directions of every edge, unique and sorted by (src, dst), as :func:`openmm_mlcg.nn.neighbors.build_edges`
+    returns it.
+
     Args:
         latent_dim: Dynamics GNN hidden size (paper 128); hidden: latent size (paper 128); layers (paper 7).
         n_edge_types, edge_type_dim: edge-type embedding (1 CG bond, 0 radius). n_rbf: radial basis size.
+        symmetric_pairs: symmetrise the pair weights (above; bundles without the key: False).
 
     forward(latent (n, latent_dim), residual (n, 3) dimensionless, displacement (n, 3) nm [x~ - x_t],
             edge_index (2, E), edge_vec (E, 3) nm on the noisy positions, edge_type (E,), sigma (n, 1) nm,
@@ -46,17 +55,20 @@ class ScoreGNN(nn.Module):
     """
 
     def __init__(self, latent_dim: int = 128, hidden: int = 128, layers: int = 7, n_edge_types: int = 2,
-                 edge_type_dim: int = 16, n_hidden_layers: int = 2, n_rbf: int = 16):
+                 edge_type_dim: int = 16, n_hidden_layers: int = 2, n_rbf: int = 16,
+                 symmetric_pairs: bool = False):
         super().__init__()
         if n_rbf < 1:
             raise ValueError(f"n_rbf: expected >= 1, got {n_rbf}")
         self.n_rbf = int(n_rbf)
+        self.symmetric_pairs = bool(symmetric_pairs)
         self.edge_type_embedding = nn.Embedding(n_edge_types, edge_type_dim)
         self.gnn = EncodeProcessDecode(latent_dim + 2, 3 + 2 * n_rbf + edge_type_dim, hidden, 1, layers,
                                        n_hidden_layers)
         self.edge_decoder = MLP(hidden, hidden, 1, n_hidden_layers, layer_norm=False)
         self._hparams = dict(latent_dim=latent_dim, hidden=hidden, layers=layers, n_edge_types=n_edge_types,
-                             edge_type_dim=edge_type_dim, n_hidden_layers=n_hidden_layers, n_rbf=n_rbf)
+                             edge_type_dim=edge_type_dim, n_hidden_layers=n_hidden_layers, n_rbf=n_rbf,
+                             symmetric_pairs=self.symmetric_pairs)
 
     @torch.jit.unused
     def hyperparameters(self) -> Dict[str, int]:
@@ -90,5 +102,12 @@ class ScoreGNN(nn.Module):
                             self.edge_type_embedding(edge_type)], dim=-1)
         h, e = self.gnn.process(node_x, edge_x, edge_index)
         w = self.edge_decoder(e)                                   # (E, 1), > 0 pushes dst away from src
+        if self.symmetric_pairs and w.shape[0] > 0:                # w_ij = w_ji: the pair terms sum to zero
+            key = src * n + dst                                    # ascending: edges sorted by (src, dst)
+            rev = torch.searchsorted(key, dst * n + src).clamp_max(key.shape[0] - 1)
+            w = 0.5 * (w + w.index_select(0, rev))
+            # the output is sigma_i x the score: scaled by sqrt(sigma_dst / sigma_src), the SCORE's pair terms
+            # w_ij / sqrt(sigma_i sigma_j) are symmetric when the beads have different noise levels
+            w = w * torch.sqrt(sig.index_select(0, dst) / sig.index_select(0, src))
         pair = torch.zeros(n, 3, dtype=dtype, device=latent.device).index_add_(0, dst, w * unit)
         return pair + self.gnn.decoder(h) * res

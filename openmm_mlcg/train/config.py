@@ -77,6 +77,7 @@ class ModelConfig:
 
     min_std: lower bound of the predicted acceleration std, in *normalised* acceleration units
     (fraction of acceleration_std). score_rbf: radial basis functions of the distance on Score GNN edges.
+    score_symmetric_pairs: the Score GNN's pair weights obey Newton's third law (``ScoreGNN(symmetric_pairs)``).
     """
 
     embedding_hidden: int = 64
@@ -88,6 +89,7 @@ class ModelConfig:
     min_std: float = 1e-3
     cutoff_nm: float = 0.6
     score_rbf: int = 16
+    score_symmetric_pairs: bool = False
 
 
 @dataclass
@@ -109,7 +111,8 @@ class ScoreConfig:
     masses themselves; mass leaves the sampled distribution unchanged, the fitted friction absorbs it, and the
     floor keeps a light ion from setting a wide sigma; ``cg_langevin_denoise`` is f of the final step
     x + f sigma^2 s(x) (1: Tweedie's posterior mean, 0.5: one probability-flow Euler step,
-    :mod:`openmm_mlcg.cg_langevin`); a soft wall below each bead-type pair's closest non-bonded approach in the
+    :mod:`openmm_mlcg.cg_langevin`), made after ``cg_langevin_reverse_levels`` DDIM steps down to the smallest
+    trained level (0: from sigma_b itself); a soft wall below each bead-type pair's closest non-bonded approach in the
     data, of width ``excluded_volume_width`` x sigma_b (null: no wall), keeps beads out of the regions the data
     never visits; ``bond_prior`` (default false: on the SPE demo it did not lower the RDF error, with the
     Tweedie or the half denoising step; README): a harmonic bond per bead-type pair from the data's bond-length
@@ -142,6 +145,7 @@ class ScoreConfig:
     cg_langevin_omega_h: float = 1.5
     cg_langevin_mass_floor_amu: Optional[float] = None
     cg_langevin_denoise: float = 1.0
+    cg_langevin_reverse_levels: int = 0
     excluded_volume_width: Optional[float] = 3.0
     bond_prior: bool = False
     type_balance: bool = False
@@ -348,6 +352,8 @@ class TrainConfig:
                    s.cg_langevin_mass_floor_amu >= 0, ">= 0 (amu; 0: no floor, null: the median bead mass)")
         _check("score.cg_langevin_denoise", s.cg_langevin_denoise, 0 <= s.cg_langevin_denoise <= 1,
                "in [0, 1] (1: Tweedie, 0.5: one probability-flow Euler step, 0: no denoising)")
+        _check("score.cg_langevin_reverse_levels", s.cg_langevin_reverse_levels, s.cg_langevin_reverse_levels >= 0,
+               ">= 0")
         if s.excluded_volume_width is not None:
             _check("score.excluded_volume_width", s.excluded_volume_width, s.excluded_volume_width >= 1.5,
                    ">= 1.5 (x sigma_b; a narrower wall is unstable in the Langevin sub-steps) or null (no wall)")

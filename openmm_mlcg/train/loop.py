@@ -242,6 +242,7 @@ def _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps, s
     return ModelMetadata.from_dict(dict(
         temperature_K=dc.temperature_K, cg_langevin_steps=cfg.score.cg_langevin_steps, cg_langevin_sigma_nm=sigma_b,
         cg_langevin_denoise=cfg.score.cg_langevin_denoise,
+        cg_langevin_reverse_levels=cfg.score.cg_langevin_reverse_levels,
         cg_langevin_sigma_mass_amu=None if sigma_b is None else _lightest_bead_amu(cfg, maps),
         cg_langevin_mass_floor_amu=None if sigma_b is None else _mass_floor_amu(cfg, maps),
         **_excluded_volume(cfg, trajs, maps, sigma_b), **_bond_prior(cfg, trajs, maps, sigma_b),

@@ -31,7 +31,7 @@ def build_modules(model_cfg, n_atom_types: int, history: int, sampler: str = "cg
                       layers=model_cfg.dynamics_layers, min_std=model_cfg.min_std)
     latent_dim = emb.out_dim if sampler == "cg_langevin" else model_cfg.dynamics_hidden
     score = ScoreGNN(latent_dim=latent_dim, hidden=model_cfg.score_hidden, layers=model_cfg.score_layers,
-                     n_rbf=model_cfg.score_rbf)
+                     n_rbf=model_cfg.score_rbf, symmetric_pairs=model_cfg.score_symmetric_pairs)
     return {"embedding": emb, "dynamics": dyn, "score": score}
 
 
