@@ -190,7 +190,7 @@ def test_symmetric_pair_weights_obey_newtons_third_law():
             scripted = torch.jit.script(net)
         torch.testing.assert_close(scripted(lat, zero, zero, ei, ev, et, sigma, 0.9, 0.1), out)
         assert out.abs().max() > 1e-3
-        score = out / sigma                # the score: the network's output over each bead's sigma
+        score = (out / sigma).detach()     # the score: the network's output over each bead's sigma
         sums[sym] = [float(score[batch == b].sum(0).norm() / score[batch == b].norm(dim=1).mean()) for b in (0, 1)]
         assert net.hyperparameters()["symmetric_pairs"] is sym
     assert max(sums[True]) < 1e-10
