@@ -277,7 +277,7 @@ class CGDynamicsModel(nn.Module):
                 """Learned equilibrium score (1/nm) at ``ratio`` x sigma on a graph rebuilt on ``x`` (+ the
                 prior's)."""
                 e = self.edges(x, box, cg_bonds, validate=False)
-                sg = sig if ratio == 1.0 else sig * ratio
+                sg = sig * ratio
                 s = self.equilibrium_gns(bead_embedding, x, sg, e) / sg
                 return s if prior is None else s + prior.score(x, e, sg, box, s.dtype)
 

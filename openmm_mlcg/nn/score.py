@@ -39,9 +39,8 @@ class ScoreGNN(nn.Module):
     of bead i is ``sum_j w_ij sqrt(sigma_i / sigma_j) u_ij``, so the score's pair terms (the output over
     sigma_i) obey Newton's third law: they sum to zero over the beads, as the score of any translation-invariant
     density does, also with one noise level per bead (the node term ``c_i r_i`` is zero for the equilibrium
-    score). The edge list must hold both
-    directions of every edge, unique and sorted by (src, dst), as :func:`openmm_mlcg.nn.neighbors.build_edges`
-    returns it.
+    score). The edge list must hold both directions of every edge, unique and sorted by (src, dst), as
+    :func:`openmm_mlcg.nn.neighbors.build_edges` returns it.
 
     Args:
         latent_dim: Dynamics GNN hidden size (paper 128); hidden: latent size (paper 128); layers (paper 7).

@@ -48,7 +48,6 @@ __all__ = ["train", "train_on_trajectories", "training_summary", "LOG_COLUMNS"]
 LOG_COLUMNS = ["step", "loss", "nll", "score_loss", "val_nll", "lr", "samples_per_s"]
 
 
-
 def train(config: Union[TrainConfig, dict, str, Path], callback: Optional[Callable[[int, dict], None]] = None) -> Path:
     """Train from a config (TrainConfig, nested dict or YAML path) whose ``data.systems`` lists the data.
 
