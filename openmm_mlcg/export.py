@@ -135,10 +135,14 @@ def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], m
 
     Raises:
         ValueError: missing/invalid/inconsistent metadata (:class:`openmm_mlcg.model.ModelMetadata`);
+        ``"torch.export"`` with an energy-based Score GNN (:class:`openmm_mlcg.nn.EnergyScoreGNN`).
         FileNotFoundError: parent directory missing.
     """
     if export_format not in EXPORT_FORMATS:
         raise ValueError(f"export_format: expected one of {EXPORT_FORMATS}, got {export_format!r}")
+    if export_format == "torch.export" and getattr(score, "conservative", False):
+        raise ValueError("export_format: 'torch.export' cannot trace the energy-based Score GNN's autograd "
+                         "gradient (EnergyScoreGNN); use 'torchscript'")
     meta: Dict[str, Any] = dict(default_refinement_metadata())
     meta.update(dict(metadata))
     meta["sigmas_nm"] = [float(s) for s in meta["sigmas_nm"]]

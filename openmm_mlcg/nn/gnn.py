@@ -6,7 +6,7 @@ section 3 ("Graph neural networks") and appendix C (7 message-passing layers).
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import nn
@@ -19,9 +19,11 @@ __all__ = ["InteractionLayer", "EncodeProcessDecode"]
 class InteractionLayer(nn.Module):
     """One message-passing layer with residual edge and node updates and sum aggregation.
 
-    ``e' = e + MLP_e([e, h_src, h_dst])``; ``h' = h + MLP_v([h, sum_{edges into i} e'])``.
+    ``e' = e + MLP_e([e, h_src, h_dst])``; ``h' = h + MLP_v([h, sum_{edges into i} w_e e'])``, w_e = 1 unless
+    ``edge_weight`` is given (a smooth cutoff envelope makes the node latents continuous in the positions).
 
-    Shapes: h (n, hidden), e (E, hidden), edge_index (2, E) long [src, dst] -> (h', e').
+    Shapes: h (n, hidden), e (E, hidden), edge_index (2, E) long [src, dst], edge_weight (E, 1) or None
+    -> (h', e').
     """
 
     def __init__(self, hidden: int, n_hidden_layers: int = 2):
@@ -29,11 +31,12 @@ class InteractionLayer(nn.Module):
         self.edge_mlp = MLP(3 * hidden, hidden, hidden, n_hidden_layers, layer_norm=True)
         self.node_mlp = MLP(2 * hidden, hidden, hidden, n_hidden_layers, layer_norm=True)
 
-    def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor,
+                edge_weight: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         src = edge_index[0]
         dst = edge_index[1]
         e = e + self.edge_mlp(torch.cat([e, h.index_select(0, src), h.index_select(0, dst)], dim=-1))
-        agg = torch.zeros_like(h).index_add_(0, dst, e)
+        agg = torch.zeros_like(h).index_add_(0, dst, e if edge_weight is None else e * edge_weight)
         h = h + self.node_mlp(torch.cat([h, agg], dim=-1))
         return h, e
 
@@ -59,13 +62,15 @@ class EncodeProcessDecode(nn.Module):
         self.processor = nn.ModuleList([InteractionLayer(hidden, n_hidden_layers) for _ in range(n_layers)])
         self.decoder = MLP(hidden, hidden, out_dim, n_hidden_layers, layer_norm=False)
 
-    def process(self, node_x: torch.Tensor, edge_x: torch.Tensor,
-                edge_index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Encoder and processor only: last-layer node latents (n, hidden) and edge latents (E, hidden)."""
+    def process(self, node_x: torch.Tensor, edge_x: torch.Tensor, edge_index: torch.Tensor,
+                edge_weight: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Encoder and processor only: last-layer node latents (n, hidden) and edge latents (E, hidden).
+
+        ``edge_weight`` (E, 1) or None weights every layer's aggregation (:class:`InteractionLayer`)."""
         h = self.node_encoder(node_x)
         e = self.edge_encoder(edge_x)
         for layer in self.processor:
-            h, e = layer(h, e, edge_index)
+            h, e = layer(h, e, edge_index, edge_weight)
         return h, e
 
     def forward(self, node_x: torch.Tensor, edge_x: torch.Tensor,

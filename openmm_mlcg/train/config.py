@@ -78,6 +78,8 @@ class ModelConfig:
     min_std: lower bound of the predicted acceleration std, in *normalised* acceleration units
     (fraction of acceleration_std). score_rbf: radial basis functions of the distance on Score GNN edges.
     score_symmetric_pairs: the Score GNN's pair weights obey Newton's third law (``ScoreGNN(symmetric_pairs)``).
+    score_energy: the Score GNN is the gradient of a learned energy (:class:`openmm_mlcg.nn.EnergyScoreGNN`, a
+    conservative field; ``score.sampler: cg_langevin`` only, TorchScript bundles only).
     """
 
     embedding_hidden: int = 64
@@ -90,6 +92,7 @@ class ModelConfig:
     cutoff_nm: float = 0.6
     score_rbf: int = 16
     score_symmetric_pairs: bool = False
+    score_energy: bool = False
 
 
 @dataclass
@@ -329,6 +332,10 @@ class TrainConfig:
         from openmm_mlcg.samplers import SAMPLERS, SCHEDULES
 
         _check("score.sampler", s.sampler, s.sampler in SAMPLERS, f"one of {SAMPLERS}")
+        if m.score_energy and (s.sampler != "cg_langevin" or m.score_symmetric_pairs):
+            raise ValueError(f"model.score_energy: the energy-based Score GNN needs score.sampler 'cg_langevin' and "
+                             f"no model.score_symmetric_pairs (it is symmetric by construction); got sampler "
+                             f"{s.sampler!r}, score_symmetric_pairs {m.score_symmetric_pairs!r}")
         _check("score.schedule", s.schedule, s.schedule in SCHEDULES, f"one of {SCHEDULES}")
         if s.sigma_min_nm is not None:
             _check("score.sigma_min_nm", s.sigma_min_nm, s.sigma_min_nm > 0, "> 0 (or null: from the data)")

@@ -11,7 +11,7 @@ from typing import Dict
 import torch
 
 from openmm_mlcg.model import LossOptions
-from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN, ScoreGNN
+from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN, EnergyScoreGNN, ScoreGNN
 
 __all__ = ["build_modules", "loss_options", "N_BOND_TYPES"]
 
@@ -30,8 +30,12 @@ def build_modules(model_cfg, n_atom_types: int, history: int, sampler: str = "cg
     dyn = DynamicsGNN(embedding_dim=emb.out_dim, history=history, hidden=model_cfg.dynamics_hidden,
                       layers=model_cfg.dynamics_layers, min_std=model_cfg.min_std)
     latent_dim = emb.out_dim if sampler == "cg_langevin" else model_cfg.dynamics_hidden
-    score = ScoreGNN(latent_dim=latent_dim, hidden=model_cfg.score_hidden, layers=model_cfg.score_layers,
-                     n_rbf=model_cfg.score_rbf, symmetric_pairs=model_cfg.score_symmetric_pairs)
+    if model_cfg.score_energy:
+        score = EnergyScoreGNN(latent_dim=latent_dim, hidden=model_cfg.score_hidden, layers=model_cfg.score_layers,
+                               n_rbf=model_cfg.score_rbf)
+    else:
+        score = ScoreGNN(latent_dim=latent_dim, hidden=model_cfg.score_hidden, layers=model_cfg.score_layers,
+                         n_rbf=model_cfg.score_rbf, symmetric_pairs=model_cfg.score_symmetric_pairs)
     return {"embedding": emb, "dynamics": dyn, "score": score}
 
 
