@@ -52,7 +52,7 @@ def _step_with_progress(simulation, n_steps: int, progress: bool, desc: str) -> 
 def simulate_learned(bundle, mapping, initial_frames, box, n_steps: int, out_dir, report_interval: int = 1,
                      refine: bool = True, deterministic: bool = False, seed: int = 0, device=None,
                      platform: Optional[str] = "Reference", progress: bool = False,
-                     desc: str = "learned run") -> dict:
+                     desc: str = "learned run", transfer: bool = False) -> dict:
     """Run ``LearnedIntegrator`` inside ``app.Simulation`` with DCDReporter + StateDataReporter and read it back.
 
     Args:
@@ -62,7 +62,8 @@ def simulate_learned(bundle, mapping, initial_frames, box, n_steps: int, out_dir
         box: (3, 3) nm reduced box vectors, or None for a non-periodic system.
         n_steps: model steps to run.  out_dir: gets ``cg_topology.pdb``, ``learned.dcd``, ``learned.csv``.
         report_interval: model steps between saved frames.
-        refine / deterministic / seed / device: passed to :class:`LearnedIntegrator`.
+        refine / deterministic / seed / device / transfer: passed to :class:`LearnedIntegrator` (``transfer``:
+            the bundle may be bound to another system's mapping).
         platform: OpenMM platform of the Context (the model runs on ``device`` regardless); the CG System has
             no real forces, so the Reference platform costs nothing.
         progress: show a tqdm progress bar (model steps, simulated ns, ns/h); ``desc`` is its label. The run
@@ -89,7 +90,7 @@ def simulate_learned(bundle, mapping, initial_frames, box, n_steps: int, out_dir
     frames = np.asarray(initial_frames, dtype=np.float64)
     topology, system = create_cg_system(mapping, box)
     integrator = LearnedIntegrator(bundle, mapping=mapping, history=frames, refine=refine, seed=seed,
-                                   device=device, deterministic=deterministic)
+                                   device=device, deterministic=deterministic, transfer=transfer)
     plat = openmm.Platform.getPlatformByName(platform) if platform else None
     simulation = create_simulation(topology, system, integrator, plat)
     simulation.context.setPositions(frames[-1])

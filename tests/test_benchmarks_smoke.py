@@ -122,3 +122,23 @@ def test_bench_liquid_smoke(tmp_path):
     assert v["no refinement"]["cost"]["gnn_passes_per_step"] == 1
     assert v["deterministic"]["one_step"]["msd_nm2"] < v["no refinement"]["one_step"]["msd_nm2"]
     _finite_positive(v[cgl]["rollout"]["gr_error"], "gr_error")
+
+
+@pytest.mark.skipif(not (BENCH / "bench_spe_ensemble.py").is_file(), reason="benchmarks/ not present")
+def test_bench_spe_ensemble_smoke(tmp_path):
+    """Two independently packed smoke boxes, one model trained on the first and transferred to the second: every
+    box gets its learned, short MD and reference numbers, and MD of another packing resembles a box's judging
+    window less than the box's own earlier MD does (the packing memory the benchmark exists to expose)."""
+    _run("bench_spe_ensemble.py", "--smoke", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path), cwd=tmp_path)
+    doc = json.loads((tmp_path / "spe_ensemble_smoke.json").read_text())
+    assert sorted(doc["per_box"]) == ["0", "1"]
+    assert doc["per_box"]["0"]["trained_on_this_box"] and not doc["per_box"]["1"]["trained_on_this_box"]
+    for box in doc["per_box"].values():
+        for label in ("learned", "short MD", "reference MD"):
+            _finite_positive(box["diffusivity_cm2_per_s"][label]["Li+"], f"{label} Li+ D")
+        _finite_positive(box["rdf_error"]["learned"]["all"], "learned RDF error")
+    assert sorted(doc["independent_md"]) == ["0<-0", "0<-1", "1<-0", "1<-1"]
+    rdf = doc["ensemble"]["rdf_error"]
+    assert rdf["independent MD"]["all"]["mean"] > rdf["short MD, common grid"]["all"]["mean"]
+    assert set(doc["ensemble"]["targets"]) == {"rdf_error_not_above_short_md", "rdf_error_not_above_independent_md",
+                                               "li_diffusivity_within_2x", "overlaps_within_reference_plus_0_1"}

@@ -129,6 +129,26 @@ def test_mismatched_mapping_raises(bundle, bundle_path):
         LearnedIntegrator(bundle_path, mapping=other, device="cpu")
 
 
+def test_transfer_runs_a_bound_bundle_on_another_mapping(bundle, bundle_path):
+    """transfer=True runs the bundle (bound to the 2-atom-bead mapping) on a 1-atom-bead mapping of the same atom
+    types: the beads move and the clock advances; transfer without a mapping is refused."""
+    other = small_mapping(group_size=1)
+    assert other.n_beads != N
+    rng = np.random.default_rng(3)
+    x0 = rng.uniform(0.0, 3.0, (other.n_beads, 3))
+    hist = np.concatenate([x0[None], x0[None] + np.cumsum(rng.normal(0.0, 0.01, (K, other.n_beads, 3)), axis=0)])
+    for b in (bundle, bundle_path):
+        top, system = create_cg_system(other, BOX)
+        integ = LearnedIntegrator(b, mapping=other, history=hist, device="cpu", transfer=True)
+        sim = create_simulation(top, system, integ, openmm.Platform.getPlatformByName("Reference"))
+        sim.context.setPositions(hist[-1])
+        sim.step(2)
+        x = positions(sim)
+        assert x.shape == (other.n_beads, 3) and np.all(np.isfinite(x)) and not np.allclose(x, hist[-1])
+    with pytest.raises(ValueError, match="transfer=True needs"):
+        LearnedIntegrator(bundle_path, mapping=None, device="cpu", transfer=True)
+
+
 def test_wrong_system_raises(bundle, frames):
     system = openmm.System()
     for _ in range(N - 1):

@@ -100,14 +100,14 @@ def _md_simulation(spe_system, ref_dir: Path, platform, seed: int):
     return sim
 
 
-def _learned_simulation(bundle_path, mapping, start, box, refine, deterministic, seed, device):
+def _learned_simulation(bundle_path, mapping, start, box, refine, deterministic, seed, device, transfer=False):
     import openmm
 
     from ..openmm import LearnedIntegrator, create_cg_system, create_simulation
 
     topology, system = create_cg_system(mapping, box)
     integrator = LearnedIntegrator(bundle_path, mapping=mapping, history=start, refine=refine, seed=seed,
-                                   device=device, deterministic=deterministic)
+                                   device=device, deterministic=deterministic, transfer=transfer)
     sim = create_simulation(topology, system, integrator, openmm.Platform.getPlatformByName("Reference"))
     sim.context.setPositions(start[-1])
     return sim
@@ -167,13 +167,15 @@ def _headline_figures(out: Path, tag: str, diffusivity: dict, metrics: dict, sca
 
 def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optional[str] = None,
                        device: Optional[str] = None, seed: int = 0, refine: bool = True,
-                       deterministic: bool = False, polymer: Optional[str] = None, progress: bool = True) -> dict:
+                       deterministic: bool = False, polymer: Optional[str] = None, progress: bool = True,
+                       transfer: bool = False) -> dict:
     """Build, simulate, coarse-grain, train, run ``LearnedIntegrator`` and compare with reference MD.
 
     Args:
         out_dir: working/output directory (``reference/``, ``train/``, ``learned/``, ``analysis/``, summary.json).
         scale: ``"smoke"`` (seconds, CI), ``"demo"`` (~1000 atoms, <= 20 min on 2 CPU cores), ``"paper"`` (GPU).
         model: existing bundle path (skip training); it must have been trained with this scale's settings.
+        transfer: ``model`` was trained on another box (another seed's packing): run it on this box's mapping.
         platform: OpenMM platform for the reference MD (None: fastest available).
         device: torch device for training and the learned run (None: CUDA if available, else CPU).
         seed: seeds packing, MD, training and the learned run.
@@ -248,14 +250,14 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
     tag = ("refined" if refine else "norefine") + ("_mean" if deterministic else "")
     learned = simulate_learned(bundle_path, mapping, start, box, n_steps, out / f"learned_{tag}",
                                refine=refine, deterministic=deterministic, seed=seed, device=device,
-                               progress=progress)
+                               progress=progress, transfer=transfer)
     timings["learned_s"] = learned["wall_s"]
 
     # 4b. speed: classical MD of the same system and the learned integrator, alternately in this process
     t0 = time.perf_counter()
     system = system or spe.build_spe(seed=seed, **build)  # deterministic for a seed
     side = _side_by_side_speed(system, ref_dir, platform, seed, s["speed_s"],
-                               (bundle_path, mapping, start, box, refine, deterministic, seed, device))
+                               (bundle_path, mapping, start, box, refine, deterministic, seed, device, transfer))
     timings["speed_s"] = time.perf_counter() - t0
 
     # 5. observables: learned vs short MD (training length) vs long reference, same time origin conventions

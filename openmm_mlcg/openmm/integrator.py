@@ -82,18 +82,24 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         seed: integer in [0, 2**53) for the counter-based RNG (see :func:`state.step_seed`).
         device: torch device of the model; None -> "cuda" if available else "cpu".
         deterministic: no random numbers (the mean step, or the sampler started from the mean without noise).
+        transfer: run a bundle bound to one system's mapping on another system's ``mapping`` (a transferred
+            model: another packing, or another chemistry of the same atom types); the bound mapping's hash is
+            then not enforced. False (default): a different mapping is refused, as a guard against mix-ups.
 
     Raises:
-        ValueError: mapping hash differs from the bundle's bound mapping, no mapping available, bad
+        ValueError: mapping hash differs from the bundle's bound mapping (without ``transfer``), no mapping
+            available, bad
             ``history`` shape/values, bad ``seed``, or missing bundle metadata.
         FileNotFoundError: bundle path does not exist.
     """
 
     def __init__(self, bundle, mapping=None, history=None, refine: bool = True, seed: int = 0,
-                 device=None, deterministic: bool = False):
+                 device=None, deterministic: bool = False, transfer: bool = False):
         device = _checks.resolve_device(device, "device")  # ValueError for "cuda" without CUDA
-        bundle = _load_bundle(bundle, device, mapping)
-        mapping = self._resolve_mapping(bundle, mapping)
+        if mapping is None and transfer:
+            raise ValueError("mapping: transfer=True needs the CGMapping of the simulated system, got None")
+        bundle = _load_bundle(bundle, device, None if transfer else mapping)
+        mapping = mapping if transfer else self._resolve_mapping(bundle, mapping)
         seed = self._check_seed(seed)
         simulator = LearnedSimulator(bundle, mapping, device)  # validates the typed metadata record
         record = simulator.model.metadata
