@@ -145,6 +145,11 @@ def test_transfer_runs_a_bound_bundle_on_another_mapping(bundle, bundle_path):
         sim.step(2)
         x = positions(sim)
         assert x.shape == (other.n_beads, 3) and np.all(np.isfinite(x)) and not np.allclose(x, hist[-1])
+    xml = openmm.XmlSerializer.serialize(integ)
+    with pytest.raises(ValueError, match="mapping"):
+        LearnedIntegrator.from_xml(xml, bundle_path, mapping=other, device="cpu")
+    again = LearnedIntegrator.from_xml(xml, bundle_path, mapping=other, device="cpu", transfer=True)
+    np.testing.assert_allclose(again.get_history(), integ.get_history())
     with pytest.raises(ValueError, match="transfer=True needs"):
         LearnedIntegrator(bundle_path, mapping=None, device="cpu", transfer=True)
 

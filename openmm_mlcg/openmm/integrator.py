@@ -371,10 +371,11 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         self._write_vars(data["history"], data["x_last"], bool(data["history_ready"]))
 
     @classmethod
-    def from_xml(cls, xml, bundle, mapping=None, device=None) -> "LearnedIntegrator":
+    def from_xml(cls, xml, bundle, mapping=None, device=None, transfer: bool = False) -> "LearnedIntegrator":
         """Rebuild a LearnedIntegrator from ``XmlSerializer.serialize(integrator)`` output (str) or the plain
         ``CustomIntegrator`` that ``XmlSerializer.deserialize`` returns. The bundle must be given again (XML
         cannot hold it); its fingerprint must match the one stored in the integrator's global variables.
+        ``mapping``, ``device`` and ``transfer`` as in the constructor (XML holds none of them).
 
         Raises:
             ValueError: not a LearnedIntegrator serialisation, or a different bundle.
@@ -386,7 +387,7 @@ class LearnedIntegrator(openmm.CustomIntegrator):
             raise ValueError("xml: not a serialised LearnedIntegrator (missing its global variables)")
         g = {name: src.getGlobalVariableByName(name) for name in _st.GLOBALS}
         new = cls(bundle, mapping=mapping, refine=bool(g["refine"]), seed=int(g["seed"]), device=device,
-                  deterministic=bool(g["deterministic"]))
+                  deterministic=bool(g["deterministic"]), transfer=transfer)
         stored = _st.decode_fingerprint([g[f"bundle_id{i}"] for i in range(4)])
         if stored not in new._ids:
             raise ValueError(f"bundle: the XML integrator was created with bundle {stored[:12]}..., "
