@@ -8,16 +8,25 @@ advantage in the main job's RDF target: it is the same packing. This benchmark r
 simulates its own box), trains ONE model on the first seed's 40 ps (the main job's setting) and rolls it out
 from every box's last training frame, and adds the baseline that tells packing apart from physics:
 **independent MD**, the training part of box j judged against the judging window of box i (exact dynamics,
-another packing of the same composition).
+another packing of the same composition), and two controls that measure what ANY simulator started where the
+learned run starts could reach:
+
+* **MD continuation**: exact all-atom MD from the rollout's start state (the last training frame), with new
+  velocities, as long as the judging window and judged like the learned run. It is a perfect simulator of the
+  same box from the same state: its RDF error and D against the reference are the floor set by the
+  reference's own length (one other realisation of the same 200 ps).
+* **learned, other rollout seeds**: the same model from the same start with other random numbers, the spread
+  of the learned numbers at fixed model.
 
 Reported per box and as means with their standard errors over boxes: RDF error (all bead-type pairs, Li+
 pairs, other pairs) of learned, short MD and independent MD; Li+ and TFSI- D of learned, short MD and
 reference, and the ratio of the ensemble means; overlapping pairs.
 
 Usage: python benchmarks/bench_spe_ensemble.py [--smoke] [--seeds 0 1 2 3] [--model BUNDLE]
-       [--work-dir benchmarks/work/spe_ensemble] [--out benchmarks/results]
+       [--continuations 1] [--rollout-seeds 2] [--work-dir benchmarks/work/spe_ensemble] [--out benchmarks/results]
 Writes <out>/spe_ensemble[_smoke].json. Cost at demo scale: ~9 min of MD per box on 2 CPU cores, one training
-(~8 min), ~1.5 min of rollout and analysis per box; every step is resumable in the work dir.
+(~8 min), ~1.5 min of rollout and analysis per box, ~6 min of MD per continuation and ~1 min per extra rollout
+seed; every step is resumable in the work dir.
 """
 from __future__ import annotations
 
@@ -67,6 +76,87 @@ def independent_md(boxes: dict) -> dict:
     return out
 
 
+def _judge(out: Path, tag: str, label: str, positions, time_ps, summary: dict, mapping, cg) -> dict:
+    """RDF error, Li+ / TFSI- D and overlaps of one trajectory against box ``out``'s judging window."""
+    from openmm_mlcg.analysis import analyze
+    from openmm_mlcg.experiments import spe
+
+    j0, j1 = summary["judged_frames"]
+    judge = cg.slice(j0, j1)
+    origin = float(cg.time_ps[summary["rollout_start_frames"][-1]])
+    result = analyze({label: (positions, time_ps), "reference MD": (judge.positions, judge.time_ps - origin)},
+                     judge.box[0], list(mapping.bead_types), mapping.bead_masses, mapping.bead_molecules,
+                     mapping.cg_bonds, out / f"analysis_{tag}", observables=["msd", "rdf", "collisions"],
+                     reference="reference MD", plot=False)
+    collisions = result["observables"]["collisions"][label]
+    return dict(rdf_error=_errors(result["metrics"][label]["rdf_mae"]),
+                diffusivity_cm2_per_s=spe.species_diffusivities(result["observables"]["msd"], label,
+                                                                spe.species_labels(mapping)),
+                overlaps_per_frame=float(np.mean(collisions["0.1"]["count"])))
+
+
+def md_continuation(out: Path, summary: dict, scale: str, seed: int, velocity_seed: int, mapping, cg) -> dict:
+    """Exact MD of box ``out`` from the learned run's start frame with new velocities, judged like it.
+
+    The all-atom state of the rollout's frame 0 (the last training frame) is read from the reference DCD, the
+    velocities are drawn at the run's temperature with ``velocity_seed``, and NVT MD (the reference's
+    integrator and friction) runs to the end of the judging window, saving a frame every reference frame
+    interval. The coarse-grained continuation is cached as ``md_continuation_v<velocity_seed>.npz``.
+
+    Returns:
+        :func:`_judge`'s dict plus ``wall_s`` (0 when cached).
+    """
+    import mdtraj
+    from openmm import unit
+
+    from openmm_mlcg.data import read_run_metadata
+    from openmm_mlcg.data.trajectory import CGTrajectory, map_trajectory
+    from openmm_mlcg.experiments import spe
+    from openmm_mlcg.systems.spe import build_spe
+
+    ref_dir = out / "reference"
+    f0 = int(summary["rollout_start_frames"][-1])
+    j0, j1 = summary["judged_frames"]
+    n = j1 - 1 - f0                       # the continuation's frame k is reference frame f0 + 1 + k
+    fi = float(cg.frame_interval_ps)
+    cache = out / f"md_continuation_v{velocity_seed}.npz"
+    t0 = time.perf_counter()
+    if cache.is_file():
+        cont = CGTrajectory.load(cache, mapping)
+    else:
+        meta = read_run_metadata(ref_dir)
+        system = build_spe(seed=seed, **spe.SCALES[scale]["build"])
+        sim = spe.md_simulation(system, ref_dir, seed=velocity_seed, frame=f0)
+        interval = int(round(fi / float(meta["time_step_ps"])))
+        xyz = np.empty((n, mapping.graph.n_atoms, 3))
+        for k in range(n):
+            sim.step(interval)
+            xyz[k] = sim.context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        traj = mdtraj.Trajectory(xyz, mdtraj.load_topology(str(ref_dir / "topology.pdb")))
+        traj.unitcell_vectors = np.repeat(np.asarray(cg.box[f0])[None], n, axis=0)
+        cont = map_trajectory(traj, mapping, fi, previous=np.asarray(cg.positions[f0]))
+        cont.save(cache)
+    wall = time.perf_counter() - t0
+    k0, k1 = j0 - f0 - 1, j1 - f0 - 1
+    res = _judge(out, f"md_continuation_v{velocity_seed}", "MD continuation", cont.positions[k0:k1],
+                 (np.arange(k0, k1) + 1) * fi, summary, mapping, cg)
+    return dict(res, wall_s=wall)
+
+
+def other_rollout(out: Path, summary: dict, rollout_seed: int, transfer: bool, mapping, cg) -> dict:
+    """The same bundle from the same start with another random seed, judged like the main rollout."""
+    from openmm_mlcg.workflow import simulate_learned
+
+    start = np.asarray(cg.positions)[summary["rollout_start_frames"]]
+    j0, j1 = summary["judged_frames"]
+    n_steps = int(round(summary["learned_ps"] / summary["model_time_step_ps"]))
+    run = simulate_learned(summary["model"], mapping, start, cg.box[j0], n_steps,
+                           out / f"learned_rollout_seed{rollout_seed}", seed=rollout_seed, transfer=transfer)
+    res = _judge(out, f"learned_rollout_seed{rollout_seed}", "learned", run["positions"][1:],
+                 run["time_ps"][1:] - run["time_ps"][0], summary, mapping, cg)
+    return dict(res, rollout_seed=rollout_seed)
+
+
 def _mean_se(values) -> dict:
     v = np.array([x for x in values if x is not None and np.isfinite(x)], dtype=float)
     if v.size == 0:
@@ -81,6 +171,13 @@ def summarise(per_box: dict, independent: dict) -> dict:
     for label in ("learned", "short MD"):
         out["rdf_error"][label] = {k: _mean_se([b["rdf_error"][label][k] for b in per_box.values()])
                                    for k in ("all", "li_pairs", "other_pairs")}
+    for label, key in (("MD continuation", "md_continuation"), ("learned, other rollout seeds", "other_rollouts")):
+        rows = [r for b in per_box.values() for r in b.get(key, [])]
+        if rows:
+            out["rdf_error"][label] = {k: _mean_se([r["rdf_error"][k] for r in rows])
+                                       for k in ("all", "li_pairs", "other_pairs")}
+            out["diffusivity_cm2_per_s"][label] = {sp: _mean_se([r["diffusivity_cm2_per_s"].get(sp) for r in rows])
+                                                   for sp in ("Li+", "TFSI-")}
     for label, same in (("independent MD", False), ("short MD, common grid", True)):
         vals = [v for key, v in independent.items() if (key.split("<-")[0] == key.split("<-")[1]) == same]
         out["rdf_error"][label] = {k: _mean_se([v[k] for v in vals]) for k in ("all", "li_pairs", "other_pairs")}
@@ -91,7 +188,7 @@ def summarise(per_box: dict, independent: dict) -> dict:
     d = out["diffusivity_cm2_per_s"]
     out["ratio_of_means"] = {label: {sp: (d[label][sp]["mean"] / d["reference MD"][sp]["mean"])
                                      if d[label][sp]["mean"] and d["reference MD"][sp]["mean"] else None
-                                     for sp in ("Li+", "TFSI-")} for label in ("learned", "short MD")}
+                                     for sp in ("Li+", "TFSI-")} for label in d if label != "reference MD"}
     rdf, ov = out["rdf_error"], out["overlaps_per_frame"]
     li_ratio = out["ratio_of_means"]["learned"]["Li+"]
     out["targets"] = dict(
@@ -107,6 +204,9 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="the smoke scale (seconds per box; a pipeline check)")
     ap.add_argument("--seeds", type=int, nargs="+", default=None, help="box seeds (default 0 1 2 3; smoke 0 1)")
     ap.add_argument("--model", default=None, help="an existing bundle of this scale (skips the training)")
+    ap.add_argument("--continuations", type=int, default=1,
+                    help="MD continuations per box from the rollout's start state (new velocities; ~6 min each)")
+    ap.add_argument("--rollout-seeds", type=int, default=2, help="extra learned rollouts per box (other seeds)")
     ap.add_argument("--work-dir", default=str(HERE / "work" / "spe_ensemble"))
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
@@ -139,6 +239,15 @@ def main():
         per_box[seed] = dict(rdf_error=rdf, diffusivity_cm2_per_s=s["diffusivity_cm2_per_s"],
                              overlaps_per_frame={k: v.get("0.1") for k, v in s["mean_collisions"].items()},
                              n_beads=s["n_beads"], trained_on_this_box=seed == seeds[0] and args.model is None)
+        per_box[seed]["md_continuation"] = [md_continuation(out, s, scale, seed, 1000 + 10 * seed + v, mapping, cg)
+                                            for v in range(args.continuations)]
+        transfer = not per_box[seed]["trained_on_this_box"]
+        per_box[seed]["other_rollouts"] = [other_rollout(out, s, 100 + 10 * seed + r, transfer, mapping, cg)
+                                           for r in range(args.rollout_seeds)]
+        for key in ("md_continuation", "other_rollouts"):
+            for r in per_box[seed][key]:
+                print(f"  box {seed} {key}: RDF error {r['rdf_error']['all']:.3f}, D "
+                      f"{r['diffusivity_cm2_per_s']}", flush=True)
     independent = independent_md(boxes)
     doc = dict(benchmark="spe_ensemble", scale=scale, seeds=seeds, model=str(model), environment=environment("cpu"),
                per_box=per_box, independent_md=independent, ensemble=summarise(per_box, independent),
@@ -147,10 +256,11 @@ def main():
     e = doc["ensemble"]
     print("RDF error over boxes, mean +- se (all / Li+ pairs / other):")
     for label, v in e["rdf_error"].items():
-        print(f"  {label:<24}" + " / ".join(f"{v[k]['mean']:.3f} +- {v[k]['se'] or float('nan'):.3f}"
+        print(f"  {label:<30}" + " / ".join(f"{v[k]['mean']:.3f} +- {v[k]['se'] or float('nan'):.3f}"
                                              for k in ("all", "li_pairs", "other_pairs")))
     for label, v in e["ratio_of_means"].items():
-        print(f"  {label}: D / D_ref of the ensemble means: Li+ {v['Li+']:.2f}x, TFSI- {v['TFSI-']:.2f}x")
+        print(f"  {label}: D / D_ref of the ensemble means: "
+              + ", ".join(f"{sp} {v[sp]:.2f}x" for sp in ("Li+", "TFSI-") if v[sp] is not None))
     print("targets:", e["targets"])
     print("wrote", path)
 

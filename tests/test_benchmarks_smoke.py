@@ -128,7 +128,8 @@ def test_bench_liquid_smoke(tmp_path):
 def test_bench_spe_ensemble_smoke(tmp_path):
     """Two independently packed smoke boxes, one model trained on the first and transferred to the second: every
     box gets its learned, short MD and reference numbers, and MD of another packing resembles a box's judging
-    window less than the box's own earlier MD does (the packing memory the benchmark exists to expose)."""
+    window less than the box's own earlier MD, or exact MD continued from the rollout's start, does (the packing
+    memory the benchmark exists to expose)."""
     _run("bench_spe_ensemble.py", "--smoke", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path), cwd=tmp_path)
     doc = json.loads((tmp_path / "spe_ensemble_smoke.json").read_text())
     assert sorted(doc["per_box"]) == ["0", "1"]
@@ -140,5 +141,10 @@ def test_bench_spe_ensemble_smoke(tmp_path):
     assert sorted(doc["independent_md"]) == ["0<-0", "0<-1", "1<-0", "1<-1"]
     rdf = doc["ensemble"]["rdf_error"]
     assert rdf["independent MD"]["all"]["mean"] > rdf["short MD, common grid"]["all"]["mean"]
+    # exact MD of the same box from the rollout's start state keeps the box's packing: closer than another packing
+    assert rdf["MD continuation"]["all"]["mean"] < rdf["independent MD"]["all"]["mean"]
+    for box in doc["per_box"].values():
+        assert len(box["md_continuation"]) == 1 and len(box["other_rollouts"]) == 2
+        _finite_positive(box["md_continuation"][0]["diffusivity_cm2_per_s"]["Li+"], "MD continuation Li+ D")
     assert set(doc["ensemble"]["targets"]) == {"rdf_error_not_above_short_md", "rdf_error_not_above_independent_md",
                                                "li_diffusivity_within_2x", "overlaps_within_reference_plus_0_1"}

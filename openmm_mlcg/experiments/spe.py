@@ -24,7 +24,8 @@ import numpy as np
 from ..io_utils import atomic_write
 from .scales import SPE
 
-__all__ = ["SCALES", "spe_split", "run_spe_experiment", "format_summary"]
+__all__ = ["SCALES", "spe_split", "run_spe_experiment", "format_summary", "md_simulation", "species_labels",
+           "species_diffusivities"]
 
 SCALES = SPE  #: the presets (``experiments.scales.SPE``), re-exported
 
@@ -83,8 +84,18 @@ def _classical_ns_per_hour(run_dir: Path) -> Optional[float]:
     return float(np.mean(vals)) / 24.0 if vals else None
 
 
-def _md_simulation(spe_system, ref_dir: Path, platform, seed: int):
-    """NVT Simulation of the reference system at the last saved reference frame (positions and box)."""
+def md_simulation(spe_system, ref_dir, platform=None, seed: int = 0, frame: int = -1):
+    """NVT ``app.Simulation`` of the reference system at one saved reference frame, velocities drawn anew.
+
+    Args:
+        spe_system: the ``systems.spe.build_spe`` system of the run (same seed and build settings).
+        ref_dir: the reference run directory (``metadata.json``, ``topology.pdb``, ``trajectory.dcd``).
+        platform: OpenMM platform name or None (fastest).  seed: integrator and velocity seed.
+        frame: index of the saved production frame (default the last): its positions and box.
+
+    Raises:
+        FileNotFoundError: missing run files; IndexError: ``frame`` outside the trajectory.
+    """
     import mdtraj
     import openmm
 
@@ -92,7 +103,8 @@ def _md_simulation(spe_system, ref_dir: Path, platform, seed: int):
     temperature = float(meta.get("temperature_K", 353.0))
     sim = spe_system.make_simulation(temperature=temperature, time_step=float(meta.get("time_step_ps", 0.002)),
                                      pressure=None, platform=platform, seed=seed)
-    last = mdtraj.load(str(ref_dir / "trajectory.dcd"), top=str(ref_dir / "topology.pdb"))[-1]
+    ref_dir = Path(ref_dir)
+    last = mdtraj.load(str(ref_dir / "trajectory.dcd"), top=str(ref_dir / "topology.pdb"))[frame]
     if last.unitcell_vectors is not None:
         sim.context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in last.unitcell_vectors[0].tolist()])
     sim.context.setPositions(last.xyz[0].astype(np.float64))
@@ -116,12 +128,16 @@ def _learned_simulation(bundle_path, mapping, start, box, refine, deterministic,
 def _side_by_side_speed(spe_system, ref_dir, platform, seed, seconds, learned_args) -> dict:
     from .speed import side_by_side
 
-    return side_by_side(_md_simulation(spe_system, ref_dir, platform, seed),
+    return side_by_side(md_simulation(spe_system, ref_dir, platform, seed),
                         _learned_simulation(*learned_args), seconds=seconds)
 
 
-def _species(mapping) -> dict:
-    """Analysis labels of the Li+ beads and of the TFSI- molecule centres of mass."""
+def species_labels(mapping) -> dict:
+    """Analysis labels of the Li+ beads and of the TFSI- molecule centres of mass of an SPE ``mapping``.
+
+    Returns:
+        {"li_type": the Li+ bead type or None, "tfsi_types": sorted bead types of the TFSI- beads}.
+    """
     graph = mapping.graph
     res = np.asarray(graph.residue_names)
     first_atom = np.array([np.flatnonzero(mapping.atom_to_bead == b)[0] for b in range(mapping.n_beads)])
@@ -130,8 +146,16 @@ def _species(mapping) -> dict:
     return dict(li_type=li[0] if li else None, tfsi_types=sorted(set(tfsi)))
 
 
-def _pick(msd: dict, label: str, species: dict) -> dict:
-    """Li+ (bead type) and TFSI- (molecule COM species) diffusivities, cm^2/s, from analyze()['msd'][label]."""
+def species_diffusivities(msd: dict, label: str, species: dict) -> dict:
+    """Li+ (bead type) and TFSI- (molecule COM species) diffusivities, cm^2/s, from analyze()['msd'][label].
+
+    Args:
+        msd: ``analysis.analyze(...)["observables"]["msd"]``.  label: a trajectory label in it.
+        species: :func:`species_labels` of the mapping.
+
+    Returns:
+        {"Li+": D, "TFSI-": D} (cm^2/s), each present only where the analysis measured it.
+    """
     per = msd.get(label, {})
     out = {}
     if species["li_type"] is not None and f"type:{species['li_type']}" in per:
@@ -275,8 +299,8 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
                      cg_bonds, out / f"analysis_{tag}", observables=["msd", "rdf", "collisions"],
                      reference="reference MD", progress=progress)
     timings["analysis_s"] = time.perf_counter() - t0
-    species = _species(mapping)
-    diffusivity = {label: _pick(result["observables"]["msd"], label, species) for label in trajectories}
+    species = species_labels(mapping)
+    diffusivity = {label: species_diffusivities(result["observables"]["msd"], label, species) for label in trajectories}
     figures = _headline_figures(out, tag, diffusivity, result["metrics"], scale)
     speed = {"learned_ns_per_hour": side["learned_ns_per_hour"], "classical_ns_per_hour": side["md_ns_per_hour"],
              "speed_up": side["ratio"], "side_by_side": side,
