@@ -59,6 +59,12 @@ class DynamicsGNN(nn.Module):
     def forward(self, bead_embedding: torch.Tensor, bead_masses: torch.Tensor, history_velocities: torch.Tensor,
                 edge_index: torch.Tensor, edge_vec: torch.Tensor, edge_type: torch.Tensor,
                 cutoff: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Gaussian next-step acceleration of every bead and the node latents (shapes in the class docstring).
+
+        history_velocities (n, k, 3) are normalised by ``velocity_std``, oldest first; edge_vec (E, 3) and
+        cutoff are in nm. Returns (mean (n, 3), std (n, 3) >= ``min_std``) in units of ``acceleration_std``
+        and the latent (n, hidden).
+        """
         n = bead_embedding.shape[0]
         dtype = bead_embedding.dtype
         node_x = torch.cat([bead_embedding, torch.log(bead_masses.to(dtype)).unsqueeze(-1),

@@ -56,6 +56,11 @@ class EmbeddingGNN(nn.Module):
 
     def forward(self, atom_types: torch.Tensor, masses: torch.Tensor, bond_index: torch.Tensor,
                 bond_types: torch.Tensor, atom_to_bead: torch.Tensor, n_beads: int) -> torch.Tensor:
+        """Bead embeddings (n_beads, out_dim) pooled (summed) from the atom graph's node latents.
+
+        Shapes: atom_types (n_atoms,) long, masses (n_atoms,) amu, bond_index (2, n_bonds) long, bond_types
+        (n_bonds,) long, atom_to_bead (n_atoms,) long in [0, n_beads).
+        """
         a = self.atom_embedding(atom_types)
         node_x = torch.cat([a, torch.log(masses.to(a.dtype)).unsqueeze(-1)], dim=-1)
         edge_x = a.index_select(0, bond_index[0]) + a.index_select(0, bond_index[1]) + self.bond_embedding(bond_types)

@@ -93,6 +93,12 @@ class EnergyScoreGNN(nn.Module):
     def forward(self, latent: torch.Tensor, residual: torch.Tensor, displacement: torch.Tensor,
                 edge_index: torch.Tensor, edge_vec: torch.Tensor, edge_type: torch.Tensor, sigma: torch.Tensor,
                 cutoff: float = 1.0, length_scale: float = 1.0) -> torch.Tensor:
+        """sigma x score, (n, 3): ``-sigma_i dE/dx_i`` of :meth:`energy` on ``edge_vec`` (autograd).
+
+        The arguments are :class:`~openmm_mlcg.nn.ScoreGNN`'s (``residual`` and ``displacement`` are accepted
+        for the same call signature and not used: the energy depends on the configuration only). Shapes:
+        latent (n, latent_dim), edge_index (2, E), edge_vec (E, 3) nm, edge_type (E,), sigma (n,) or scalar nm.
+        """
         dtype = latent.dtype
         n = latent.shape[0]
         create_graph = torch.is_grad_enabled()

@@ -33,6 +33,7 @@ class InteractionLayer(nn.Module):
 
     def forward(self, h: torch.Tensor, e: torch.Tensor, edge_index: torch.Tensor,
                 edge_weight: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One layer: (h', e') from h (n, hidden), e (E, hidden), edge_index (2, E), edge_weight (E, 1) or None."""
         src = edge_index[0]
         dst = edge_index[1]
         e = e + self.edge_mlp(torch.cat([e, h.index_select(0, src), h.index_select(0, dst)], dim=-1))
@@ -75,5 +76,6 @@ class EncodeProcessDecode(nn.Module):
 
     def forward(self, node_x: torch.Tensor, edge_x: torch.Tensor,
                 edge_index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(decoder output (n, out_dim), last-layer node latents (n, hidden)); shapes in the class docstring."""
         h, _ = self.process(node_x, edge_x, edge_index)
         return self.decoder(h), h

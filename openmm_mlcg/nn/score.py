@@ -81,6 +81,12 @@ class ScoreGNN(nn.Module):
     def forward(self, latent: torch.Tensor, residual: torch.Tensor, displacement: torch.Tensor,
                 edge_index: torch.Tensor, edge_vec: torch.Tensor, edge_type: torch.Tensor, sigma: torch.Tensor,
                 cutoff: float = 1.0, length_scale: float = 1.0) -> torch.Tensor:
+        """The equivariant correction to sigma x score, (n, 3) (``out_i`` of the class docstring).
+
+        Shapes: latent (n, latent_dim), residual (n, 3) normalised residual r_i, displacement (n, 3) nm,
+        edge_index (2, E) long, edge_vec (E, 3) nm on the noisy positions, edge_type (E,) long, sigma (n,) or
+        scalar nm; cutoff nm; length_scale nm (makes log sigma dimensionless).
+        """
         dtype = latent.dtype
         n = latent.shape[0]
         src = edge_index[0]
