@@ -129,7 +129,9 @@ class ScoreConfig:
     ``steps_per_level`` steps of size ``step_size_nm2`` with ``schedule`` ``"song_ermon"``: eps sigma_i^2 /
     sigma_L^2, or ``"paper"``: constant eps). See :mod:`openmm_mlcg.samplers`. :data:`PAPER_SCORE` holds
     the paper's exact settings (appendix C: langevin, paper schedule, 20 levels 1 -> 0.001 nm, 10 steps,
-    5e-7 nm^2). weight multiplies L_score.
+    5e-7 nm^2). weight multiplies L_score. ``relative_entropy_steps`` > 0 (needs ``model.score_energy``) fine-tunes
+    the energy after training by relative entropy (maximum likelihood against the sampler's own persistent
+    chains, at ``relative_entropy_lr``; :mod:`openmm_mlcg.train.relative_entropy`), 0: off.
     """
 
     enabled: bool = True
@@ -154,6 +156,8 @@ class ScoreConfig:
     type_balance: bool = False
     calibration_lag: int = 10
     calibration_starts: int = 4
+    relative_entropy_steps: int = 0
+    relative_entropy_lr: float = 1e-4
 
     def resolved_sigmas(self, velocity_std: float):
         """(sigma_max, sigma_min) in nm, filling ``None`` from the data's velocity_std (nm per model step)."""
@@ -366,6 +370,11 @@ class TrainConfig:
                    ">= 1.5 (x sigma_b; a narrower wall is unstable in the Langevin sub-steps) or null (no wall)")
         _check("score.calibration_lag", s.calibration_lag, s.calibration_lag >= 1, ">= 1")
         _check("score.calibration_starts", s.calibration_starts, s.calibration_starts >= 1, ">= 1")
+        _check("score.relative_entropy_steps", s.relative_entropy_steps, s.relative_entropy_steps >= 0, ">= 0")
+        _check("score.relative_entropy_lr", s.relative_entropy_lr, s.relative_entropy_lr > 0, "> 0")
+        if s.relative_entropy_steps > 0 and not m.score_energy:
+            raise ValueError(f"score.relative_entropy_steps: expected 0 unless model.score_energy is true (relative "
+                             f"entropy needs an energy), got {s.relative_entropy_steps}")
         if self.data.temperature_K is not None:
             _check("data.temperature_K", self.data.temperature_K, self.data.temperature_K > 0, "> 0 (K)")
         _check("optim.lr", o.lr, o.lr > 0, "> 0")

@@ -411,6 +411,13 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
 
     for m in modules.values():
         m.eval()
+    if cfg.score.relative_entropy_steps > 0 and "relative_entropy" not in extra:  # once, before the friction fit
+        from .relative_entropy import fine_tune_relative_entropy
+
+        extra["relative_entropy"] = fine_tune_relative_entropy(
+            model, tr, [maps[i] for i in tr_ids], graphs_tr, cfg.score.relative_entropy_steps,
+            cfg.score.relative_entropy_lr, tc.seed, progress=tc.progress)
+        checkpoint(tc.n_steps)
     meta = model.metadata
     if meta.sampler == "cg_langevin" and meta.score_enabled:
         from .calibrate import calibrate_friction
@@ -423,6 +430,8 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         meta = dataclasses.replace(meta, cg_langevin_friction_per_ps=fc["friction_per_ps"],
                                    cg_langevin_friction_by_type=dict(fc.get("friction_by_type") or {}))
         meta = meta.with_extra(friction_calibration=extra["friction_calibration"])
+    if "relative_entropy" in extra:
+        meta = meta.with_extra(relative_entropy=extra["relative_entropy"])
     meta = meta.with_extra(training_steps=tc.n_steps, val_nll=_finite_or_none(extra.get("val_nll")),
                                      val_nll_linear_baseline=_finite_or_none(baseline_nll),
                                      train_config=_model_config(cfg))
