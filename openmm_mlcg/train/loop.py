@@ -411,25 +411,35 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
 
     for m in modules.values():
         m.eval()
-    if cfg.score.relative_entropy_steps > 0 and "relative_entropy" not in extra:  # once, before the friction fit
-        from .relative_entropy import fine_tune_relative_entropy
-
-        extra["relative_entropy"] = fine_tune_relative_entropy(
-            model, tr, [maps[i] for i in tr_ids], graphs_tr, cfg.score.relative_entropy_steps,
-            cfg.score.relative_entropy_lr, tc.seed, progress=tc.progress)
-        checkpoint(tc.n_steps)
     meta = model.metadata
     if meta.sampler == "cg_langevin" and meta.score_enabled:
         from .calibrate import calibrate_friction
 
+        def fitted(fc):
+            return dataclasses.replace(meta, cg_langevin_friction_per_ps=fc["friction_per_ps"],
+                                       cg_langevin_friction_by_type=dict(fc.get("friction_by_type") or {}))
+
+        def calibrate():
+            return calibrate_friction(model, tr, [maps[i] for i in tr_ids], dc.stride, cfg.score.calibration_lag,
+                                      cfg.score.calibration_starts)
+
         if "friction_calibration" not in extra:  # once per run (kept in the checkpoint for resumes)
-            extra["friction_calibration"] = calibrate_friction(model, tr, [maps[i] for i in tr_ids], dc.stride,
-                                                               cfg.score.calibration_lag, cfg.score.calibration_starts)
+            extra["friction_calibration"] = calibrate()
+            checkpoint(tc.n_steps)
+        if cfg.score.relative_entropy_steps > 0 and "relative_entropy" not in extra:
+            # the chains need the fitted friction to equilibrate (with the default one they stay far above the
+            # data's energy and the fine-tuning distorts the field); the field changes, so the friction is refitted
+            from .relative_entropy import fine_tune_relative_entropy
+
+            model.metadata = fitted(extra["friction_calibration"])
+            extra["relative_entropy"] = fine_tune_relative_entropy(
+                model, tr, [maps[i] for i in tr_ids], graphs_tr, cfg.score.relative_entropy_steps,
+                cfg.score.relative_entropy_lr, tc.seed, progress=tc.progress)
+            model.metadata = meta
+            extra["friction_calibration"] = calibrate()
             checkpoint(tc.n_steps)
         fc = extra["friction_calibration"]
-        meta = dataclasses.replace(meta, cg_langevin_friction_per_ps=fc["friction_per_ps"],
-                                   cg_langevin_friction_by_type=dict(fc.get("friction_by_type") or {}))
-        meta = meta.with_extra(friction_calibration=extra["friction_calibration"])
+        meta = fitted(fc).with_extra(friction_calibration=extra["friction_calibration"])
     if "relative_entropy" in extra:
         meta = meta.with_extra(relative_entropy=extra["relative_entropy"])
     meta = meta.with_extra(training_steps=tc.n_steps, val_nll=_finite_or_none(extra.get("val_nll")),
