@@ -105,7 +105,7 @@ def fine_tune_relative_entropy(model, trajectories: Sequence, mappings: Sequence
                 prior=CGPrior.from_metadata(meta, mapping.bead_types, graph, device), n=int(mapping.n_beads)))
 
     def draw():
-        """(system index, frame index, noisy frame) of a random training frame."""
+        """(system index, frame index, noisy frame, its standard-normal noise z) of a random training frame."""
         s = int(torch.randint(len(systems), (1,), generator=gen))
         f = int(torch.randint(systems[s]["frames"].shape[0], (1,), generator=gen))
         sy = systems[s]
@@ -134,7 +134,8 @@ def fine_tune_relative_entropy(model, trajectories: Sequence, mappings: Sequence
                         s, f, x, _ = draw()
                     sy = systems[s]
                     hist = torch.zeros(sy["n"], model.history_length, 3, dtype=x.dtype, device=device)
-                    step_gen = torch.Generator(device=device).manual_seed(int(torch.randint(2**62, (1,), generator=gen)))
+                    step_seed = int(torch.randint(2**62, (1,), generator=gen))
+                    step_gen = torch.Generator(device=device).manual_seed(step_seed)
                     x, _ = model.step(x, hist, sy["boxes"][f], sy["emb"], sy["masses"], sy["bonds"], True, step_gen,
                                       False, sy["friction"], sy["prior"])
                     chains[c] = (s, f, x)
