@@ -12,6 +12,7 @@ from .files import analyze_files, load_cg_positions
 from .metrics import earth_movers_distance, mean_absolute_error, r2_score
 from .rdf import make_mdtraj, radial_distribution, rdf_by_type
 from .report import OBSERVABLES, analyze
+from .residence import residence_correlation, shell_occupancy
 from .structure import contact_map, distribution, mean_internal_distance, radius_of_gyration_squared
 
 __all__ = ["count_collisions", "nearest_neighbour_distances", "autocorrelation", "relaxation_time",
@@ -21,4 +22,4 @@ __all__ = ["count_collisions", "nearest_neighbour_distances", "autocorrelation",
            "load_cg_positions",
            "earth_movers_distance", "mean_absolute_error", "r2_score", "make_mdtraj", "radial_distribution",
            "rdf_by_type", "OBSERVABLES", "analyze", "contact_map", "distribution", "mean_internal_distance",
-           "radius_of_gyration_squared"]
+           "radius_of_gyration_squared", "residence_correlation", "shell_occupancy"]
