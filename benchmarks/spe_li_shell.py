@@ -27,7 +27,6 @@ sys.path.insert(0, str(HERE))
 from _bench_common import environment, write_json  # noqa: E402
 
 LAGS_PS = (2, 4, 10, 20, 50, 100)
-LIGAND_PREFIXES = ("CH2O", "C2H4O", "C2H5O", "NO4S2")  # bead types (formula part) that hold an oxygen
 
 
 def shell_stats(x, box, li, ligands, cutoff, frame_ps: float) -> dict:
@@ -65,9 +64,9 @@ def main(argv=None) -> dict:
         out = a.work_dir / f"seed{b}"
         summ = json.loads((out / "summary_refined.json").read_text())
         mapping, cg = load_run(out / "reference", group_size=7, seed=b)
-        types = [str(t) for t in mapping.bead_types]
-        li = [i for i, t in enumerate(types) if t.split("_")[0] == "Li"]
-        lig = [i for i, t in enumerate(types) if t.split("_")[0] in LIGAND_PREFIXES]
+        element = np.asarray(mapping.graph.atom_types)
+        li = np.unique(mapping.atom_to_bead[element == "Li"])
+        lig = np.setdiff1d(np.unique(mapping.atom_to_bead[element == "O"]), li)  # beads holding an oxygen
         dt = float(summ["model_time_step_ps"])
         stride = int(round(dt / float(cg.frame_interval_ps)))
         x, box = np.asarray(cg.positions), np.asarray(cg.box)
@@ -90,7 +89,7 @@ def main(argv=None) -> dict:
         mean[n] = dict(shell_size=float(np.mean([r["shell_size"] for r in rows])),
                        C={t: (float(np.mean([r["C"][t] for r in rows])) if all(r["C"][t] is not None for r in rows)
                               else None) for t in rows[0]["C"]})
-    res = dict(benchmark="spe_li_shell", cutoff_nm=a.cutoff, ligand_bead_prefixes=list(LIGAND_PREFIXES),
+    res = dict(benchmark="spe_li_shell", cutoff_nm=a.cutoff, ligands="beads holding an oxygen atom",
                lags_ps=list(LAGS_PS), models=models, per_box=per_box, mean_over_boxes=mean,
                environment=environment("cpu"))
     write_json(a.out, res)

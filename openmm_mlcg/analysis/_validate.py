@@ -11,8 +11,8 @@ from openmm import unit
 from openmm_mlcg.geometry import as_box_frames
 from openmm_mlcg.units import to_array
 
-__all__ = ["positions_array", "time_array", "box_array", "index_array", "bonds_array", "masses_array",
-           "uniform_spacing"]
+__all__ = ["positions_array", "time_array", "box_array", "index_array", "selection_array", "half_box_height",
+           "bonds_array", "masses_array", "uniform_spacing"]
 
 
 def positions_array(positions, name: str = "positions", min_frames: int = 1) -> np.ndarray:
@@ -66,6 +66,24 @@ def index_array(values, n: int, name: str) -> np.ndarray:
     if a.dtype.kind not in "iu":
         raise ValueError(f"{name}: expected integer indices, got dtype {a.dtype}")
     return a.astype(np.int64)
+
+
+def selection_array(values, n: int, name: str) -> np.ndarray:
+    """Return a non-empty 1-D selection of particle indices ``(k,)`` int64, each in ``[0, n)``."""
+    a = np.asarray(values)
+    if a.ndim != 1 or a.size == 0 or a.dtype.kind not in "iu":
+        raise ValueError(f"{name}: expected a non-empty 1-D list of integer indices, got shape {a.shape}, "
+                         f"dtype {a.dtype}")
+    if a.min() < 0 or a.max() >= n:
+        raise ValueError(f"{name}: expected non-empty indices in [0, {n}), got range [{a.min()}, {a.max()}]")
+    return a.astype(np.int64)
+
+
+def half_box_height(box: np.ndarray) -> float:
+    """Half the smallest box height (nm) over frames of a ``(F, 3, 3)`` box: the largest minimum-image radius."""
+    vol = np.abs(np.linalg.det(box))
+    heights = vol[:, None] / np.linalg.norm(np.cross(box[:, [1, 2, 0]], box[:, [2, 0, 1]]), axis=-1)
+    return float(heights.min() / 2)
 
 
 def masses_array(masses, n: int, name: str = "masses") -> np.ndarray:

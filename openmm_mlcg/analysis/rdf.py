@@ -14,7 +14,7 @@ from openmm import unit
 from openmm_mlcg.units import to_float
 
 from ..geometry import wrap
-from ._validate import box_array, positions_array
+from ._validate import box_array, half_box_height, positions_array, selection_array
 
 __all__ = ["make_mdtraj", "radial_distribution", "rdf_by_type"]
 
@@ -45,9 +45,7 @@ def make_mdtraj(positions, box, time_ps=None) -> md.Trajectory:
 
 def _r_range(b, r_max_nm, r_min_nm, n_bins) -> tuple[float, float]:
     """(r_min, r_max) nm, checked: r_max defaults to and may not exceed half the smallest box height."""
-    vol = np.abs(np.linalg.det(b))
-    heights = vol[:, None] / np.linalg.norm(np.cross(b[:, [1, 2, 0]], b[:, [2, 0, 1]]), axis=-1)
-    half = float(heights.min() / 2)
+    half = half_box_height(b)
     r_max = half if r_max_nm is None else to_float(r_max_nm, unit.nanometer, "r_max_nm")
     r_min = to_float(r_min_nm, unit.nanometer, "r_min_nm")
     if not 0 <= r_min < r_max <= half * (1 + 1e-9):
@@ -79,11 +77,8 @@ def radial_distribution(positions, box, indices_a, indices_b=None, r_max_nm=None
     b = box_array(box, x.shape[0])
     if b is None:
         raise ValueError("box: expected periodic box vectors for a periodic RDF, got None")
-    a = np.unique(np.asarray(indices_a, dtype=np.int64))
-    bb = a if indices_b is None else np.unique(np.asarray(indices_b, dtype=np.int64))
-    for name, sel in (("indices_a", a), ("indices_b", bb)):
-        if sel.size == 0 or sel.min() < 0 or sel.max() >= x.shape[1]:
-            raise ValueError(f"{name}: expected non-empty indices in [0, {x.shape[1]}), got {sel!r}")
+    a = np.unique(selection_array(indices_a, x.shape[1], "indices_a"))
+    bb = a if indices_b is None else np.unique(selection_array(indices_b, x.shape[1], "indices_b"))
     if indices_b is None or np.array_equal(a, bb):
         i, j = np.triu_indices(a.size, k=1)
         pairs = np.stack([a[i], a[j]], 1)

@@ -20,19 +20,9 @@ from openmm import unit
 
 from openmm_mlcg.units import to_float
 
-from ._validate import box_array, positions_array
+from ._validate import box_array, half_box_height, positions_array, selection_array
 
 __all__ = ["shell_occupancy", "residence_correlation"]
-
-
-def _bead_indices(values, n: int, name: str) -> np.ndarray:
-    a = np.asarray(values)
-    if a.ndim != 1 or a.size == 0 or a.dtype.kind not in "iu":
-        raise ValueError(f"{name}: expected a non-empty 1-D list of integer bead indices, got shape {a.shape}, "
-                         f"dtype {a.dtype}")
-    if a.min() < 0 or a.max() >= n:
-        raise ValueError(f"{name}: expected bead indices in [0, {n}), got {a.min()}..{a.max()}")
-    return a.astype(np.int64)
 
 
 def shell_occupancy(positions, box, centres, ligands, cutoff_nm) -> np.ndarray:
@@ -61,13 +51,11 @@ def shell_occupancy(positions, box, centres, ligands, cutoff_nm) -> np.ndarray:
     b = box_array(box, x.shape[0])
     if b is None:
         raise ValueError("box: expected periodic box vectors, got None")
-    c, lig = _bead_indices(centres, n, "centres"), _bead_indices(ligands, n, "ligands")
+    c, lig = selection_array(centres, n, "centres"), selection_array(ligands, n, "ligands")
     rc = to_float(cutoff_nm, unit.nanometer, "cutoff_nm")
-    vol = np.abs(np.linalg.det(b))
-    heights = vol[:, None] / np.linalg.norm(np.cross(b[:, [1, 2, 0]], b[:, [2, 0, 1]]), axis=-1)
-    if not 0 < rc <= heights.min() / 2:
-        raise ValueError(f"cutoff_nm: expected 0 < cutoff <= half the smallest box height "
-                         f"{heights.min() / 2:.4g} nm, got {rc}")
+    half = half_box_height(b)
+    if not 0 < rc <= half:
+        raise ValueError(f"cutoff_nm: expected 0 < cutoff <= half the smallest box height {half:.4g} nm, got {rc}")
     import mdtraj as md
 
     pairs = np.stack(np.meshgrid(c, lig, indexing="ij"), axis=-1).reshape(-1, 2)
@@ -82,8 +70,8 @@ def residence_correlation(occupancy, max_lag: int | None = None) -> np.ndarray:
 
     Every time origin is used for every lag; the average runs over all pairs (Rapaport 1983, module docstring).
     C(0) = 1; C(k) -> <h> (the mean occupancy) when the shells have exchanged, and stays near 1 while they
-    persist. For a two-state Markov process with rates k_on, k_off (per frame) it is
-    p + (1 - p) exp(-(k_on + k_off) k), p = k_on / (k_on + k_off).
+    persist. For a two-state Markov chain with switching probabilities k_on, k_off per frame it is
+    p + (1 - p) (1 - k_on - k_off)^k, p = k_on / (k_on + k_off).
 
     Args:
         occupancy: (F, ...) bool or 0/1 occupancy, time first (e.g. :func:`shell_occupancy`'s output).

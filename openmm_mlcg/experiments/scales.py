@@ -35,10 +35,11 @@ _SMALL = dict(embedding_hidden=32, embedding_layers=3, dynamics_hidden=64, dynam
               score_layers=3)
 _REFINE_LIGHT = dict(n_levels=10)   # levels of the score / interpolant samplers (the default cg_langevin ignores it)
 #: demo SPE: the cg_langevin sampler's inertial mass floor.  Every SPE bead type is overdamped at the 2 ps model
-#: step (fitted friction 10-130 /ps), so the floor changes the smoothing sigma (sigma ~ 1/sqrt(m), 0.012 nm here
-#: instead of 0.023 at the median bead mass, 44 amu) more than the dynamics.  Measured on the 4-box ensemble
-#: (README "Results", ablation 8): RDF error 0.185 +- 0.006 over 3 training seeds against 0.204 +- 0.005 at
-#: 44 amu; 400 and 1000 amu were not better.  Liquids with inertia (LJ argon, friction 0.4 /ps) keep the median-mass default.
+#: step (fitted friction 10-89 /ps at 150 amu, against 1 / h = 7.5 /ps), so the floor changes the smoothing sigma
+#: (sigma ~ 1/sqrt(m): 0.012 nm instead of 0.023 at the median bead mass, 44 amu) more than the dynamics.
+#: Measured on the 4-box ensemble (README "Results", ablation 8): RDF error 0.185 +- 0.006 over 3 training seeds
+#: against 0.204 +- 0.005 at 44 amu; 400 and 1000 amu were not better.  Liquids with inertia (LJ argon, friction
+#: 0.4 /ps) keep the median-mass default.
 _SPE_DEMO_SCORE = dict(_REFINE_LIGHT, cg_langevin_mass_floor_amu=150.0)
 
 #: per scale: system (``systems.spe.build_spe`` kwargs), MD lengths (ps), model step = stride x frame interval,
