@@ -20,10 +20,14 @@ learned run starts could reach:
 
 Reported per box and as means with their standard errors over boxes: RDF error (all bead-type pairs, Li+
 pairs, other pairs) of learned, short MD and independent MD; Li+ and TFSI- D of learned, short MD and
-reference, and the ratio of the ensemble means; overlapping pairs.
+reference, and the ratio of the ensemble means; overlapping pairs; and, per box, the learned RDF error (averaged
+over its rollout seeds) minus short MD's of the same box, with the mean +- standard error of these paired
+differences (the RDF target without the box-to-box spread of the judging windows). ``--compare NAME=BUNDLE``
+rolls out other bundles (variants trained on the same first box) from the same starts, judged alike.
 
 Usage: python benchmarks/bench_spe_ensemble.py [--smoke] [--seeds 0 1 2 3] [--model BUNDLE]
-       [--continuations 1] [--rollout-seeds 2] [--work-dir benchmarks/work/spe_ensemble] [--out benchmarks/results]
+       [--continuations 1] [--rollout-seeds 2] [--compare NAME=BUNDLE ...] [--compare-seeds 2]
+       [--work-dir benchmarks/work/spe_ensemble] [--out benchmarks/results]
 Writes <out>/spe_ensemble[_smoke].json. Cost at demo scale: ~9 min of MD per box on 2 CPU cores, one training
 (~8 min), ~1.5 min of rollout and analysis per box, ~6 min of MD per continuation and ~1 min per extra rollout
 seed; every step is resumable in the work dir.
@@ -34,6 +38,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -143,17 +148,20 @@ def md_continuation(out: Path, summary: dict, scale: str, seed: int, velocity_se
     return dict(res, wall_s=wall)
 
 
-def other_rollout(out: Path, summary: dict, rollout_seed: int, transfer: bool, mapping, cg) -> dict:
-    """The same bundle from the same start with another random seed, judged like the main rollout."""
+def other_rollout(out: Path, summary: dict, rollout_seed: int, transfer: bool, mapping, cg, bundle=None,
+                  name: str = "learned") -> dict:
+    """A bundle (default: the box's own, ``summary["model"]``) from the same start as the main rollout with
+    another random seed, judged like it; ``name`` tags its run and analysis folders."""
     from openmm_mlcg.workflow import simulate_learned
 
     start = np.asarray(cg.positions)[summary["rollout_start_frames"]]
     j0, j1 = summary["judged_frames"]
     n_steps = int(round(summary["learned_ps"] / summary["model_time_step_ps"]))
-    run = simulate_learned(summary["model"], mapping, start, cg.box[j0], n_steps,
-                           out / f"learned_rollout_seed{rollout_seed}", seed=rollout_seed, transfer=transfer)
-    res = _judge(out, f"learned_rollout_seed{rollout_seed}", "learned", run["positions"][1:],
-                 run["time_ps"][1:] - run["time_ps"][0], summary, mapping, cg)
+    tag = f"{name}_rollout_seed{rollout_seed}"
+    run = simulate_learned(bundle or summary["model"], mapping, start, cg.box[j0], n_steps, out / tag,
+                           seed=rollout_seed, transfer=transfer)
+    res = _judge(out, tag, "learned", run["positions"][1:], run["time_ps"][1:] - run["time_ps"][0], summary,
+                 mapping, cg)
     return dict(res, rollout_seed=rollout_seed)
 
 
@@ -163,6 +171,32 @@ def _mean_se(values) -> dict:
         return dict(mean=None, se=None, n=0)
     se = float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else None
     return dict(mean=float(v.mean()), se=se, n=int(v.size))
+
+
+def _box_mean(box: dict, key: str, name: Optional[str] = None) -> Optional[float]:
+    """Mean RDF error (all pairs) of one box's learned rollouts: the main one and its other seeds (``name``
+    None), or the rollouts of the compared bundle ``name``."""
+    rows = box.get("compare", {}).get(name, []) if name else (
+        [dict(rdf_error=box["rdf_error"]["learned"])] + box.get("other_rollouts", []))
+    vals = [r["rdf_error"][key] for r in rows if r["rdf_error"].get(key) is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def paired_minus_short_md(per_box: dict) -> dict:
+    """Per box, (learned RDF error, averaged over its rollouts) minus (short MD's RDF error) of the same box, and
+    the mean +- standard error of these paired differences over boxes: the RDF target with the box-to-box
+    spread of the judging windows removed (both are judged against the same window). Negative: better than
+    short MD. One entry for the default bundle ("learned") and one per compared bundle."""
+    names = [None] + sorted({n for b in per_box.values() for n in b.get("compare", {})})
+    out = {}
+    for name in names:
+        res = {}
+        for key in ("all", "li_pairs", "other_pairs"):
+            diffs = {s: _box_mean(b, key, name) - b["rdf_error"]["short MD"][key] for s, b in per_box.items()
+                     if _box_mean(b, key, name) is not None and b["rdf_error"]["short MD"].get(key) is not None}
+            res[key] = dict(per_box=diffs, **_mean_se(list(diffs.values())))
+        out[name or "learned"] = res
+    return out
 
 
 def summarise(per_box: dict, independent: dict) -> dict:
@@ -178,6 +212,14 @@ def summarise(per_box: dict, independent: dict) -> dict:
                                        for k in ("all", "li_pairs", "other_pairs")}
             out["diffusivity_cm2_per_s"][label] = {sp: _mean_se([r["diffusivity_cm2_per_s"].get(sp) for r in rows])
                                                    for sp in ("Li+", "TFSI-")}
+    for name in sorted({n for b in per_box.values() for n in b.get("compare", {})}):
+        rows = [r for b in per_box.values() for r in b["compare"].get(name, [])]
+        label = f"compare: {name}"
+        out["rdf_error"][label] = {k: _mean_se([r["rdf_error"][k] for r in rows])
+                                   for k in ("all", "li_pairs", "other_pairs")}
+        out["diffusivity_cm2_per_s"][label] = {sp: _mean_se([r["diffusivity_cm2_per_s"].get(sp) for r in rows])
+                                               for sp in ("Li+", "TFSI-")}
+    out["paired_minus_short_md"] = paired_minus_short_md(per_box)
     for label, same in (("independent MD", False), ("short MD, common grid", True)):
         vals = [v for key, v in independent.items() if (key.split("<-")[0] == key.split("<-")[1]) == same]
         out["rdf_error"][label] = {k: _mean_se([v[k] for v in vals]) for k in ("all", "li_pairs", "other_pairs")}
@@ -207,9 +249,18 @@ def main():
     ap.add_argument("--continuations", type=int, default=1,
                     help="MD continuations per box from the rollout's start state (new velocities; ~6 min each)")
     ap.add_argument("--rollout-seeds", type=int, default=2, help="extra learned rollouts per box (other seeds)")
+    ap.add_argument("--compare", action="append", default=[], metavar="NAME=BUNDLE",
+                    help="another bundle rolled out on every box from the same start (repeatable)")
+    ap.add_argument("--compare-seeds", type=int, default=2, help="rollout seeds per box of each compared bundle")
     ap.add_argument("--work-dir", default=str(HERE / "work" / "spe_ensemble"))
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
+    compare = {}
+    for item in args.compare:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not Path(path).is_file():
+            raise SystemExit(f"--compare: expected NAME=BUNDLE with an existing bundle file, got {item!r}")
+        compare[name] = path
     seeds = args.seeds or ([0, 1] if args.smoke else [0, 1, 2, 3])
     if len(set(seeds)) < 2:
         raise SystemExit(f"--seeds: expected at least two different seeds, got {seeds}")
@@ -244,6 +295,11 @@ def main():
         transfer = not per_box[seed]["trained_on_this_box"]
         per_box[seed]["other_rollouts"] = [other_rollout(out, s, 100 + 10 * seed + r, transfer, mapping, cg)
                                            for r in range(args.rollout_seeds)]
+        per_box[seed]["compare"] = {name: [other_rollout(out, s, 200 + 10 * seed + r, True, mapping, cg, path, name)
+                                           for r in range(args.compare_seeds)] for name, path in compare.items()}
+        for name, rows in per_box[seed]["compare"].items():
+            print(f"  box {seed} {name}: RDF error " + ", ".join(f"{r['rdf_error']['all']:.3f}" for r in rows),
+                  flush=True)
         for key in ("md_continuation", "other_rollouts"):
             for r in per_box[seed][key]:
                 print(f"  box {seed} {key}: RDF error {r['rdf_error']['all']:.3f}, D "
@@ -258,6 +314,9 @@ def main():
     for label, v in e["rdf_error"].items():
         print(f"  {label:<30}" + " / ".join(f"{v[k]['mean']:.3f} +- {v[k]['se'] or float('nan'):.3f}"
                                              for k in ("all", "li_pairs", "other_pairs")))
+    for label, v in e["paired_minus_short_md"].items():
+        print(f"  {label} minus short MD, paired per box: " + " / ".join(
+            f"{v[k]['mean']:+.3f} +- {v[k]['se'] or float('nan'):.3f}" for k in ("all", "li_pairs", "other_pairs")))
     for label, v in e["ratio_of_means"].items():
         print(f"  {label}: D / D_ref of the ensemble means: "
               + ", ".join(f"{sp} {v[sp]:.2f}x" for sp in ("Li+", "TFSI-") if v[sp] is not None))

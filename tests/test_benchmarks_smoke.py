@@ -148,3 +148,15 @@ def test_bench_spe_ensemble_smoke(tmp_path):
         _finite_positive(box["md_continuation"][0]["diffusivity_cm2_per_s"]["Li+"], "MD continuation Li+ D")
     assert set(doc["ensemble"]["targets"]) == {"rdf_error_not_above_short_md", "rdf_error_not_above_independent_md",
                                                "li_diffusivity_within_2x", "overlaps_within_reference_plus_0_1"}
+    # a second call reuses every box and rolls out a compared bundle (here the same model) from the same starts
+    bundle = doc["model"]
+    _run("bench_spe_ensemble.py", "--smoke", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path),
+         "--continuations", "0", "--rollout-seeds", "0", "--compare", f"same={bundle}", "--compare-seeds", "1",
+         cwd=tmp_path)
+    doc = json.loads((tmp_path / "spe_ensemble_smoke.json").read_text())
+    for box in doc["per_box"].values():
+        assert len(box["compare"]["same"]) == 1
+        _finite_positive(box["compare"]["same"][0]["rdf_error"]["all"], "compared bundle's RDF error")
+    paired = doc["ensemble"]["paired_minus_short_md"]
+    assert sorted(paired) == ["learned", "same"] and sorted(paired["same"]["all"]["per_box"]) == ["0", "1"]
+    assert math.isfinite(paired["same"]["all"]["mean"]) and paired["same"]["all"]["se"] is not None

@@ -262,6 +262,50 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
         train_on_trajectories([traj], [mapping], bad)
 
 
+def _bundle_state(path) -> dict:
+    from openmm_mlcg.export import load_bundle
+
+    b = load_bundle(path)
+    return {f"{name}.{k}": v.detach().clone() for name in ("embedding", "dynamics", "score")
+            for k, v in getattr(b, name).state_dict().items()}
+
+
+def test_weight_average_is_exported_and_resumes_exactly(tmp_path):
+    """optim.ema_decay: training itself is unchanged (same losses), the bundle holds the averaged weights (a
+    decay near 0 gives back the last iterate, 0.9 does not), and a killed run resumes to the same average."""
+    traj, mapping = _chain_system(seed=2, n_frames=20)
+    steps = dict(n_steps=6, eval_every=3, checkpoint_every=3)
+    last = train_on_trajectories([traj], [mapping], _config(tmp_path / "last", training=steps))
+    near0 = train_on_trajectories([traj], [mapping], _config(tmp_path / "near0", training=steps,
+                                                             optim=dict(ema_decay=1e-12)))
+    ema = train_on_trajectories([traj], [mapping], _config(tmp_path / "ema", training=steps,
+                                                           optim=dict(ema_decay=0.9)))
+    for run in ("near0", "ema"):
+        for ra, rb in zip(_log(tmp_path / "last" / "log.csv"), _log(tmp_path / run / "log.csv")):
+            assert float(ra["loss"]) == pytest.approx(float(rb["loss"]), rel=1e-9)
+    a, b, c = _bundle_state(last), _bundle_state(near0), _bundle_state(ema)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-9, rtol=0)
+    moved = [k for k in a if a[k].is_floating_point() and not torch.allclose(a[k], c[k], atol=1e-6)]
+    assert len(moved) > len(a) // 2, f"only {len(moved)} of {len(a)} tensors differ from the last iterate"
+
+    class Kill(Exception):
+        pass
+
+    def kill_at_5(step, row):
+        if step == 5:
+            raise Kill()
+
+    cfg = _config(tmp_path / "killed", training=steps, optim=dict(ema_decay=0.9))
+    with pytest.raises(Kill):
+        train_on_trajectories([traj], [mapping], cfg, callback=kill_at_5)
+    d = _bundle_state(train_on_trajectories([traj], [mapping], cfg))
+    for k in c:
+        torch.testing.assert_close(d[k], c[k], atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match=r"optim.ema_decay: expected in \[0, 1\), got 1.0"):
+        _config(tmp_path / "bad", optim=dict(ema_decay=1.0))
+
+
 def test_checkpoint_from_before_a_new_option_resumes_with_its_default(tmp_path):
     """A checkpoint written before an option existed (its config lacks the key) resumes when the option is at
     its default, the old behaviour, and is refused when it is not."""

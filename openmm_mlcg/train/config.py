@@ -186,12 +186,18 @@ class OptimConfig:
 
     batch_size: windows per optimisation step (beads of all windows are concatenated into one graph).
     grad_clip: max global gradient norm (<= 0 disables clipping).
+    ema_decay: exponential moving average of the weights, in [0, 1): the exported bundle (and the friction fit
+    after training) uses the averaged weights, ``w_ema <- d w_ema + (1 - d) w`` after every step
+    (``torch.optim.swa_utils``); 0 exports the last iterate. Score networks are sampled with averaged weights in
+    Song & Ermon, "Improved techniques for training score-based generative models", NeurIPS 2020 (technique 5):
+    the last iterate of a noisy denoising-score-matching objective carries a random error in its field.
     """
 
     lr: float = 2e-4
     lr_final: float = 2e-5
     grad_clip: float = 20.0
     batch_size: int = 4
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -380,6 +386,7 @@ class TrainConfig:
         _check("optim.lr", o.lr, o.lr > 0, "> 0")
         _check("optim.lr_final", o.lr_final, 0 < o.lr_final <= o.lr, f"in (0, optim.lr={o.lr}]")
         _check("optim.batch_size", o.batch_size, o.batch_size >= 1, ">= 1")
+        _check("optim.ema_decay", o.ema_decay, 0.0 <= o.ema_decay < 1.0, "in [0, 1)")
         _check("input_noise.std_min", n.std_min, n.std_min > 0, "> 0")
         _check("input_noise.std_max", n.std_max, n.std_max >= n.std_min, f">= input_noise.std_min={n.std_min}")
         _check("training.n_steps", t.n_steps, t.n_steps >= 1, ">= 1")

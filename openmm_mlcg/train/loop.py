@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import time
-import warnings
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -31,16 +30,17 @@ from tqdm.auto import tqdm
 from openmm_mlcg.dynamics import geometric_sigmas
 from openmm_mlcg.io_utils import atomic_write
 from openmm_mlcg.locks import output_lock
-from openmm_mlcg.model import CGDynamicsModel, ModelMetadata
+from openmm_mlcg.model import CGDynamicsModel
 from openmm_mlcg.model.losses import type_balanced_weights
 from openmm_mlcg.outputs import check_output_dir
-from openmm_mlcg.sanity import resolve_device, training_physics
+from openmm_mlcg.sanity import resolve_device
 
 from .batching import atom_type_vocabulary, collate
 from .checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from .baseline import linear_history_nll
-from .config import TrainConfig, load_config, refinement_metadata
-from .model_step import N_BOND_TYPES, build_modules, loss_options
+from .bundle_metadata import cg_langevin_noise, model_metadata
+from .config import TrainConfig, load_config
+from .model_step import build_modules, loss_options
 from .sources import load_sources, split_in_time, window_span
 
 __all__ = ["train", "train_on_trajectories", "training_summary", "LOG_COLUMNS"]
@@ -80,51 +80,14 @@ def _run_temperature(data_cfg) -> Optional[float]:
     return temps.pop() if len(temps) == 1 else None
 
 
-def _mass_floor_amu(cfg, maps) -> Optional[float]:
-    """The cg_langevin sampler's mass floor (amu): ``score.cg_langevin_mass_floor_amu``, the median bead mass of
-    all mappings when that is None, no floor (None) when it is 0."""
-    floor = cfg.score.cg_langevin_mass_floor_amu
-    if floor is None:
-        return float(np.median(np.concatenate([np.asarray(m.bead_masses, dtype=np.float64) for m in maps])))
-    return float(floor) if floor > 0 else None
+def _ema_modules(modules: dict, decay: float) -> dict:
+    """name -> exponential moving average of that module's weights and buffers (``optim.ema_decay``; {} at 0)."""
+    if decay <= 0:
+        return {}
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-
-def _lightest_bead_amu(cfg, maps) -> float:
-    """Inertial mass (amu) of the sampler's lightest bead over all mappings (sets the cg_langevin noise level):
-    the lightest bead mass, raised to the mass floor."""
-    lightest = min(float(np.min(np.asarray(m.bead_masses))) for m in maps)
-    floor = _mass_floor_amu(cfg, maps)
-    return lightest if floor is None else max(lightest, floor)
-
-
-def _cg_langevin_noise(cfg, stats, maps, frame_interval: float):
-    """(sigma_b, (sigma_max, sigma_min)) nm of the ``"cg_langevin"`` sampler: sigma_b resolves the lightest bead's
-    fastest oscillation at ``omega h = cg_langevin_omega_h``; the training range is [sigma_b / 3, 3 sigma_b] unless
-    given. Warns when sigma_b exceeds half a model step's displacement std.
-
-    Raises:
-        ValueError: no ``data.temperature_K``, or a given range that does not hold sigma_b.
-    """
-    from openmm_mlcg.cg_langevin import smallest_stable_sigma
-
-    t = cfg.data.temperature_K
-    if t is None:
-        raise ValueError("data.temperature_K: the 'cg_langevin' sampler needs the temperature of the training data "
-                         "in K (give it in the config, or train from run directories whose metadata.json records "
-                         "temperature_K), got None")
-    sc = cfg.score
-    sigma_b = smallest_stable_sigma(float(t), _lightest_bead_amu(cfg, maps), cfg.data.stride * frame_interval,
-                                    sc.cg_langevin_steps, sc.cg_langevin_omega_h)
-    sigma_range = (sc.sigma_max_nm or 3.0 * sigma_b, sc.sigma_min_nm or sigma_b / 3.0)
-    if sigma_b > 0.5 * stats["velocity_std"]:
-        warnings.warn(f"score.cg_langevin_steps: {sc.cg_langevin_steps} sub-steps smooth the lightest bead's score at "
-                      f"sigma = {sigma_b:.3g} nm, more than half of one model step's displacement std "
-                      f"({stats['velocity_std']:.3g} nm): the structure will be washed out; use more sub-steps "
-                      "(sigma falls as 1 / cg_langevin_steps)", UserWarning, stacklevel=3)
-    if not sigma_range[1] <= sigma_b <= sigma_range[0]:
-        raise ValueError(f"score.sigma_min_nm/sigma_max_nm: the range {sigma_range[1]}..{sigma_range[0]} nm must "
-                         f"hold the cg_langevin noise level {sigma_b:.4g} nm")
-    return sigma_b, sigma_range
+    return {k: AveragedModel(m, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+            for k, m in modules.items()}
 
 
 def _step_generator(seed: int, step: int) -> torch.Generator:
@@ -213,52 +176,6 @@ def _validate(model, graphs, dataset, cfg, device) -> float:
     return total / count
 
 
-def _excluded_volume(cfg, trajs, maps, sigma_b) -> dict:
-    """Metadata of the ``"cg_langevin"`` sampler's excluded-volume prior (:mod:`openmm_mlcg.prior`): the closest
-    non-bonded approach per bead-type pair in the data and the wall width ``excluded_volume_width`` x sigma_b."""
-    w = cfg.score.excluded_volume_width
-    if sigma_b is None or w is None:
-        return {}
-    from ..prior import closest_approach
-
-    return dict(excluded_volume_nm=closest_approach(trajs, maps, cfg.model.cutoff_nm, cfg.data.stride),
-                excluded_volume_width_nm=float(w) * float(sigma_b))
-
-
-def _bond_prior(cfg, trajs, maps, sigma_b) -> dict:
-    """Metadata of the ``"cg_langevin"`` sampler's harmonic-bond prior (:mod:`openmm_mlcg.prior`): the bond-length
-    mean and variance per bead-type pair in the data (none without ``score.bond_prior`` or another sampler)."""
-    if sigma_b is None or not cfg.score.bond_prior:
-        return {}
-    from ..prior import bond_statistics
-
-    return dict(bond_prior=bond_statistics(trajs, maps, cfg.data.stride))
-
-
-def _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps, sigma_b=None) -> ModelMetadata:
-    """The typed metadata record of the model being trained (validated; k compared with the Dynamics GNN)."""
-    dc = cfg.data
-    return ModelMetadata.from_dict(dict(
-        temperature_K=dc.temperature_K, cg_langevin_steps=cfg.score.cg_langevin_steps, cg_langevin_sigma_nm=sigma_b,
-        cg_langevin_denoise=cfg.score.cg_langevin_denoise,
-        cg_langevin_reverse_levels=cfg.score.cg_langevin_reverse_levels,
-        cg_langevin_sigma_mass_amu=None if sigma_b is None else _lightest_bead_amu(cfg, maps),
-        cg_langevin_mass_floor_amu=None if sigma_b is None else _mass_floor_amu(cfg, maps),
-        **_excluded_volume(cfg, trajs, maps, sigma_b), **_bond_prior(cfg, trajs, maps, sigma_b),
-        model_time_step_ps=dc.stride * frame_interval, frame_interval_ps=frame_interval, stride=dc.stride,
-        history=dc.history, cutoff_nm=cfg.model.cutoff_nm, min_std=cfg.model.min_std,
-        sigmas_nm=[float(s) for s in sigmas], score_enabled=cfg.score.enabled,
-        # score disabled -> untrained Score GNN: 0 Langevin steps, so refinement is a no-op at runtime
-        langevin_steps_per_level=cfg.score.steps_per_level if cfg.score.enabled else 0,
-        langevin_step_size_nm2=cfg.score.step_size_nm2, **refinement_metadata(cfg.score),
-        interpolant_noise_nm=cfg.score.interpolant_noise * float(stats["velocity_std"]),  # a, nm
-        velocity_std=float(stats["velocity_std"]), acceleration_std=float(stats["acceleration_std"]),
-        atom_type_vocabulary=vocab, n_bond_types=N_BOND_TYPES,
-        hyperparameters={name: m.hyperparameters() for name, m in modules.items()},
-        **training_physics(trajs, maps),  # periodic, max_cg_bond_nm, bead_density_per_nm3: runtime checks
-    ), "metadata")
-
-
 def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
                           callback: Optional[Callable[[int, dict], None]] = None) -> Path:
     """Train on CG trajectories in memory; see :func:`_train_on_trajectories` (holds the out_dir lock).
@@ -328,15 +245,17 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
     frame_interval = float(trajs[0].frame_interval_ps)
     sigma_b = None
     if cfg.score.sampler == "cg_langevin" and cfg.score.enabled:
-        sigma_b, sigma_range = _cg_langevin_noise(cfg, stats, maps, frame_interval)
+        sigma_b, sigma_range = cg_langevin_noise(cfg, stats, maps, frame_interval)
     else:
         sigma_range = cfg.score.resolved_sigmas(stats["velocity_std"])
     sigmas = geometric_sigmas(sigma_range[0], sigma_range[1], cfg.score.n_levels)
 
+    ema = _ema_modules(modules, cfg.optim.ema_decay)
+    saved_modules = {**modules, **{f"ema_{k}": m for k, m in ema.items()}}  # what a checkpoint holds
     ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
     start, extra = 0, {}
     if tc.resume and ckpt_path.is_file():
-        payload = load_checkpoint(ckpt_path, modules=modules, optimizer=optimizer, scheduler=scheduler,
+        payload = load_checkpoint(ckpt_path, modules=saved_modules, optimizer=optimizer, scheduler=scheduler,
                                   map_location="cpu",
                                   check=lambda p: check_resumable(p["config"], cfg.to_dict(), ckpt_path,
                                                                    int(p["step"])))
@@ -344,7 +263,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         if int(payload["config"]["training"]["n_steps"]) != tc.n_steps:
             _extend_schedule(optimizer, scheduler, cfg.optim.lr_final, start, tc.n_steps)
     model = CGDynamicsModel(modules["embedding"], modules["dynamics"], modules["score"],
-                            _metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps,
+                            model_metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps,
                                       sigma_b)).to(device)
     graphs_all = [model.system_graph(m) for m in maps]  # with the metadata's bond prior
     if cfg.score.type_balance:
@@ -367,7 +286,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
 
     def checkpoint(step):
         extra["train_time_s"] = wall_before + time.perf_counter() - t_session
-        save_checkpoint(ckpt_path, step=step, modules=modules, optimizer=optimizer, scheduler=scheduler,
+        save_checkpoint(ckpt_path, step=step, modules=saved_modules, optimizer=optimizer, scheduler=scheduler,
                         config=cfg.to_dict(), stats=stats, extra=extra)
 
     bar = tqdm(range(start, tc.n_steps), initial=start, total=tc.n_steps, disable=not tc.progress,
@@ -389,6 +308,8 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
             lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
+            for k, m in ema.items():
+                m.update_parameters(modules[k])
             done = step + 1
             row = {"step": done, "loss": losses["loss"].item(), "nll": losses["nll"].item(),
                    "score_loss": losses["score_loss"].item(), "val_nll": "", "lr": lr,
@@ -409,6 +330,8 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
             if callback is not None:
                 callback(done, row)
 
+    for k, m in ema.items():  # the bundle, the friction fit and the fine-tuning use the averaged weights
+        modules[k].load_state_dict(m.module.state_dict())
     for m in modules.values():
         m.eval()
     meta = model.metadata
