@@ -190,7 +190,8 @@ class OptimConfig:
     after training) uses the averaged weights, ``w_ema <- d w_ema + (1 - d) w`` after every step
     (``torch.optim.swa_utils``); 0 exports the last iterate. Score networks are sampled with averaged weights in
     Song & Ermon, "Improved techniques for training score-based generative models", NeurIPS 2020 (technique 5):
-    the last iterate of a noisy denoising-score-matching objective carries a random error in its field.
+    the last iterate of a noisy denoising-score-matching objective carries a random error in its field. A
+    finished run's checkpoint holds the averaged weights, so raising ``training.n_steps`` continues from them.
     """
 
     lr: float = 2e-4
