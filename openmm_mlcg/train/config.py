@@ -310,92 +310,14 @@ class TrainConfig:
             yaml.safe_dump(self.to_dict(), fh, sort_keys=False)
 
     def validate(self) -> None:
-        """Check value ranges.
+        """Check value ranges (:func:`openmm_mlcg.train.config_checks.validate_config`).
 
         Raises:
             ValueError: naming ``section.key``, the expected range and the actual value.
         """
-        d, m, s, o, n, t = self.data, self.model, self.score, self.optim, self.input_noise, self.training
-        _check("data.group_size", d.group_size, d.group_size >= 1, ">= 1")
-        _check("data.history", d.history, d.history >= 1, ">= 1")
-        _check("data.stride", d.stride, d.stride >= 1, ">= 1")
-        _check("data.val_fraction", d.val_fraction, 0.0 <= d.val_fraction < 1.0, "in [0, 1)")
-        _check("data.max_val_windows", d.max_val_windows, d.max_val_windows >= 1, ">= 1")
-        for i, src in enumerate(d.systems):
-            forms = [src.dir is not None, src.topology is not None or bool(src.trajectories),
-                     src.cg_trajectory is not None]
-            if sum(forms) != 1:
-                raise ValueError(f"data.systems[{i}]: expected exactly one of 'dir', 'topology'+'trajectories', "
-                                 f"'cg_trajectory'+'mapping'; got {_nonempty(src)}")
-            if forms[1] and (src.topology is None or not src.trajectories):
-                raise ValueError(f"data.systems[{i}]: 'topology' and 'trajectories' must be given together; "
-                                 f"got {_nonempty(src)}")
-            if forms[2] and src.mapping is None:
-                raise ValueError(f"data.systems[{i}]: 'cg_trajectory' needs 'mapping'; got {_nonempty(src)}")
-            if src.frame_interval_ps is not None:
-                _check(f"data.systems[{i}].frame_interval_ps", src.frame_interval_ps, src.frame_interval_ps > 0, "> 0")
-        for key in ("embedding_hidden", "embedding_layers", "dynamics_hidden", "dynamics_layers",
-                    "score_hidden", "score_layers"):
-            _check(f"model.{key}", getattr(m, key), getattr(m, key) >= 1, ">= 1")
-        _check("model.min_std", m.min_std, m.min_std > 0, "> 0")
-        _check("model.cutoff_nm", m.cutoff_nm, m.cutoff_nm > 0, "> 0")
-        _check("model.score_rbf", m.score_rbf, m.score_rbf >= 1, ">= 1")
-        from openmm_mlcg.samplers import SAMPLERS, SCHEDULES
+        from .config_checks import validate_config
 
-        _check("score.sampler", s.sampler, s.sampler in SAMPLERS, f"one of {SAMPLERS}")
-        if m.score_energy and (s.sampler != "cg_langevin" or m.score_symmetric_pairs):
-            raise ValueError(f"model.score_energy: the energy-based Score GNN needs score.sampler 'cg_langevin' and "
-                             f"no model.score_symmetric_pairs (it is symmetric by construction); got sampler "
-                             f"{s.sampler!r}, score_symmetric_pairs {m.score_symmetric_pairs!r}")
-        _check("score.schedule", s.schedule, s.schedule in SCHEDULES, f"one of {SCHEDULES}")
-        if s.sigma_min_nm is not None:
-            _check("score.sigma_min_nm", s.sigma_min_nm, s.sigma_min_nm > 0, "> 0 (or null: from the data)")
-        if s.sigma_max_nm is not None:
-            _check("score.sigma_max_nm", s.sigma_max_nm, s.sigma_max_nm > 0, "> 0 (or null: from the data)")
-        if s.sigma_min_nm is not None and s.sigma_max_nm is not None:
-            _check("score.sigma_max_nm", s.sigma_max_nm, s.sigma_max_nm >= s.sigma_min_nm,
-                   f">= score.sigma_min_nm={s.sigma_min_nm}")
-        _check("score.corrector_steps", s.corrector_steps, s.corrector_steps >= 0, ">= 0")
-        _check("score.snr", s.snr, s.snr > 0, "> 0")
-        _check("score.n_levels", s.n_levels, s.n_levels >= 1, ">= 1")
-        _check("score.steps_per_level", s.steps_per_level, s.steps_per_level >= 0, ">= 0")
-        _check("score.step_size_nm2", s.step_size_nm2, s.step_size_nm2 >= 0, ">= 0")
-        _check("score.weight", s.weight, s.weight >= 0, ">= 0")
-        _check("score.interpolant_noise", s.interpolant_noise, s.interpolant_noise > 0, "> 0")
-        _check("score.cg_langevin_steps", s.cg_langevin_steps, s.cg_langevin_steps >= 1, ">= 1")
-        _check("score.cg_langevin_omega_h", s.cg_langevin_omega_h, 0 < s.cg_langevin_omega_h < 2,
-               "in (0, 2) (the Langevin scheme is unstable at omega h >= 2)")
-        if s.cg_langevin_mass_floor_amu is not None:
-            _check("score.cg_langevin_mass_floor_amu", s.cg_langevin_mass_floor_amu,
-                   s.cg_langevin_mass_floor_amu >= 0, ">= 0 (amu; 0: no floor, null: the median bead mass)")
-        _check("score.cg_langevin_denoise", s.cg_langevin_denoise, 0 <= s.cg_langevin_denoise <= 1,
-               "in [0, 1] (1: Tweedie, 0.5: one probability-flow Euler step, 0: no denoising)")
-        _check("score.cg_langevin_reverse_levels", s.cg_langevin_reverse_levels, s.cg_langevin_reverse_levels >= 0,
-               ">= 0")
-        if s.excluded_volume_width is not None:
-            _check("score.excluded_volume_width", s.excluded_volume_width, s.excluded_volume_width >= 1.5,
-                   ">= 1.5 (x sigma_b; a narrower wall is unstable in the Langevin sub-steps) or null (no wall)")
-        _check("score.calibration_lag", s.calibration_lag, s.calibration_lag >= 1, ">= 1")
-        _check("score.calibration_starts", s.calibration_starts, s.calibration_starts >= 1, ">= 1")
-        _check("score.relative_entropy_steps", s.relative_entropy_steps, s.relative_entropy_steps >= 0, ">= 0")
-        _check("score.relative_entropy_lr", s.relative_entropy_lr, s.relative_entropy_lr > 0, "> 0")
-        if s.relative_entropy_steps > 0 and not m.score_energy:
-            raise ValueError(f"score.relative_entropy_steps: expected 0 unless model.score_energy is true (relative "
-                             f"entropy needs an energy), got {s.relative_entropy_steps}")
-        if self.data.temperature_K is not None:
-            _check("data.temperature_K", self.data.temperature_K, self.data.temperature_K > 0, "> 0 (K)")
-        _check("optim.lr", o.lr, o.lr > 0, "> 0")
-        _check("optim.lr_final", o.lr_final, 0 < o.lr_final <= o.lr, f"in (0, optim.lr={o.lr}]")
-        _check("optim.batch_size", o.batch_size, o.batch_size >= 1, ">= 1")
-        _check("optim.ema_decay", o.ema_decay, 0.0 <= o.ema_decay < 1.0, "in [0, 1)")
-        _check("input_noise.std_min", n.std_min, n.std_min > 0, "> 0")
-        _check("input_noise.std_max", n.std_max, n.std_max >= n.std_min, f">= input_noise.std_min={n.std_min}")
-        _check("training.n_steps", t.n_steps, t.n_steps >= 1, ">= 1")
-        _check("training.eval_every", t.eval_every, t.eval_every >= 1, ">= 1")
-        _check("training.checkpoint_every", t.checkpoint_every, t.checkpoint_every >= 1, ">= 1")
-        dev = t.device
-        if not (dev == "cpu" or dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            raise ValueError(f"training.device: expected 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
+        validate_config(self)
 
 
 def load_config(config: Union["TrainConfig", dict, str, Path]) -> TrainConfig:
@@ -412,15 +334,6 @@ def load_config(config: Union["TrainConfig", dict, str, Path]) -> TrainConfig:
     if isinstance(config, (str, Path)):
         return TrainConfig.from_yaml(config)
     raise TypeError(f"config: expected TrainConfig, dict or path to a YAML file, got {type(config).__name__}")
-
-
-def _check(name: str, value, ok: bool, expected: str) -> None:
-    if not ok:
-        raise ValueError(f"{name}: expected {expected}, got {value!r}")
-
-
-def _nonempty(src: SystemSource) -> dict:
-    return {k: v for k, v in dataclasses.asdict(src).items() if v not in (None, [])}
 
 
 def _build(cls, raw: Any, section: str):
