@@ -79,3 +79,18 @@ def median_time(fn, repeats: int, device, warmup: int = 1) -> float:
         times.append(time.perf_counter() - t)
     times.sort()
     return times[len(times) // 2]
+
+
+def named_bundles(items, flag: str) -> dict:
+    """{NAME: BUNDLE path} from repeated ``NAME=BUNDLE`` command-line values of ``flag``.
+
+    Raises:
+        SystemExit: an item without ``=``, with an empty name, or naming a bundle file that does not exist.
+    """
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not Path(path).is_file():
+            raise SystemExit(f"{flag}: expected NAME=BUNDLE with an existing bundle file, got {item!r}")
+        out[name] = path
+    return out

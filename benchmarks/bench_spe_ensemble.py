@@ -44,7 +44,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _bench_common import environment, write_json  # noqa: E402
+from _bench_common import environment, named_bundles, write_json  # noqa: E402
 
 
 def _errors(per_pair: dict) -> dict:
@@ -192,8 +192,9 @@ def paired_minus_short_md(per_box: dict) -> dict:
     for name in names:
         res = {}
         for key in ("all", "li_pairs", "other_pairs"):
-            diffs = {s: _box_mean(b, key, name) - b["rdf_error"]["short MD"][key] for s, b in per_box.items()
-                     if _box_mean(b, key, name) is not None and b["rdf_error"]["short MD"].get(key) is not None}
+            learned = {s: _box_mean(b, key, name) for s, b in per_box.items()}
+            diffs = {s: v - per_box[s]["rdf_error"]["short MD"][key] for s, v in learned.items()
+                     if v is not None and per_box[s]["rdf_error"]["short MD"].get(key) is not None}
             res[key] = dict(per_box=diffs, **_mean_se(list(diffs.values())))
         out[name or "learned"] = res
     return out
@@ -205,20 +206,17 @@ def summarise(per_box: dict, independent: dict) -> dict:
     for label in ("learned", "short MD"):
         out["rdf_error"][label] = {k: _mean_se([b["rdf_error"][label][k] for b in per_box.values()])
                                    for k in ("all", "li_pairs", "other_pairs")}
-    for label, key in (("MD continuation", "md_continuation"), ("learned, other rollout seeds", "other_rollouts")):
-        rows = [r for b in per_box.values() for r in b.get(key, [])]
+    compared = sorted({n for b in per_box.values() for n in b.get("compare", {})})
+    groups = [("MD continuation", lambda b: b.get("md_continuation", [])),
+              ("learned, other rollout seeds", lambda b: b.get("other_rollouts", []))]
+    groups += [(f"compare: {n}", lambda b, n=n: b.get("compare", {}).get(n, [])) for n in compared]
+    for label, rows_of in groups:
+        rows = [r for b in per_box.values() for r in rows_of(b)]
         if rows:
             out["rdf_error"][label] = {k: _mean_se([r["rdf_error"][k] for r in rows])
                                        for k in ("all", "li_pairs", "other_pairs")}
             out["diffusivity_cm2_per_s"][label] = {sp: _mean_se([r["diffusivity_cm2_per_s"].get(sp) for r in rows])
                                                    for sp in ("Li+", "TFSI-")}
-    for name in sorted({n for b in per_box.values() for n in b.get("compare", {})}):
-        rows = [r for b in per_box.values() for r in b["compare"].get(name, [])]
-        label = f"compare: {name}"
-        out["rdf_error"][label] = {k: _mean_se([r["rdf_error"][k] for r in rows])
-                                   for k in ("all", "li_pairs", "other_pairs")}
-        out["diffusivity_cm2_per_s"][label] = {sp: _mean_se([r["diffusivity_cm2_per_s"].get(sp) for r in rows])
-                                               for sp in ("Li+", "TFSI-")}
     out["paired_minus_short_md"] = paired_minus_short_md(per_box)
     for label, same in (("independent MD", False), ("short MD, common grid", True)):
         vals = [v for key, v in independent.items() if (key.split("<-")[0] == key.split("<-")[1]) == same]
@@ -255,12 +253,7 @@ def main():
     ap.add_argument("--work-dir", default=str(HERE / "work" / "spe_ensemble"))
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
-    compare = {}
-    for item in args.compare:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not Path(path).is_file():
-            raise SystemExit(f"--compare: expected NAME=BUNDLE with an existing bundle file, got {item!r}")
-        compare[name] = path
+    compare = named_bundles(args.compare, "--compare")
     seeds = args.seeds or ([0, 1] if args.smoke else [0, 1, 2, 3])
     if len(set(seeds)) < 2:
         raise SystemExit(f"--seeds: expected at least two different seeds, got {seeds}")

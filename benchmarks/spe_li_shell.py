@@ -24,7 +24,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _bench_common import environment, write_json  # noqa: E402
+from _bench_common import environment, named_bundles, write_json  # noqa: E402
 
 LAGS_PS = (2, 4, 10, 20, 50, 100)
 
@@ -48,12 +48,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--cutoff", type=float, default=0.32, help="shell radius, nm (first minimum of Li-O g(r))")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "spe_li_shell.json")
     a = ap.parse_args(argv)
-    models = {}
-    for m in a.model:
-        name, sep, path = m.partition("=")
-        if not sep or not Path(path).is_file():
-            raise SystemExit(f"--model: expected NAME=BUNDLE with an existing bundle file, got {m!r}")
-        models[name] = path
+    models = named_bundles(a.model, "--model")
     from openmm_mlcg.data import load_run
     from openmm_mlcg.threads import set_threads
     from openmm_mlcg.workflow import simulate_learned

@@ -20,6 +20,8 @@ from typing import Any, List, Optional, Union
 
 import yaml
 
+from .config_checks import validate_config
+
 __all__ = [
     "SystemSource", "DataConfig", "ModelConfig", "ScoreConfig", "OptimConfig", "InputNoiseConfig",
     "TrainingConfig", "TrainConfig", "load_config", "PAPER_SCORE",
@@ -315,8 +317,6 @@ class TrainConfig:
         Raises:
             ValueError: naming ``section.key``, the expected range and the actual value.
         """
-        from .config_checks import validate_config
-
         validate_config(self)
 
 

@@ -264,7 +264,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
             _extend_schedule(optimizer, scheduler, cfg.optim.lr_final, start, tc.n_steps)
     model = CGDynamicsModel(modules["embedding"], modules["dynamics"], modules["score"],
                             model_metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps,
-                                      sigma_b)).to(device)
+                                           sigma_b)).to(device)
     graphs_all = [model.system_graph(m) for m in maps]  # with the metadata's bond prior
     if cfg.score.type_balance:
         for g, m in zip(graphs_all, maps):
