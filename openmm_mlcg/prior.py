@@ -33,8 +33,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-__all__ = ["pair_key", "closest_approach", "ExcludedVolume", "bond_statistics", "bond_parameters", "bond_score",
-           "CGPrior"]
+__all__ = ["pair_key", "closest_approach", "ExcludedVolume", "PairCorrection", "bond_statistics", "bond_parameters",
+           "bond_score", "CGPrior"]
 
 
 def pair_key(type_a: str, type_b: str) -> str:
@@ -176,6 +176,86 @@ class ExcludedVolume:
         return torch.zeros((n, 3), dtype=dtype, device=vec.device).index_add_(0, src, push)
 
 
+class PairCorrection:
+    """A tabulated radial pair score added to the learned one: the metadata's ``pair_correction``.
+
+    For every non-bonded edge (i, j) of a listed bead-type pair with r_min <= r < r_min + (K - 1) dr, bead i gets
+    ``g_ab(r) (x_i - x_j) / r``, g linearly interpolated between the K knots r_min + k dr (1/nm; > 0 pushes the
+    beads apart). Both directions of every edge are in the graph, so the correction obeys Newton's third law.
+    ``openmm_mlcg.train.pair_correction`` fits g by denoising score matching at the sampler's noise level with
+    the network frozen (a linear least-squares problem), where the Score GNN under-fits a rare contact. It is
+    fitted at the sampler's noise level sigma_b and used as is at every level the sampler evaluates.
+
+    Args:
+        bead_types: (n,) bead-type labels of the system. table: ``{"r_min_nm": float, "dr_nm": float,
+            "scores": {pair_key: [K values, 1/nm]}}``. device: torch device.
+
+    Attributes:
+        keys: the pair keys of the table's rows for this system (pairs whose two types both occur in it).
+
+    Raises:
+        ValueError: a malformed table (names the key, expected and actual value).
+    """
+
+    def __init__(self, bead_types, table: Mapping, device=None):
+        r_min, dr, scores = table.get("r_min_nm"), table.get("dr_nm"), table.get("scores")
+        for key, v in (("r_min_nm", r_min), ("dr_nm", dr)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (np.isfinite(v) and v > 0):
+                raise ValueError(f"table[{key!r}]: expected a positive finite distance in nm, got {v!r}")
+        if not isinstance(scores, Mapping) or not scores:
+            raise ValueError(f"table['scores']: expected a non-empty mapping 'A|B' -> [values 1/nm], got {scores!r}")
+        lengths = {len(v) if isinstance(v, (list, tuple)) else -1 for v in scores.values()}
+        if len(lengths) != 1 or min(lengths) < 2:
+            raise ValueError(f"table['scores']: expected lists of one length >= 2 (the knots), got lengths {lengths}")
+        for key, v in scores.items():
+            if not all(not isinstance(u, bool) and isinstance(u, (int, float)) and np.isfinite(u) for u in v):
+                raise ValueError(f"table['scores'][{key!r}]: expected finite numbers (1/nm), got {list(v)}")
+        names, code = _type_codes(bead_types)
+        n_knots = lengths.pop()
+        row = torch.full((len(names), len(names)), -1, dtype=torch.long)
+        values, self.keys = [], []
+        for i, a in enumerate(names):
+            for j, b in enumerate(names[i:], start=i):
+                v = scores.get(pair_key(a, b))
+                if v is None:
+                    continue
+                row[i, j] = row[j, i] = len(values)
+                values.append(np.asarray(v, dtype=float))
+                self.keys.append(pair_key(a, b))
+        self.type_index = code.to(device)
+        self.row = row.to(device)
+        self.values = torch.tensor(np.array(values).reshape(-1, n_knots), dtype=torch.float64, device=device)
+        self.r_min_nm, self.dr_nm, self.n_knots = float(r_min), float(dr), int(n_knots)
+
+    @classmethod
+    def from_metadata(cls, metadata, bead_types, device=None) -> Optional["PairCorrection"]:
+        """The correction a bundle's metadata records (``pair_correction``), or None."""
+        table = getattr(metadata, "pair_correction", None)
+        return cls(bead_types, table, device) if table else None
+
+    def terms(self, edges):
+        """The edges the correction acts on: (src (e,), table row (e,), left knot (e,), weight of the right knot
+        (e,), unit vector pushing src away from dst (e, 3)), float64."""
+        edge_index, edge_vec, edge_type = edges
+        src, dst = edge_index[0], edge_index[1]
+        vec = edge_vec.to(torch.float64)
+        r = vec.norm(dim=-1).clamp(min=1e-9)
+        rows = self.row[self.type_index[src], self.type_index[dst]]
+        t = (r - self.r_min_nm) / self.dr_nm
+        keep = (edge_type == 0) & (rows >= 0) & (t >= 0) & (t < self.n_knots - 1)
+        t = t[keep]
+        k0 = t.floor().long().clamp(max=self.n_knots - 2)
+        return src[keep], rows[keep], k0, t - k0, -vec[keep] / r[keep].unsqueeze(-1)
+
+    def score(self, edges, n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        """The correction's score (n, 3), 1/nm, from the CG graph ``edges`` of :func:`openmm_mlcg.nn.neighbors.
+        build_edges` (both directions; only non-bonded edges count)."""
+        src, rows, k0, w, unit = self.terms(edges)
+        g = self.values[rows, k0] * (1 - w) + self.values[rows, k0 + 1] * w
+        out = torch.zeros((n, 3), dtype=torch.float64, device=unit.device).index_add_(0, src, g.unsqueeze(-1) * unit)
+        return out.to(dtype)
+
+
 def bond_statistics(trajectories: Sequence, mappings: Sequence, stride: int = 1,
                     max_frames: int = 400) -> Dict[str, List[float]]:
     """Mean (nm) and variance (nm^2) of the CG bond length per unordered bead-type pair in CG trajectories.
@@ -255,28 +335,33 @@ def bond_score(positions: torch.Tensor, cg_bonds: torch.Tensor, parameters: torc
 
 
 class CGPrior:
-    """The prior score of one system for the runtime sampler: excluded-volume wall and harmonic bonds.
+    """The prior score of one system for the runtime sampler: excluded-volume wall, harmonic bonds and the fitted
+    pair correction.
 
     Args:
         excluded_volume: :class:`ExcludedVolume` or None. cg_bonds: (2, m) bead indices and bond_parameters
-            (m, 2) (:func:`bond_parameters`), or None for no bond prior.
+            (m, 2) (:func:`bond_parameters`), or None for no bond prior. pair_correction: :class:`PairCorrection`
+            or None.
     """
 
     def __init__(self, excluded_volume: Optional[ExcludedVolume] = None, cg_bonds: Optional[torch.Tensor] = None,
-                 bond_parameters: Optional[torch.Tensor] = None):
+                 bond_parameters: Optional[torch.Tensor] = None, pair_correction: Optional[PairCorrection] = None):
         self.excluded_volume = excluded_volume
         self.cg_bonds = cg_bonds
         self.bond_parameters = bond_parameters
+        self.pair_correction = pair_correction
 
     @classmethod
     def from_metadata(cls, metadata, bead_types, graph, device=None) -> Optional["CGPrior"]:
         """The priors a bundle's metadata records for a system (``graph``: its SystemGraph, whose
         ``cg_bond_prior`` holds the bond parameters), or None when it records none."""
         wall = ExcludedVolume.from_metadata(metadata, bead_types, device)
+        corr = PairCorrection.from_metadata(metadata, bead_types, device)
         par = graph.cg_bond_prior
-        if wall is None and par is None:
+        if wall is None and par is None and corr is None:
             return None
-        return cls(wall, None if par is None else graph.cg_bonds.to(device), None if par is None else par.to(device))
+        return cls(wall, None if par is None else graph.cg_bonds.to(device), None if par is None else par.to(device),
+                   corr)
 
     def score(self, positions: torch.Tensor, edges, sigma: torch.Tensor, box: Optional[torch.Tensor] = None,
               dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -287,4 +372,6 @@ class CGPrior:
             out = out + self.excluded_volume.score(edges, dtype)
         if self.bond_parameters is not None:
             out = out + bond_score(positions.to(dtype), self.cg_bonds, self.bond_parameters, sigma, box)
+        if self.pair_correction is not None:
+            out = out + self.pair_correction.score(edges, positions.shape[0], dtype)
         return out

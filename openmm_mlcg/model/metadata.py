@@ -65,6 +65,9 @@ class ModelMetadata:
         bond_prior: {``"A|B"``: [r0 nm, variance nm^2]} per bead-type pair of CG bonds, the bond-length
             statistics of the training data; the Score GNN was trained as the residual on top of this harmonic
             prior and the sampler adds it (:mod:`openmm_mlcg.prior`; empty: none).
+        pair_correction: a tabulated radial pair score the ``"cg_langevin"`` sampler adds to the learned one,
+            ``{"r_min_nm", "dr_nm", "scores": {"A|B": [K values, 1/nm]}}``, fitted after training
+            (:class:`openmm_mlcg.prior.PairCorrection`; empty: none).
         score_enabled: whether the Score GNN was trained.
         min_std: lower bound of the predicted std (normalised units) or None.
         hyperparameters: {"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments.
@@ -100,6 +103,7 @@ class ModelMetadata:
     excluded_volume_nm: Dict[str, float] = field(default_factory=dict)
     excluded_volume_width_nm: Optional[float] = None
     bond_prior: Dict[str, Tuple[float, float]] = field(default_factory=dict)
+    pair_correction: Dict[str, Any] = field(default_factory=dict)
     score_enabled: bool = True
     min_std: Optional[float] = None
     hyperparameters: Dict[str, Any] = field(default_factory=dict)
@@ -187,6 +191,15 @@ class ModelMetadata:
             if not ok:
                 raise ValueError(f"{name}['bond_prior'][{t!r}]: expected [r0 nm, variance nm^2], both positive and "
                                  f"finite, got {v!r}")
+        corr = self.pair_correction or {}
+        if not isinstance(corr, Mapping):
+            raise ValueError(f"{name}['pair_correction']: expected a mapping, got {type(corr).__name__}")
+        if corr:
+            from openmm_mlcg.prior import PairCorrection
+            try:
+                PairCorrection([], corr)
+            except ValueError as err:
+                raise ValueError(f"{name}['pair_correction']: {err}") from None
         for key in ("history", "n_bond_types", "langevin_steps_per_level", "corrector_steps", "cg_langevin_steps",
                     "cg_langevin_reverse_levels"):
             v = getattr(self, key)
@@ -220,6 +233,7 @@ class ModelMetadata:
                         cg_langevin_friction_by_type={str(t): float(v) for t, v in by_type.items()},
                         excluded_volume_nm={str(t): float(v) for t, v in walls.items()},
                         bond_prior={str(t): (float(v[0]), float(v[1])) for t, v in bonds.items()},
+                        pair_correction=_plain(dict(corr)),
                         score_enabled=bool(self.score_enabled), cg_langevin_denoise=float(denoise),
                         periodic=None if self.periodic is None else bool(self.periodic))
 
@@ -233,6 +247,7 @@ class ModelMetadata:
         out["cg_langevin_friction_by_type"] = dict(self.cg_langevin_friction_by_type)
         out["excluded_volume_nm"] = dict(self.excluded_volume_nm)
         out["bond_prior"] = {t: [float(v[0]), float(v[1])] for t, v in self.bond_prior.items()}
+        out["pair_correction"] = _plain(self.pair_correction)
         for key in ("min_std", "format_version", "package_version", "periodic", "interpolant_noise_nm",
                     "temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu",
                     "cg_langevin_mass_floor_amu", "excluded_volume_width_nm"):

@@ -123,7 +123,10 @@ class ScoreConfig:
     Tweedie or the half denoising step; README): a harmonic bond per bead-type pair from the data's bond-length
     mean and variance, the Score GNN learning the residual on top of it, :mod:`openmm_mlcg.prior`;
     ``type_balance``: weight each bead's score-matching loss so that every bead type of a system has the same
-    total weight, :func:`openmm_mlcg.model.losses.type_balanced_weights`, for rare species such as Li+),
+    total weight, :func:`openmm_mlcg.model.losses.type_balanced_weights`, for rare species such as Li+;
+    ``pair_correction_types``: bead-type names (e.g. ``["Li"]``) whose non-bonded pairs get a radial pair score
+    fitted after training by denoising score matching with the network frozen, where the Score GNN under-fits a
+    rare contact (:mod:`openmm_mlcg.train.pair_correction`; null: none)),
     ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
     ``n_levels`` Euler-Maruyama steps = passes; noise amplitude ``interpolant_noise`` x velocity_std; the Score
     GNN is then trained as the denoiser's residual instead of by score matching), ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
@@ -156,6 +159,7 @@ class ScoreConfig:
     excluded_volume_width: Optional[float] = 3.0
     bond_prior: bool = False
     type_balance: bool = False
+    pair_correction_types: Optional[List[str]] = None
     calibration_lag: int = 10
     calibration_starts: int = 4
     relative_entropy_steps: int = 0

@@ -83,6 +83,15 @@ def validate_config(cfg) -> None:
     if s.relative_entropy_steps > 0 and not m.score_energy:
         raise ValueError(f"score.relative_entropy_steps: expected 0 unless model.score_energy is true (relative "
                          f"entropy needs an energy), got {s.relative_entropy_steps}")
+    pc = s.pair_correction_types
+    if pc is not None:
+        if isinstance(pc, str) or not isinstance(pc, (list, tuple)) or not pc or not all(
+                isinstance(t, str) and t for t in pc):
+            raise ValueError(f"score.pair_correction_types: expected a non-empty list of bead-type names or null, "
+                             f"got {pc!r}")
+        if s.sampler != "cg_langevin":
+            raise ValueError(f"score.pair_correction_types: expected null unless score.sampler is 'cg_langevin' "
+                             f"(it corrects the equilibrium score), got {list(pc)} with {s.sampler!r}")
     if cfg.data.temperature_K is not None:
         _check("data.temperature_K", cfg.data.temperature_K, cfg.data.temperature_K > 0, "> 0 (K)")
     _check("optim.lr", o.lr, o.lr > 0, "> 0")

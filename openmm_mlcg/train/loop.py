@@ -346,6 +346,14 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
             return calibrate_friction(model, tr, [maps[i] for i in tr_ids], dc.stride, cfg.score.calibration_lag,
                                       cfg.score.calibration_starts)
 
+        if cfg.score.pair_correction_types and "pair_correction" not in extra:
+            from .pair_correction import fit_pair_correction
+            extra["pair_correction"] = fit_pair_correction(model, tr, [maps[i] for i in tr_ids],
+                                                           list(cfg.score.pair_correction_types), seed=tc.seed)
+            checkpoint(tc.n_steps)
+        if "pair_correction" in extra:  # before the friction fit: the sampler it calibrates includes it
+            meta = dataclasses.replace(meta, pair_correction=extra["pair_correction"]["table"])
+            model.metadata = meta
         if "friction_calibration" not in extra:  # once per run (kept in the checkpoint for resumes)
             extra["friction_calibration"] = calibrate()
             checkpoint(tc.n_steps)
@@ -365,6 +373,8 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         meta = fitted(fc).with_extra(friction_calibration=extra["friction_calibration"])
     if "relative_entropy" in extra:
         meta = meta.with_extra(relative_entropy=extra["relative_entropy"])
+    if "pair_correction" in extra:
+        meta = meta.with_extra(pair_correction_fit={k: v for k, v in extra["pair_correction"].items() if k != "table"})
     meta = meta.with_extra(training_steps=tc.n_steps, val_nll=_finite_or_none(extra.get("val_nll")),
                                      val_nll_linear_baseline=_finite_or_none(baseline_nll),
                                      train_config=_model_config(cfg))

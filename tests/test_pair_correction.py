@@ -1,0 +1,129 @@
+"""The fitted pair correction of the cg_langevin score (openmm_mlcg.train.pair_correction, prior.PairCorrection)."""
+import numpy as np
+import pytest
+import torch
+from prior_fakes import FakeTraj, ZeroScore
+
+from openmm_mlcg.prior import CGPrior, PairCorrection, pair_key
+
+
+def _pair_model(m):
+    """A cg_langevin model with an ideal-gas Score GNN on m NON-bonded C-O bead pairs (one atom per bead)."""
+    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.model import CGDynamicsModel
+    from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
+    from openmm_mlcg.topology import FineGraph
+
+    graph = FineGraph.from_arrays(["C", "O"] * m, np.tile([12.011, 15.999], m), np.zeros((0, 2), dtype=int),
+                                  residue_names=["CO"] * (2 * m))
+    mapping = CGMapping.from_graph(graph, 1)
+    emb = EmbeddingGNN(2, 6, hidden=4, layers=1)
+    meta = dict(model_time_step_ps=2.0, history=2, cutoff_nm=0.5, velocity_std=0.2, acceleration_std=0.3,
+                atom_type_vocabulary=["C", "O"], sampler="cg_langevin", temperature_K=300.0, cg_langevin_steps=15,
+                cg_langevin_sigma_nm=0.015, sigmas_nm=[0.02, 0.01], cg_langevin_mass_floor_amu=40.0)
+    model = CGDynamicsModel(emb, DynamicsGNN(embedding_dim=emb.out_dim, history=2, hidden=8, layers=1),
+                            ZeroScore(), meta).eval()
+    return model, mapping
+
+
+def _pair_frames(n_frames, m, r0, sd, seed):
+    """(F, 2m, 3) frames of m C-O pairs at distance ~ N(r0, sd^2), random orientations, 3 nm apart."""
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n_frames):
+        u = torch.randn(m, 3, dtype=torch.float64, generator=g)
+        u = u / u.norm(dim=-1, keepdim=True)
+        r = r0 + sd * torch.randn(m, 1, dtype=torch.float64, generator=g)
+        a = torch.arange(m, dtype=torch.float64)[:, None] * torch.tensor([3.0, 0.0, 0.0], dtype=torch.float64)
+        x = torch.empty(2 * m, 3, dtype=torch.float64)
+        x[0::2], x[1::2] = a, a + r * u
+        out.append(x.numpy())
+    return np.stack(out)
+
+
+def test_fit_recovers_the_smoothed_pair_score_of_an_ideal_gas_model():
+    from openmm_mlcg.train.pair_correction import fit_pair_correction
+
+    m, r0, sd = 40, 0.3, 0.02
+    model, mapping = _pair_model(m)
+    o_type = str(mapping.bead_types[1])
+    frames = _pair_frames(30, m, r0, sd, seed=0)
+    fit = fit_pair_correction(model, [FakeTraj(frames, None)], [mapping], [o_type], draws=8)
+    assert fit["pairs"] == [pair_key(mapping.bead_types[0], o_type), pair_key(o_type, o_type)]
+    assert fit["held_out"][fit["ridge"]] < 0            # it predicts the other half better than no correction
+    tab = fit["table"]
+    knots = tab["r_min_nm"] + tab["dr_nm"] * np.arange(len(tab["scores"][fit["pairs"][0]]))
+    g = np.array(tab["scores"][fit["pairs"][0]])
+    # exact: the relative vector of a pair is smoothed by s^2 = sigma_C^2 + sigma_O^2 per axis, so its radial law is
+    # ~ N(r0 + s^2 / r0, sd^2 + s^2) with an r^2 Jacobian; the score pushing the beads apart is d/dr log(p / r^2)
+    sig = model.metadata.cg_langevin_sigmas(torch.as_tensor(np.asarray(mapping.bead_masses))).reshape(-1)
+    s2 = float(sig[0] ** 2 + sig[1] ** 2)
+    exact = -(knots - (r0 + s2 / r0)) / (sd ** 2 + s2) - 2.0 / knots
+    dense = np.abs(knots - r0) < 1.5 * np.sqrt(sd ** 2 + s2)
+    assert dense.sum() >= 4
+    np.testing.assert_allclose(g[dense], exact[dense], atol=0.12 * np.ptp(exact[dense]))
+    assert np.allclose(tab["scores"][pair_key(o_type, o_type)], 0.0, atol=1e-6)   # no O-O pair within reach
+
+
+def test_fit_refuses_bad_input():
+    from openmm_mlcg.train.pair_correction import fit_pair_correction
+
+    model, mapping = _pair_model(4)
+    frames = _pair_frames(4, 4, 0.3, 0.02, seed=1)
+    with pytest.raises(ValueError, match="types"):
+        fit_pair_correction(model, [FakeTraj(frames, None)], [mapping], ["Li"])
+    with pytest.raises(ValueError, match="draws"):
+        fit_pair_correction(model, [FakeTraj(frames, None)], [mapping], [str(mapping.bead_types[0])], draws=0)
+
+
+def test_runtime_correction_is_the_interpolated_table_with_newtons_third_law():
+    from openmm_mlcg.model import ModelMetadata
+    from openmm_mlcg.nn.neighbors import build_edges
+
+    table = {"r_min_nm": 0.2, "dr_nm": 0.05, "scores": {pair_key("A", "B"): [0.0, 10.0, -20.0, 0.0]}}
+    corr = PairCorrection(["A", "B", "B"], table)
+    x = torch.tensor([[0.0, 0.0, 0.0], [0.275, 0.0, 0.0], [0.0, 0.0, 0.9]], dtype=torch.float64)
+    s = corr.score(build_edges(x, None, 1.0, torch.zeros((0, 2), dtype=torch.long)), 3)
+    # r = 0.275 nm: halfway between the knots 0.25 (10 /nm) and 0.30 (-20 /nm): -5 /nm, i.e. attraction; the
+    # third bead is beyond the table (0.9 nm)
+    torch.testing.assert_close(s[0], torch.tensor([5.0, 0.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(s[1], torch.tensor([-5.0, 0.0, 0.0], dtype=torch.float64))
+    torch.testing.assert_close(s[2], torch.zeros(3, dtype=torch.float64))
+    meta = ModelMetadata.from_dict(dict(history=2, cutoff_nm=1.0, model_time_step_ps=2.0, velocity_std=0.1,
+                                        acceleration_std=0.1, atom_type_vocabulary=["C"], sigmas_nm=[0.02, 0.01],
+                                        sampler="cg_langevin", temperature_K=300.0, cg_langevin_sigma_nm=0.015,
+                                        pair_correction=table))
+    again = ModelMetadata.from_dict(meta.to_dict())
+    assert again.pair_correction == table
+    graph = type("G", (), {"cg_bond_prior": None})()
+    prior = CGPrior.from_metadata(again, ["A", "B", "B"], graph)
+    assert prior is not None and prior.pair_correction is not None
+    bad = dict(table, scores={pair_key("A", "B"): [0.0, float("nan")]})
+    with pytest.raises(ValueError, match="pair_correction"):
+        ModelMetadata.from_dict(dict(meta.to_dict(), pair_correction=bad))
+
+
+def test_trainer_fits_records_and_the_runtime_applies_the_correction(tmp_path):
+    from test_train import _chain_system, _config
+
+    from openmm_mlcg.export import load_bundle
+    from openmm_mlcg.simulator import LearnedSimulator
+    from openmm_mlcg.train import TrainConfig, train_on_trajectories
+
+    traj, mapping = _chain_system(n_ions=3, n_frames=40)
+    li = [t for t in mapping.bead_types if str(t) == "Li"]
+    assert li, mapping.bead_types
+    cfg = _config(tmp_path / "pc", data=dict(val_fraction=0.0),
+                  score=dict(sampler="cg_langevin", sigma_max_nm=None, sigma_min_nm=None, calibration_starts=2,
+                             calibration_lag=2, pair_correction_types=["Li"]))
+    bundle = load_bundle(train_on_trajectories([traj], [mapping], cfg))
+    table = bundle.metadata["pair_correction"]
+    assert table and all("Li" in key.split("|") for key in table["scores"])
+    fit = bundle.metadata["pair_correction_fit"]                    # the cross-validation record
+    assert fit["pairs"] == sorted(table["scores"]) and len(fit["held_out"]) >= 2
+    sim = LearnedSimulator(bundle, mapping)
+    assert sim.prior is not None and sim.prior.pair_correction is not None
+    with pytest.raises(ValueError, match="score.pair_correction_types"):
+        TrainConfig.from_dict({"score": {"pair_correction_types": []}})
+    with pytest.raises(ValueError, match="score.pair_correction_types"):
+        TrainConfig.from_dict({"score": {"sampler": "ode", "pair_correction_types": ["Li"]}})
