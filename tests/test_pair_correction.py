@@ -127,3 +127,6 @@ def test_trainer_fits_records_and_the_runtime_applies_the_correction(tmp_path):
         TrainConfig.from_dict({"score": {"pair_correction_types": []}})
     with pytest.raises(ValueError, match="score.pair_correction_types"):
         TrainConfig.from_dict({"score": {"sampler": "ode", "pair_correction_types": ["Li"]}})
+    with pytest.raises(ValueError, match="score.pair_correction_types"):
+        TrainConfig.from_dict({"model": {"score_energy": True},
+                               "score": {"relative_entropy_steps": 10, "pair_correction_types": ["Li"]}})

@@ -92,6 +92,9 @@ def validate_config(cfg) -> None:
         if s.sampler != "cg_langevin":
             raise ValueError(f"score.pair_correction_types: expected null unless score.sampler is 'cg_langevin' "
                              f"(it corrects the equilibrium score), got {list(pc)} with {s.sampler!r}")
+        if s.relative_entropy_steps > 0:
+            raise ValueError(f"score.pair_correction_types: expected null with score.relative_entropy_steps > 0 (the "
+                             f"correction is fitted before the fine-tuning would change the network), got {list(pc)}")
     if cfg.data.temperature_K is not None:
         _check("data.temperature_K", cfg.data.temperature_K, cfg.data.temperature_K > 0, "> 0 (K)")
     _check("optim.lr", o.lr, o.lr > 0, "> 0")
