@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 from prior_fakes import FakeTraj, ZeroScore
+from test_bond_prior import _dimer_data
 
 from openmm_mlcg.prior import CGPrior, PairCorrection, pair_key
 
@@ -27,18 +28,9 @@ def _pair_model(m):
 
 
 def _pair_frames(n_frames, m, r0, sd, seed):
-    """(F, 2m, 3) frames of m C-O pairs at distance ~ N(r0, sd^2), random orientations, 3 nm apart."""
+    """(F, 2m, 3) frames of m C-O pairs at distance ~ N(r0, sd^2), random orientations, far apart."""
     g = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(n_frames):
-        u = torch.randn(m, 3, dtype=torch.float64, generator=g)
-        u = u / u.norm(dim=-1, keepdim=True)
-        r = r0 + sd * torch.randn(m, 1, dtype=torch.float64, generator=g)
-        a = torch.arange(m, dtype=torch.float64)[:, None] * torch.tensor([3.0, 0.0, 0.0], dtype=torch.float64)
-        x = torch.empty(2 * m, 3, dtype=torch.float64)
-        x[0::2], x[1::2] = a, a + r * u
-        out.append(x.numpy())
-    return np.stack(out)
+    return np.stack([_dimer_data(m, r0, sd, g).numpy() for _ in range(n_frames)])
 
 
 def test_fit_recovers_the_smoothed_pair_score_of_an_ideal_gas_model():

@@ -118,6 +118,7 @@ def fit_pair_correction(model, trajectories: Sequence, mappings: Sequence, types
                 n_frames += 1
 
     def solve(ata, aty, ridge):
+        """Ridge solution (n_par,) of the normal equations, the ridge relative to their mean diagonal."""
         scale = float(torch.diagonal(ata).mean().clamp(min=1e-30))
         return torch.linalg.solve(ata + ridge * scale * torch.eye(n_par, dtype=torch.float64), aty)
 
