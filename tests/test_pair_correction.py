@@ -122,3 +122,41 @@ def test_trainer_fits_records_and_the_runtime_applies_the_correction(tmp_path):
     with pytest.raises(ValueError, match="score.pair_correction_types"):
         TrainConfig.from_dict({"model": {"score_energy": True},
                                "score": {"relative_entropy_steps": 10, "pair_correction_types": ["Li"]}})
+
+
+class _ExactPairScore(torch.nn.Module):
+    """sigma x the smoothed pair score of test_fit_recovers...: d/dr log(p / r^2), p ~ N(r0 + s2 / r0, sd^2 + s2)."""
+
+    def __init__(self, r0, sd, s2):
+        super().__init__()
+        self.r0, self.sd, self.s2 = r0, sd, s2
+
+    def forward(self, latent, residual, displacement, edge_index, edge_vec, edge_type, sigma, cutoff: float = 1.0,
+                length_scale: float = 1.0):
+        r = edge_vec.norm(dim=-1, keepdim=True)
+        g = -(r - (self.r0 + self.s2 / self.r0)) / (self.sd ** 2 + self.s2) - 2.0 / r
+        pair = torch.zeros(latent.shape[0], 3, dtype=edge_vec.dtype).index_add_(0, edge_index[0], -g * edge_vec / r)
+        return sigma.reshape(-1, 1) * pair
+
+
+def test_identity_check_tells_the_exact_score_from_a_wrong_one_and_the_fit_repairs_it():
+    from openmm_mlcg.train.pair_correction import contact_identity_check, fit_pair_correction
+
+    m, r0, sd = 40, 0.3, 0.02
+    model, mapping = _pair_model(m)
+    frames = [FakeTraj(_pair_frames(20, m, r0, sd, seed=3), None)]
+    key = pair_key(mapping.bead_types[0], mapping.bead_types[1])
+    zero = contact_identity_check(model, frames, [mapping], contact_nm=0.4)[key]
+    sig = model.metadata.cg_langevin_sigmas(torch.as_tensor(np.asarray(mapping.bead_masses))).reshape(-1)
+    model.score = _ExactPairScore(r0, sd, float(sig[0] ** 2 + sig[1] ** 2))
+    exact = contact_identity_check(model, frames, [mapping], contact_nm=0.4)[key]
+    assert zero["n"] == exact["n"] > 0.99 * 20 * m * 8                # nearly every pair, every draw, once
+    assert abs(zero["difference"]) > 10 * zero["se"]                 # the ideal gas misses the pair's score
+    assert abs(exact["difference"]) < 0.1 * abs(zero["difference"])  # the exact one satisfies the identity
+    with pytest.raises(ValueError, match="contact_nm"):
+        contact_identity_check(model, frames, [mapping], contact_nm=0.0)
+    model.score = ZeroScore()
+    fit = fit_pair_correction(model, frames, [mapping], [str(mapping.bead_types[1])])
+    before, after = fit["identity_check"]["before"][key], fit["identity_check"]["after"][key]
+    assert abs(after["difference"]) < 0.2 * abs(before["difference"])   # (the ridge leaves a little)
+    assert abs(after["difference"]) < 3 * after["se"]
