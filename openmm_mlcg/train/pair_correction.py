@@ -130,8 +130,8 @@ def fit_pair_correction(model, trajectories: Sequence, mappings: Sequence, types
 def _noisy_frames(model, trajectories: Sequence, mappings: Sequence, draws: int, seed: int, max_frames: int):
     """Yield, for ``draws`` noise draws of at most ``max_frames`` evenly spaced frames per trajectory, the noisy
     frame x~ = x + sigma z at the sampler's sigma and what the identities need: dict(system (an object per
-    trajectory), mapping, draw, second_half (the frame is in the trajectory's second half), noisy (n, 3) nm,
-    edges (the CG graph on it), score (n, 3) the sampler's score there (learned + the metadata's priors, 1/nm),
+    trajectory), mapping, draw, second_half (the frame is in the trajectory's second half), edges (the CG graph
+    on x~), score (n, 3) the sampler's score there (learned + the metadata's priors, 1/nm),
     target (n, 3) -z / sigma, 1/nm).
 
     Raises:
@@ -162,8 +162,8 @@ def _noisy_frames(model, trajectories: Sequence, mappings: Sequence, draws: int,
                     score = model.equilibrium_gns(emb, xn, sig, edges).to(torch.float64) / sig
                     if prior is not None:
                         score = score + prior.score(xn, edges, sig, box)
-                    yield dict(system=system, mapping=mapping, draw=k, second_half=f >= len(x_all) // 2, noisy=xn,
-                               edges=edges, score=score, target=-z / sig)
+                    yield dict(system=system, mapping=mapping, draw=k, second_half=f >= len(x_all) // 2, edges=edges,
+                               score=score, target=-z / sig)
 
 
 def contact_identity_check(model, trajectories: Sequence, mappings: Sequence, contact_nm: float = 0.30,
@@ -195,8 +195,16 @@ def contact_identity_check(model, trajectories: Sequence, mappings: Sequence, co
                          f"(score enabled: {meta.score_enabled})")
     if not float(contact_nm) > 0:
         raise ValueError(f"contact_nm: expected a positive distance in nm, got {contact_nm!r}")
-    sums: Dict[str, list] = {}
+    names = sorted({str(t) for m in mappings for t in m.bead_types})
+    keys = sorted({pair_key(a, b) for a in names for b in names})
+    sums = torch.zeros(len(keys), 5, dtype=torch.float64)    # n, sum network, sum target, sum diff, sum diff^2
+    system = None
     for d in _noisy_frames(model, trajectories, mappings, draws, seed, max_frames):
+        if d["system"] is not system:                           # a new mapping: each bead's row of the key table
+            system = d["system"]
+            index = {t: k for k, t in enumerate(names)}
+            code = torch.tensor([index[str(t)] for t in d["mapping"].bead_types], dtype=torch.long)
+            key_of = torch.tensor([[keys.index(pair_key(a, b)) for b in names] for a in names], dtype=torch.long)
         edge_index, vec, edge_type = d["edges"]
         src, dst = edge_index[0], edge_index[1]
         r = vec.to(torch.float64).norm(dim=-1)
@@ -205,16 +213,17 @@ def contact_identity_check(model, trajectories: Sequence, mappings: Sequence, co
         i, j = src[keep], dst[keep]
         net = ((d["score"][i] - d["score"][j]) * u).sum(-1)
         tgt = ((d["target"][i] - d["target"][j]) * u).sum(-1)
-        types = [str(t) for t in d["mapping"].bead_types]
-        for a, b, x, y in zip(i.tolist(), j.tolist(), net.tolist(), tgt.tolist()):
-            sums.setdefault(pair_key(types[a], types[b]), []).append((x, y))
+        row = key_of[code[i], code[j]]
+        for col, v in enumerate((torch.ones_like(net), net, tgt, net - tgt, (net - tgt) ** 2)):
+            sums[:, col] += torch.bincount(row, weights=v, minlength=len(keys))
     out = {}
-    for key, v in sorted(sums.items()):
-        v = np.asarray(v)
-        diff = v[:, 0] - v[:, 1]
-        out[key] = dict(n=int(len(v)), target=float(v[:, 1].mean()), network=float(v[:, 0].mean()),
-                        difference=float(diff.mean()),
-                        se=float(diff.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan"))
+    for key, (n, s_net, s_tgt, s_d, s_d2) in zip(keys, sums.tolist()):
+        if n < 1:
+            continue
+        mean = s_d / n
+        var = (s_d2 - n * mean ** 2) / (n - 1) if n > 1 else float("nan")
+        out[key] = dict(n=int(n), target=s_tgt / n, network=s_net / n, difference=mean,
+                        se=float(np.sqrt(max(var, 0.0) / n)) if n > 1 else float("nan"))
     return out
 
 
