@@ -1,7 +1,8 @@
 """``openmm-mlcg`` command line: thin argument parsing that calls the library.
 
 Subcommands: ``coarse-grain`` (METIS mapping + cached CG trajectory), ``generate spe|polymer`` (reference MD),
-``train CONFIG.yaml`` (trainer), ``analyze`` (observables -> JSON + PNG). Heavy modules are imported lazily so
+``train CONFIG.yaml`` (trainer), ``check BUNDLE CONFIG.yaml`` (the trained score at its training frames),
+``analyze`` (observables -> JSON + PNG). Heavy modules are imported lazily so
 ``openmm-mlcg --help`` is fast and the runtime never pulls in the trainer.
 """
 from __future__ import annotations
@@ -41,6 +42,16 @@ def _train(args) -> int:
     from .train import train
 
     print(train(args.config))
+    return 0
+
+
+def _check(args) -> int:
+    from .train.check import check_bundle, format_report
+
+    result = check_bundle(args.bundle, args.config, contact_nm=args.contact_nm, draws=args.draws, out=args.out)
+    print(format_report(result))
+    if args.out:
+        print(f"wrote {args.out}")
     return 0
 
 
@@ -111,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train Embedding/Dynamics/Score GNNs from a YAML config, export a bundle")
     tr.add_argument("config", help="YAML config (see examples/train_spe.yaml)")
     tr.set_defaults(func=_train)
+
+    ck = sub.add_parser("check", parents=[common],
+                        help="denoising-identity check of a trained cg_langevin bundle at its training frames")
+    ck.add_argument("bundle", help="trained bundle (model.mlcg)")
+    ck.add_argument("config", help="the YAML config it was trained with (its data section is used)")
+    ck.add_argument("--contact-nm", type=float, default=0.30, help="contact distance, nm (default 0.30)")
+    ck.add_argument("--draws", type=int, default=8, help="noise draws per frame (default 8)")
+    ck.add_argument("--out", help="also write the result as JSON")
+    ck.set_defaults(func=_check)
 
     an = sub.add_parser("analyze", parents=[common],
                         help="observables of one or more trajectories -> analysis.json + PNG plots")
