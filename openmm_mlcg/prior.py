@@ -20,8 +20,10 @@ wall. It is added at run time only.
 training data; the prior of a bond (i, j) at noise levels sigma_i, sigma_j is the Boltzmann inversion
 ``U / kT = -ln(p(r) / r^2)`` of the Gaussian p(r) = N(r0 + s^2 / r0, v + s^2), s^2 = sigma_i^2 + sigma_j^2, i.e.
 ``(r - r0')^2 / (2 v') + 2 ln r``: the bond-length law of the sigma-smoothed density the score describes (noise
-of variance s^2 per axis on the bond vector adds s^2 to the radial variance and s^2 / r0 to the mean). Unlike the wall it is part of the model: the Score GNN is trained as the residual on top of it
-(denoising score matching of the sum, ``CGDynamicsModel._equilibrium_score_loss``) and the sampler adds it back.
+of variance s^2 per axis on the bond vector adds s^2 to the radial variance and s^2 / r0 to the mean). Unlike
+the wall it is part of the model: the Score GNN is trained as the residual on top of it
+(denoising score matching of the sum, ``openmm_mlcg.model.objective.equilibrium_score_loss``) and the sampler
+adds it back.
 Without it the learned score holds a bond only near the training configurations: on the SPE demo, 10 model
 steps from true states widen the PEO bonds from 0.015-0.025 nm to 0.025-0.031 nm and stretch their mean by up to
 0.02 nm (noisy-data denoising of the same network restores them), and the TFSI bond pair dominates the RDF error.

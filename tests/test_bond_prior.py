@@ -143,6 +143,7 @@ def _dimer_items(n_windows, g):
 def test_trainer_denoising_loss_includes_the_prior():
     from dataclasses import replace
 
+    from openmm_mlcg.model.objective import equilibrium_score_loss
     from openmm_mlcg.train.batching import collate
 
     model, mapping = _dimer_model(True)
@@ -152,9 +153,9 @@ def test_trainer_denoising_loss_includes_the_prior():
     assert batch.cg_bond_prior.shape == (16 * 50, 2)
     with torch.no_grad():
         h = model.embed(graph).repeat(16, 1)
-        with_prior = float(model._equilibrium_score_loss(h, batch, torch.Generator().manual_seed(1)))
-        without = float(model._equilibrium_score_loss(h, replace(batch, cg_bond_prior=None),
-                                                      torch.Generator().manual_seed(1)))  # the same noise
+        with_prior = float(equilibrium_score_loss(model, h, batch, torch.Generator().manual_seed(1)))
+        without = float(equilibrium_score_loss(model, h, replace(batch, cg_bond_prior=None),
+                                               torch.Generator().manual_seed(1)))  # the same noise
     # zero network: 0.5 x 3 axes = 1.5 without the prior (std 0.03 here). With the exact prior the relative radial
     # noise of a dimer (one unit-variance coordinate) is predictable, a fraction 2 s^2 / (v + 2 s^2) of it: the
     # loss drops by 0.5 E[s^2 / (v + 2 s^2)], s log-uniform over sigmas_nm [0.01, 0.02]
