@@ -34,6 +34,11 @@ def test_smoke_summary_is_complete_and_finite(smoke_run):
     assert summary["speed"]["learned_ns_per_hour"] > 0 and summary["speed"]["classical_ns_per_hour"] > 0
     assert "learned" in summary["metrics"] and "rdf_mae" in summary["metrics"]["learned"]
     assert "Li+" in stdout and "ns/h" in stdout
+    # the reference-free check of the trained score at its training frames (cg_langevin, the default sampler)
+    check = summary["score_check"]
+    assert check["contact_nm"] == 0.30 and isinstance(check["flagged"], dict)
+    assert all(abs(v["z"]) > 5 and v["n"] >= 100 for v in check["flagged"].values())
+    assert "score check at the training frames" in stdout
     # the judged window starts strictly after the last training frame; the rollout's history is training frames
     train, judged = range(*summary["train_frames"]), range(*summary["judged_frames"])
     assert len(judged) > 0 and max(train) < min(judged)

@@ -171,6 +171,21 @@ def _mean_collisions(collisions: dict) -> dict:
     return {label: {rc: float(np.mean(v["count"])) for rc, v in per.items()} for label, per in collisions.items()}
 
 
+def _score_check(bundle_path, train_part, mapping) -> Optional[dict]:
+    """``openmm-mlcg check`` of a ``cg_langevin`` bundle at the training frames (contacts < 0.30 nm): the flagged
+    bead-type pairs {pair: dict(n, difference, se, z)}, 1/nm; None for another sampler."""
+    from ..model.core import load_model
+    from ..train.check import rank_pairs
+    from ..train.pair_correction import contact_identity_check
+
+    model = load_model(bundle_path)
+    if model.metadata.sampler != "cg_langevin" or not model.metadata.score_enabled:
+        return None
+    pairs, flagged = rank_pairs(contact_identity_check(model, [train_part], [mapping]))
+    return dict(contact_nm=0.30, flagged={k: {f: pairs[k][f] for f in ("n", "difference", "se", "z")}
+                                          for k in flagged})
+
+
 def _headline_figures(out: Path, tag: str, diffusivity: dict, metrics: dict, scale: str) -> list:
     """headline.png (D bars and mean RDF error: learned vs short MD vs reference) and training_loss.png."""
     from ..analysis.plots import plot_headline, plot_training_log
@@ -266,6 +281,7 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
     else:
         bundle_path = Path(model)
     timings["training_s"] = time.perf_counter() - t0
+    score_check = _score_check(bundle_path, train_part, mapping)
 
     # 4. learned simulation inside app.Simulation, from the end of the training part
     start = np.asarray(cg.positions)[split.start_frames]  # the history: last k+1 training frames, one step apart
@@ -315,7 +331,7 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
         judged_frames=list(split.judge),
         reference_ps=float(ref_t[-1]), learned_ps=float(learned["time_ps"][-1]),
         diffusivity_cm2_per_s=diffusivity, metrics=result["metrics"], speed=speed, timings_s=timings,
-        mean_collisions=_mean_collisions(result["observables"]["collisions"]),
+        mean_collisions=_mean_collisions(result["observables"]["collisions"]), score_check=score_check,
         analysis_dir=str(out / f"analysis_{tag}"), figures=figures)
     with atomic_write(out / f"summary_{tag}.json", "w") as fh:
         json.dump(summary, fh, indent=1, default=lambda o: None)
@@ -347,6 +363,12 @@ def format_summary(summary: dict) -> str:
         lines.append("mean non-bonded bead pairs closer than " + ", ".join(f"{rc} nm" for rc in cutoffs) + ":")
         for label, v in coll.items():
             lines.append(f"  {label:<20}" + "".join(f"{v.get(rc, float('nan')):>10.2f}" for rc in cutoffs))
+    check = summary.get("score_check")
+    if check is not None:
+        flagged = check["flagged"]
+        lines.append(f"score check at the training frames (contacts < {check['contact_nm']:g} nm; openmm-mlcg check): "
+                     + (", ".join(f"{k} {v['difference']:+.1f} +- {v['se']:.1f} /nm" for k, v in flagged.items())
+                        if flagged else "no pair flagged"))
     sp = summary["speed"]
     side = sp.get("side_by_side", {})
     lines.append(f"speed, measured side by side in one process ({side.get('seconds_each', float('nan')):g} s each, "

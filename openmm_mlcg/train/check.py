@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
-__all__ = ["check_bundle", "format_report", "FLAG_Z", "FLAG_MIN_SAMPLES"]
+__all__ = ["check_bundle", "rank_pairs", "format_report", "FLAG_Z", "FLAG_MIN_SAMPLES"]
 
 #: a pair is flagged when |difference| exceeds this many standard errors (the SE is a lower bound: frames are
 #: correlated; on the SPE demo the common contacts are within 3, the chain end on Li+ at 7-15)
@@ -64,19 +64,29 @@ def check_bundle(bundle, config, contact_nm: float = 0.30, draws: int = 8, seed:
     trajs, maps = load_sources(cfg.data, cache)
     tr_ids, tr, _, _ = split_in_time(trajs, cfg.data.val_fraction, window_span(cfg.data.history, cfg.data.stride))
     res = contact_identity_check(model, tr, [maps[i] for i in tr_ids], contact_nm, draws, seed, max_frames)
-    pairs = {}
-    for key, v in res.items():
-        z = v["difference"] / v["se"] if v["se"] and math.isfinite(v["se"]) and v["se"] > 0 else float("nan")
-        pairs[key] = dict(v, z=z)
-    order = sorted(pairs, key=lambda k: -abs(pairs[k]["z"]) if math.isfinite(pairs[k]["z"]) else 0.0)
-    pairs = {k: pairs[k] for k in order}
-    flagged = [k for k, v in pairs.items() if v["n"] >= FLAG_MIN_SAMPLES and abs(v["z"]) > FLAG_Z]
+    pairs, flagged = rank_pairs(res)
     result = dict(bundle=str(bundle), contact_nm=float(contact_nm), draws=int(draws),
                   n_frames=int(sum(min(len(t.positions), int(max_frames)) for t in tr)), pairs=pairs, flagged=flagged)
     if out is not None:
         with atomic_write(out, "w") as fh:
             json.dump(result, fh, indent=1)
     return result
+
+
+def rank_pairs(check: Dict[str, Dict[str, float]]) -> Tuple[Dict[str, Dict[str, float]], List[str]]:
+    """Add z = difference / se to every pair of a :func:`contact_identity_check` result, order the pairs by |z|
+    (largest first; NaN last) and list the flagged ones (|z| > :data:`FLAG_Z`, n >= :data:`FLAG_MIN_SAMPLES`).
+
+    Returns:
+        (pairs {pair_key: dict(..., z)}, flagged [pair_key]).
+    """
+    pairs = {}
+    for key, v in check.items():
+        z = v["difference"] / v["se"] if v["se"] and math.isfinite(v["se"]) and v["se"] > 0 else float("nan")
+        pairs[key] = dict(v, z=z)
+    order = sorted(pairs, key=lambda k: -abs(pairs[k]["z"]) if math.isfinite(pairs[k]["z"]) else 0.0)
+    pairs = {k: pairs[k] for k in order}
+    return pairs, [k for k, v in pairs.items() if v["n"] >= FLAG_MIN_SAMPLES and abs(v["z"]) > FLAG_Z]
 
 
 def format_report(result: Dict) -> str:
