@@ -216,6 +216,7 @@ class CGMapping:
 
     @property
     def n_beads(self) -> int:
+        """Number of beads."""
         return int(self.bead_masses.shape[0])
 
     @property

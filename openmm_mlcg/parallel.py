@@ -32,6 +32,7 @@ def _die_with_parent(parent_pid: int, interval: float) -> None:
         os._exit(1)
 
     def watch():
+        """Exit this process as soon as its parent is gone (polled every ``interval`` s)."""
         while os.getppid() == parent_pid:
             time.sleep(interval)
         os._exit(1)

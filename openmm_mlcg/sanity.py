@@ -58,6 +58,7 @@ def chemical_bonds(atom_types, bonds) -> np.ndarray:
     from openmm.app import Element
 
     def is_element(t):
+        """Whether ``t`` is a chemical element symbol."""
         try:
             return Element.getBySymbol(str(t)) is not None
         except KeyError:

@@ -220,14 +220,17 @@ class FineGraph:
     # ------------------------------------------------------------------ properties
     @property
     def n_atoms(self) -> int:
+        """Number of atoms."""
         return len(self.atom_types)
 
     @property
     def n_bonds(self) -> int:
+        """Number of bonds."""
         return int(self.bonds.shape[0])
 
     @property
     def n_molecules(self) -> int:
+        """Number of molecules (the bond graph's connected components)."""
         return int(self.molecules.max()) + 1 if self.n_atoms else 0
 
     @property

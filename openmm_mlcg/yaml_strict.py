@@ -18,6 +18,7 @@ class StrictSafeLoader(yaml.SafeLoader):
     source = "<string>"
 
     def construct_mapping(self, node, deep=False):
+        """The mapping of ``node``; a duplicate key raises ``yaml.constructor.ConstructorError``."""
         if isinstance(node, yaml.MappingNode):
             seen = {}
             for key_node, _ in node.value:

@@ -68,10 +68,12 @@ class CGTrajectory:
 
     @property
     def n_frames(self) -> int:
+        """Number of frames F."""
         return int(self.positions.shape[0])
 
     @property
     def n_beads(self) -> int:
+        """Number of beads n."""
         return int(self.positions.shape[1])
 
     def slice(self, start: int = 0, stop: Optional[int] = None) -> "CGTrajectory":

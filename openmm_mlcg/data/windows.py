@@ -85,6 +85,7 @@ class WindowDataset(torch.utils.data.Dataset):
 
     @property
     def frame_interval_ps(self) -> float:
+        """Time between saved frames, ps (the first trajectory's)."""
         return self.trajectories[0].frame_interval_ps
 
     @property

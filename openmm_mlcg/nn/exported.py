@@ -28,6 +28,7 @@ class _EmbeddingAdapter(nn.Module):
         self.module = module
 
     def forward(self, atom_types, masses, bond_index, bond_types, atom_to_bead, bead_ones):
+        """Bead embeddings (n_beads, hidden); the bead count arrives as the length of ``bead_ones``."""
         return self.module(atom_types, masses, bond_index, bond_types, atom_to_bead, bead_ones.shape[0])
 
 
@@ -38,6 +39,7 @@ class _DynamicsAdapter(nn.Module):
         self.cutoff = float(cutoff)
 
     def forward(self, bead_embedding, bead_masses, history_velocities, edge_index, edge_vec, edge_type):
+        """The wrapped Dynamics GNN with the cutoff (nm) baked in."""
         return self.module(bead_embedding, bead_masses, history_velocities, edge_index, edge_vec, edge_type,
                            self.cutoff)
 
@@ -50,6 +52,7 @@ class _ScoreAdapter(nn.Module):
         self.displacement_scale = float(displacement_scale)
 
     def forward(self, latent, residual, displacement, edge_index, edge_vec, edge_type, sigma):
+        """The wrapped Score GNN with the cutoff (nm) and displacement scale baked in."""
         return self.module(latent, residual, displacement, edge_index, edge_vec, edge_type, sigma, self.cutoff,
                            self.displacement_scale)
 
@@ -116,6 +119,7 @@ class _Loaded(nn.Module):
         return self
 
     def forward(self, *args):
+        """Call the exported program with the model's arguments (counts and scalars as tensors)."""
         if self.name == "embedding":
             *head, n_beads = args
             return self.program(*head, torch.ones(int(n_beads), device=args[1].device))

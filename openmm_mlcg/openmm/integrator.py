@@ -88,8 +88,7 @@ class LearnedIntegrator(openmm.CustomIntegrator):
 
     Raises:
         ValueError: mapping hash differs from the bundle's bound mapping (without ``transfer``), no mapping
-            available, bad
-            ``history`` shape/values, bad ``seed``, or missing bundle metadata.
+            available, bad ``history`` shape/values, bad ``seed``, or missing bundle metadata.
         FileNotFoundError: bundle path does not exist.
     """
 

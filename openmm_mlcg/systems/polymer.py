@@ -103,8 +103,7 @@ def class_two_sequence(rng, n_units: int, units=None, params: dict | None = None
     """Class-II (random copolymer) sequence of ``n_units`` CUs drawn uniformly from four CUs.
 
     Args:
-        rng: ``numpy.random.Generator`` or int seed.
-        n_units: number of CUs (> 0).
+        rng: ``numpy.random.Generator`` or int seed. n_units: number of CUs (> 0).
         units: the four allowed CUs; four distinct CUs drawn with ``rng`` if None.
 
     Raises:
@@ -164,8 +163,7 @@ def build_polymer_system(sequence, seed: int = 0, params: dict | None = None):
     """Build the OpenMM model of one chain.
 
     Args:
-        sequence: list of CU names (e.g. from :func:`class_one_sequence`).
-        seed: seeds the initial random walk.
+        sequence: list of CU names (e.g. from :func:`class_one_sequence`). seed: seeds the initial random walk.
         params: parameter dict (default: packaged ``polymer_params.json``).
 
     Returns:
@@ -329,8 +327,7 @@ def generate(n_systems: int, out_dir, kind: str = "class1", length: int | None =
     Re-running continues unfinished directories from their checkpoints and skips finished ones.
 
     Args:
-        n_systems: number of chains (> 0).
-        out_dir: parent output directory.
+        n_systems: number of chains (> 0). out_dir: parent output directory.
         kind: "class1" (regular, training) or "class2" (random, testing).
         length: chain length in CUs (default by scale: demo 60 CUs ~ 130 beads, paper 400 CUs ~ 880).
         seed: master seed; system i uses independent streams derived from (seed, kind, i).

@@ -176,6 +176,7 @@ def build_spe(polymer="PEO", n_chains: int = 9, chain_length: int = 12, salt_mol
     all_types: list[str] = []
 
     def add_molecule(chain, resname, mol, anames, template, rid, types):
+        """Add one RDKit molecule as residue ``resname`` of ``chain``; record its atom types."""
         all_types.extend(types)
         res = topology.addResidue(resname, chain, id=str(rid))
         atoms = [topology.addAtom(n, app.element.get_by_symbol(a.GetSymbol()), res, id=str(i + 1))
@@ -243,8 +244,7 @@ def build_spe(polymer="PEO", n_chains: int = 9, chain_length: int = 12, salt_mol
                          tfsi_charges=tf["charge_source"], tfsi_types=tf["type_source"],
                          ion_charge_scale=ions["ion_charge_scale"]["source"],
                          polymer_charges=("RDKit MMFF94 (Halgren 1996)" if charge_method == "mmff94"
-                                          else "RDKit Gasteiger-Marsili (1980)")),
-        seed=int(seed))
+                                          else "RDKit Gasteiger-Marsili (1980)")), seed=int(seed))
     return SPESystem(topology=topology, system=system, positions=positions, box=box,
                      composition=composition, forcefield_xml=ff_xml, atom_types=tuple(all_types))
 
@@ -301,8 +301,7 @@ def simulate(spe: SPESystem, out_dir, equilibration_ps=100.0, production_ps=100.
             fh.write(spe.forcefield_xml)
     except OSError as exc:
         raise ValueError(f"out_dir: cannot write to {out}: {exc}") from None
-    sim = spe.make_simulation(temperature=temperature, time_step=dt, pressure=pressure, platform=platform,
-                              seed=seed)
+    sim = spe.make_simulation(temperature=temperature, time_step=dt, pressure=pressure, platform=platform, seed=seed)
     sim.reporters.extend(reporters)
     stages = [Stage("npt_equilibration", int(round(eq / dt)), reporters=False, barostat=True, minimize=True),
               Stage("nvt_production", n_frames * interval, reporters=True, barostat=False)]

@@ -57,6 +57,7 @@ def linear_history_nll(train_ds, val_ds, train_bead_types: Sequence[Sequence[str
     code = {t: i for i, t in enumerate(names)}
 
     def ids(bead_types):
+        """Per system, (n,) int64 index of each bead's type among ``names``."""
         return [np.array([code[t] for t in types], dtype=np.int64) for types in bead_types]
 
     xf, yf, tf = _windows(train_ds, max_windows, ids(train_bead_types))

@@ -51,9 +51,11 @@ class Batch:
 
     @property
     def n_graphs(self) -> int:
+        """Number of windows (graphs) G in the batch."""
         return int(self.system.shape[0])
 
     def to(self, device) -> "Batch":
+        """The batch with every tensor moved to ``device``."""
         return Batch(**{f.name: (None if getattr(self, f.name) is None else getattr(self, f.name).to(device))
                         for f in fields(self)})
 

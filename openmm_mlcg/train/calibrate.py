@@ -133,6 +133,7 @@ def calibrate_friction(model, trajectories: Sequence, mappings: Sequence, stride
     device = next(model.parameters()).device
 
     def with_frictions(g: Dict[str, float]):
+        """The model with frictions ``g`` (1/ps per bead type), in eval mode."""
         meta = dataclasses.replace(model.metadata, cg_langevin_friction_by_type=dict(g))
         return type(model)(model.embedding, model.dynamics, model.score, meta).to(device).eval()
 

@@ -296,6 +296,7 @@ class TrainConfig:
         base = Path(base)
 
         def fix(p):
+            """``p`` resolved against ``base`` when relative (None stays None)."""
             return None if p is None else str((base / p).resolve()) if not Path(p).is_absolute() else p
 
         for s in self.data.systems:

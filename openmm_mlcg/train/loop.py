@@ -1,12 +1,12 @@
 """The training loop: data -> windows -> Adam with exponential LR decay -> checkpoints, CSV log -> bundle.
 
 Outputs in ``training.out_dir``: ``resolved_config.yaml``, ``log.csv`` (step, loss, nll, score_loss, val_nll,
-lr, samples_per_s), ``checkpoint.pt`` (resumable), ``model.mlcg`` (exported bundle), ``training_loss.png`` (loss curves). With ``training.progress`` an end-of-training
-summary is printed (final train/validation loss, time, bundle path).
+lr, samples_per_s), ``checkpoint.pt`` (resumable), ``model.mlcg`` (exported bundle), ``training_loss.png``
+(loss curves). With ``training.progress`` an end-of-training summary is printed (final train/validation loss,
+time, bundle path).
 
 Extending: rerun with a larger ``training.n_steps`` and otherwise the same config; training continues from the
-checkpoint, with the learning rate decaying from its current value to ``optim.lr_final`` over the new remaining
-steps (a finished run continues at ``lr_final``). This differs from a run started with the larger n_steps.
+checkpoint (:func:`_extend_schedule`). This differs from a run started with the larger n_steps.
 
 Determinism and resume: mini-batch indices and all noise of step s come from generators seeded by
 (seed, s), so a run killed after a checkpoint and resumed gives the same parameters as an uninterrupted run.
@@ -285,6 +285,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
     wall_before = float(extra.get("train_time_s", 0.0))
 
     def checkpoint(step):
+        """Save the resumable state after ``step`` steps (modules, optimiser, scheduler, statistics, extras)."""
         extra["train_time_s"] = wall_before + time.perf_counter() - t_session
         save_checkpoint(ckpt_path, step=step, modules=saved_modules, optimizer=optimizer, scheduler=scheduler,
                         config=cfg.to_dict(), stats=stats, extra=extra)
@@ -339,10 +340,12 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         from .calibrate import calibrate_friction
 
         def fitted(fc):
+            """The metadata with the frictions of a :func:`calibrate_friction` result."""
             return dataclasses.replace(meta, cg_langevin_friction_per_ps=fc["friction_per_ps"],
                                        cg_langevin_friction_by_type=dict(fc.get("friction_by_type") or {}))
 
         def calibrate():
+            """Fit the frictions per bead type to the training data's MSD (:func:`calibrate_friction`)."""
             return calibrate_friction(model, tr, [maps[i] for i in tr_ids], dc.stride, cfg.score.calibration_lag,
                                       cfg.score.calibration_starts)
 
@@ -376,15 +379,12 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
     if "pair_correction" in extra:
         meta = meta.with_extra(pair_correction_fit={k: v for k, v in extra["pair_correction"].items() if k != "table"})
     meta = meta.with_extra(training_steps=tc.n_steps, val_nll=_finite_or_none(extra.get("val_nll")),
-                                     val_nll_linear_baseline=_finite_or_none(baseline_nll),
-                                     train_config=_model_config(cfg))
-    hashes = {m.hash for m in maps}
-    bound = maps[0] if len(hashes) == 1 else None
+                           val_nll_linear_baseline=_finite_or_none(baseline_nll), train_config=_model_config(cfg))
+    bound = maps[0] if len({m.hash for m in maps}) == 1 else None  # one mapping: bind it to the bundle
     bundle = out / "model.mlcg"
     model.cpu()
     CGDynamicsModel(model.embedding, model.dynamics, model.score, meta).save(bundle, mapping=bound)
     from openmm_mlcg.analysis.plots import plot_training_log
-
     plot_training_log(log_path, out / "training_loss.png")
     if tc.progress:
         print(training_summary(log_path, bundle, wall_before + time.perf_counter() - t_session, baseline_nll),

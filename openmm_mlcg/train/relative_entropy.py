@@ -113,6 +113,7 @@ def fine_tune_relative_entropy(model, trajectories: Sequence, mappings: Sequence
         return s, f, sy["frames"][f] + sy["sig"] * z, z
 
     def energy(s: int, f: int, x: torch.Tensor) -> torch.Tensor:
+        """The learned energy of system ``s`` at positions ``x`` (frame ``f``'s box), per bead, kT."""
         sy = systems[s]
         ei, ev, et = model.edges(x, sy["boxes"][f], sy["bonds"], validate=False)
         dtype = sy["emb"].dtype
