@@ -48,7 +48,8 @@ def _train(args) -> int:
 def _check(args) -> int:
     from .train.check import check_bundle, format_report
 
-    result = check_bundle(args.bundle, args.config, contact_nm=args.contact_nm, draws=args.draws, out=args.out)
+    given = {k: v for k, v in (("contact_nm", args.contact_nm), ("draws", args.draws)) if v is not None}
+    result = check_bundle(args.bundle, args.config, out=args.out, **given)
     print(format_report(result))
     if args.out:
         print(f"wrote {args.out}")
@@ -127,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="denoising-identity check of a trained cg_langevin bundle at its training frames")
     ck.add_argument("bundle", help="trained bundle (model.mlcg)")
     ck.add_argument("config", help="the YAML config it was trained with (its data section is used)")
-    ck.add_argument("--contact-nm", type=float, default=0.30, help="contact distance, nm (default 0.30)")
-    ck.add_argument("--draws", type=int, default=8, help="noise draws per frame (default 8)")
+    ck.add_argument("--contact-nm", type=float, help="contact distance, nm (default 0.30)")
+    ck.add_argument("--draws", type=int, help="noise draws per frame (default 8)")
     ck.add_argument("--out", help="also write the result as JSON")
     ck.set_defaults(func=_check)
 

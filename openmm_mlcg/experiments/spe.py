@@ -172,18 +172,20 @@ def _mean_collisions(collisions: dict) -> dict:
 
 
 def _score_check(bundle_path, train_part, mapping) -> Optional[dict]:
-    """``openmm-mlcg check`` of a ``cg_langevin`` bundle at the training frames (contacts < 0.30 nm): the flagged
+    """``openmm-mlcg check`` of a ``cg_langevin`` bundle at the training frames: contact_nm and the flagged
     bead-type pairs {pair: dict(n, difference, se, z)}, 1/nm; None for another sampler."""
     from ..model.core import load_model
-    from ..train.check import rank_pairs
-    from ..train.pair_correction import contact_identity_check
+    from ..train.check import check_model
+    from ..train.pair_correction import require_equilibrium_score
 
     model = load_model(bundle_path)
-    if model.metadata.sampler != "cg_langevin" or not model.metadata.score_enabled:
+    try:
+        require_equilibrium_score(model.metadata)
+    except ValueError:
         return None
-    pairs, flagged = rank_pairs(contact_identity_check(model, [train_part], [mapping]))
-    return dict(contact_nm=0.30, flagged={k: {f: pairs[k][f] for f in ("n", "difference", "se", "z")}
-                                          for k in flagged})
+    res = check_model(model, [train_part], [mapping])
+    return dict(contact_nm=res["contact_nm"],
+                flagged={k: {f: res["pairs"][k][f] for f in ("n", "difference", "se", "z")} for k in res["flagged"]})
 
 
 def _headline_figures(out: Path, tag: str, diffusivity: dict, metrics: dict, scale: str) -> list:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-__all__ = ["check_bundle", "rank_pairs", "format_report", "FLAG_Z", "FLAG_MIN_SAMPLES"]
+from .pair_correction import CONTACT_NM, contact_identity_check, require_equilibrium_score
+
+__all__ = ["check_bundle", "check_model", "rank_pairs", "format_report", "FLAG_Z", "FLAG_MIN_SAMPLES"]
 
 #: a pair is flagged when |difference| exceeds this many standard errors (the SE is a lower bound: frames are
 #: correlated; on the SPE demo the common contacts are within 3, the chain end on Li+ at 7-15)
@@ -24,7 +26,24 @@ FLAG_Z = 5.0
 FLAG_MIN_SAMPLES = 100
 
 
-def check_bundle(bundle, config, contact_nm: float = 0.30, draws: int = 8, seed: int = 1, max_frames: int = 400,
+def check_model(model, trajectories: Sequence, mappings: Sequence, contact_nm: float = CONTACT_NM, draws: int = 8,
+                seed: int = 1, max_frames: int = 400) -> Dict:
+    """The check of a loaded model on CG trajectories (:func:`contact_identity_check`, ranked by :func:`rank_pairs`).
+
+    Returns:
+        dict ``contact_nm``, ``draws``, ``n_frames`` (frames used), ``pairs`` ({pair_key: dict(n, target, network,
+        difference, se, z) in 1/nm}, largest |z| first) and ``flagged`` (pair keys; see :func:`rank_pairs`).
+
+    Raises:
+        ValueError: as :func:`contact_identity_check`.
+    """
+    pairs, flagged = rank_pairs(contact_identity_check(model, trajectories, mappings, contact_nm, draws, seed,
+                                                       max_frames))
+    return dict(contact_nm=float(contact_nm), draws=int(draws), pairs=pairs, flagged=flagged,
+                n_frames=int(sum(min(len(t.positions), int(max_frames)) for t in trajectories)))
+
+
+def check_bundle(bundle, config, contact_nm: float = CONTACT_NM, draws: int = 8, seed: int = 1, max_frames: int = 400,
                  out: Optional[str] = None) -> Dict:
     """Run the denoising-identity check of ``bundle`` on the training part of ``config``'s data.
 
@@ -50,23 +69,18 @@ def check_bundle(bundle, config, contact_nm: float = 0.30, draws: int = 8, seed:
     from openmm_mlcg.model.core import load_model
 
     from .config import load_config
-    from .pair_correction import contact_identity_check
     from .sources import load_sources, split_in_time, window_span
 
     if not Path(bundle).is_file():
         raise FileNotFoundError(f"bundle: file {bundle} does not exist")
     cfg = load_config(config)
     model = load_model(bundle)
-    meta = model.metadata
-    if meta.sampler != "cg_langevin" or not meta.score_enabled:
-        raise ValueError(f"bundle: expected a trained 'cg_langevin' model, got sampler {meta.sampler!r} in {bundle}")
+    require_equilibrium_score(model.metadata, "bundle", f" in {bundle}")  # before loading the data
     cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else Path(cfg.training.out_dir) / "cache"
     trajs, maps = load_sources(cfg.data, cache)
     tr_ids, tr, _, _ = split_in_time(trajs, cfg.data.val_fraction, window_span(cfg.data.history, cfg.data.stride))
-    res = contact_identity_check(model, tr, [maps[i] for i in tr_ids], contact_nm, draws, seed, max_frames)
-    pairs, flagged = rank_pairs(res)
-    result = dict(bundle=str(bundle), contact_nm=float(contact_nm), draws=int(draws),
-                  n_frames=int(sum(min(len(t.positions), int(max_frames)) for t in tr)), pairs=pairs, flagged=flagged)
+    result = dict(bundle=str(bundle), **check_model(model, tr, [maps[i] for i in tr_ids], contact_nm, draws, seed,
+                                                    max_frames))
     if out is not None:
         with atomic_write(out, "w") as fh:
             json.dump(result, fh, indent=1)

@@ -30,10 +30,20 @@ import torch
 
 from openmm_mlcg.prior import CGPrior, PairCorrection, pair_key
 
-__all__ = ["fit_pair_correction", "contact_identity_check", "RIDGES"]
+__all__ = ["fit_pair_correction", "contact_identity_check", "require_equilibrium_score", "RIDGES", "CONTACT_NM"]
 
 #: ridge strengths tried, relative to the mean diagonal of the normal matrix
 RIDGES = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+#: default contact distance of :func:`contact_identity_check`, nm
+CONTACT_NM = 0.30
+
+
+def require_equilibrium_score(meta, name: str = "model", where: str = "") -> None:
+    """Raise ValueError naming ``name`` unless ``meta`` (ModelMetadata) is a trained ``"cg_langevin"`` model, the
+    one sampler whose Score GNN is an equilibrium score that the fit and the check apply to."""
+    if meta.sampler != "cg_langevin" or not meta.score_enabled:
+        raise ValueError(f"{name}: expected a trained 'cg_langevin' model, got sampler {meta.sampler!r} "
+                         f"(score enabled: {meta.score_enabled}){where}")
 
 
 def _pairs(names: Sequence[str], types: Sequence[str]) -> list:
@@ -67,9 +77,7 @@ def fit_pair_correction(model, trajectories: Sequence, mappings: Sequence, types
             mappings, a trajectory has fewer than 2 frames, or ``draws`` < 1.
     """
     meta = model.metadata
-    if meta.sampler != "cg_langevin" or not meta.score_enabled:
-        raise ValueError(f"model: expected a trained 'cg_langevin' model, got sampler {meta.sampler!r} "
-                         f"(score enabled: {meta.score_enabled})")
+    require_equilibrium_score(meta)
     names = sorted({str(t) for m in mappings for t in m.bead_types})
     unknown = sorted(set(types) - set(names))
     if not types or unknown:
@@ -166,7 +174,7 @@ def _noisy_frames(model, trajectories: Sequence, mappings: Sequence, draws: int,
                                score=score, target=-z / sig)
 
 
-def contact_identity_check(model, trajectories: Sequence, mappings: Sequence, contact_nm: float = 0.30,
+def contact_identity_check(model, trajectories: Sequence, mappings: Sequence, contact_nm: float = CONTACT_NM,
                            draws: int = 8, seed: int = 1, max_frames: int = 400) -> Dict[str, Dict[str, float]]:
     """How far the sampler's score is from the optimal one at the training frames, per bead-type pair in contact.
 
@@ -190,9 +198,7 @@ def contact_identity_check(model, trajectories: Sequence, mappings: Sequence, co
             < 1) or a ``contact_nm`` that is not positive.
     """
     meta = model.metadata
-    if meta.sampler != "cg_langevin" or not meta.score_enabled:
-        raise ValueError(f"model: expected a trained 'cg_langevin' model, got sampler {meta.sampler!r} "
-                         f"(score enabled: {meta.score_enabled})")
+    require_equilibrium_score(meta)
     if not float(contact_nm) > 0:
         raise ValueError(f"contact_nm: expected a positive distance in nm, got {contact_nm!r}")
     names = sorted({str(t) for m in mappings for t in m.bead_types})
