@@ -338,20 +338,22 @@ def bond_score(positions: torch.Tensor, cg_bonds: torch.Tensor, parameters: torc
 
 class CGPrior:
     """The prior score of one system for the runtime sampler: excluded-volume wall, harmonic bonds and the fitted
-    pair correction.
+    pair and bond-angle corrections.
 
     Args:
         excluded_volume: :class:`ExcludedVolume` or None. cg_bonds: (2, m) bead indices and bond_parameters
             (m, 2) (:func:`bond_parameters`), or None for no bond prior. pair_correction: :class:`PairCorrection`
-            or None.
+            or None. angle_correction: :class:`openmm_mlcg.angles.AngleCorrection` or None.
     """
 
     def __init__(self, excluded_volume: Optional[ExcludedVolume] = None, cg_bonds: Optional[torch.Tensor] = None,
-                 bond_parameters: Optional[torch.Tensor] = None, pair_correction: Optional[PairCorrection] = None):
+                 bond_parameters: Optional[torch.Tensor] = None, pair_correction: Optional[PairCorrection] = None,
+                 angle_correction=None):
         self.excluded_volume = excluded_volume
         self.cg_bonds = cg_bonds
         self.bond_parameters = bond_parameters
         self.pair_correction = pair_correction
+        self.angle_correction = angle_correction
 
     @classmethod
     def from_metadata(cls, metadata, bead_types, graph, device=None) -> Optional["CGPrior"]:
@@ -359,11 +361,13 @@ class CGPrior:
         ``cg_bond_prior`` holds the bond parameters), or None when it records none."""
         wall = ExcludedVolume.from_metadata(metadata, bead_types, device)
         corr = PairCorrection.from_metadata(metadata, bead_types, device)
+        from .angles import AngleCorrection
+        angles = AngleCorrection.from_metadata(metadata, bead_types, graph, device)
         par = graph.cg_bond_prior
-        if wall is None and par is None and corr is None:
+        if wall is None and par is None and corr is None and angles is None:
             return None
         return cls(wall, None if par is None else graph.cg_bonds.to(device), None if par is None else par.to(device),
-                   corr)
+                   corr, angles)
 
     def score(self, positions: torch.Tensor, edges, sigma: torch.Tensor, box: Optional[torch.Tensor] = None,
               dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -376,4 +380,6 @@ class CGPrior:
             out = out + bond_score(positions.to(dtype), self.cg_bonds, self.bond_parameters, sigma, box)
         if self.pair_correction is not None:
             out = out + self.pair_correction.score(edges, positions.shape[0], dtype)
+        if self.angle_correction is not None:
+            out = out + self.angle_correction.score(positions, box, dtype)
         return out

@@ -68,6 +68,9 @@ class ModelMetadata:
         pair_correction: a tabulated radial pair score the ``"cg_langevin"`` sampler adds to the learned one,
             ``{"r_min_nm", "dr_nm", "scores": {"A|B": [K values, 1/nm]}}``, fitted after training
             (:class:`openmm_mlcg.prior.PairCorrection`; empty: none).
+        angle_correction: a tabulated bond-angle potential the ``"cg_langevin"`` sampler adds as a score,
+            ``{"knots_deg": [K], "U": {"A|B|C": [K values, kT]}}``, fitted after training
+            (:class:`openmm_mlcg.angles.AngleCorrection`; empty: none).
         score_enabled: whether the Score GNN was trained.
         min_std: lower bound of the predicted std (normalised units) or None.
         hyperparameters: {"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments.
@@ -104,6 +107,7 @@ class ModelMetadata:
     excluded_volume_width_nm: Optional[float] = None
     bond_prior: Dict[str, Tuple[float, float]] = field(default_factory=dict)
     pair_correction: Dict[str, Any] = field(default_factory=dict)
+    angle_correction: Dict[str, Any] = field(default_factory=dict)
     score_enabled: bool = True
     min_std: Optional[float] = None
     hyperparameters: Dict[str, Any] = field(default_factory=dict)
@@ -200,6 +204,13 @@ class ModelMetadata:
                 PairCorrection([], corr)
             except ValueError as err:
                 raise ValueError(f"{name}['pair_correction']: {err}") from None
+        angles = self.angle_correction or {}
+        if angles:
+            from openmm_mlcg.angles import AngleCorrection
+            try:
+                AngleCorrection.validate(angles)
+            except ValueError as err:
+                raise ValueError(f"{name}['angle_correction']: {err}") from None
         for key in ("history", "n_bond_types", "langevin_steps_per_level", "corrector_steps", "cg_langevin_steps",
                     "cg_langevin_reverse_levels"):
             v = getattr(self, key)
@@ -233,7 +244,7 @@ class ModelMetadata:
                         cg_langevin_friction_by_type={str(t): float(v) for t, v in by_type.items()},
                         excluded_volume_nm={str(t): float(v) for t, v in walls.items()},
                         bond_prior={str(t): (float(v[0]), float(v[1])) for t, v in bonds.items()},
-                        pair_correction=_plain(dict(corr)),
+                        pair_correction=_plain(dict(corr)), angle_correction=_plain(dict(angles)),
                         score_enabled=bool(self.score_enabled), cg_langevin_denoise=float(denoise),
                         periodic=None if self.periodic is None else bool(self.periodic))
 
@@ -248,6 +259,7 @@ class ModelMetadata:
         out["excluded_volume_nm"] = dict(self.excluded_volume_nm)
         out["bond_prior"] = {t: [float(v[0]), float(v[1])] for t, v in self.bond_prior.items()}
         out["pair_correction"] = _plain(self.pair_correction)
+        out["angle_correction"] = _plain(self.angle_correction)
         for key in ("min_std", "format_version", "package_version", "periodic", "interpolant_noise_nm",
                     "temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu",
                     "cg_langevin_mass_floor_amu", "excluded_volume_width_nm"):

@@ -126,7 +126,10 @@ class ScoreConfig:
     total weight, :func:`openmm_mlcg.model.losses.type_balanced_weights`, for rare species such as Li+;
     ``pair_correction_types``: bead-type names (e.g. ``["Li"]``) whose non-bonded pairs get a radial pair score
     fitted after training by denoising score matching with the network frozen, where the Score GNN under-fits a
-    rare contact (:mod:`openmm_mlcg.train.pair_correction`; null: none)),
+    rare contact (:mod:`openmm_mlcg.train.pair_correction`; null: none); ``angle_correction_iterations`` > 0:
+    a tabulated bond-angle potential per angle type fitted after training by that many iterative-Boltzmann-inversion
+    updates against the training frames' angle distributions, each with ``calibration_starts`` rollouts of
+    ``angle_correction_steps`` model steps (:mod:`openmm_mlcg.train.angle_correction`; 0: off)),
     ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
     ``n_levels`` Euler-Maruyama steps = passes; noise amplitude ``interpolant_noise`` x velocity_std; the Score
     GNN is then trained as the denoiser's residual instead of by score matching), ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
@@ -160,6 +163,8 @@ class ScoreConfig:
     bond_prior: bool = False
     type_balance: bool = False
     pair_correction_types: Optional[List[str]] = None
+    angle_correction_iterations: int = 0
+    angle_correction_steps: int = 200
     calibration_lag: int = 10
     calibration_starts: int = 4
     relative_entropy_steps: int = 0

@@ -83,6 +83,14 @@ def validate_config(cfg) -> None:
     if s.relative_entropy_steps > 0 and not m.score_energy:
         raise ValueError(f"score.relative_entropy_steps: expected 0 unless model.score_energy is true (relative "
                          f"entropy needs an energy), got {s.relative_entropy_steps}")
+    for key in ("angle_correction_iterations", "angle_correction_steps"):
+        v = getattr(s, key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key.endswith("iterations") else 10):
+            raise ValueError(f"score.{key}: expected an integer >= {0 if key.endswith('iterations') else 10}, "
+                             f"got {v!r}")
+    if s.angle_correction_iterations and (s.sampler != "cg_langevin" or s.relative_entropy_steps > 0):
+        raise ValueError(f"score.angle_correction_iterations: expected 0 unless score.sampler is 'cg_langevin' "
+                         f"without relative_entropy_steps, got {s.angle_correction_iterations} with {s.sampler!r}")
     pc = s.pair_correction_types
     if pc is not None:
         if isinstance(pc, str) or not isinstance(pc, (list, tuple)) or not pc or not all(

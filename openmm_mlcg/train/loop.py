@@ -337,43 +337,9 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         m.eval()
     meta = model.metadata
     if meta.sampler == "cg_langevin" and meta.score_enabled:
-        from .calibrate import calibrate_friction
-
-        def fitted(fc):
-            """The metadata with the frictions of a :func:`calibrate_friction` result."""
-            return dataclasses.replace(meta, cg_langevin_friction_per_ps=fc["friction_per_ps"],
-                                       cg_langevin_friction_by_type=dict(fc.get("friction_by_type") or {}))
-
-        def calibrate():
-            """Fit the frictions per bead type to the training data's MSD (:func:`calibrate_friction`)."""
-            return calibrate_friction(model, tr, [maps[i] for i in tr_ids], dc.stride, cfg.score.calibration_lag,
-                                      cfg.score.calibration_starts)
-
-        if cfg.score.pair_correction_types and "pair_correction" not in extra:
-            from .pair_correction import fit_pair_correction
-            extra["pair_correction"] = fit_pair_correction(model, tr, [maps[i] for i in tr_ids],
-                                                           list(cfg.score.pair_correction_types), seed=tc.seed)
-            checkpoint(tc.n_steps)
-        if "pair_correction" in extra:  # before the friction fit: the sampler it calibrates includes it
-            meta = dataclasses.replace(meta, pair_correction=extra["pair_correction"]["table"])
-            model.metadata = meta
-        if "friction_calibration" not in extra:  # once per run (kept in the checkpoint for resumes)
-            extra["friction_calibration"] = calibrate()
-            checkpoint(tc.n_steps)
-        if cfg.score.relative_entropy_steps > 0 and "relative_entropy" not in extra:
-            # the chains need the fitted friction to equilibrate (with the default one they stay far above the
-            # data's energy and the fine-tuning distorts the field); the field changes, so the friction is refitted
-            from .relative_entropy import fine_tune_relative_entropy
-
-            model.metadata = fitted(extra["friction_calibration"])
-            extra["relative_entropy"] = fine_tune_relative_entropy(
-                model, tr, [maps[i] for i in tr_ids], graphs_tr, cfg.score.relative_entropy_steps,
-                cfg.score.relative_entropy_lr, tc.seed, progress=tc.progress)
-            model.metadata = meta
-            extra["friction_calibration"] = calibrate()
-            checkpoint(tc.n_steps)
-        fc = extra["friction_calibration"]
-        meta = fitted(fc).with_extra(friction_calibration=extra["friction_calibration"])
+        from .sampler_fit import fit_sampler
+        meta = fit_sampler(model, meta, extra, cfg, tr, [maps[i] for i in tr_ids], graphs_tr, dc.stride, tc.seed,
+                           lambda: checkpoint(tc.n_steps), tc.progress)
     if "relative_entropy" in extra:
         meta = meta.with_extra(relative_entropy=extra["relative_entropy"])
     if "pair_correction" in extra:
