@@ -23,9 +23,10 @@ TINY_MODEL = dict(embedding_hidden=16, embedding_layers=1, dynamics_hidden=32, d
 
 
 # ----------------------------------------------------------------------------------------- fixtures
-def _chain_system(n_chains=3, n_ions=2, seed=0, n_frames=60, box_nm=3.0):
-    """3 four-atom chains (2 beads each with group_size 2) + Li ions; beads follow an anti-persistent walk
-    v' = -0.8 v + xi: a = -1.8 v + xi is mostly predictable (optimal NLL ~0.3 nats vs ~1.5 untrained)."""
+def _chain_system(n_chains=3, n_ions=2, seed=0, n_frames=60, box_nm=3.0, chain=("C", "C", "O", "C")):
+    """3 four-atom chains (2 beads each with group_size 2; ``chain``: other atoms) + Li ions; beads follow an
+    anti-persistent walk v' = -0.8 v + xi: a = -1.8 v + xi is mostly predictable (optimal NLL ~0.3 nats vs ~1.5
+    untrained)."""
     from openmm_mlcg.data import CGTrajectory
     from openmm_mlcg.mapping import CGMapping
     from openmm_mlcg.topology import FineGraph
@@ -33,10 +34,10 @@ def _chain_system(n_chains=3, n_ions=2, seed=0, n_frames=60, box_nm=3.0):
     types, masses, bonds, res = [], [], [], []
     for c in range(n_chains):
         o = len(types)
-        types += ["C", "C", "O", "C"]
-        masses += [12.011, 12.011, 15.999, 12.011]
-        bonds += [(o, o + 1), (o + 1, o + 2), (o + 2, o + 3)]
-        res += ["ETH"] * 4
+        types += list(chain)
+        masses += [{"C": 12.011, "O": 15.999}[a] for a in chain]
+        bonds += [(o + k, o + k + 1) for k in range(len(chain) - 1)]
+        res += ["ETH"] * len(chain)
     types += ["Li"] * n_ions
     masses += [6.94] * n_ions
     res += ["LI"] * n_ions

@@ -7,8 +7,9 @@ two conformers (near 85 and 165 deg) and almost nothing at 130 (README, ablation
 What: starting from U = 0, each iteration rolls the sampler out (the trained network, its priors and the current
 table, :class:`openmm_mlcg.simulator.LearnedSimulator`) from evenly spaced training frames, histograms every
 angle type with a Gaussian kernel on the table's knots, and updates
-``U(theta) += alpha ln(p_model(theta) / p_data(theta))`` (kT) where both histograms have at least
-``min_counts`` samples, clipped to ``max_change_kT`` per iteration (iterative Boltzmann inversion: Reith, Puetz &
+``U(theta) += alpha ln(p_model(theta) / p_data(theta))`` (kT), each density floored at ``min_counts`` samples
+(so an angle the data avoid is pushed up only until the model visits it as rarely), clipped to
+``max_change_kT`` per iteration (iterative Boltzmann inversion: Reith, Puetz &
 Mueller-Plathe, J. Comput. Chem. 24, 1624 (2003), doi:10.1002/jcc.10307). The sin(theta) Jacobian cancels in the
 ratio. The first and last intervals are kept flat, so the score stays finite at 0 and 180 deg. One more round of
 rollouts measures the final table. The runtime never imports this module: the table travels in the bundle
@@ -47,7 +48,7 @@ def angle_histograms(angles_deg: Dict[str, list], knots_deg: np.ndarray, width_d
 @torch.no_grad()
 def fit_angle_correction(model, trajectories: Sequence, mappings: Sequence, stride: int = 1, iterations: int = 8,
                          steps: int = 200, starts: int = 2, alpha: float = 0.5, knot_deg: float = 5.0,
-                         width_deg: float = 4.0, min_counts: float = 5.0, max_change_kT: float = 1.0,
+                         width_deg: float = 6.0, min_counts: float = 5.0, max_change_kT: float = 1.0,
                          burn_in: int = 5, seed: int = 0) -> Dict:
     """Fit the bond-angle correction of a trained ``"cg_langevin"`` model (module docstring).
 
@@ -139,9 +140,11 @@ def fit_angle_correction(model, trajectories: Sequence, mappings: Sequence, stri
                 dev[n] = float(np.abs(pm - pd).sum())
                 if it == iterations:
                     continue
-                ok = (a >= min_counts) & (b >= min_counts)
-                dU = np.where(ok, np.log(np.maximum(pm, 1e-300) / np.maximum(pd, 1e-300)), 0.0)
-                U[n] = U[n] + np.clip(alpha * dU, -max_change_kT, max_change_kT)
+                # densities below min_counts samples count as that floor: bounded where one histogram is empty
+                floor_d, floor_m = min_counts / max(a.sum(), 1e-300), min_counts / max(b.sum(), 1e-300)
+                dU = alpha * np.log(np.maximum(pm, floor_m) / np.maximum(pd, floor_d))
+                dU = np.where((a >= min_counts) | (b >= min_counts), dU, 0.0)
+                U[n] = U[n] + np.clip(dU, -max_change_kT, max_change_kT)
                 U[n][0], U[n][-1] = U[n][1], U[n][-2]          # flat ends: finite score at 0 and 180 deg
                 U[n] = U[n] - U[n].min()
             deviation.append(dev)
