@@ -107,13 +107,12 @@ def fit_angle_correction(model, trajectories: Sequence, mappings: Sequence, stri
     hd = angle_histograms(data, knots, width_deg)
     U = {n: np.zeros(knots.size) for n in names}
     device = next(model.parameters()).device
-    sims = {}
     deviation = []
     try:
         for it in range(iterations + 1):
             table = {"knots_deg": knots.tolist(), "U": {n: U[n].tolist() for n in names}}
             model.metadata = dataclasses.replace(meta, angle_correction=table)
-            sims = {}
+            sims = {}                      # a simulator builds its prior (with the table) from the metadata once
             got: Dict[str, list] = {n: [] for n in names}
             for r, (i, t) in enumerate(plans):
                 traj, mp = trajectories[i], mappings[i]

@@ -340,10 +340,6 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         from .sampler_fit import fit_sampler
         meta = fit_sampler(model, meta, extra, cfg, tr, [maps[i] for i in tr_ids], graphs_tr, dc.stride, tc.seed,
                            lambda: checkpoint(tc.n_steps), tc.progress)
-    if "relative_entropy" in extra:
-        meta = meta.with_extra(relative_entropy=extra["relative_entropy"])
-    if "pair_correction" in extra:
-        meta = meta.with_extra(pair_correction_fit={k: v for k, v in extra["pair_correction"].items() if k != "table"})
     meta = meta.with_extra(training_steps=tc.n_steps, val_nll=_finite_or_none(extra.get("val_nll")),
                            val_nll_linear_baseline=_finite_or_none(baseline_nll), train_config=_model_config(cfg))
     bound = maps[0] if len({m.hash for m in maps}) == 1 else None  # one mapping: bind it to the bundle

@@ -18,7 +18,8 @@ from typing import Callable, Dict, Sequence
 def fit_sampler(model, meta, extra: Dict, cfg, trajectories: Sequence, mappings: Sequence, graphs: Sequence,
                 stride: int, seed: int, checkpoint: Callable[[], None], progress: bool = False):
     """Run the fits above on ``model`` (a trained :class:`openmm_mlcg.model.CGDynamicsModel` with metadata
-    ``meta``) and return the bundle's metadata (frictions, corrections and their records in ``extra``)."""
+    ``meta``) and return the bundle's metadata: frictions and corrections, and in its ``extra`` the records
+    ``friction_calibration``, ``pair_correction_fit``, ``angle_correction_fit`` and ``relative_entropy``."""
     from .calibrate import calibrate_friction
 
     def fitted(fc):
@@ -68,6 +69,9 @@ def fit_sampler(model, meta, extra: Dict, cfg, trajectories: Sequence, mappings:
         extra["friction_calibration"] = calibrate()
         checkpoint()
     out = fitted(extra["friction_calibration"]).with_extra(friction_calibration=extra["friction_calibration"])
-    if "angle_correction" in extra:
-        out = out.with_extra(angle_correction_fit={k: v for k, v in extra["angle_correction"].items() if k != "table"})
+    if "relative_entropy" in extra:
+        out = out.with_extra(relative_entropy=extra["relative_entropy"])
+    for key in ("pair_correction", "angle_correction"):      # the fits' records, without the tables
+        if key in extra:
+            out = out.with_extra(**{f"{key}_fit": {k: v for k, v in extra[key].items() if k != "table"}})
     return out
