@@ -17,7 +17,7 @@ Units: positions nm, angles rad inside, knots degrees in the table, U in kT, sco
 """
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 import numpy as np
 import torch

@@ -134,7 +134,7 @@ def fit_angle_correction(model, trajectories: Sequence, mappings: Sequence, stri
             hm = angle_histograms(got, knots, width_deg)
             dev = {}
             for n in names:
-                (a, na), (b, nb) = hd[n], hm[n]
+                a, b = hd[n][0], hm[n][0]
                 pd, pm = a / max(a.sum(), 1e-300), b / max(b.sum(), 1e-300)
                 dev[n] = float(np.abs(pm - pd).sum())
                 if it == iterations:

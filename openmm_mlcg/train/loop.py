@@ -17,7 +17,6 @@ L_dyn + L_score); Sanchez-Gonzalez et al. 2020 (input noise); gradient clipping 
 from __future__ import annotations
 
 import csv
-import dataclasses
 import time
 from functools import lru_cache
 from pathlib import Path
