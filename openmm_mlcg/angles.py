@@ -17,18 +17,24 @@ Units: positions nm, angles rad inside, knots degrees in the table, U in kT, sco
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
 
-__all__ = ["angle_key", "angle_triplets", "bond_angles", "AngleCorrection"]
+__all__ = ["angle_key", "angle_keys", "angle_triplets", "bond_angles", "AngleCorrection"]
 
 
 def angle_key(type_a: str, type_b: str, type_c: str) -> str:
     """Key of the angle type a - b - c (b the centre): ``"A|B|C"`` with the two ends sorted."""
     a, c = sorted((str(type_a), str(type_c)))
     return f"{a}|{type_b}|{c}"
+
+
+def angle_keys(bead_types, triplets) -> List[str]:
+    """:func:`angle_key` of every angle (m,) of ``triplets`` (m, 3) [a, b, c], from the bead types (n,)."""
+    t = [str(x) for x in bead_types]
+    return [angle_key(t[a], t[b], t[c]) for a, b, c in np.asarray(triplets, dtype=np.int64).reshape(-1, 3)]
 
 
 def angle_triplets(cg_bonds) -> np.ndarray:
@@ -79,11 +85,10 @@ class AngleCorrection:
 
     def __init__(self, bead_types, cg_bonds, table: Mapping, device=None):
         knots, values = self.validate(table)
-        types = [str(t) for t in bead_types]
         trip = angle_triplets(cg_bonds)
         names = sorted(values)
-        rows = np.array([names.index(k) if k in values else -1
-                         for k in (angle_key(types[a], types[b], types[c]) for a, b, c in trip)], dtype=np.int64)
+        rows = np.array([names.index(k) if k in values else -1 for k in angle_keys(bead_types, trip)],
+                        dtype=np.int64)
         keep = rows >= 0
         self.keys = sorted({names[r] for r in rows[keep]})
         self.triplets = torch.as_tensor(trip[keep], dtype=torch.long, device=device)

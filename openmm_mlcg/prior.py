@@ -35,6 +35,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .angles import AngleCorrection
+
 __all__ = ["pair_key", "closest_approach", "ExcludedVolume", "PairCorrection", "bond_statistics", "bond_parameters",
            "bond_score", "CGPrior"]
 
@@ -361,7 +363,6 @@ class CGPrior:
         ``cg_bond_prior`` holds the bond parameters), or None when it records none."""
         wall = ExcludedVolume.from_metadata(metadata, bead_types, device)
         corr = PairCorrection.from_metadata(metadata, bead_types, device)
-        from .angles import AngleCorrection
         angles = AngleCorrection.from_metadata(metadata, bead_types, graph, device)
         par = graph.cg_bond_prior
         if wall is None and par is None and corr is None and angles is None:

@@ -23,15 +23,11 @@ from typing import Dict, Sequence
 import numpy as np
 import torch
 
-from openmm_mlcg.angles import angle_key, angle_triplets, bond_angles
+from openmm_mlcg.angles import angle_keys, angle_triplets, bond_angles
+from openmm_mlcg.geometry import as_box_frames
 from .pair_correction import require_equilibrium_score
 
 __all__ = ["fit_angle_correction", "angle_histograms"]
-
-
-def _keys(mapping, trip: np.ndarray) -> np.ndarray:
-    t = [str(x) for x in mapping.bead_types]
-    return np.array([angle_key(t[a], t[b], t[c]) for a, b, c in trip], dtype=object)
 
 
 def angle_histograms(angles_deg: Dict[str, list], knots_deg: np.ndarray, width_deg: float) -> Dict[str, tuple]:
@@ -60,14 +56,15 @@ def fit_angle_correction(model, trajectories: Sequence, mappings: Sequence, stri
         iterations: IBI updates (>= 1). steps: model steps per rollout; starts: rollouts per trajectory, from
             evenly spaced training frames; burn_in: steps left out of each rollout's histogram.
         alpha: damping of the update; knot_deg, width_deg: knot spacing and kernel width, degrees;
-            min_counts: least kernel counts per knot (both histograms) for an update; max_change_kT: clip.
+            min_counts: kernel counts per knot below which a density counts as that floor (no update where
+            both histograms are below it); max_change_kT: clip of the update per iteration, kT.
         seed: rollout RNG seed.
 
     Returns:
         dict ``table`` (the metadata's ``angle_correction``: knots_deg, U {key: [K values kT]}), ``deviation``
         (one {key: L1 distance of the normalised model and data histograms, 0 = equal, 2 = disjoint} per rollout
         round, ``iterations + 1`` rounds: before each update and for the final table), ``keys``, ``n_samples``
-        (data angles per key), ``steps``, ``starts``.
+        (data angles per key), ``steps``, ``rollouts`` (per round, over all trajectories).
 
     Raises:
         ValueError: the model is not a trained ``"cg_langevin"`` one, the mappings have no CG angle, a
@@ -86,27 +83,30 @@ def fit_angle_correction(model, trajectories: Sequence, mappings: Sequence, stri
     if knots[-1] < 180.0:
         knots = np.append(knots, 180.0)
     trips = [angle_triplets(m.cg_bonds) for m in mappings]
-    keys = [_keys(m, t) for m, t in zip(mappings, trips)]
+    keys = [np.array(angle_keys(m.bead_types, t), dtype=object) for m, t in zip(mappings, trips)]
     names = sorted({k for ks in keys for k in ks})
     if not names:
         raise ValueError("mappings: expected CG bonds that form at least one angle (two bonds sharing a bead), "
                          "got none")
     k_hist = int(meta.history)
+    device = next(model.parameters()).device
     data: Dict[str, list] = {n: [] for n in names}
-    plans = []
+    plans, systems = [], []
     for i, (traj, trip, ks) in enumerate(zip(trajectories, trips, keys)):
         x = np.asarray(traj.positions)
-        th = _angles_np(x, trip, traj.box)
+        boxes = as_box_frames(traj.box, len(x), f"trajectories[{i}].box")
+        th = _angles_np(x, trip, boxes)
+        masks = {n: ks == n for n in names}
         for n in names:
-            data[n].append(th[:, ks == n].ravel())
+            data[n].append(th[:, masks[n]].ravel())
         n_steps = len(x[::stride])
         if n_steps <= k_hist:
             raise ValueError(f"trajectories[{i}]: expected more than {k_hist} model steps of frames "
                              f"(history {k_hist}), got {n_steps}")
         plans += [(i, int(t)) for t in sorted({int(round(t)) for t in np.linspace(k_hist, n_steps - 1, starts)})]
+        systems.append((x[::stride], boxes, torch.as_tensor(trip, dtype=torch.long, device=device), masks))
     hd = angle_histograms(data, knots, width_deg)
     U = {n: np.zeros(knots.size) for n in names}
-    device = next(model.parameters()).device
     deviation = []
     try:
         for it in range(iterations + 1):
@@ -115,22 +115,20 @@ def fit_angle_correction(model, trajectories: Sequence, mappings: Sequence, stri
             sims = {}                      # a simulator builds its prior (with the table) from the metadata once
             got: Dict[str, list] = {n: [] for n in names}
             for r, (i, t) in enumerate(plans):
-                traj, mp = trajectories[i], mappings[i]
+                x, boxes, trip, masks = systems[i]
                 if i not in sims:
-                    sims[i] = LearnedSimulator(model, mp, device=device)
+                    sims[i] = LearnedSimulator(model, mappings[i], device=device)
                 sim = sims[i]
-                x = np.asarray(traj.positions)[::stride]
                 pos, hist = sim.history_from_positions(x[t - k_hist:t + 1])
-                box = _box_frame(traj.box, t * stride)
+                box = None if boxes is None else boxes[t * stride]
                 tb = None if box is None else torch.as_tensor(box, dtype=torch.float64, device=device)
-                trip = torch.as_tensor(trips[i], dtype=torch.long, device=device)
                 gen = torch.Generator(device=pos.device).manual_seed(int(seed) * 100003 + 1009 * it + r)
                 for s in range(steps):
                     pos, hist = sim.step(pos, hist, box, n_steps=1, generator=gen)
                     if s >= burn_in:
                         th = np.degrees(bond_angles(pos.to(torch.float64), trip, tb).cpu().numpy())
                         for n in names:
-                            got[n].append(th[keys[i] == n])
+                            got[n].append(th[masks[n]])
             hm = angle_histograms(got, knots, width_deg)
             dev = {}
             for n in names:
@@ -151,22 +149,14 @@ def fit_angle_correction(model, trajectories: Sequence, mappings: Sequence, stri
         model.metadata = meta
     return dict(table={"knots_deg": knots.tolist(), "U": {n: [float(u) for u in U[n]] for n in names}},
                 deviation=deviation, keys=names, n_samples={n: hd[n][1] for n in names}, steps=int(steps),
-                starts=len(plans))
+                rollouts=len(plans))
 
 
-def _angles_np(x: np.ndarray, trip: np.ndarray, box) -> np.ndarray:
-    """(F, m) angles in degrees of frames ``x`` (F, n, 3) nm (minimum image in an orthorhombic or triclinic box)."""
+def _angles_np(x: np.ndarray, trip: np.ndarray, boxes) -> np.ndarray:
+    """(F, m) angles in degrees of frames ``x`` (F, n, 3) nm; ``boxes`` (F, 3, 3) nm or None (minimum image)."""
     out = np.empty((x.shape[0], len(trip)))
+    t = torch.as_tensor(trip, dtype=torch.long)
     for f in range(x.shape[0]):
-        b = _box_frame(box, f)
-        out[f] = np.degrees(bond_angles(torch.as_tensor(x[f], dtype=torch.float64),
-                                        torch.as_tensor(trip, dtype=torch.long),
-                                        None if b is None else torch.as_tensor(b, dtype=torch.float64)).numpy())
+        b = None if boxes is None else torch.as_tensor(boxes[f])
+        out[f] = np.degrees(bond_angles(torch.as_tensor(x[f], dtype=torch.float64), t, b).numpy())
     return out
-
-
-def _box_frame(box, f: int):
-    """The (3, 3) box of frame ``f`` of a trajectory's box ((F, 3, 3), (3, 3) or None)."""
-    if box is None:
-        return None
-    return np.asarray(box[f] if np.ndim(box) == 3 else box)

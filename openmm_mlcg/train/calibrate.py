@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from openmm_mlcg.analysis.diffusion import remove_centre_of_mass_drift
+from openmm_mlcg.geometry import as_box_frames
 
 __all__ = ["calibrate_friction", "data_msd", "model_msd"]
 
@@ -80,7 +81,7 @@ def model_msd(model, trajectories: Sequence, mappings: Sequence, stride: int, la
         sim = sims[i]
         x = np.asarray(traj.positions[::stride])
         pos, hist = sim.history_from_positions(x[t - k:t + 1])
-        box = None if traj.box is None else np.asarray(traj.box[t * stride] if np.ndim(traj.box) == 3 else traj.box)
+        box = None if traj.box is None else as_box_frames(traj.box, len(traj.positions))[t * stride]
         gen = torch.Generator(device=pos.device).manual_seed(int(seed) * 100003 + n)
         out, _ = sim.step(pos, hist, box, n_steps=lag, generator=gen)
         sq = _com_free_sq(x[t], out.cpu().numpy(), np.asarray(mp.bead_masses, dtype=np.float64),
