@@ -17,13 +17,14 @@ from openmm_mlcg.io_utils import atomic_write
 from openmm_mlcg.units import to_float
 
 from . import plots
-from ._validate import bonds_array, box_array, index_array, masses_array, positions_array, time_array
+from ._validate import bonds_array, box_array, index_array, masses_array, time_array
 from .collisions import count_collisions
 from .correlation import autocorrelation, relaxation_time
 from .diffusion import centre_of_mass_positions, fit_diffusivity, mean_squared_displacement, \
     remove_centre_of_mass_drift, single_interval_diffusivity
 from .metrics import earth_movers_distance, mean_absolute_error
 from .rdf import rdf_by_type
+from .replicas import frames_view, particles_view, replica_positions
 from .selection import select_msd_groups, select_rdf_pairs
 from .structure import contact_map, distribution, mean_internal_distance, radius_of_gyration_squared
 
@@ -108,7 +109,10 @@ def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules
 
     Args:
         trajectories: {label: (positions (F, n, 3) nm UNWRAPPED, time_ps (F,) evenly spaced)}, e.g. labels
-            "learned", "reference MD", "short MD".
+            "learned", "reference MD", "short MD". Positions (R, F, n, 3) are R independent replicas sharing
+            the time axis (e.g. learned runs from one start with other seeds): every observable is pooled over
+            them (:mod:`.replicas`: frames pooled for the RDF, R_g^2 distribution, R(s) and contact map,
+            particles pooled for the MSD and R_g^2 ACF, collision counts averaged per frame).
         box: None, (3,)/(3, 3) nm shared by all, or {label: box ((3,), (3, 3) or (F, 3, 3))}.
         bead_types: (n,) labels; bead_masses: (n,) amu; bead_molecules: (n,) int; cg_bonds: (m, 2) int or None.
         out_dir: directory (created) receiving analysis.json and *.png.
@@ -125,7 +129,8 @@ def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules
         progress: show a tqdm bar over the trajectories.
 
     Returns:
-        dict {"observables": {name: {label: result}}, "metrics": {label: {...}}, "figures": [...], "units": {...}},
+        dict {"observables": {name: {label: result}}, "metrics": {label: {...}}, "figures": [...], "units": {...},
+        "replicas": {label: R}},
         also written to out_dir/analysis.json (NaN -> null). Rg2/ACF/R(s)/contact map use molecules with >= 2 beads;
         R(s) and the contact map use the largest molecule, ordered along its CG bonds when they form a path.
 
@@ -152,13 +157,13 @@ def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules
     for label, item in trajectories.items():
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise ValueError(f"trajectories[{label!r}]: expected (positions, time_ps), got {type(item).__name__}")
-        x = positions_array(item[0], f"trajectories[{label!r}] positions", min_frames=2)
-        if x.shape[1] != n:
+        x = replica_positions(item[0], f"trajectories[{label!r}] positions", min_frames=2)  # (R, F, n, 3)
+        if x.shape[2] != n:
             raise ValueError(f"trajectories[{label!r}] positions: expected {n} particles (len(bead_types)), "
-                             f"got {x.shape[1]}")
-        t = time_array(item[1], x.shape[0], f"trajectories[{label!r}] time_ps")
+                             f"got {x.shape[2]}")
+        t = time_array(item[1], x.shape[1], f"trajectories[{label!r}] time_ps")
         b = box.get(label) if isinstance(box, Mapping) else box
-        data[label] = (x, t, box_array(b, x.shape[0], f"box[{label!r}]"))
+        data[label] = (x, t, box_array(b, x.shape[1], f"box[{label!r}]"))
     if reference is None and "reference MD" in data:
         reference = "reference MD"
     if reference is not None and reference not in data:
@@ -172,14 +177,18 @@ def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules
     figs = []
     bar = tqdm(data.items(), total=len(data), desc="analysis", unit="trajectory", disable=not progress,
                dynamic_ncols=True)
-    for label, (x, t, b) in bar:
+    for label, (xr, t, b) in bar:
         bar.set_postfix_str(str(label))
         dt = float(t[1] - t[0])
+        n_rep = xr.shape[0]
+        x, types_p, masses_p, mol_p = particles_view(xr, types, masses, mol)   # replicas as R n particles
+        sel_p = np.tile(sel, n_rep)
         if multi and ("rg2" in obs or "rg2_acf" in obs):
-            rg2 = radius_of_gyration_squared(x[:, sel], masses[sel], mol[sel])  # (F, n_multi)
+            rg2 = radius_of_gyration_squared(x[:, sel_p], masses_p[sel_p], mol_p[sel_p])  # (F, R n_multi)
             if "rg2" in obs:
                 c, dens = distribution(rg2, histogram_bins)
-                res["rg2"][label] = {"mean_nm2": rg2.mean(), "std_nm2": rg2.std(), "mean_per_molecule_nm2": rg2.mean(0),
+                res["rg2"][label] = {"mean_nm2": rg2.mean(), "std_nm2": rg2.std(),
+                                     "mean_per_molecule_nm2": rg2.mean(0).reshape(n_rep, -1).mean(0),
                                      "hist_centres_nm2": c, "hist_density": dens, "samples_nm2": rg2.ravel()}
             if "rg2_acf" in obs and x.shape[0] >= 4 and np.all(rg2.std(0) > 0):
                 lag = None if max_lag_ps is None else \
@@ -188,28 +197,31 @@ def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules
                 res["rg2_acf"][label] = {"lag_ps": np.arange(acf.size) * dt, "acf": acf,
                                          "relaxation_time_ps": relaxation_time(acf, dt),
                                          "relaxation_time_fit_ps": relaxation_time(acf, dt, method="fit")}
-        if chain is not None and "internal_distance" in obs:
-            s, r = mean_internal_distance(x, chain, kind="mean")
+        if chain is not None and "internal_distance" in obs:   # frame averages: the R F frames pooled
+            s, r = mean_internal_distance(frames_view(xr, b)[0], chain, kind="mean")
             res["internal_distance"][label] = {"s": s, "R_nm": r, "kind": "mean |r_i - r_{i+s}|",
                                                "chain_ordered_by_bonds": ordered}
         if chain is not None and "contact_map" in obs:
-            res["contact_map"][label] = {"map": contact_map(x, contact_cutoff_nm, b, chain),
+            xf, bf = frames_view(xr, b)
+            res["contact_map"][label] = {"map": contact_map(xf, contact_cutoff_nm, bf, chain),
                                          "cutoff_nm": to_float(contact_cutoff_nm, unit.nanometer, "contact_cutoff_nm")}
         if "msd" in obs:
-            xd = remove_centre_of_mass_drift(x, masses) if b is not None else x   # periodic: COM frame
-            res["msd"][label] = _diffusion(xd, t, types, masses, mol, fit_window_ps, max_lag_ps)
+            xd = np.stack([remove_centre_of_mass_drift(xi, masses) for xi in xr]) if b is not None else xr  # COM frame
+            res["msd"][label] = _diffusion(particles_view(xd, types, masses, mol)[0], t, types_p, masses_p, mol_p,
+                                           fit_window_ps, max_lag_ps)
         if "rdf" in obs and (b is not None or explicit):
             if b is None:
                 raise ValueError(f"box[{label!r}]: expected periodic box vectors for the RDF, got None")
-            res["rdf"][label] = rdf_by_type(x, b, types, r_max_nm=rdf_r_max_nm, n_bins=rdf_n_bins)
+            res["rdf"][label] = rdf_by_type(*frames_view(xr, b), types, r_max_nm=rdf_r_max_nm, n_bins=rdf_n_bins)
         if "collisions" in obs:
             res["collisions"][label] = {
-                f"{float(rc):g}": {"time_ps": t, "count": count_collisions(x, rc, b, bonds)}
+                f"{float(rc):g}": {"time_ps": t, "count": np.mean([count_collisions(xi, rc, b, bonds) for xi in xr], 0)}
                 for rc in collision_cutoffs_nm}
     metrics = _compare(res, reference) if reference is not None else {}
     if plot:
         figs = _plot(res, out_dir, reference, types, mol)
     result = {"observables": res, "metrics": metrics, "reference": reference, "figures": [str(f) for f in figs],
+              "replicas": {label: int(v[0].shape[0]) for label, v in data.items()},
               "provenance": dict(provenance or {}),
               "units": {"length": "nm", "time": "ps", "rg2": "nm^2", "msd": "nm^2", "D": "nm^2/ps and cm^2/s"}}
     doc = _jsonable({k: v for k, v in result.items() if k != "observables"})
