@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     p.add_argument("--polymer", help="polymer spec, e.g. PEO, PPO, PEO:PTMO (default PEO)")
     p.add_argument("--no-refine", action="store_true", help="skip the Score GNN refinement")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replicas", type=int, help="learned runs from the common start, pooled (default: the scale's, "
+                                                 "4 at demo scale)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default min(4, CPUs))")
     p.add_argument("--out", help="output directory (default examples/output/spe_demo, spe_paper or spe_smoke)")
     args = p.parse_args(argv)
@@ -39,6 +41,7 @@ def main(argv=None) -> int:
     out = Path(args.out or Path(__file__).parent / "output" / ("spe_smoke" if args.smoke else f"spe_{scale}"))
     summary = run_spe_experiment(out, scale=scale, model=args.model, platform=args.platform, device=args.device,
                                  seed=args.seed, refine=not args.no_refine, polymer=args.polymer,
+                                 replicas=args.replicas,
                                  progress=not args.smoke)
     print(format_summary(summary))
     print(f"summary and plots: {out}")

@@ -53,7 +53,8 @@ def test_replicas_pool_to_the_replica_average(tmp_path):
                                mean(lambda o: {"learned": o["contact_map"]["learned"]["map"]}), atol=1e-12)
     # one replica given as (1, F, n, 3) is the plain trajectory
     single = _run(tmp_path, "single", (x1[None], t), types, m, mol, bonds)["observables"]
-    np.testing.assert_array_equal(single["msd"]["learned"]["type:Li"]["msd_nm2"], one[0]["msd"]["learned"]["type:Li"]["msd_nm2"])
+    np.testing.assert_array_equal(single["msd"]["learned"]["type:Li"]["msd_nm2"],
+                                  one[0]["msd"]["learned"]["type:Li"]["msd_nm2"])
 
 
 def test_replicas_of_free_particles_give_the_known_diffusivity(tmp_path):

@@ -33,6 +33,11 @@ def test_smoke_summary_is_complete_and_finite(smoke_run):
         assert all(math.isfinite(v) for v in d.values())
     assert summary["speed"]["learned_ns_per_hour"] > 0 and summary["speed"]["classical_ns_per_hour"] > 0
     assert "learned" in summary["metrics"] and "rdf_mae" in summary["metrics"]["learned"]
+    # the smoke preset pools 2 learned replicas (seeds 0 and 1) and also judges the first alone
+    assert summary["learned_replicas"] == 2 and (out / "learned_refined_replica1" / "learned.dcd").is_file()
+    one, pooled = (summary["metrics"][k]["rdf_mae"] for k in ("learned, one replica", "learned"))
+    assert set(one) == set(pooled) and any(abs(one[k] - pooled[k]) > 1e-9 for k in one)
+    assert "learned, one replica" in stdout and "learned 2 x" in stdout
     assert "Li+" in stdout and "ns/h" in stdout
     # the reference-free check of the trained score at its training frames (cg_langevin, the default sampler)
     check = summary["score_check"]

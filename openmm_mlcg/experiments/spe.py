@@ -23,6 +23,7 @@ import numpy as np
 
 from ..io_utils import atomic_write
 from .scales import SPE
+from .spe_summary import format_summary
 
 __all__ = ["SCALES", "spe_split", "run_spe_experiment", "format_summary", "md_simulation", "species_labels",
            "species_diffusivities"]
@@ -209,7 +210,7 @@ def _headline_figures(out: Path, tag: str, diffusivity: dict, metrics: dict, sca
 def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optional[str] = None,
                        device: Optional[str] = None, seed: int = 0, refine: bool = True,
                        deterministic: bool = False, polymer: Optional[str] = None, progress: bool = True,
-                       transfer: bool = False) -> dict:
+                       transfer: bool = False, replicas: Optional[int] = None) -> dict:
     """Build, simulate, coarse-grain, train, run ``LearnedIntegrator`` and compare with reference MD.
 
     Args:
@@ -222,12 +223,15 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
         seed: seeds packing, MD, training and the learned run.
         refine: use the Score GNN annealed-Langevin refinement.  deterministic: mean dynamics (baseline).
         polymer: override the polymer spec (e.g. "PPO", "PEO:PTMO"), see ``systems.spe.parse_polymer``.
+        replicas: learned runs from the common start (seeds ``seed``, ``seed + 1``, ...; default the scale's
+            ``learned_replicas``). The "learned" observables pool them (:mod:`openmm_mlcg.analysis.replicas`);
+            with more than one, "learned, one replica" is the first run alone.
 
     Returns:
         summary dict (also written to ``out_dir/summary.json``).
 
     Raises:
-        ValueError: unknown ``scale``; FileNotFoundError: ``model`` path missing.
+        ValueError: unknown ``scale``, ``replicas`` < 1; FileNotFoundError: ``model`` path missing.
     """
     import torch
 
@@ -241,6 +245,9 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
     if model is not None and not Path(model).is_file():
         raise FileNotFoundError(f"model: bundle {model} does not exist")
     s = SCALES[scale]
+    n_rep = s["learned_replicas"] if replicas is None else replicas
+    if isinstance(n_rep, bool) or not isinstance(n_rep, (int, np.integer)) or n_rep < 1:
+        raise ValueError(f"replicas: expected an integer >= 1, got {n_rep!r}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -290,10 +297,12 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
     n_steps = split.n_steps
     box = judge_part.box[0] if judge_part.box is not None else None
     tag = ("refined" if refine else "norefine") + ("_mean" if deterministic else "")
-    learned = simulate_learned(bundle_path, mapping, start, box, n_steps, out / f"learned_{tag}",
-                               refine=refine, deterministic=deterministic, seed=seed, device=device,
-                               progress=progress, transfer=transfer)
-    timings["learned_s"] = learned["wall_s"]
+    runs = [simulate_learned(bundle_path, mapping, start, box, n_steps,
+                             out / (f"learned_{tag}" + (f"_replica{i}" if i else "")), refine=refine,
+                             deterministic=deterministic, seed=seed + i, device=device, progress=progress,
+                             transfer=transfer, desc=f"learned run {i + 1}/{n_rep}") for i in range(int(n_rep))]
+    learned = runs[0]
+    timings["learned_s"] = sum(r["wall_s"] for r in runs)
 
     # 4b. speed: classical MD of the same system and the learned integrator, alternately in this process
     t0 = time.perf_counter()
@@ -307,7 +316,9 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
     # time origin: the last training frame (the rollout's frame 0, dropped: it is a training frame, not judged)
     origin = float(train_part.time_ps[-1])
     ref_t = judge_part.time_ps - origin
-    trajectories = {"learned": (learned["positions"][1:], learned["time_ps"][1:] - learned["time_ps"][0]),
+    learned_t = learned["time_ps"][1:] - learned["time_ps"][0]
+    trajectories = {"learned": (np.stack([r["positions"][1:] for r in runs]), learned_t),   # (R, F, n, 3)
+                    **({"learned, one replica": (learned["positions"][1:], learned_t)} if len(runs) > 1 else {}),
                     "short MD": (train_part.positions, train_part.time_ps - train_part.time_ps[0]),
                     "reference MD": (judge_part.positions, ref_t)}
     cg_bonds = mapping.cg_bonds
@@ -331,53 +342,10 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
         model_time_step_ps=learned["model_time_step_ps"], training_ps=s["training_ps"],
         train_frames=list(split.train), rollout_start_frames=split.start_frames.tolist(),
         judged_frames=list(split.judge),
-        reference_ps=float(ref_t[-1]), learned_ps=float(learned["time_ps"][-1]),
+        reference_ps=float(ref_t[-1]), learned_ps=float(learned["time_ps"][-1]), learned_replicas=len(runs),
         diffusivity_cm2_per_s=diffusivity, metrics=result["metrics"], speed=speed, timings_s=timings,
         mean_collisions=_mean_collisions(result["observables"]["collisions"]), score_check=score_check,
         analysis_dir=str(out / f"analysis_{tag}"), figures=figures)
     with atomic_write(out / f"summary_{tag}.json", "w") as fh:
         json.dump(summary, fh, indent=1, default=lambda o: None)
     return summary
-
-
-def format_summary(summary: dict) -> str:
-    """Human-readable table of a :func:`run_spe_experiment` summary."""
-    d = summary["diffusivity_cm2_per_s"]
-    lines = [f"SPE {summary['scale']}: {summary['n_atoms']} atoms -> {summary['n_beads']} beads; model step "
-             f"{summary['model_time_step_ps']:g} ps; trained on {summary['training_ps']:g} ps, reference "
-             f"{summary['reference_ps']:g} ps, learned {summary['learned_ps']:g} ps",
-             f"{'diffusivity (cm^2/s)':<22}{'Li+':>14}{'TFSI-':>14}"]
-    for label in ("learned", "short MD", "reference MD"):
-        row = d.get(label, {})
-        lines.append(f"{label:<22}" + "".join(f"{row.get(sp, float('nan')):>14.3e}" for sp in ("Li+", "TFSI-")))
-    rdf = {label: m.get("rdf_mae", {}) for label, m in summary.get("metrics", {}).items() if m.get("rdf_mae")}
-    if rdf:
-        lines.append("RDF error |g - g_ref| vs reference MD, averaged over r (per bead-type pair):")
-        for label, v in rdf.items():
-            vals = {pair: e for pair, e in v.items() if e is not None and np.isfinite(e)}
-            if vals:
-                worst = max(vals, key=vals.get)
-                lines.append(f"  {label:<20}mean over {len(vals)} pairs {np.mean(list(vals.values())):.3f}, "
-                             f"worst {worst} {vals[worst]:.3f}")
-    coll = summary.get("mean_collisions", {})
-    if coll:
-        cutoffs = sorted({rc for v in coll.values() for rc in v}, key=float)
-        lines.append("mean non-bonded bead pairs closer than " + ", ".join(f"{rc} nm" for rc in cutoffs) + ":")
-        for label, v in coll.items():
-            lines.append(f"  {label:<20}" + "".join(f"{v.get(rc, float('nan')):>10.2f}" for rc in cutoffs))
-    check = summary.get("score_check")
-    if check is not None:
-        flagged = check["flagged"]
-        lines.append(f"score check at the training frames (contacts < {check['contact_nm']:g} nm; openmm-mlcg check): "
-                     + (", ".join(f"{k} {v['difference']:+.1f} +- {v['se']:.1f} /nm" for k, v in flagged.items())
-                        if flagged else "no pair flagged"))
-    sp = summary["speed"]
-    side = sp.get("side_by_side", {})
-    lines.append(f"speed, measured side by side in one process ({side.get('seconds_each', float('nan')):g} s each, "
-                 f"alternating): learned {sp['learned_ns_per_hour']:.3g} ns/h, classical MD of the same system "
-                 f"{sp['classical_ns_per_hour']:.3g} ns/h, ratio {sp['speed_up']:.3g}")
-    lines.append(f"  (whole runs, timed at different moments, indicative only: learned run "
-                 f"{sp.get('learned_run_ns_per_hour') or float('nan'):.3g} ns/h, reference MD "
-                 f"{sp.get('reference_run_ns_per_hour') or float('nan'):.3g} ns/h; see benchmarks/bench_speed.py)")
-    lines.append("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items()))
-    return "\n".join(lines)
