@@ -16,7 +16,10 @@ learned run starts could reach:
   same box from the same state: its RDF error and D against the reference are the floor set by the
   reference's own length (one other realisation of the same 200 ps).
 * **learned, other rollout seeds**: the same model from the same start with other random numbers, the spread
-  of the learned numbers at fixed model.
+  of the learned numbers at fixed model (single runs).
+
+"learned" is the main job's: its ``learned_replicas`` runs from the common start, pooled (4 at demo scale);
+"learned, one replica" is the first of them alone.
 
 Reported per box and as means with their standard errors over boxes: RDF error (all bead-type pairs, Li+
 pairs, other pairs) of learned, short MD and independent MD; Li+ and TFSI- D of learned, short MD and
@@ -173,21 +176,25 @@ def _mean_se(values) -> dict:
     return dict(mean=float(v.mean()), se=se, n=int(v.size))
 
 
-def _box_mean(box: dict, key: str, name: Optional[str] = None) -> Optional[float]:
-    """Mean RDF error (all pairs) of one box's learned rollouts: the main one and its other seeds (``name``
-    None), or the rollouts of the compared bundle ``name``."""
-    rows = box.get("compare", {}).get(name, []) if name else (
-        [dict(rdf_error=box["rdf_error"]["learned"])] + box.get("other_rollouts", []))
+def _box_mean(box: dict, key: str, name: str = "learned") -> Optional[float]:
+    """Mean RDF error of one box: the main job's learned label ``name`` ("learned": its replicas pooled;
+    "learned, one replica": the first alone), or the mean over the single rollouts of the compared bundle
+    ``name``."""
+    rows = box.get("compare", {}).get(name, []) if name not in box["rdf_error"] else [
+        dict(rdf_error=box["rdf_error"][name])]
     vals = [r["rdf_error"][key] for r in rows if r["rdf_error"].get(key) is not None]
     return float(np.mean(vals)) if vals else None
 
 
 def paired_minus_short_md(per_box: dict) -> dict:
-    """Per box, (learned RDF error, averaged over its rollouts) minus (short MD's RDF error) of the same box, and
-    the mean +- standard error of these paired differences over boxes: the RDF target with the box-to-box
-    spread of the judging windows removed (both are judged against the same window). Negative: better than
-    short MD. One entry for the default bundle ("learned") and one per compared bundle."""
-    names = [None] + sorted({n for b in per_box.values() for n in b.get("compare", {})})
+    """Per box, (learned RDF error) minus (short MD's RDF error) of the same box, and the mean +- standard error
+    of these paired differences over boxes: the RDF target with the box-to-box spread of the judging windows
+    removed (both are judged against the same window). Negative: better than short MD. One entry for the main
+    job's pooled replicas ("learned"), one for its first replica alone (when it ran several) and one per compared
+    bundle (the mean of its single rollouts' errors)."""
+    names = ["learned"] + sorted({n for b in per_box.values() for n in b["rdf_error"]
+                                  if n.startswith("learned, one")}) + sorted(
+        {n for b in per_box.values() for n in b.get("compare", {})})
     out = {}
     for name in names:
         res = {}
@@ -196,16 +203,17 @@ def paired_minus_short_md(per_box: dict) -> dict:
             diffs = {s: v - per_box[s]["rdf_error"]["short MD"][key] for s, v in learned.items()
                      if v is not None and per_box[s]["rdf_error"]["short MD"].get(key) is not None}
             res[key] = dict(per_box=diffs, **_mean_se(list(diffs.values())))
-        out[name or "learned"] = res
+        out[name] = res
     return out
 
 
 def summarise(per_box: dict, independent: dict) -> dict:
     """Ensemble means with standard errors over boxes, and the issue's SPE targets on them."""
     out = {"rdf_error": {}, "diffusivity_cm2_per_s": {}, "overlaps_per_frame": {}}
-    for label in ("learned", "short MD"):
-        out["rdf_error"][label] = {k: _mean_se([b["rdf_error"][label][k] for b in per_box.values()])
-                                   for k in ("all", "li_pairs", "other_pairs")}
+    for label in ("learned", "learned, one replica", "short MD"):
+        if all(label in b["rdf_error"] for b in per_box.values()):
+            out["rdf_error"][label] = {k: _mean_se([b["rdf_error"][label][k] for b in per_box.values()])
+                                       for k in ("all", "li_pairs", "other_pairs")}
     compared = sorted({n for b in per_box.values() for n in b.get("compare", {})})
     groups = [("MD continuation", lambda b: b.get("md_continuation", [])),
               ("learned, other rollout seeds", lambda b: b.get("other_rollouts", []))]

@@ -158,5 +158,9 @@ def test_bench_spe_ensemble_smoke(tmp_path):
         assert len(box["compare"]["same"]) == 1
         _finite_positive(box["compare"]["same"][0]["rdf_error"]["all"], "compared bundle's RDF error")
     paired = doc["ensemble"]["paired_minus_short_md"]
-    assert sorted(paired) == ["learned", "same"] and sorted(paired["same"]["all"]["per_box"]) == ["0", "1"]
+    assert sorted(paired) == ["learned", "learned, one replica", "same"]
+    assert sorted(paired["same"]["all"]["per_box"]) == ["0", "1"]
+    # the main job's label pools its replicas; the first replica alone is judged too, and differs
+    for box in doc["per_box"].values():
+        assert box["rdf_error"]["learned"]["all"] != box["rdf_error"]["learned, one replica"]["all"]
     assert math.isfinite(paired["same"]["all"]["mean"]) and paired["same"]["all"]["se"] is not None

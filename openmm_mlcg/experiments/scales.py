@@ -50,10 +50,10 @@ _SPE_DEMO_SCORE = dict(_REFINE_LIGHT, cg_langevin_mass_floor_amu=150.0, pair_cor
 #: speed measurement, validation fraction (the smoke and demo training
 #: parts, 21 and 41 frames, are too short to hold out a validation window: the judging part is never used for it),
 #: and ``learned_replicas``: learned runs from the common start with seeds seed, seed + 1, ..., whose observables
-#: are pooled (``analysis.replicas``).  One 200-ps learned run's RDF is noise-dominated; on the 4-box demo
-#: ensemble (README "Results", replicas) 1, 2, 3, 4 replicas gave a paired RDF error of +0.010, -0.003, -0.008,
-#: -0.011 against short MD, while one run of 800 ps gave +0.018 (a long run forgets the start, which the
-#: judging window remembers).
+#: are pooled (``analysis.replicas``).  One 200-ps learned run's RDF error carries its own sampling noise: on the
+#: 4-box demo ensemble (README "Results", ``benchmarks/spe_replicas.py``) 1, 2, 4, 8 replicas gave a paired RDF
+#: error of +0.012, -0.002, -0.009, -0.013 against short MD, while one run of 800 ps gave +0.018 (a long run
+#: forgets the start state, which the judging window remembers).
 SPE = {
     "smoke": dict(build=dict(polymer="PEO", n_chains=4, chain_length=6, n_salt=2, nonbonded_cutoff=0.6),
                   equilibration_ps=1.0,

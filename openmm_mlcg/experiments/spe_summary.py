@@ -27,7 +27,7 @@ def format_summary(summary: dict) -> str:
             vals = {pair: e for pair, e in v.items() if e is not None and np.isfinite(e)}
             if vals:
                 worst = max(vals, key=vals.get)
-                lines.append(f"  {label:<20}mean over {len(vals)} pairs {np.mean(list(vals.values())):.3f}, "
+                lines.append(f"  {label:<22}mean over {len(vals)} pairs {np.mean(list(vals.values())):.3f}, "
                              f"worst {worst} {vals[worst]:.3f}")
     coll = summary.get("mean_collisions", {})
     if coll:
