@@ -65,7 +65,13 @@ def _analyze(args) -> int:
         if not sep:
             raise ValueError(f"trajectories: expected LABEL=TRAJ[:TOPOLOGY], got {item!r}")
         traj, _, top = spec.partition(":")
-        trajectories[label] = (traj, top) if top else traj
+        entry = (traj, top) if top else traj
+        if label in trajectories:   # a label given again: independent replicas, pooled
+            previous = trajectories[label]
+            trajectories[label] = {"replicas": (previous["replicas"] if isinstance(previous, dict) else [previous])
+                                   + [entry]}
+        else:
+            trajectories[label] = entry
     kwargs = {}
     if args.fit_window:
         kwargs["fit_window_ps"] = tuple(args.fit_window)
@@ -135,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     an = sub.add_parser("analyze", parents=[common],
                         help="observables of one or more trajectories -> analysis.json + PNG plots")
-    an.add_argument("trajectories", nargs="+", help="LABEL=TRAJ[:TOPOLOGY] (e.g. learned=cg.dcd:cg.pdb)")
+    an.add_argument("trajectories", nargs="+", help="LABEL=TRAJ[:TOPOLOGY] (e.g. learned=cg.dcd:cg.pdb); a label "
+                                                    "given several times: independent replicas, pooled")
     an.add_argument("--topology", help="topology for trajectories given without one")
     an.add_argument("--mapping", help="CGMapping .npz: map all-atom trajectories to beads first")
     an.add_argument("--frame-interval-ps", type=float,

@@ -1,4 +1,5 @@
 """analyze() on independent replicas (positions (R, F, n, 3)): each observable is the replica average."""
+import json
 import math
 
 import numpy as np
@@ -83,3 +84,42 @@ def test_replicas_bad_shapes_are_named(tmp_path):
         _run(tmp_path, "b", (np.stack([x, x]), t[:-1]), types, m, mol, bonds)
     with pytest.raises(ValueError, match=r"positions"):
         _run(tmp_path, "c", (np.stack([x, x])[None], t), types, m, mol, bonds)
+
+
+def test_cli_repeated_label_pools_replicas_from_files(tmp_path, capsys):
+    """``openmm-mlcg analyze learned=a.dcd learned=b.dcd`` pools the two runs: the same numbers as analyze() on
+    the stacked positions; replicas of different lengths are refused by name."""
+    md = pytest.importorskip("mdtraj")
+    from openmm_mlcg.cli import main
+
+    rng = np.random.default_rng(8)
+    runs = [_toy_system(rng, F=30) for _ in range(3)]
+    types, m, mol, bonds = runs[0][2:]
+    top = md.Topology()
+    ch = top.add_chain()
+    atoms = [top.add_atom(ty, md.element.carbon, top.add_residue("RES", ch)) for ty in types]
+    for i, j in bonds:
+        top.add_bond(atoms[i], atoms[j])
+    for k, (x, *_rest) in enumerate(runs):
+        traj = md.Trajectory(np.mod(x, 3.0), top)
+        traj.unitcell_vectors = np.repeat(BOX[None], x.shape[0], 0)
+        traj[: 30 - 10 * (k == 2)].save_dcd(str(tmp_path / f"run{k}.dcd"))
+    traj[0].save_pdb(str(tmp_path / "top.pdb"))
+    args = ["analyze", "--topology", str(tmp_path / "top.pdb"), "--frame-interval-ps", "2.0", "--observables", "msd",
+            "rdf", "--out"]
+    assert main(args + [str(tmp_path / "cli"), f"learned={tmp_path / 'run0.dcd'}",
+                        f"learned={tmp_path / 'run1.dcd'}"]) == 0
+    doc = json.loads((tmp_path / "cli" / "analysis.json").read_text())
+    assert doc["replicas"] == {"learned": 2} and len(doc["provenance"]["frame_interval"]["learned"]) == 2
+    # the DCDs hold wrapped float32 positions; unwrapped again they are the runs (to float32 precision)
+    direct = A.analyze({"learned": (np.stack([runs[0][0], runs[1][0]]), runs[0][1])}, BOX, types, m, mol, bonds,
+                       tmp_path / "direct", observables=["msd", "rdf"], plot=False)["observables"]
+    np.testing.assert_allclose(doc["observables"]["msd"]["learned"]["type:Li"]["msd_nm2"],
+                               direct["msd"]["learned"]["type:Li"]["msd_nm2"], rtol=1e-4, atol=1e-7)
+    pair = next(iter(direct["rdf"]["learned"]))
+    np.testing.assert_allclose(doc["observables"]["rdf"]["learned"][pair]["g"], direct["rdf"]["learned"][pair]["g"],
+                               atol=0.05)
+    assert main(args + [str(tmp_path / "bad"), f"learned={tmp_path / 'run0.dcd'}",
+                        f"learned={tmp_path / 'run2.dcd'}"]) == 2
+    assert "expected replicas of one shape" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "analysis.json").exists()

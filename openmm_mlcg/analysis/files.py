@@ -92,14 +92,39 @@ def _topology_beads(top: md.Topology, bead_masses):
     return types, masses, mol, bonds
 
 
+def _same_replicas(label, runs: list):
+    """(positions (F, n, 3) or (R, F, n, 3), box, frame interval) of one label's run or replicas.
+
+    Raises:
+        ValueError: replicas with different frame counts, particle counts, frame intervals or boxes.
+    """
+    if len(runs) == 1:
+        return runs[0][:3]
+    x0, box0, dt0, _ = runs[0]
+    for i, (x, box, dt, _) in enumerate(runs[1:], start=1):
+        if x.shape != x0.shape:
+            raise ValueError(f"trajectories[{label!r}] replicas: expected replicas of one shape (frames, beads, 3), "
+                             f"got {x0.shape} for replica 0 and {x.shape} for replica {i}")
+        if not np.isclose(dt, dt0, rtol=1e-6):
+            raise ValueError(f"trajectories[{label!r}] replicas: expected one frame interval, got {dt0} ps for "
+                             f"replica 0 and {dt} ps for replica {i}")
+        if (box is None) != (box0 is None) or (box is not None and not np.allclose(box, box0, atol=1e-5)):
+            raise ValueError(f"trajectories[{label!r}] replicas: expected the same periodic box in every replica "
+                             f"(pooled observables share it), replica {i} differs from replica 0")
+    return np.stack([r[0] for r in runs]), box0, dt0
+
+
 def analyze_files(trajectories: Mapping, out_dir, topology=None, mapping=None, frame_interval_ps=None,
                   stride: int = 1, bead_masses=None, observables=None, reference: str | None = None,
                   bead_types: str = "mapping", **kwargs) -> dict:
     """Analyse trajectory files and compare them; thin wrapper for ``openmm-mlcg analyze``.
 
     Args:
-        trajectories: {label: path | [paths] | (path_or_paths, topology_path)}; e.g.
+        trajectories: {label: path | [paths] | (path_or_paths, topology_path) | {"replicas": [entry, ...]}}; e.g.
             {"learned": "cg_run/trajectory.dcd", "reference MD": ("md/trajectory.dcd", "md/topology.pdb")}.
+            [paths] are one run split over files (concatenated); ``{"replicas": [...]}`` are independent runs of
+            equal length and box, each entry in one of the other forms, pooled by ``analyze`` (positions
+            (R, F, n, 3), :mod:`.replicas`); their provenance is a list, one record per replica.
         out_dir: output directory (analysis.json + PNGs).
         topology: default topology path for entries without their own (e.g. the CG PDB written with the CG system).
         mapping: CGMapping or path of a saved mapping (.npz); gives bead types, masses, molecules and CG bonds and
@@ -121,7 +146,7 @@ def analyze_files(trajectories: Mapping, out_dir, topology=None, mapping=None, f
 
     Raises:
         FileNotFoundError: missing files. ValueError: no topology, inconsistent particle counts, missing frame
-            interval, and everything ``analyze`` raises.
+            interval, replicas of different lengths, intervals or boxes, and everything ``analyze`` raises.
     """
     if not isinstance(trajectories, Mapping) or not trajectories:
         raise ValueError(f"trajectories: expected a non-empty dict label -> path, got {trajectories!r}")
@@ -134,22 +159,30 @@ def analyze_files(trajectories: Mapping, out_dir, topology=None, mapping=None, f
         from openmm_mlcg.mapping import CGMapping
         mapping = CGMapping.load(mapping)
     arrays, boxes, info, sources = {}, {}, None, {}
-    for label, entry in trajectories.items():
-        if isinstance(entry, tuple) and len(entry) == 2 and not str(entry[1]).endswith((".dcd", ".xtc", ".h5")):
-            traj_path, top_path = entry
-        else:
-            traj_path, top_path = entry, topology
-        if top_path is None:
-            raise ValueError(f"topology: expected a topology file for {label!r} (argument or (trajectory, topology)), "
-                             "got None")
-        x, box, top = load_cg_positions(traj_path, top_path, mapping, stride)
-        dt, source = resolve_frame_interval(label, traj_path, frame_interval_ps)
-        sources[label] = {"frame_interval_ps": dt, "source": source, "stride": int(stride)}
-        dt *= int(stride)
-        arrays[label] = (x, np.arange(x.shape[0]) * dt)
+    for label, spec in trajectories.items():
+        replicas = spec.get("replicas") if isinstance(spec, Mapping) else None
+        if isinstance(spec, Mapping) and (set(spec) != {"replicas"} or not isinstance(replicas, (list, tuple))
+                                          or not replicas):
+            raise ValueError(f"trajectories[{label!r}]: expected a path, [paths], (path(s), topology) or "
+                             f"{{'replicas': [entry, ...]}}, got {spec!r}")
+        runs = []
+        for entry in (replicas or [spec]):
+            if isinstance(entry, tuple) and len(entry) == 2 and not str(entry[1]).endswith((".dcd", ".xtc", ".h5")):
+                traj_path, top_path = entry
+            else:
+                traj_path, top_path = entry, topology
+            if top_path is None:
+                raise ValueError(f"topology: expected a topology file for {label!r} (argument or (trajectory, "
+                                 "topology)), got None")
+            x, box, top = load_cg_positions(traj_path, top_path, mapping, stride)
+            dt, source = resolve_frame_interval(label, traj_path, frame_interval_ps)
+            runs.append((x, box, dt, {"frame_interval_ps": dt, "source": source, "stride": int(stride)}))
+            if info is None and mapping is None:
+                info = _topology_beads(top, bead_masses)
+        x, box, dt = _same_replicas(label, runs)
+        sources[label] = runs[0][3] if replicas is None else [r[3] for r in runs]
+        arrays[label] = (x, np.arange(x.shape[-3]) * dt * int(stride))
         boxes[label] = box
-        if info is None and mapping is None:
-            info = _topology_beads(top, bead_masses)
     if bead_types not in ("mapping", "chemistry"):
         raise ValueError(f"bead_types: expected 'mapping' or 'chemistry', got {bead_types!r}")
     if mapping is not None:
