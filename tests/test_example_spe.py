@@ -90,3 +90,21 @@ def test_rerun_reuses_reference_and_model(smoke_run):
     summary = json.loads((out / "summary_norefine.json").read_text())
     assert summary["timings_s"]["reference_md_s"] < 30 and summary["timings_s"]["training_s"] < 30
     assert summary["refine"] is False
+
+
+def test_main_job_config_names_its_training_data(smoke_run):
+    """The main job's resolved_config.yaml lists the frames it trained on, so ``openmm-mlcg check`` runs on it
+    and flags the same pairs as the summary's score check (same frames, draws and seed)."""
+    out, _ = smoke_run
+    from openmm_mlcg.cli import main
+
+    summary = json.loads((out / "summary_refined.json").read_text())
+    report = out / "check.json"
+    assert main(["check", str(out / "train" / "model.mlcg"), str(out / "train" / "resolved_config.yaml"),
+                 "--out", str(report)]) == 0
+    checked = json.loads(report.read_text())
+    assert checked["n_frames"] == len(range(*summary["train_frames"]))   # all training frames (no validation)
+    assert sorted(checked["flagged"]) == sorted(summary["score_check"]["flagged"])
+    for pair, v in summary["score_check"]["flagged"].items():
+        assert checked["pairs"][pair]["difference"] == pytest.approx(v["difference"], rel=1e-6)
+    assert checked["pairs"], "no bead-type pair in contact was checked"

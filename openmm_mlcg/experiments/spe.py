@@ -54,10 +54,10 @@ def spe_split(s: dict, n_frames: Optional[int] = None):
     return train_judge_split(n_frames, n_train, s["history"], s["stride"])
 
 
-def _train_config(s: dict, out_dir: Path, seed: int, device: str, temperature_K=None) -> dict:
+def _train_config(s: dict, out_dir: Path, seed: int, device: str, temperature_K=None, systems=()) -> dict:
     return dict(
         data=dict(history=s["history"], stride=s["stride"], group_size=7, val_fraction=s["val_fraction"],
-                  temperature_K=temperature_K),
+                  temperature_K=temperature_K, systems=list(systems)),
         model=dict(s["model"]),
         score=dict(s["score"]),
         optim=dict(batch_size=s["batch_size"]),
@@ -284,9 +284,17 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
 
         bundle_path = out / "train" / "model.mlcg"
         if not bundle_path.is_file():
+            # the training data beside the bundle, named in its resolved_config.yaml: the config is complete
+            # (``openmm-mlcg train`` / ``check`` on it read the same frames)
+            source = dict(cg_trajectory=str(out / "train" / "training_cg.npz"),
+                          mapping=str(out / "train" / "mapping.npz"))
+            (out / "train").mkdir(parents=True, exist_ok=True)
+            train_part.save(source["cg_trajectory"])
+            mapping.save(source["mapping"])
             bundle_path = train_on_trajectories([train_part], [mapping],
                                                 _train_config(s, out / "train", seed, device,
-                                                              read_run_metadata(ref_dir).get("temperature_K")))
+                                                              read_run_metadata(ref_dir).get("temperature_K"),
+                                                              systems=[source]))
     else:
         bundle_path = Path(model)
     timings["training_s"] = time.perf_counter() - t0
