@@ -180,19 +180,19 @@ def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules
     for label, (xr, t, b) in bar:
         bar.set_postfix_str(str(label))
         dt = float(t[1] - t[0])
-        n_rep = xr.shape[0]
-        x, types_p, masses_p, mol_p = particles_view(xr, types, masses, mol)   # replicas as R n particles
-        sel_p = np.tile(sel, n_rep)
+        n_rep, n_frames = xr.shape[:2]
         if multi and ("rg2" in obs or "rg2_acf" in obs):
+            x, _, masses_p, mol_p = particles_view(xr, types, masses, mol)   # replicas as R n particles
+            sel_p = np.tile(sel, n_rep)
             rg2 = radius_of_gyration_squared(x[:, sel_p], masses_p[sel_p], mol_p[sel_p])  # (F, R n_multi)
             if "rg2" in obs:
                 c, dens = distribution(rg2, histogram_bins)
                 res["rg2"][label] = {"mean_nm2": rg2.mean(), "std_nm2": rg2.std(),
                                      "mean_per_molecule_nm2": rg2.mean(0).reshape(n_rep, -1).mean(0),
                                      "hist_centres_nm2": c, "hist_density": dens, "samples_nm2": rg2.ravel()}
-            if "rg2_acf" in obs and x.shape[0] >= 4 and np.all(rg2.std(0) > 0):
+            if "rg2_acf" in obs and n_frames >= 4 and np.all(rg2.std(0) > 0):
                 lag = None if max_lag_ps is None else \
-                    min(x.shape[0] - 1, max(1, int(to_float(max_lag_ps, unit.picosecond, "max_lag_ps") / dt)))
+                    min(n_frames - 1, max(1, int(to_float(max_lag_ps, unit.picosecond, "max_lag_ps") / dt)))
                 acf = autocorrelation(rg2, lag).mean(1)
                 res["rg2_acf"][label] = {"lag_ps": np.arange(acf.size) * dt, "acf": acf,
                                          "relaxation_time_ps": relaxation_time(acf, dt),
@@ -207,8 +207,7 @@ def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules
                                          "cutoff_nm": to_float(contact_cutoff_nm, unit.nanometer, "contact_cutoff_nm")}
         if "msd" in obs:
             xd = np.stack([remove_centre_of_mass_drift(xi, masses) for xi in xr]) if b is not None else xr  # COM frame
-            res["msd"][label] = _diffusion(particles_view(xd, types, masses, mol)[0], t, types_p, masses_p, mol_p,
-                                           fit_window_ps, max_lag_ps)
+            res["msd"][label] = _diffusion(*particles_view(xd, types, masses, mol), t, fit_window_ps, max_lag_ps)
         if "rdf" in obs and (b is not None or explicit):
             if b is None:
                 raise ValueError(f"box[{label!r}]: expected periodic box vectors for the RDF, got None")
@@ -256,7 +255,7 @@ def _owned_outputs(out_dir: Path) -> set:
     return owned
 
 
-def _diffusion(x, t, types, masses, mol, fit_window_ps, max_lag_ps) -> dict:
+def _diffusion(x, types, masses, mol, t, fit_window_ps, max_lag_ps) -> dict:
     """MSD + fitted and single-interval diffusivity per bead type and per molecule species (centre of mass)."""
     groups = {f"type:{ty}": (x[:, types == ty]) for ty in sorted(set(types.tolist()))}
     com, ids = centre_of_mass_positions(x, masses, mol)
