@@ -7,7 +7,9 @@ replicas together, seed 200 + 10 box). For n = 1 .. R the RDF of n replicas is p
 frame counts, what ``analysis.analyze`` does with (R, F, n, 3) positions), its error against the judging window
 is averaged over every subset of n replicas, and paired per box with the error of short MD (the box's training
 part, from the ensemble run's summary). The long run tells sampling apart from memory: it has the same number
-of learned frames as R replicas, but forgets the start state that the judging window still remembers. As a
+of learned frames as R replicas, but forgets the start state that the judging window still remembers. Where
+the work dir holds exact MD continuations from the same start (``bench_spe_ensemble.py --continuations``), they
+are pooled alike: the perfect simulator's numbers, and the learned minus the exact at equal runs. As a
 control, every other bundle with two rollouts per box in the work dir (the ablations' variants) is scored with
 one replica and with two pooled: pooling must keep their order.
 
@@ -33,10 +35,11 @@ from _bench_common import environment, write_json  # noqa: E402
 from bench_spe_ensemble import _errors, _mean_se, other_rollout  # noqa: E402
 
 
-def _rdf(out: Path, tag: str) -> dict:
-    """{"learned": {pair: g}, "reference MD": {pair: g}} of one judged rollout's analysis."""
+def _rdf(out: Path, tag: str, label: str = "learned") -> dict:
+    """{"learned": {pair: g}, "reference MD": {pair: g}} of one judged run's analysis (``label``: its label)."""
     doc = json.loads((out / f"analysis_{tag}" / "analysis.json").read_text())["observables"]["rdf"]
-    return {label: {k: np.asarray(v["g"]) for k, v in doc[label].items()} for label in ("learned", "reference MD")}
+    return {key: {k: np.asarray(v["g"]) for k, v in doc[label_].items()}
+            for key, label_ in (("learned", label), ("reference MD", "reference MD"))}
 
 
 def _rollout(out: Path, summary: dict, seed: int, mapping, cg, bundle: str, name: str, length_ps: float) -> dict:
@@ -121,6 +124,10 @@ def main():
         pooled = pooled_errors([r["learned"] for r in runs], reference)
         long_err = _errors({k: float(np.abs(long_run["learned"][k] - v).mean()) for k, v in reference.items()})
         per_box[box] = dict(short_md=short, pooled=pooled, long_run=long_err)
+        exact = [_rdf(out, d.name[len("analysis_"):], "MD continuation")
+                 for d in sorted(out.glob("analysis_md_continuation_v*"))]
+        if exact:   # bench_spe_ensemble.py --continuations: exact MD from the same start, new velocities
+            per_box[box]["md_continuation"] = pooled_errors([r["learned"] for r in exact], reference)
         print(f"box {box}: short MD {short['all']:.4f}; pooled n=1..{args.replicas} "
               + " ".join(f"{v['all']:.4f}" for v in pooled.values()) + f"; one {args.long_ps:g}-ps run "
               f"{long_err['all']:.4f}", flush=True)
@@ -129,6 +136,12 @@ def main():
                                 for k in keys} for n in range(1, args.replicas + 1)}
     paired[f"one {args.long_ps:g}-ps run"] = {k: _mean_se([b["long_run"][k] - b["short_md"][k]
                                                              for b in per_box.values()]) for k in keys}
+    n_exact = min((len(b.get("md_continuation", {})) for b in per_box.values()), default=0)
+    for n in range(1, n_exact + 1):   # the exact simulator from the same start: what a perfect model would give
+        paired[f"MD continuation, {n} run{'s' if n > 1 else ''}"] = {
+            k: _mean_se([b["md_continuation"][n][k] - b["short_md"][k] for b in per_box.values()]) for k in keys}
+        paired[f"learned minus MD continuation, {n} run{'s' if n > 1 else ''} each"] = {
+            k: _mean_se([b["pooled"][n][k] - b["md_continuation"][n][k] for b in per_box.values()]) for k in keys}
     others = variants(work, args.seeds, {b: v["short_md"] for b, v in per_box.items()})
     doc = dict(benchmark="spe_replicas", bundle=args.bundle, name=args.name, replicas=args.replicas,
                long_ps=args.long_ps, seeds=args.seeds, environment=environment("cpu"), per_box=per_box,
@@ -136,7 +149,7 @@ def main():
     path = write_json(Path(args.out) / "spe_replicas.json", doc)
     print("learned minus short MD, paired per box, mean +- se over boxes (all / Li+ pairs / other pairs):")
     for label, v in paired.items():
-        print(f"  {label:<18}" + " / ".join(f"{v[k]['mean']:+.4f} +- {v[k]['se']:.4f}" for k in keys))
+        print(f"  {label:<44}" + " / ".join(f"{v[k]['mean']:+.4f} +- {v[k]['se']:.4f}" for k in keys))
     print("every bundle with >= 2 rollouts per box in the work dir (one replica / two pooled, minus short MD):")
     for name, v in others.items():
         print(f"  {name:<18}" + " / ".join(f"{v[k]['mean']:+.4f} +- {v[k]['se']:.4f}" for k in v))
