@@ -43,19 +43,19 @@ def fit_sampler(model, meta, extra: Dict, cfg, trajectories: Sequence, mappings:
     if "friction_calibration" not in extra:  # once per run (kept in the checkpoint for resumes)
         extra["friction_calibration"] = calibrate()
         checkpoint()
-    if cfg.score.angle_correction_iterations > 0 and "angle_correction" not in extra:
+    refit = cfg.score.angle_correction_iterations > 0 and "angle_correction" not in extra
+    if refit:
         from .angle_correction import fit_angle_correction
         model.metadata = fitted(extra["friction_calibration"])   # the rollouts need the fitted frictions
         extra["angle_correction"] = fit_angle_correction(
             model, trajectories, mappings, stride, cfg.score.angle_correction_iterations,
             cfg.score.angle_correction_steps, cfg.score.calibration_starts, seed=seed)
-        meta = dataclasses.replace(meta, angle_correction=extra["angle_correction"]["table"])
-        model.metadata = meta
-        extra["friction_calibration"] = calibrate()
-        checkpoint()
     if "angle_correction" in extra:
         meta = dataclasses.replace(meta, angle_correction=extra["angle_correction"]["table"])
         model.metadata = meta
+    if refit:   # the structure the correction changes moves the MSD: frictions again, with it
+        extra["friction_calibration"] = calibrate()
+        checkpoint()
     if cfg.score.relative_entropy_steps > 0 and "relative_entropy" not in extra:
         # the chains need the fitted friction to equilibrate (with the default one they stay far above the
         # data's energy and the fine-tuning distorts the field); the field changes, so the friction is refitted
