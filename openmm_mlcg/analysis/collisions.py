@@ -9,10 +9,10 @@ import numpy as np
 from openmm import unit
 from scipy.spatial import cKDTree
 
-from openmm_mlcg.units import to_float
+from openmm_mlcg.util.units import to_float
 
 from ._validate import bonds_array, box_array, positions_array
-from ..geometry import minimum_image
+from ..cg.geometry import minimum_image
 
 __all__ = ["count_collisions", "nearest_neighbour_distances"]
 

@@ -11,7 +11,7 @@ import math
 import numpy as np
 from openmm import unit
 
-from openmm_mlcg.units import to_array, to_float
+from openmm_mlcg.util.units import to_array, to_float
 
 __all__ = ["autocorrelation", "relaxation_time"]
 

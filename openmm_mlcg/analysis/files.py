@@ -12,12 +12,12 @@ from pathlib import Path
 import mdtraj as md
 import numpy as np
 
-from openmm_mlcg.readers import dcd_frames, describe_file
+from openmm_mlcg.io.readers import dcd_frames, describe_file
 
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from .diffusion import unwrap_positions
-from openmm_mlcg.frame_interval import resolve_frame_interval
+from openmm_mlcg.io.frame_interval import resolve_frame_interval
 from .report import analyze
 
 __all__ = ["analyze_files", "load_cg_positions"]
@@ -137,7 +137,7 @@ def analyze_files(trajectories: Mapping, out_dir, topology=None, mapping=None, f
         stride: keep every stride-th frame.
         bead_masses: (n_beads,) amu override when no mapping is given.
         bead_types: with a mapping, "mapping" (its own types) or "chemistry" (one type per distinct bead
-            chemistry, shared across residues and molecules: :mod:`openmm_mlcg.bead_types`).
+            chemistry, shared across residues and molecules: :mod:`openmm_mlcg.cg.bead_types`).
         observables, reference, **kwargs: passed to :func:`openmm_mlcg.analysis.report.analyze`
             (fit_window_ps, max_lag_ps, collision_cutoffs_nm, contact_cutoff_nm, rdf_n_bins, rdf_r_max_nm, ...).
 
@@ -152,11 +152,11 @@ def analyze_files(trajectories: Mapping, out_dir, topology=None, mapping=None, f
         raise ValueError(f"trajectories: expected a non-empty dict label -> path, got {trajectories!r}")
     if int(stride) < 1:
         raise ValueError(f"stride: expected an integer >= 1, got {stride}")
-    from openmm_mlcg.outputs import check_output_dir
+    from openmm_mlcg.util.outputs import check_output_dir
 
     check_output_dir(out_dir, "out_dir")  # before hours of analysis, not at the first PNG
     if mapping is not None and not hasattr(mapping, "map_positions"):
-        from openmm_mlcg.mapping import CGMapping
+        from openmm_mlcg.cg.mapping import CGMapping
         mapping = CGMapping.load(mapping)
     arrays, boxes, info, sources = {}, {}, None, {}
     for label, spec in trajectories.items():

@@ -1,6 +1,6 @@
 """Matplotlib (Agg) figures comparing labelled series, e.g. "learned", "reference MD", "short MD".
 
-Every function writes a PNG atomically (openmm_mlcg.io_utils.atomic_write) and returns the path.
+Every function writes a PNG atomically (openmm_mlcg.util.io_utils.atomic_write) and returns the path.
 Series are given as ``{label: (x (k,), y (k,))}``.
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
-from openmm_mlcg.io_utils import atomic_write  # noqa: E402
+from openmm_mlcg.util.io_utils import atomic_write  # noqa: E402
 
 __all__ = ["save_figure", "plot_series", "plot_panels", "plot_distributions", "plot_msd", "plot_acf", "plot_rdf",
            "plot_internal_distance", "plot_collisions", "plot_contact_maps", "plot_parity", "plot_headline",

@@ -11,9 +11,9 @@ import mdtraj as md
 import numpy as np
 from openmm import unit
 
-from openmm_mlcg.units import to_float
+from openmm_mlcg.util.units import to_float
 
-from ..geometry import wrap
+from ..cg.geometry import wrap
 from ._validate import box_array, half_box_height, positions_array, selection_array
 
 __all__ = ["make_mdtraj", "radial_distribution", "rdf_by_type"]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from openmm import unit
 
-from openmm_mlcg.units import to_array
+from openmm_mlcg.util.units import to_array
 
 from ._validate import positions_array
 

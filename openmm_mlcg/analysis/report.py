@@ -13,8 +13,8 @@ import numpy as np
 from openmm import unit
 from tqdm.auto import tqdm
 
-from openmm_mlcg.io_utils import atomic_write
-from openmm_mlcg.units import to_float
+from openmm_mlcg.util.io_utils import atomic_write
+from openmm_mlcg.util.units import to_float
 
 from . import plots
 from ._validate import bonds_array, box_array, index_array, masses_array, time_array
@@ -90,7 +90,7 @@ def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules,
     (``OutputLockedError`` for a second writer) and, on success, removes the figures an earlier analysis
     wrote there that this one does not produce (no stale PNGs beside the new JSON).
     """
-    from openmm_mlcg.locks import output_lock
+    from openmm_mlcg.util.locks import output_lock
 
     with output_lock(out_dir, "analyze", "out_dir"):
         return _analyze(trajectories, box, bead_types, bead_masses, bead_molecules, cg_bonds, out_dir,

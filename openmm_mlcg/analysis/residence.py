@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from openmm import unit
 
-from openmm_mlcg.units import to_float
+from openmm_mlcg.util.units import to_float
 
 from ._validate import box_array, half_box_height, positions_array, selection_array
 

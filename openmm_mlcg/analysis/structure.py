@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 from openmm import unit
 
-from openmm_mlcg.units import to_float
+from openmm_mlcg.util.units import to_float
 
-from ..geometry import minimum_image
+from ..cg.geometry import minimum_image
 from ._validate import box_array, index_array, masses_array, positions_array
 
 __all__ = ["radius_of_gyration_squared", "distribution", "mean_internal_distance", "contact_map"]

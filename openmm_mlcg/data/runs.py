@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Tuple
 
-from ..mapping import BEAD_TYPE_RULES, CGMapping
-from ..topology import FineGraph
+from ..cg.mapping import BEAD_TYPE_RULES, CGMapping
+from ..cg.topology import FineGraph
 from .trajectory import CGTrajectory, coarse_grain_trajectory
 
 __all__ = ["mapping_for_topology", "load_run", "read_run_metadata"]
@@ -26,7 +26,7 @@ def read_run_metadata(run_dir) -> dict:
     if not d.is_dir():
         raise FileNotFoundError(f"run_dir: directory {d} does not exist")
     meta = d / "metadata.json"
-    from ..readers import read_json
+    from ..io.readers import read_json
 
     return read_json(meta, "run metadata", "run_dir") if meta.is_file() else {}
 

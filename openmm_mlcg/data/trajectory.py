@@ -14,11 +14,11 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..frame_interval import TIMED_SUFFIXES, recorded_frame_intervals, resolve_frame_interval
-from ..io_utils import atomic_write, file_digest, write_npz
-from ..geometry import as_box_frames, unwrap_in_time, wrap
-from ..mapping import CGMapping
-from ..topology import FineGraph
+from ..io.frame_interval import TIMED_SUFFIXES, recorded_frame_intervals, resolve_frame_interval
+from ..util.io_utils import atomic_write, file_digest, write_npz
+from ..cg.geometry import as_box_frames, unwrap_in_time, wrap
+from ..cg.mapping import CGMapping
+from ..cg.topology import FineGraph
 
 __all__ = ["CGTrajectory", "coarse_grain_trajectory", "map_trajectory"]
 
@@ -116,7 +116,7 @@ class CGTrajectory:
         Raises:
             FileNotFoundError: missing file. ValueError: unreadable file, other units, hash mismatch.
         """
-        from ..readers import read_npz
+        from ..io.readers import read_npz
 
         path = Path(path)
         d = read_npz(path, "CGTrajectory", required=("positions", "time_ps", "frame_interval_ps", "mapping_hash",
@@ -221,7 +221,7 @@ def map_trajectory(traj, mapping: CGMapping, frame_interval_ps: Optional[float] 
         frame_interval_ps = float(traj.timestep) if traj.n_frames > 1 else float("nan")
     box = None if traj.unitcell_vectors is None else as_box_frames(
         np.asarray(traj.unitcell_vectors, dtype=np.float64), traj.n_frames, f"{name} unit cell (box)")
-    from ..sanity import MAX_CHEMICAL_BOND_NM, chemical_bonds, check_bonded_distances
+    from ..util.sanity import MAX_CHEMICAL_BOND_NM, chemical_bonds, check_bonded_distances
 
     check_bonded_distances(xyz, chemical_bonds(mapping.graph.atom_types, mapping.graph.bonds), box,
                            MAX_CHEMICAL_BOND_NM, name, "no chemical bond is that long: positions in Angstrom "
@@ -255,7 +255,7 @@ def coarse_grain_trajectory(trajectory_files: Union[str, Path, Sequence], topolo
         cache_dir: directory for ``cg_<name>_<key>.npz``; key = mapping hash, file contents (BLAKE2b),
             frame interval, units. None: no caching.
         frame_interval_ps: ps between saved frames (float or Quantity), used only where the files record none:
-            what they record wins (:func:`openmm_mlcg.frame_interval.resolve_frame_interval`: ``metadata.json``
+            what they record wins (:func:`openmm_mlcg.io.frame_interval.resolve_frame_interval`: ``metadata.json``
             beside them, an OpenMM DCD header, or the frame times of XTC/TRR/H5/NetCDF), and a given value that
             disagrees with it raises, naming both.
         periodic: True requires a unit cell in the files; None infers it (an OpenMM topology with box
@@ -272,7 +272,7 @@ def coarse_grain_trajectory(trajectory_files: Union[str, Path, Sequence], topolo
     """
     import mdtraj
     from openmm import unit
-    from ..units import to_float
+    from ..util.units import to_float
 
     if not isinstance(mapping, CGMapping):
         raise TypeError(f"mapping: expected CGMapping, got {type(mapping).__name__}")
@@ -331,7 +331,7 @@ def coarse_grain_trajectory(trajectory_files: Union[str, Path, Sequence], topolo
             raise ValueError(f"trajectory_files: could not read {f} with a topology of {top.n_atoms} atoms: "
                              f"{exc}") from exc
         except (OSError, IOError, RuntimeError, TypeError, KeyError, IndexError, EOFError) as exc:
-            from ..readers import dcd_frames, describe_file
+            from ..io.readers import dcd_frames, describe_file
 
             if f.suffix.lower() == ".dcd" and dcd_frames(f) == 0:
                 raise ValueError(f"trajectory_files: {f} holds no frames (a DCD header only; expected at least one "

@@ -1,7 +1,7 @@
 """Training windows: k history velocities, current positions, box and target acceleration.
 
 Frames are sub-sampled with ``stride`` so one model step is ``stride * frame_interval_ps``. Targets are built
-with :func:`openmm_mlcg.dynamics.inverse_update` so that ``dynamics.update(x_t, v_t, a_t)`` gives back
+with :func:`openmm_mlcg.model.dynamics.inverse_update` so that ``dynamics.update(x_t, v_t, a_t)`` gives back
 ``x_{t+s}`` exactly as the runtime integrator will apply it. Source: Fu et al., TMLR 2023, section 3
 ("time-integrated" acceleration with semi-implicit Euler in model steps).
 """
@@ -12,8 +12,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..dynamics import history_velocities, inverse_update
-from ..mapping import CGMapping
+from ..model.dynamics import history_velocities, inverse_update
+from ..cg.mapping import CGMapping
 from .trajectory import CGTrajectory
 
 __all__ = ["WindowDataset"]

@@ -91,7 +91,7 @@ def one_step(bundle, mapping, frames: np.ndarray, box: np.ndarray, starts, varia
         dict predicted (len(starts), n, 3) nm, truth (len(starts), n, 3) nm, seconds_per_step, and
         gnn_passes_per_step (``CGDynamicsModel.gnn_passes_per_step``; 0 for the oracle).
     """
-    from ..simulator import LearnedSimulator
+    from ..model.simulator import LearnedSimulator
 
     sim = LearnedSimulator(bundle, mapping, device=device)
     k = sim.history_length

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io_utils import atomic_write
+from ..util.io_utils import atomic_write
 from .scales import POLYMER
 
 __all__ = ["SCALES", "polymer_settings", "generate_reference", "train_polymer_model", "chain_observables",
@@ -163,7 +163,7 @@ def classical_ns_per_hour(run_dir) -> float:
 def _rollout(bundle, mapping, frames, n_steps, report, out_dir: Path, variant, device, seed, platform):
     """Learned trajectory (cached in ``out_dir/rollout.npz``): positions (F, n, 3) nm, time_ps, wall_s;
     (None, None, nan) if the model produced non-finite positions (not cached)."""
-    from ..workflow import simulate_learned
+    from ..app.workflow import simulate_learned
     cache = out_dir / "rollout.npz"
     if cache.is_file():
         z = np.load(cache)
@@ -288,7 +288,7 @@ def run_polymer_experiment(out_dir, scale: str = "demo", model=None, platform=No
         bundle = train_polymer_model([t for _, t in train], [m for m, _ in train], s, out / "model", device,
                                      train_score=any(v["refine"] for v in variants.values()), progress=progress)
     else:
-        from ..export import load_bundle
+        from ..bundle.export import load_bundle
         bundle, meta = Path(model), load_bundle(model).metadata
         if not math.isclose(float(meta["model_time_step_ps"]), s["frame_tau"] * s["stride"], rel_tol=1e-9):
             raise ValueError(f"model: bundle time step {meta['model_time_step_ps']} ps differs from the experiment's "

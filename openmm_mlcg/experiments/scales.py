@@ -40,7 +40,7 @@ _REFINE_LIGHT = dict(n_levels=10)   # levels of the score / interpolant samplers
 #: Measured on the 4-box ensemble (README "Results", ablation 8): RDF error 0.185 +- 0.006 over 3 training seeds
 #: against 0.204 +- 0.005 at 44 amu; 400 and 1000 amu were not better.  Liquids with inertia (LJ argon, friction
 #: 0.4 /ps) keep the median-mass default.
-#: The Li+ pair correction (``openmm_mlcg.train.pair_correction``): the Score GNN under-fits the chain-end-Li+
+#: The Li+ pair correction (``openmm_mlcg.train.fits.pair_correction``): the Score GNN under-fits the chain-end-Li+
 #: contact at its own training frames; fitted after training, it lowers the 4-box paired RDF gap to short MD from
 #: +0.021 to +0.010 (README "Results", ablation 10).
 _SPE_DEMO_SCORE = dict(_REFINE_LIGHT, cg_langevin_mass_floor_amu=150.0, pair_correction_types=["Li"])

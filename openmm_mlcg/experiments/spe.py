@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..io_utils import atomic_write
+from ..util.io_utils import atomic_write
 from .scales import SPE
 from .spe_summary import format_summary
 
@@ -177,7 +177,7 @@ def _score_check(bundle_path, train_part, mapping) -> Optional[dict]:
     bead-type pairs {pair: dict(n, difference, se, z)}, 1/nm; None for another sampler."""
     from ..model.core import load_model
     from ..train.check import check_model
-    from ..train.pair_correction import require_equilibrium_score
+    from ..train.fits.pair_correction import require_equilibrium_score
 
     model = load_model(bundle_path)
     try:
@@ -237,7 +237,7 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
 
     from ..data import load_run
     from ..systems import spe
-    from ..workflow import simulate_learned
+    from ..app.workflow import simulate_learned
     from ..analysis import analyze
 
     if scale not in SCALES:

@@ -12,7 +12,7 @@ normalisation statistics (buffers), the three GNNs and every model-step conventi
   ``(n, k, 3)`` (:meth:`node_major`), which is also the layout of training batches;
 * edges = CG bonds union radius edges, a CG bond wins over a radius edge (:func:`openmm_mlcg.nn.build_edges`);
 * the Gaussian mean acceleration is ``-v_last`` plus the network's residual, so the mean next position is
-  ``x + residual * acceleration_std`` (:func:`openmm_mlcg.dynamics.gaussian_mean`).
+  ``x + residual * acceleration_std`` (:func:`openmm_mlcg.model.dynamics.gaussian_mean`).
 
 ``loss`` (trainer) and ``step`` (runtime) both go through :meth:`predict`, so the runtime's one-step
 prediction on a training window is the trainer's prediction bit for bit. The bundle file stores the three
@@ -26,11 +26,11 @@ from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from .. import cg_langevin as _cgl
-from .. import interpolant as _itp
-from .. import prior as _prior
-from .. import samplers as _smp
-from ..dynamics import gaussian_mean
+from ..generators import cg_langevin as _cgl
+from ..generators import interpolant as _itp
+from ..priors import prior as _prior
+from ..generators import score_samplers as _smp
+from .dynamics import gaussian_mean
 from ..nn.neighbors import build_edges
 from .graph import SystemGraph, system_graph
 from .metadata import ModelMetadata
@@ -89,7 +89,7 @@ class CGDynamicsModel(nn.Module):
 
     @classmethod
     def from_bundle(cls, bundle, device=None) -> "CGDynamicsModel":
-        """The model of a loaded :class:`openmm_mlcg.export.Bundle` (eval mode, on ``device`` if given).
+        """The model of a loaded :class:`openmm_mlcg.bundle.export.Bundle` (eval mode, on ``device`` if given).
 
         Raises:
             ValueError: the bundle's metadata is invalid or inconsistent (see :meth:`ModelMetadata.from_dict`).
@@ -226,7 +226,7 @@ class CGDynamicsModel(nn.Module):
     def denoise(self, prediction: Prediction, anchor: torch.Tensor, xs: torch.Tensor, s: torch.Tensor,
                 edges: Edges) -> Tuple[torch.Tensor, torch.Tensor]:
         """Model denoiser E[x_{t+1} | x_s] of the interpolant sampler at ``xs`` (n, 3) nm, ``s`` (n, 1)
-        (:func:`openmm_mlcg.interpolant.model_denoiser`; the network's noise floor is the last ``sigmas_nm``).
+        (:func:`openmm_mlcg.generators.interpolant.model_denoiser`; the network's noise floor is the last ``sigmas_nm``).
 
         Returns:
             (D (n, 3) nm, posterior std (n, 3) nm); trainer (:meth:`loss`) and runtime (:meth:`refine`) alike.
@@ -242,13 +242,13 @@ class CGDynamicsModel(nn.Module):
                deterministic: bool = False, bead_embedding: Optional[torch.Tensor] = None,
                bead_masses: Optional[torch.Tensor] = None, bead_friction: Optional[torch.Tensor] = None,
                prior=None) -> torch.Tensor:
-        """Joint next positions (n, 3) nm drawn with the bundle's sampler (:func:`openmm_mlcg.samplers.refine`).
+        """Joint next positions (n, 3) nm drawn with the bundle's sampler (:func:`openmm_mlcg.generators.score_samplers.refine`).
 
         The graph is rebuilt on the noisy positions at every Score GNN pass; ``box`` must be validated already.
-        ``"cg_langevin"`` (:mod:`openmm_mlcg.cg_langevin`) needs ``bead_embedding`` and ``bead_masses`` (amu)
+        ``"cg_langevin"`` (:mod:`openmm_mlcg.generators.cg_langevin`) needs ``bead_embedding`` and ``bead_masses`` (amu)
         instead of ``prediction`` (ValueError without them); ``bead_friction`` (n, 1) 1/ps per bead (from
         ``metadata.cg_langevin_frictions``; None: ``cg_langevin_friction_per_ps`` for all); ``prior``
-        (:class:`openmm_mlcg.prior.CGPrior` or None) adds the wall and bond scores to the learned one.
+        (:class:`openmm_mlcg.priors.prior.CGPrior` or None) adds the wall and bond scores to the learned one.
         """
         m, n = self.metadata, positions.shape[0]
         if m.sampler == "cg_langevin":
@@ -309,7 +309,7 @@ class CGDynamicsModel(nn.Module):
             or None. bead_embedding, bead_masses, cg_bonds: of the system (:meth:`embed`, SystemGraph).
             refine: use the Score GNN sampler (when :attr:`refines`). generator: RNG on the device.
             deterministic: no random numbers. bead_friction: (n, 1) 1/ps of the ``"cg_langevin"`` sampler or None.
-            prior: the system's :class:`openmm_mlcg.prior.CGPrior` (``"cg_langevin"``) or None.
+            prior: the system's :class:`openmm_mlcg.priors.prior.CGPrior` (``"cg_langevin"``) or None.
 
         Returns:
             (positions (n, 3), history (n, k, 3)): the new state; ``history[:, -1] = x_new - x``.
@@ -339,8 +339,8 @@ class CGDynamicsModel(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path, mapping=None, export_format: str = "torchscript"):
-        """Write the bundle file (:func:`openmm_mlcg.export.save_bundle` of the GNNs and ``metadata.to_dict()``)."""
-        from ..export import save_bundle
+        """Write the bundle file (:func:`openmm_mlcg.bundle.export.save_bundle` of the GNNs and ``metadata.to_dict()``)."""
+        from ..bundle.export import save_bundle
 
         return save_bundle(path, self.embedding, self.dynamics, self.score, self.metadata.to_dict(), mapping=mapping,
                            export_format=export_format)
@@ -350,9 +350,9 @@ def load_model(path, device="cpu", mapping=None) -> CGDynamicsModel:
     """Load a bundle file as a :class:`CGDynamicsModel` (eval mode on ``device``).
 
     Raises:
-        FileNotFoundError / ValueError: see :func:`openmm_mlcg.export.load_bundle`; ValueError for invalid or
+        FileNotFoundError / ValueError: see :func:`openmm_mlcg.bundle.export.load_bundle`; ValueError for invalid or
         inconsistent metadata (old bundles of format 1 are refused with the reason: retrain them).
     """
-    from ..export import load_bundle
+    from ..bundle.export import load_bundle
 
     return CGDynamicsModel.from_bundle(load_bundle(path, device=device, mapping=mapping), device)

@@ -15,13 +15,13 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 __all__ = ["ModelMetadata", "REQUIRED_KEYS"]
 
-from ..export import REQUIRED_METADATA as REQUIRED_KEYS  # keys a bundle must record (the rest have defaults)
+from ..bundle.export import REQUIRED_METADATA as REQUIRED_KEYS  # keys a bundle must record (the rest have defaults)
 
 _POSITIVE = ("model_time_step_ps", "cutoff_nm", "velocity_std", "acceleration_std", "langevin_step_size_nm2")
 
 
 def _refinement_defaults() -> Dict[str, Any]:
-    from ..export import default_refinement_metadata
+    from ..bundle.export import default_refinement_metadata
 
     return default_refinement_metadata()
 
@@ -39,19 +39,19 @@ class ModelMetadata:
         atom_type_vocabulary: atom types in embedding order. n_bond_types: bond-order codes (FineGraph: 6).
         periodic: whether the training data was periodic (None: unknown).
         sigmas_nm: descending noise levels of the refinement, nm. sampler, schedule, langevin_steps_per_level,
-            langevin_step_size_nm2 (nm^2), corrector_steps, snr: the refinement (:mod:`openmm_mlcg.samplers`).
-        interpolant_noise_nm: noise amplitude a of the ``"interpolant"`` sampler (:mod:`openmm_mlcg.interpolant`),
+            langevin_step_size_nm2 (nm^2), corrector_steps, snr: the refinement (:mod:`openmm_mlcg.generators.score_samplers`).
+        interpolant_noise_nm: noise amplitude a of the ``"interpolant"`` sampler (:mod:`openmm_mlcg.generators.interpolant`),
             nm; None: ``velocity_std``.
         temperature_K: temperature of the training data, K (None: unknown; the ``"cg_langevin"`` sampler needs it).
         cg_langevin_steps, cg_langevin_sigma_nm, cg_langevin_friction_per_ps: the ``"cg_langevin"`` sampler
-            (:mod:`openmm_mlcg.cg_langevin`): Langevin sub-steps per model step, the noise level of the learned
+            (:mod:`openmm_mlcg.generators.cg_langevin`): Langevin sub-steps per model step, the noise level of the learned
             equilibrium score (nm), the friction fitted after training (1/ps).
         cg_langevin_friction_by_type: friction (1/ps) per bead type (``CGMapping.bead_types``), fitted after
             training; beads of a type not listed use ``cg_langevin_friction_per_ps``.
         cg_langevin_denoise: f in [0, 1] of the sampler's final step ``x + f sigma^2 s(x)`` (1: Tweedie, the
             posterior mean, which bundles without the key were made for; 1/2: one probability-flow Euler step).
         cg_langevin_reverse_levels: K deterministic DDIM steps from sigma down to the smallest trained level
-            before that final step (:meth:`cg_langevin_reverse_ratios`, :mod:`openmm_mlcg.cg_langevin`; 0, the
+            before that final step (:meth:`cg_langevin_reverse_ratios`, :mod:`openmm_mlcg.generators.cg_langevin`; 0, the
             value for bundles without the key: the final step alone).
         cg_langevin_sigma_mass_amu: the bead mass (amu) at which the noise level is ``cg_langevin_sigma_nm``;
             bead i uses ``sigma sqrt(m / m_i)``, the same omega h for every bead (None: one sigma for all).
@@ -60,21 +60,21 @@ class ModelMetadata:
             inertia, which the fitted friction absorbs; a floor keeps a light ion (Li+, 6.9 amu) from forcing a
             wide smoothing sigma (sigma ~ 1 / sqrt(m)) onto its own score.
         excluded_volume_nm: {``"A|B"``: r0 nm} per unordered bead-type pair, the closest non-bonded approach in
-            the training data; the ``"cg_langevin"`` sampler adds a soft wall below it (:mod:`openmm_mlcg.prior`;
+            the training data; the ``"cg_langevin"`` sampler adds a soft wall below it (:mod:`openmm_mlcg.priors.prior`;
             empty: no wall). excluded_volume_width_nm: the wall's width w, nm (None: no wall).
         bond_prior: {``"A|B"``: [r0 nm, variance nm^2]} per bead-type pair of CG bonds, the bond-length
             statistics of the training data; the Score GNN was trained as the residual on top of this harmonic
-            prior and the sampler adds it (:mod:`openmm_mlcg.prior`; empty: none).
+            prior and the sampler adds it (:mod:`openmm_mlcg.priors.prior`; empty: none).
         pair_correction: a tabulated radial pair score the ``"cg_langevin"`` sampler adds to the learned one,
             ``{"r_min_nm", "dr_nm", "scores": {"A|B": [K values, 1/nm]}}``, fitted after training
-            (:class:`openmm_mlcg.prior.PairCorrection`; empty: none).
+            (:class:`openmm_mlcg.priors.prior.PairCorrection`; empty: none).
         angle_correction: a tabulated bond-angle potential the ``"cg_langevin"`` sampler adds as a score,
             ``{"knots_deg": [K], "U": {"A|B|C": [K values, kT]}}``, fitted after training
-            (:class:`openmm_mlcg.angles.AngleCorrection`; empty: none).
+            (:class:`openmm_mlcg.priors.angles.AngleCorrection`; empty: none).
         score_enabled: whether the Score GNN was trained.
         min_std: lower bound of the predicted std (normalised units) or None.
         hyperparameters: {"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments.
-        format_version, package_version: written by :func:`openmm_mlcg.export.save_bundle` (None before).
+        format_version, package_version: written by :func:`openmm_mlcg.bundle.export.save_bundle` (None before).
         extra: every other key, kept as is.
     """
 
@@ -120,7 +120,7 @@ class ModelMetadata:
     def from_dict(cls, metadata: Mapping[str, Any], name: str = "bundle.metadata") -> "ModelMetadata":
         """Validate a metadata mapping (e.g. a bundle's ``metadata.json``) and build the record.
 
-        Refinement keys missing from ``metadata`` take :func:`openmm_mlcg.export.default_refinement_metadata`.
+        Refinement keys missing from ``metadata`` take :func:`openmm_mlcg.bundle.export.default_refinement_metadata`.
 
         Raises:
             ValueError: naming ``name[key]``: a required key is missing, a number is not positive and finite,
@@ -133,7 +133,7 @@ class ModelMetadata:
         missing = [k for k in REQUIRED_KEYS if k not in metadata]
         if missing:
             raise ValueError(f"{name}: missing required keys {missing} (required: {list(REQUIRED_KEYS)}); "
-                             "not a bundle written by openmm_mlcg.export.save_bundle")
+                             "not a bundle written by openmm_mlcg.bundle.export.save_bundle")
         meta = {**_refinement_defaults(), **dict(metadata)}
         known = {f.name for f in fields(cls)} - {"extra"}
         extra = {k: v for k, v in meta.items() if k not in known}
@@ -143,7 +143,7 @@ class ModelMetadata:
         return record._validated(name)
 
     def _validated(self, name: str) -> "ModelMetadata":
-        from .. import samplers as _smp
+        from ..generators import score_samplers as _smp
 
         for key in _POSITIVE:
             v = getattr(self, key)
@@ -199,14 +199,14 @@ class ModelMetadata:
         if not isinstance(corr, Mapping):
             raise ValueError(f"{name}['pair_correction']: expected a mapping, got {type(corr).__name__}")
         if corr:
-            from openmm_mlcg.prior import PairCorrection
+            from openmm_mlcg.priors.prior import PairCorrection
             try:
                 PairCorrection([], corr)
             except ValueError as err:
                 raise ValueError(f"{name}['pair_correction']: {err}") from None
         angles = self.angle_correction or {}
         if angles:
-            from openmm_mlcg.angles import AngleCorrection
+            from openmm_mlcg.priors.angles import AngleCorrection
             try:
                 AngleCorrection.validate(angles)
             except ValueError as err:

@@ -7,7 +7,7 @@ positions, and the target acceleration is recomputed so that the update from the
 lands on the *true* next position. Multi-scale: every window gets its own noise std, drawn log-uniformly.
 
 Units: positions nm, velocities nm per model step, accelerations nm per model step^2 (see
-:mod:`openmm_mlcg.dynamics`).
+:mod:`openmm_mlcg.model.dynamics`).
 """
 from __future__ import annotations
 

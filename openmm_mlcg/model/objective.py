@@ -11,8 +11,8 @@ from typing import Dict, NamedTuple, Optional, Sequence
 
 import torch
 
-from .. import interpolant as _itp
-from .. import prior as _prior
+from ..generators import interpolant as _itp
+from ..priors import prior as _prior
 from .losses import denoising_score_loss, gaussian_nll, perturb_next_positions
 from .noise import log_uniform, noisy_history
 
@@ -94,7 +94,7 @@ def equilibrium_score_loss(model, bead_embedding: torch.Tensor, batch, generator
     ``sigma_i = lambda sqrt(m / m_i)`` (``ModelMetadata.cg_langevin_sigmas``, the sampler's mass scaling);
     x~ = x_{t+1} + sigma z; graph on x~; loss = 0.5 mean |GNS + z|^2 (:func:`denoising_score_loss`), with GNS
     = sigma (learned score + harmonic-bond prior score) when the batch carries ``cg_bond_prior``: the network
-    learns the residual on top of the prior (:mod:`openmm_mlcg.prior`); beads weighted by
+    learns the residual on top of the prior (:mod:`openmm_mlcg.priors.prior`); beads weighted by
     ``batch.score_weight`` when it is set (``score.type_balance``).
     """
     m = model.metadata
@@ -113,7 +113,7 @@ def equilibrium_score_loss(model, bead_embedding: torch.Tensor, batch, generator
     return denoising_score_loss(gns, z, batch.score_weight)
 
 def interpolant_loss(model, prediction, x: torch.Tensor, batch, generator) -> torch.Tensor:
-    """Denoising regression of the stochastic interpolant (:mod:`openmm_mlcg.interpolant`).
+    """Denoising regression of the stochastic interpolant (:mod:`openmm_mlcg.generators.interpolant`).
 
     One s ~ U(0, 0.999) per window, x_s = (1 - s) x_t + s x_{t+1} + a (1 - s) sqrt(s) z, graph on x_s;
     loss = mean of ((D(x_s, s) - x_{t+1}) / post_std)^2: 1 for the Gaussian's own exact denoiser when the

@@ -28,7 +28,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from ..geometry import check_box, minimum_image
+from ..cg.geometry import check_box, minimum_image
 
 __all__ = ["build_edges", "pair_vectors", "radius_pairs", "brute_force_pairs", "minimum_image", "check_box", "BACKENDS",
            "DEFAULT_BACKEND"]

@@ -20,7 +20,7 @@ class ScoreGNN(nn.Module):
     """Rotation-equivariant residual score network on the graph of the noisy next positions.
 
     The full output used by the samplers is ``GNS = gaussian_prior_gns(x~, mean, std, sigma) + ScoreGNN(...)``
-    (:func:`openmm_mlcg.samplers.model_gns`): the exact GNS of the Dynamics GNN's independent Gaussian plus
+    (:func:`openmm_mlcg.generators.score_samplers.model_gns`): the exact GNS of the Dynamics GNN's independent Gaussian plus
     this network's correction, which carries the joint (interaction) structure.
 
     All GNN inputs are rotation invariant, and the output is a sum of vectors, so the correction rotates with

@@ -3,7 +3,7 @@
 Never imports ``openmm_mlcg.train``.
 """
 from .attach import create_simulation
-from .dcd import load_dcd, read_dcd_header
+from .dcd_reader import load_dcd, read_dcd_header
 from .integrator import LearnedIntegrator
 from .reporter import CGStateDataReporter
 from .resume import resume_simulation, truncate_outputs

@@ -1,5 +1,5 @@
 """Input checks of :class:`~openmm_mlcg.openmm.LearnedIntegrator` against what its bundle was trained on
-(see :mod:`openmm_mlcg.sanity`): history displacements, CG bond lengths, bead density and periodicity."""
+(see :mod:`openmm_mlcg.util.sanity`): history displacements, CG bond lengths, bead density and periodicity."""
 from __future__ import annotations
 
 import warnings
@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 from openmm import unit
 
-from .. import sanity
-from ..sanity import resolve_device  # noqa: F401  (re-exported for the integrator)
+from ..util import sanity
+from ..util.sanity import resolve_device  # noqa: F401  (re-exported for the integrator)
 
 __all__ = ["check_history", "check_context", "resolve_device"]
 

@@ -21,7 +21,7 @@ mdtraj reads XTCReporter time stamps directly; for DCD (mdtraj ignores the heade
 
 One OpenMM step is one *model* step (``bundle.metadata['model_time_step_ps']``, e.g. 200 ps); ``getStepSize()``
 returns it. Each ``step(n)`` call reads positions (unwrapped) and the box from the Context, runs ``n`` steps of
-:class:`openmm_mlcg.simulator.LearnedSimulator` on the torch device (CUDA when available; the Context may use any
+:class:`openmm_mlcg.model.simulator.LearnedSimulator` on the torch device (CUDA when available; the Context may use any
 platform; one call for all ``n`` steps, the box validated once), and writes positions, velocities (last displacement / model time step, nm/ps), time and step
 count back once. The history velocities and the RNG state live in integrator variables, so OpenMM checkpoints
 and State XML restore them (see :mod:`openmm_mlcg.openmm.state`).
@@ -48,8 +48,8 @@ import openmm
 import torch
 from openmm import unit
 
-from ..units import to_array
-from ..simulator import LearnedSimulator, NonFiniteStateError
+from ..util.units import to_array
+from ..model.simulator import LearnedSimulator, NonFiniteStateError
 from . import checks as _checks, state as _st
 
 __all__ = ["LearnedIntegrator"]
@@ -58,7 +58,7 @@ _POSITION_TOLERANCE_NM = 1e-5
 
 
 def _load_bundle(bundle, device, mapping):
-    from ..export import load_bundle  # runtime module; never the trainer
+    from ..bundle.export import load_bundle  # runtime module; never the trainer
 
     if hasattr(bundle, "metadata") and hasattr(bundle, "dynamics"):
         return bundle
@@ -74,11 +74,11 @@ class LearnedIntegrator(openmm.CustomIntegrator):
     """OpenMM integrator whose dynamics is a trained time-integrated CG model (an exported bundle).
 
     Args:
-        bundle: path to a bundle file (``openmm_mlcg.export.save_bundle``) or a loaded ``Bundle``.
+        bundle: path to a bundle file (``openmm_mlcg.bundle.export.save_bundle``) or a loaded ``Bundle``.
         mapping: CGMapping of the simulated system; None -> the mapping bound to the bundle.
         history: None or (>= k+1, n_beads, 3) CG frames in nm one model step apart (unwrapped, Quantity
             allowed; the last k+1 are used), e.g. the end of a reference CG trajectory; k = metadata 'history'.
-        refine: draw each step's joint next state with the bundle's Score GNN sampler (:mod:`openmm_mlcg.samplers`).
+        refine: draw each step's joint next state with the bundle's Score GNN sampler (:mod:`openmm_mlcg.generators.score_samplers`).
         seed: integer in [0, 2**53) for the counter-based RNG (see :func:`state.step_seed`).
         device: torch device of the model; None -> "cuda" if available else "cpu".
         deterministic: no random numbers (the mean step, or the sampler started from the mean without noise).
@@ -258,7 +258,7 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         Raises:
             ValueError: shape is not (>= k+1, n_beads, 3) or non-finite values.
         """
-        from ..dynamics import history_velocities
+        from ..model.dynamics import history_velocities
 
         x = to_array(frames, unit.nanometer, "history")
         if x.ndim != 3 or x.shape[0] < self._k + 1 or x.shape[1:] != (self._n, 3):

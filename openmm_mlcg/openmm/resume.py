@@ -19,13 +19,13 @@ from pathlib import Path
 
 from openmm import unit
 
-from ..io_utils import atomic_write
+from ..util.io_utils import atomic_write
 
 __all__ = ["resume_simulation", "truncate_outputs"]
 
 
 def _truncate_dcd_to_step(path: Path, step: int) -> int:
-    from ..dcd import dcd_frame_count, read_dcd_header, truncate_dcd
+    from ..io.dcd import dcd_frame_count, read_dcd_header, truncate_dcd
 
     head = read_dcd_header(path)
     have = dcd_frame_count(path)

@@ -23,7 +23,7 @@ import numpy as np
 import openmm
 from openmm import unit
 
-from ..io_utils import atomic_write, write_npz
+from ..util.io_utils import atomic_write, write_npz
 
 __all__ = ["GLOBALS", "FORMAT_VERSION", "bundle_fingerprint", "accepted_ids", "encode_fingerprint", "decode_fingerprint",
            "step_seed", "write_state_file", "read_state_file", "context_arrays", "restore_context"]
@@ -44,7 +44,7 @@ def bundle_fingerprint(bundle) -> str:
     Identifies the *model* a checkpoint was written with, independently of the file path and of the export
     time (``created`` is left out).
     """
-    from ..export import VOLATILE_METADATA
+    from ..bundle.export import VOLATILE_METADATA
 
     h = hashlib.sha256()
     meta = {k: v for k, v in bundle.metadata.items() if k not in VOLATILE_METADATA}  # identical training, same id
@@ -111,7 +111,7 @@ def read_state_file(path) -> dict:
     """
     from pathlib import Path
 
-    from ..readers import read_npz
+    from ..io.readers import read_npz
 
     out = read_npz(Path(path), "LearnedIntegrator state")
     if "mlcg_format" not in out:

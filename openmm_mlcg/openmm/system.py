@@ -16,7 +16,7 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
-from ..geometry import check_box
+from ..cg.geometry import check_box
 
 __all__ = ["create_cg_system", "pdb_atom_names", "check_box"]
 
@@ -83,7 +83,7 @@ def create_cg_system(mapping, box=None) -> tuple[app.Topology, openmm.System]:
     CG bonds (periodic when a box is given, so reporters keep molecules whole), default periodic box vectors.
 
     Args:
-        mapping: :class:`openmm_mlcg.mapping.CGMapping`.
+        mapping: :class:`openmm_mlcg.cg.mapping.CGMapping`.
         box: None (non-periodic) or (3, 3) box row vectors in nm / Quantity (see :func:`check_box`).
 
     Returns:

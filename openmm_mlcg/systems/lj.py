@@ -18,7 +18,7 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
-from ..units import to_float
+from ..util.units import to_float
 from .md import Stage, is_done, make_platform, run_protocol
 
 __all__ = ["LJSpecies", "ARGON", "build_lj_system", "generate"]

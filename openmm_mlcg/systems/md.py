@@ -29,8 +29,8 @@ from pathlib import Path
 import openmm
 from openmm import app, unit
 
-from ..dcd import dcd_frame_count, truncate_dcd  # re-exported (MD outputs)
-from ..io_utils import atomic_write
+from ..io.dcd import dcd_frame_count, truncate_dcd  # re-exported (MD outputs)
+from ..util.io_utils import atomic_write
 
 __all__ = ["Stage", "run_protocol", "make_platform", "is_done", "ensure_writable_dir", "truncate_dcd",
            "dcd_frame_count"]
@@ -231,7 +231,7 @@ def run_protocol(simulation: app.Simulation, out_dir, stages: list[Stage], repor
     out = ensure_writable_dir(out_dir)
     if is_done(out):
         return out
-    from ..locks import output_lock
+    from ..util.locks import output_lock
 
     with output_lock(out, "reference MD run", "out_dir"):  # a second writer fails instead of adding frames
         if is_done(out):
@@ -287,7 +287,7 @@ def _run_protocol(simulation, out: Path, stages, report_interval_steps, metadata
         k, done, frames = 0, 0, 0
     meta = _full_metadata(simulation, metadata, interval, stages)
     if paths["pdb"].exists() and paths["meta"].exists():  # keep the production-start box recorded earlier
-        from ..readers import read_json
+        from ..io.readers import read_json
 
         meta["box_nm"] = read_json(paths["meta"], "run metadata", "out_dir").get("box_nm", meta["box_nm"])
     _write_json(paths["meta"], meta)

@@ -32,8 +32,8 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
-from ..io_utils import atomic_write
-from ..units import to_float
+from ..util.io_utils import atomic_write
+from ..util.units import to_float
 from .md import Stage, ensure_writable_dir, is_done, make_platform, run_protocol
 
 __all__ = ["load_params", "class_one_sequence", "class_two_sequence", "build_polymer_system",
@@ -286,7 +286,7 @@ def _run_one(job: dict) -> str:
                 units=params["units"]["note"], source=params["description"])
     stages = [Stage("minimize", 0, minimize=True), Stage("equilibrate", job["equilibration_steps"]),
               Stage("production", job["n_steps"], reporters=True)]
-    from ..readers import read_json
+    from ..io.readers import read_json
 
     old = read_json(out / "metadata.json", "run metadata", "out_dir") if (out / "metadata.json").exists() else {}
     if old and [old.get(k) for k in ("sequence", "stages", "report_interval_steps")] != [
@@ -385,14 +385,14 @@ def generate(n_systems: int, out_dir, kind: str = "class1", length: int | None =
                          build_seed=build_seed, integrator_seed=integ_seed, platform=plat, threads=threads,
                          n_steps=int(n_steps), equilibration_steps=int(eq), report_interval=report,
                          progress_bar=progress_bar and n_workers == 1))
-    from ..locks import output_lock
+    from ..util.locks import output_lock
 
     with output_lock(out, "generate", "out_dir"):  # one generate per out_dir
         if n_workers == 1:
             return [Path(_run_one(j)) for j in jobs]
         from tqdm.auto import tqdm
 
-        from ..parallel import worker_pool
+        from ..util.parallel import worker_pool
 
         with worker_pool(n_workers) as pool:  # spawned workers that die with this process
             done = list(tqdm(pool.map(_run_one, jobs), total=len(jobs), desc=f"polymer {kind}",

@@ -19,7 +19,7 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
-from ..units import to_float
+from ..util.units import to_float
 from . import gaff
 from .packing import _data, chain_smiles, scaled_composition, embed_molecule, known_monomers, pack_box, parse_polymer
 
@@ -280,7 +280,7 @@ def simulate(spe: SPESystem, out_dir, equilibration_ps=100.0, production_ps=100.
     Raises:
         ValueError: bad lengths/intervals, unwritable ``out_dir`` (named in the message).
     """
-    from ..io_utils import atomic_write
+    from ..util.io_utils import atomic_write
     from .md import Stage, run_protocol
 
     dt = to_float(time_step, unit.picosecond, "time_step")
@@ -390,8 +390,8 @@ def generate(n_systems: int, out_dir, polymers=None, chain_length: int | None = 
                          equilibration_ps=equil, training_ps=train, frame_interval_ps=frame_interval_ps,
                          temperature=temperature, platform=platform, progress_bar=progress_bar,
                          cpu_threads=max(1, (os.cpu_count() or 1) // n_workers) if n_workers > 1 else None))
-    from ..locks import output_lock
-    from ..parallel import worker_pool
+    from ..util.locks import output_lock
+    from ..util.parallel import worker_pool
 
     with output_lock(out, "generate", "out_dir"):  # one generate per out_dir
         if n_workers == 1:

@@ -2,7 +2,7 @@
 its priors' data statistics (excluded volume, harmonic bonds), and everything the runtime reads from a bundle.
 
 Split from :mod:`openmm_mlcg.train.loop` (which runs the optimisation); the fields are documented in
-:class:`openmm_mlcg.model.ModelMetadata` and the sampler in :mod:`openmm_mlcg.cg_langevin`.
+:class:`openmm_mlcg.model.ModelMetadata` and the sampler in :mod:`openmm_mlcg.generators.cg_langevin`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 from openmm_mlcg.model import ModelMetadata
-from openmm_mlcg.sanity import training_physics
+from openmm_mlcg.util.sanity import training_physics
 
 from .config import refinement_metadata
 from .model_step import N_BOND_TYPES
@@ -45,7 +45,7 @@ def cg_langevin_noise(cfg, stats, maps, frame_interval: float):
     Raises:
         ValueError: no ``data.temperature_K``, or a given range that does not hold sigma_b.
     """
-    from openmm_mlcg.cg_langevin import smallest_stable_sigma
+    from openmm_mlcg.generators.cg_langevin import smallest_stable_sigma
 
     t = cfg.data.temperature_K
     if t is None:
@@ -68,23 +68,23 @@ def cg_langevin_noise(cfg, stats, maps, frame_interval: float):
 
 
 def _excluded_volume(cfg, trajs, maps, sigma_b) -> dict:
-    """Metadata of the ``"cg_langevin"`` sampler's excluded-volume prior (:mod:`openmm_mlcg.prior`): the closest
+    """Metadata of the ``"cg_langevin"`` sampler's excluded-volume prior (:mod:`openmm_mlcg.priors.prior`): the closest
     non-bonded approach per bead-type pair in the data and the wall width ``excluded_volume_width`` x sigma_b."""
     w = cfg.score.excluded_volume_width
     if sigma_b is None or w is None:
         return {}
-    from ..prior import closest_approach
+    from ..priors.prior import closest_approach
 
     return dict(excluded_volume_nm=closest_approach(trajs, maps, cfg.model.cutoff_nm, cfg.data.stride),
                 excluded_volume_width_nm=float(w) * float(sigma_b))
 
 
 def _bond_prior(cfg, trajs, maps, sigma_b) -> dict:
-    """Metadata of the ``"cg_langevin"`` sampler's harmonic-bond prior (:mod:`openmm_mlcg.prior`): the bond-length
+    """Metadata of the ``"cg_langevin"`` sampler's harmonic-bond prior (:mod:`openmm_mlcg.priors.prior`): the bond-length
     mean and variance per bead-type pair in the data (none without ``score.bond_prior`` or another sampler)."""
     if sigma_b is None or not cfg.score.bond_prior:
         return {}
-    from ..prior import bond_statistics
+    from ..priors.prior import bond_statistics
 
     return dict(bond_prior=bond_statistics(trajs, maps, cfg.data.stride))
 

@@ -1,7 +1,7 @@
 """``openmm-mlcg check``: is a trained ``"cg_langevin"`` bundle's score right at its own training frames?
 
 A reference-free diagnostic to run after training, before trusting a rollout: the denoising identity of
-:func:`openmm_mlcg.train.pair_correction.contact_identity_check`, per bead-type pair in contact, on the training
+:func:`openmm_mlcg.train.fits.pair_correction.contact_identity_check`, per bead-type pair in contact, on the training
 part of the data the config lists (the frames the trainer fitted; the validation part is left out, as in the
 trainer). A pair whose difference is many standard errors from zero is a contact the sampler's score gets wrong
 where it had data; on the SPE demo this flags the PEO chain end on Li+ (README "Results", ablation 10), which
@@ -15,7 +15,7 @@ import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .pair_correction import CONTACT_NM, contact_identity_check, require_equilibrium_score
+from .fits.pair_correction import CONTACT_NM, contact_identity_check, require_equilibrium_score
 
 __all__ = ["check_bundle", "check_model", "rank_pairs", "format_report", "FLAG_Z", "FLAG_MIN_SAMPLES"]
 
@@ -65,7 +65,7 @@ def check_bundle(bundle, config, contact_nm: float = CONTACT_NM, draws: int = 8,
         FileNotFoundError: the bundle or a data file is missing. ValueError: invalid config or data, a bundle that
             is not a trained ``"cg_langevin"`` one, a non-positive ``contact_nm`` or ``draws`` < 1.
     """
-    from openmm_mlcg.io_utils import atomic_write
+    from openmm_mlcg.util.io_utils import atomic_write
     from openmm_mlcg.model.core import load_model
 
     from .config import load_config

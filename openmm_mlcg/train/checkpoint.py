@@ -14,7 +14,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from openmm_mlcg.io_utils import atomic_write
+from openmm_mlcg.util.io_utils import atomic_write
 
 from .config import TrainConfig
 

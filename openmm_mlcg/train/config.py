@@ -106,7 +106,7 @@ class ScoreConfig:
     velocity_std, so at sigma_max the joint structure is washed out) and sigma_min = 0.05 velocity_std (well
     below the nearest-neighbour spacing). The sampler runs ``n_levels`` geometric levels over the same range.
 
-    sampler: ``"cg_langevin"`` (default, chosen on bench_liquid: Langevin dynamics on a learned equilibrium score, :mod:`openmm_mlcg.cg_langevin`:
+    sampler: ``"cg_langevin"`` (default, chosen on bench_liquid: Langevin dynamics on a learned equilibrium score, :mod:`openmm_mlcg.generators.cg_langevin`:
     the Score GNN is trained by denoising score matching on the configurations, sigma in [sigma_b / 3, 3 sigma_b]
     unless given, sigma_b the smallest noise level at which ``cg_langevin_steps`` Langevin sub-steps per model
     step resolve the lightest bead's fastest oscillation at ``omega h = cg_langevin_omega_h``; the friction is
@@ -116,30 +116,30 @@ class ScoreConfig:
     masses themselves; mass leaves the sampled distribution unchanged, the fitted friction absorbs it, and the
     floor keeps a light ion from setting a wide sigma; ``cg_langevin_denoise`` is f of the final step
     x + f sigma^2 s(x) (1: Tweedie's posterior mean, 0.5: one probability-flow Euler step,
-    :mod:`openmm_mlcg.cg_langevin`), made after ``cg_langevin_reverse_levels`` DDIM steps down to the smallest
+    :mod:`openmm_mlcg.generators.cg_langevin`), made after ``cg_langevin_reverse_levels`` DDIM steps down to the smallest
     trained level (0: from sigma_b itself); a soft wall below each bead-type pair's closest non-bonded approach in the
     data, of width ``excluded_volume_width`` x sigma_b (null: no wall), keeps beads out of the regions the data
     never visits; ``bond_prior`` (default false: on the SPE demo it did not lower the RDF error, with the
     Tweedie or the half denoising step; README): a harmonic bond per bead-type pair from the data's bond-length
-    mean and variance, the Score GNN learning the residual on top of it, :mod:`openmm_mlcg.prior`;
+    mean and variance, the Score GNN learning the residual on top of it, :mod:`openmm_mlcg.priors.prior`;
     ``type_balance``: weight each bead's score-matching loss so that every bead type of a system has the same
     total weight, :func:`openmm_mlcg.model.losses.type_balanced_weights`, for rare species such as Li+;
     ``pair_correction_types``: bead-type names (e.g. ``["Li"]``) whose non-bonded pairs get a radial pair score
     fitted after training by denoising score matching with the network frozen, where the Score GNN under-fits a
-    rare contact (:mod:`openmm_mlcg.train.pair_correction`; null: none); ``angle_correction_iterations`` > 0:
+    rare contact (:mod:`openmm_mlcg.train.fits.pair_correction`; null: none); ``angle_correction_iterations`` > 0:
     a tabulated bond-angle potential per angle type fitted after training by that many iterative-Boltzmann-inversion
     updates against the training frames' angle distributions, each with ``calibration_starts`` rollouts of
-    ``angle_correction_steps`` model steps (:mod:`openmm_mlcg.train.angle_correction`; 0: off)),
-    ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.interpolant`;
+    ``angle_correction_steps`` model steps (:mod:`openmm_mlcg.train.fits.angle_correction`; 0: off)),
+    ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.generators.interpolant`;
     ``n_levels`` Euler-Maruyama steps = passes; noise amplitude ``interpolant_noise`` x velocity_std; the Score
     GNN is then trained as the denoiser's residual instead of by score matching), ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
     Langevin corrector steps per level at signal-to-noise ``snr``) or ``"langevin"`` (annealed Langevin,
     ``steps_per_level`` steps of size ``step_size_nm2`` with ``schedule`` ``"song_ermon"``: eps sigma_i^2 /
-    sigma_L^2, or ``"paper"``: constant eps). See :mod:`openmm_mlcg.samplers`. :data:`PAPER_SCORE` holds
+    sigma_L^2, or ``"paper"``: constant eps). See :mod:`openmm_mlcg.generators.score_samplers`. :data:`PAPER_SCORE` holds
     the paper's exact settings (appendix C: langevin, paper schedule, 20 levels 1 -> 0.001 nm, 10 steps,
     5e-7 nm^2). weight multiplies L_score. ``relative_entropy_steps`` > 0 (needs ``model.score_energy``) fine-tunes
     the energy after training by relative entropy (maximum likelihood against the sampler's own persistent
-    chains, at ``relative_entropy_lr``; :mod:`openmm_mlcg.train.relative_entropy`), 0: off.
+    chains, at ``relative_entropy_lr``; :mod:`openmm_mlcg.train.fits.relative_entropy`), 0: off.
     """
 
     enabled: bool = True
@@ -282,7 +282,7 @@ class TrainConfig:
         Raises:
             FileNotFoundError: missing file. ValueError/TypeError: see :meth:`from_dict`.
         """
-        from openmm_mlcg.yaml_strict import load_yaml
+        from openmm_mlcg.util.yaml_strict import load_yaml
 
         path = Path(path)
         raw = load_yaml(path)  # duplicate keys/sections and syntax errors -> ValueError with file and line
@@ -316,7 +316,7 @@ class TrainConfig:
 
     def save_yaml(self, path) -> None:
         """Write the resolved configuration atomically."""
-        from openmm_mlcg.io_utils import atomic_write
+        from openmm_mlcg.util.io_utils import atomic_write
 
         with atomic_write(path, "w") as fh:
             yaml.safe_dump(self.to_dict(), fh, sort_keys=False)

@@ -41,7 +41,7 @@ def validate_config(cfg) -> None:
     _check("model.min_std", m.min_std, m.min_std > 0, "> 0")
     _check("model.cutoff_nm", m.cutoff_nm, m.cutoff_nm > 0, "> 0")
     _check("model.score_rbf", m.score_rbf, m.score_rbf >= 1, ">= 1")
-    from openmm_mlcg.samplers import SAMPLERS, SCHEDULES
+    from openmm_mlcg.generators.score_samplers import SAMPLERS, SCHEDULES
 
     _check("score.sampler", s.sampler, s.sampler in SAMPLERS, f"one of {SAMPLERS}")
     if m.score_energy and (s.sampler != "cg_langevin" or m.score_symmetric_pairs):

@@ -26,13 +26,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from openmm_mlcg.dynamics import geometric_sigmas
-from openmm_mlcg.io_utils import atomic_write
-from openmm_mlcg.locks import output_lock
+from openmm_mlcg.model.dynamics import geometric_sigmas
+from openmm_mlcg.util.io_utils import atomic_write
+from openmm_mlcg.util.locks import output_lock
 from openmm_mlcg.model import CGDynamicsModel
 from openmm_mlcg.model.losses import type_balanced_weights
-from openmm_mlcg.outputs import check_output_dir
-from openmm_mlcg.sanity import resolve_device
+from openmm_mlcg.util.outputs import check_output_dir
+from openmm_mlcg.util.sanity import resolve_device
 
 from .batching import atom_type_vocabulary, collate
 from .checkpoint import check_resumable, load_checkpoint, save_checkpoint
@@ -194,7 +194,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
 
     Args:
         cg_trajectories: list of :class:`openmm_mlcg.data.CGTrajectory` (unwrapped positions, nm).
-        mappings: list of :class:`openmm_mlcg.mapping.CGMapping`, one per trajectory (may repeat).
+        mappings: list of :class:`openmm_mlcg.cg.mapping.CGMapping`, one per trajectory (may repeat).
         config: TrainConfig, nested dict or YAML path.
         callback: optional ``callback(step, row)`` after every completed step (row = the log values).
 
@@ -336,7 +336,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         m.eval()
     meta = model.metadata
     if meta.sampler == "cg_langevin" and meta.score_enabled:
-        from .sampler_fit import fit_sampler
+        from .fits.sampler_fit import fit_sampler
         meta = fit_sampler(model, meta, extra, cfg, tr, [maps[i] for i in tr_ids], graphs_tr, dc.stride, tc.seed,
                            lambda: checkpoint(tc.n_steps), tc.progress)
     meta = meta.with_extra(training_steps=tc.n_steps, val_nll=_finite_or_none(extra.get("val_nll")),

@@ -29,7 +29,7 @@ def load_sources(data_cfg, cache_dir) -> Tuple[list, list]:
         ValueError: no systems, or a directory without metadata.json frame_interval_ps.
     """
     from openmm_mlcg.data import CGTrajectory, coarse_grain_trajectory, load_run, mapping_for_topology
-    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.cg.mapping import CGMapping
 
     if not data_cfg.systems:
         raise ValueError("data.systems: expected at least one system, got an empty list")

@@ -6,7 +6,7 @@ and numpy only (not the trainer, not torch_geometric).
 
 Metadata keys (units): format_version (int), package_version (str), export_format ("torchscript"),
 model_time_step_ps, history (k), cutoff_nm, sigmas_nm (list, descending, nm), langevin_steps_per_level,
-langevin_step_size_nm2 (nm^2), sampler / schedule / corrector_steps / snr (openmm_mlcg.samplers),
+langevin_step_size_nm2 (nm^2), sampler / schedule / corrector_steps / snr (openmm_mlcg.generators.score_samplers),
 score_parametrisation, mean_parametrisation, velocity_std (nm per model step), acceleration_std (nm per model step^2),
 atom_type_vocabulary (list of str), n_bond_types, min_std (normalised acceleration units), hyperparameters
 ({"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments), mapping_hash (str or None),
@@ -33,8 +33,8 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 
 import torch
 
-from ._version import __version__
-from .io_utils import ZIP_EPOCH, atomic_write
+from .._version import __version__
+from ..util.io_utils import ZIP_EPOCH, atomic_write
 
 __all__ = ["Bundle", "save_bundle", "load_bundle", "check_scripted_matches_eager", "script_module",
            "FORMAT_VERSION", "REQUIRED_METADATA", "default_refinement_metadata", "ExportMismatchError"]
@@ -47,7 +47,7 @@ EXPORT_FORMATS = ("torchscript", "torch.export")
 EXPORT_NOTES = (
     "export_format='torch.export' stores ExportedPrograms (embedding.pt2, dynamics.pt2, score.pt2) with dynamic "
     "atom/bead/bond/edge counts; Python scalars are baked in (cutoff_nm, velocity_std as displacement scale) and "
-    "n_beads is passed as a tensor length (openmm_mlcg.nn.exported). Exporting takes ~20 s and the programs "
+    "n_beads is passed as a tensor length (openmm_mlcg.bundle.exported). Exporting takes ~20 s and the programs "
     "are traced on CPU, so TorchScript stays the default format (deprecation warning suppressed)."
 )
 
@@ -78,7 +78,7 @@ class Bundle:
 def default_refinement_metadata() -> Dict[str, Any]:
     """Paper appendix C refinement settings in nm: 20 geometric sigmas 1.0 -> 0.001 nm, 10 steps, 5e-7 nm^2,
     annealed Langevin with the paper's constant step (``sampler="langevin"``, ``schedule="paper"``)."""
-    from .dynamics import geometric_sigmas
+    from ..model.dynamics import geometric_sigmas
 
     return dict(sigmas_nm=[float(s) for s in geometric_sigmas(1.0, 0.001, 20)], langevin_steps_per_level=10,
                 langevin_step_size_nm2=5e-7, sampler="langevin", schedule="paper", corrector_steps=0, snr=0.16)
@@ -112,7 +112,7 @@ def _hyperparameters(module) -> Optional[Dict[str, Any]]:
 
 def _check_metadata(metadata: Mapping[str, Any]) -> None:
     """Validate through the typed record (one set of rules: :meth:`openmm_mlcg.model.ModelMetadata.from_dict`)."""
-    from .model.metadata import ModelMetadata
+    from ..model.metadata import ModelMetadata
 
     ModelMetadata.from_dict(metadata, "metadata")
 
@@ -169,7 +169,7 @@ def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], m
 
     blobs = {}
     if export_format == "torch.export":
-        from .nn.exported import export_programs
+        from .exported import export_programs
 
         progs = export_programs(embedding, dynamics, score, float(meta["cutoff_nm"]), float(meta["velocity_std"]))
         blobs.update({f"{name}.pt2": data for name, data in progs.items()})
@@ -244,7 +244,7 @@ def load_bundle(path, device="cpu", mapping=None) -> Bundle:
         path: bundle file.
         device: torch device for the modules ("cpu", "cuda", torch.device).
         mapping: optional CGMapping to bind; must match the bundle's ``mapping_hash`` (if recorded) and the
-            stored mapping (if any). If None, the stored mapping (if any) is loaded (needs openmm_mlcg.mapping).
+            stored mapping (if any). If None, the stored mapping (if any) is loaded (needs openmm_mlcg.cg.mapping).
 
     Returns:
         Bundle with modules in eval mode on ``device``.
@@ -253,8 +253,8 @@ def load_bundle(path, device="cpu", mapping=None) -> Bundle:
         FileNotFoundError: no such file. ValueError: not a bundle, wrong format_version, package major/minor
         version mismatch, or mapping hash mismatch (the message names the expected and actual values).
     """
-    from .readers import check_input_file, describe_file
-    from .sanity import resolve_device
+    from ..io.readers import check_input_file, describe_file
+    from ..util.sanity import resolve_device
 
     device = resolve_device(device, "device")
     path = check_input_file(path, "a model bundle (.mlcg)", "path")
@@ -298,7 +298,7 @@ def _load_from_zip(zf, path: Path, device, mapping) -> Bundle:
         raise ValueError(f"path: {path} is not an openmm_mlcg model bundle (missing {sorted(needed - names)})")
     stored_mapping = None
     if "mapping.npz" in names and mapping is None:
-        from .mapping import CGMapping  # lazy: only needed when a mapping is stored
+        from ..cg.mapping import CGMapping  # lazy: only needed when a mapping is stored
 
         with tempfile.TemporaryDirectory() as tmp:
             mp = Path(tmp) / "mapping.npz"
@@ -312,7 +312,7 @@ def _load_from_zip(zf, path: Path, device, mapping) -> Bundle:
         raise ValueError(f"bundle {path}: stored mapping hash {stored_mapping.hash} does not match "
                          f"metadata mapping_hash {expected} (corrupted bundle)")
     if fmt == "torch.export":
-        from .nn.exported import load_programs
+        from .exported import load_programs
 
         progs = load_programs({n: zf.read(f"{n}.pt2") for n in MODULE_NAMES}, float(meta["cutoff_nm"]),
                               float(meta["velocity_std"]), torch.device(device))

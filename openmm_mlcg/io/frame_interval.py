@@ -19,7 +19,7 @@ from typing import Optional
 
 from openmm import unit
 
-from openmm_mlcg.units import to_float
+from openmm_mlcg.util.units import to_float
 
 __all__ = ["recorded_frame_intervals", "resolve_frame_interval", "RTOL", "TIMED_SUFFIXES"]
 
@@ -30,7 +30,7 @@ TIMED_SUFFIXES = {".xtc", ".trr", ".h5", ".nc", ".netcdf", ".ncdf", ".lh5"}
 
 
 def _dcd_interval(path: Path) -> Optional[float]:
-    from openmm_mlcg.dcd import AKMA_TIME_PS, read_dcd_header
+    from openmm_mlcg.io.dcd import AKMA_TIME_PS, read_dcd_header
 
     h = read_dcd_header(path)
     placeholder = h["interval"] == 1 and math.isclose(h["timestep_ps"], AKMA_TIME_PS, rel_tol=1e-6)

@@ -9,9 +9,9 @@ potentials of coarse-grained force fields do.
 What: for every CG angle (beads a - b - c with b bonded to both a and c) of a listed angle type, bead positions
 get the score ``-grad U_abc(theta) / kT``, U linearly interpolated on knots in theta (degrees). The table is fitted
 after training by iterative Boltzmann inversion against the training frames' angle distributions
-(:mod:`openmm_mlcg.train.angle_correction`; Reith, Puetz & Mueller-Plathe, J. Comput. Chem. 24, 1624 (2003),
+(:mod:`openmm_mlcg.train.fits.angle_correction`; Reith, Puetz & Mueller-Plathe, J. Comput. Chem. 24, 1624 (2003),
 doi:10.1002/jcc.10307). It travels in the bundle metadata (``angle_correction``) and is used as is at every
-noise level the sampler evaluates, like :class:`openmm_mlcg.prior.PairCorrection`.
+noise level the sampler evaluates, like :class:`openmm_mlcg.priors.prior.PairCorrection`.
 
 Units: positions nm, angles rad inside, knots degrees in the table, U in kT, score 1/nm.
 """
@@ -61,7 +61,7 @@ def angle_triplets(cg_bonds) -> np.ndarray:
 
 def bond_angles(positions: torch.Tensor, triplets: torch.Tensor, box: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Angles a-b-c (m,) in rad, in [0, pi], of ``positions`` (n, 3) nm; ``box`` (3, 3) nm for the minimum image."""
-    from .nn.neighbors import pair_vectors
+    from ..nn.neighbors import pair_vectors
 
     u = pair_vectors(positions, triplets[:, 1], triplets[:, 0], box)      # b -> a
     v = pair_vectors(positions, triplets[:, 1], triplets[:, 2], box)      # b -> c
@@ -148,7 +148,7 @@ class AngleCorrection:
         Near theta = 0 or 180 deg the gradient of theta grows as 1 / sin(theta); the fit keeps the table flat in
         its first and last interval, and sin(theta) is bounded below by 1e-6 here.
         """
-        from .nn.neighbors import pair_vectors
+        from ..nn.neighbors import pair_vectors
 
         out = torch.zeros(positions.shape, dtype=torch.float64, device=positions.device)
         if self.triplets.numel() == 0:

@@ -26,10 +26,10 @@ def _generate(args) -> int:
     common = dict(n_systems=args.n_systems, out_dir=args.out, seed=args.seed, platform=args.platform,
                   scale=args.scale, n_workers=args.workers)
     if args.kind == "spe":
-        from .systems.spe import generate
+        from ..systems.spe import generate
         kwargs = dict(polymers=args.polymer, chain_length=args.length, training_ps=args.production_ps)
     else:
-        from .systems.polymer import generate
+        from ..systems.polymer import generate
         kwargs = dict(kind=args.polymer_class, length=args.length, production_tau=args.production_ps)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     dirs = generate(**common, **kwargs)
@@ -39,14 +39,14 @@ def _generate(args) -> int:
 
 
 def _train(args) -> int:
-    from .train import train
+    from ..train import train
 
     print(train(args.config))
     return 0
 
 
 def _check(args) -> int:
-    from .train.check import check_bundle, format_report
+    from ..train.check import check_bundle, format_report
 
     given = {k: v for k, v in (("contact_nm", args.contact_nm), ("draws", args.draws)) if v is not None}
     result = check_bundle(args.bundle, args.config, out=args.out, **given)
@@ -57,7 +57,7 @@ def _check(args) -> int:
 
 
 def _analyze(args) -> int:
-    from .analysis import analyze_files
+    from ..analysis import analyze_files
 
     trajectories = {}
     for item in args.trajectories:
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     from .cli_errors import run_guarded
 
     args = build_parser().parse_args(argv)
-    from .threads import set_threads
+    from ..util.threads import set_threads
 
     def run(a):
         """Set the torch threads, then run the subcommand (both inside the user-error guard)."""

@@ -1,6 +1,6 @@
 """Stochastic-interpolant generator of the joint next state: from x_t to x_{t+1} along a noisy bridge.
 
-The score samplers (:mod:`openmm_mlcg.samplers`) start from the Dynamics GNN's independent Gaussian, an
+The score samplers (:mod:`openmm_mlcg.generators.score_samplers`) start from the Dynamics GNN's independent Gaussian, an
 ideal-gas-like smear of the liquid, and must carve the joint structure back out of it. The interpolant starts
 from the current, structured state instead (probabilistic forecasting with stochastic interpolants: Chen,
 Goldstein, Hua, Albergo, Boffi and Vanden-Eijnden, ICML 2024, arXiv:2403.13724; Albergo, Boffi and

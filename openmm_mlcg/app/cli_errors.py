@@ -7,7 +7,7 @@ import zipfile
 
 import yaml
 
-from .locks import OutputLockedError
+from ..util.locks import OutputLockedError
 
 __all__ = ["USER_ERRORS", "run_guarded", "EXIT_USER_ERROR"]
 

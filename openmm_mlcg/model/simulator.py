@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from . import dynamics as _dyn
-from .geometry import check_box
-from .model import CGDynamicsModel
-from .prior import CGPrior
+from ..cg.geometry import check_box
+from . import CGDynamicsModel
+from ..priors.prior import CGPrior
 
 __all__ = ["LearnedSimulator", "NonFiniteStateError"]
 
@@ -56,7 +56,7 @@ class LearnedSimulator:
     """Steps CG bead positions with a loaded model bundle.
 
     Args:
-        bundle: ``openmm_mlcg.export.Bundle`` (from ``load_bundle``) or a :class:`CGDynamicsModel`.
+        bundle: ``openmm_mlcg.bundle.export.Bundle`` (from ``load_bundle``) or a :class:`CGDynamicsModel`.
         mapping: CGMapping of the simulated system (its ``graph`` gives atom types, masses, bonds). If the bundle
             records a ``mapping_hash`` the mapping is not required to match it (a model transfers across systems
             that share atom types); use ``load_bundle(..., mapping=...)`` to enforce identity.
@@ -66,7 +66,7 @@ class LearnedSimulator:
         model (:class:`CGDynamicsModel`), metadata (dict view of ``model.metadata``), history_length (k),
         cutoff_nm, velocity_std, acceleration_std, sigmas_nm (tensor), n_beads, bead_embedding (n_beads, D)
         computed once, model_time_step_ps, sampler, embedding / dynamics / score (the GNNs), prior (the bundle's
-        :class:`openmm_mlcg.prior.CGPrior` for this system: excluded-volume wall and harmonic bonds, or None) and
+        :class:`openmm_mlcg.priors.prior.CGPrior` for this system: excluded-volume wall and harmonic bonds, or None) and
         excluded_volume (its wall alone, or None).
 
     Raises:
@@ -185,7 +185,7 @@ class LearnedSimulator:
 
     @property
     def excluded_volume(self):
-        """The prior's excluded-volume wall (:class:`openmm_mlcg.prior.ExcludedVolume`) or None."""
+        """The prior's excluded-volume wall (:class:`openmm_mlcg.priors.prior.ExcludedVolume`) or None."""
         return None if self.prior is None else self.prior.excluded_volume
 
     @property

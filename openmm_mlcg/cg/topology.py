@@ -3,7 +3,7 @@
 A :class:`FineGraph` is built from an OpenMM ``app.Topology`` (optionally with its ``openmm.System`` for
 masses of particles without an element), an mdtraj ``Topology``, or any file that ``mdtraj.load_topology``
 reads (PDB with CONECT records, PSF, GRO, mol2, H5 ...). It is the input of the METIS coarse-graining in
-:mod:`openmm_mlcg.mapping` and of the Embedding GNN (paper section 3.1, "Embedding GNN").
+:mod:`openmm_mlcg.cg.mapping` and of the Embedding GNN (paper section 3.1, "Embedding GNN").
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from .io_utils import atomic_write, sha256_arrays, write_npz
+from ..util.io_utils import atomic_write, sha256_arrays, write_npz
 
 __all__ = ["FineGraph", "BOND_TYPE_CODES"]
 
@@ -145,7 +145,7 @@ class FineGraph:
         types = [a.element.symbol if a.element is not None else a.name for a in atoms]
         m = None
         if masses is not None:
-            from .units import to_array
+            from ..util.units import to_array
             m = to_array(masses, unit.dalton, "masses")
         elif system is not None:
             m = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(n)])
@@ -178,7 +178,7 @@ class FineGraph:
             masses = [a.element.mass for a in atoms]
         else:
             from openmm import unit
-            from .units import to_array
+            from ..util.units import to_array
             masses = to_array(masses, unit.dalton, "masses")
         bonds = [(b[0].index, b[1].index) for b in topology.bonds]
         codes = [_bond_code(b.type, b.order) for b in topology.bonds]
@@ -204,12 +204,12 @@ class FineGraph:
         try:
             top = mdtraj.load_topology(str(path))
         except Exception as exc:  # mdtraj raises many kinds of errors for bad files
-            from .readers import describe_file
+            from ..io.readers import describe_file
 
             raise ValueError(f"path: could not read topology file {path} with mdtraj (expected a PDB with CONECT "
                              f"records, PSF or another mdtraj topology; found {describe_file(path)}): {exc}") from exc
         if top.n_atoms == 0:
-            from .readers import describe_file
+            from ..io.readers import describe_file
 
             raise ValueError(f"path: topology file {path} holds no atoms (expected a PDB with CONECT records, PSF "
                              f"or another mdtraj topology; found {describe_file(path)})")
@@ -293,7 +293,7 @@ class FineGraph:
         Raises:
             FileNotFoundError: missing file. ValueError: unreadable file or hash mismatch.
         """
-        from .readers import read_npz
+        from ..io.readers import read_npz
 
         path = Path(path)
         data = read_npz(path, "FineGraph")

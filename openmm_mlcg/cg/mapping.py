@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.sparse.linalg import splu
 
-from .io_utils import atomic_write, sha256_arrays, write_npz
+from ..util.io_utils import atomic_write, sha256_arrays, write_npz
 from .geometry import as_box_frames, minimum_image, unwrap_in_time, wrap
 from .topology import FineGraph
 
@@ -139,7 +139,7 @@ class CGMapping:
 
         - "transferable" (default): a single-atom bead is its atom type ("Li"), a bead that is a whole molecule
           its residue name ("TFS"), and a fragment of a larger molecule the fingerprint of its chemistry
-          (:func:`openmm_mlcg.bead_types.chemical_bead_types`, e.g. "C2H4O_3fa2"), so identical chemistry
+          (:func:`openmm_mlcg.cg.bead_types.chemical_bead_types`, e.g. "C2H4O_3fa2"), so identical chemistry
           gets one type across residues and molecules (a protein's 347 beads: 75 types, not 347);
         - "residue": fragments are residue name + bead index in the molecule ("ETH0", "MET12");
         - "chemistry": every bead by its chemistry fingerprint.
@@ -209,7 +209,7 @@ class CGMapping:
 
     # ------------------------------------------------------------------ properties
     def chemical_bead_types(self) -> tuple:
-        """Bead types from each bead's chemistry (:mod:`openmm_mlcg.bead_types`), whatever ``bead_types`` is."""
+        """Bead types from each bead's chemistry (:mod:`openmm_mlcg.cg.bead_types`), whatever ``bead_types`` is."""
         from .bead_types import chemical_bead_types
 
         return chemical_bead_types(self.graph.atom_types, self.graph.bonds, self.atom_to_bead)
@@ -257,7 +257,7 @@ class CGMapping:
             FileNotFoundError: missing file. ValueError: unreadable file, corrupted content (hash) or
             ``graph`` mismatch.
         """
-        from .readers import read_npz
+        from ..io.readers import read_npz
 
         path = Path(path)
         d = read_npz(path, "CGMapping", required=("atom_to_bead", "bead_masses", "bead_molecules", "bead_types",
@@ -337,7 +337,7 @@ class CGMapping:
             ValueError: wrong shape, NaN/inf coordinates, bad box.
         """
         from openmm import unit
-        from .units import to_array
+        from ..util.units import to_array
         x = to_array(xyz, unit.nanometer, "xyz")
         if x.ndim == 2:
             x = x[None]

@@ -33,7 +33,7 @@ import torch
 __all__ = ["SAMPLERS", "SCHEDULES", "annealed_langevin", "ancestral", "probability_flow", "gaussian_prior_gns",
            "initial_state", "refine", "score_passes", "model_gns"]
 
-#: "interpolant": openmm_mlcg.interpolant; "cg_langevin": openmm_mlcg.cg_langevin (not score samplers)
+#: "interpolant": openmm_mlcg.generators.interpolant; "cg_langevin": openmm_mlcg.generators.cg_langevin (not score samplers)
 SAMPLERS = ("langevin", "ancestral", "ode", "interpolant", "cg_langevin")
 SCHEDULES = ("paper", "song_ermon")
 

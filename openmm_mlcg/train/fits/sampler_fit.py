@@ -1,8 +1,8 @@
 """After training a ``"cg_langevin"`` model: the fits of its sampler, in order, each once per run.
 
-1. the pair correction (``score.pair_correction_types``, :mod:`openmm_mlcg.train.pair_correction`);
-2. the frictions per bead type, to the data's MSD (:func:`openmm_mlcg.train.calibrate.calibrate_friction`);
-3. the bond-angle correction (``score.angle_correction_iterations``, :mod:`openmm_mlcg.train.angle_correction`),
+1. the pair correction (``score.pair_correction_types``, :mod:`openmm_mlcg.train.fits.pair_correction`);
+2. the frictions per bead type, to the data's MSD (:func:`openmm_mlcg.train.fits.calibrate.calibrate_friction`);
+3. the bond-angle correction (``score.angle_correction_iterations``, :mod:`openmm_mlcg.train.fits.angle_correction`),
    rolled out with the fitted frictions, then the frictions again (the structure it changes moves the MSD);
 4. the relative-entropy fine-tuning (``score.relative_entropy_steps``), then the frictions again.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dcd import read_dcd_header  # re-exported
+from ..io.dcd import read_dcd_header  # re-exported
 
 __all__ = ["read_dcd_header", "load_dcd"]
 

@@ -9,7 +9,7 @@ the common contacts (README "Results", ablation 10). In a rollout the contact mo
 model step and its RDF peak is a third of the reference's.
 
 What: for the non-bonded bead-type pairs that involve ``types``, a radial pair score g_ab(r) on hat functions
-(:class:`openmm_mlcg.prior.PairCorrection`) is added to the sampler's score (learned + priors) so that the sum
+(:class:`openmm_mlcg.priors.prior.PairCorrection`) is added to the sampler's score (learned + priors) so that the sum
 minimises the denoising loss at the sampler's noise level on the training frames. The correction is linear in
 its coefficients, so this is ridge least squares in closed form (the normal equations are exactly the identity
 above for every basis function), as force matching fits pair forces in multiscale coarse-graining (Izvekov &
@@ -28,7 +28,7 @@ from typing import Dict, Sequence
 import numpy as np
 import torch
 
-from openmm_mlcg.prior import CGPrior, PairCorrection, pair_key
+from openmm_mlcg.priors.prior import CGPrior, PairCorrection, pair_key
 
 __all__ = ["fit_pair_correction", "contact_identity_check", "require_equilibrium_score", "RIDGES", "CONTACT_NM"]
 
@@ -59,7 +59,7 @@ def fit_pair_correction(model, trajectories: Sequence, mappings: Sequence, types
     Args:
         model: :class:`openmm_mlcg.model.CGDynamicsModel` (its metadata complete: sigma, priors); not changed.
         trajectories, mappings: the training CG trajectories (positions (F, n, 3) nm, box (F, 3, 3) nm or None)
-            and their :class:`openmm_mlcg.mapping.CGMapping`.
+            and their :class:`openmm_mlcg.cg.mapping.CGMapping`.
         types: bead-type names; every non-bonded pair that involves one of them gets a correction.
         draws: noise draws per frame. r_min_nm, dr_nm, r_max_nm: knots r_min + k dr up to min(r_max, cutoff), nm.
         ridges: ridge strengths tried (relative to the normal matrix's mean diagonal). seed: noise RNG seed.

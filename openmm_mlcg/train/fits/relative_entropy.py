@@ -62,7 +62,7 @@ def fine_tune_relative_entropy(model, trajectories: Sequence, mappings: Sequence
         model: :class:`openmm_mlcg.model.CGDynamicsModel` with the ``cg_langevin`` sampler and an energy score,
             its metadata complete (sigma, prior, friction; the friction only sets how fast the chains mix).
         trajectories: training :class:`openmm_mlcg.data.CGTrajectory` objects (positions nm, periodic boxes).
-        mappings: their :class:`openmm_mlcg.mapping.CGMapping` objects. graphs: their
+        mappings: their :class:`openmm_mlcg.cg.mapping.CGMapping` objects. graphs: their
             :class:`openmm_mlcg.model.graph.SystemGraph` objects on the model's device.
         n_steps: iterations (>= 1). lr: Adam learning rate. seed: seeds every draw (the result is reproducible).
         n_chains: persistent chains; batch_size: noisy data frames per iteration.
@@ -77,7 +77,7 @@ def fine_tune_relative_entropy(model, trajectories: Sequence, mappings: Sequence
     Raises:
         ValueError: not an energy-based ``cg_langevin`` model, ``n_steps`` < 1, non-periodic trajectories.
     """
-    from openmm_mlcg.prior import CGPrior
+    from openmm_mlcg.priors.prior import CGPrior
 
     meta = model.metadata
     if meta.sampler != "cg_langevin" or not getattr(model.score, "conservative", False):

@@ -73,7 +73,7 @@ def closest_approach(trajectories: Sequence, mappings: Sequence, cutoff_nm: floa
 
     Args:
         trajectories: CG trajectories (``positions`` (F, n, 3) nm, ``box`` (3, 3) or (F, 3, 3) nm or None).
-        mappings: their :class:`~openmm_mlcg.mapping.CGMapping` (``bead_types``, ``cg_bonds``).
+        mappings: their :class:`~openmm_mlcg.cg.mapping.CGMapping` (``bead_types``, ``cg_bonds``).
         cutoff_nm: radius searched, nm; a pair of types never closer than this gets ``cutoff_nm``.
         stride: frames per model step (every ``stride``-th frame is used). max_frames: at most this many frames
             per trajectory, evenly spaced.
@@ -84,8 +84,8 @@ def closest_approach(trajectories: Sequence, mappings: Sequence, cutoff_nm: floa
     Raises:
         ValueError: ``cutoff_nm`` not positive, or trajectories and mappings of different lengths.
     """
-    from .model.graph import cg_bond_index
-    from .nn.neighbors import build_edges
+    from ..model.graph import cg_bond_index
+    from ..nn.neighbors import build_edges
 
     if not (float(cutoff_nm) > 0):
         raise ValueError(f"cutoff_nm: expected a positive distance in nm, got {cutoff_nm!r}")
@@ -186,7 +186,7 @@ class PairCorrection:
     For every non-bonded edge (i, j) of a listed bead-type pair with r_min <= r < r_min + (K - 1) dr, bead i gets
     ``g_ab(r) (x_i - x_j) / r``, g linearly interpolated between the K knots r_min + k dr (1/nm; > 0 pushes the
     beads apart). Both directions of every edge are in the graph, so the correction obeys Newton's third law.
-    ``openmm_mlcg.train.pair_correction`` fits g by denoising score matching at the sampler's noise level with
+    ``openmm_mlcg.train.fits.pair_correction`` fits g by denoising score matching at the sampler's noise level with
     the network frozen (a linear least-squares problem), where the Score GNN under-fits a rare contact. It is
     fitted at the sampler's noise level sigma_b and used as is at every level the sampler evaluates.
 
@@ -266,7 +266,7 @@ def bond_statistics(trajectories: Sequence, mappings: Sequence, stride: int = 1,
 
     Args:
         trajectories: CG trajectories (``positions`` (F, n, 3) nm, ``box`` (3, 3) or (F, 3, 3) nm or None);
-            bond vectors are minimum images. mappings: their :class:`~openmm_mlcg.mapping.CGMapping`.
+            bond vectors are minimum images. mappings: their :class:`~openmm_mlcg.cg.mapping.CGMapping`.
         stride, max_frames: as :func:`closest_approach`.
 
     Returns:
@@ -276,8 +276,8 @@ def bond_statistics(trajectories: Sequence, mappings: Sequence, stride: int = 1,
     Raises:
         ValueError: trajectories and mappings of different lengths.
     """
-    from .model.graph import cg_bond_index
-    from .nn.neighbors import pair_vectors
+    from ..model.graph import cg_bond_index
+    from ..nn.neighbors import pair_vectors
 
     if len(trajectories) != len(mappings):
         raise ValueError(f"mappings: expected one per trajectory ({len(trajectories)}), got {len(mappings)}")
@@ -321,7 +321,7 @@ def bond_score(positions: torch.Tensor, cg_bonds: torch.Tensor, parameters: torc
             (:func:`bond_parameters`). sigma: (n, 1) or (n,) nm per bead (0 for the unsmoothed bond).
         box, batch, boxes: minimum image (:func:`openmm_mlcg.nn.neighbors.pair_vectors`).
     """
-    from .nn.neighbors import pair_vectors
+    from ..nn.neighbors import pair_vectors
 
     i, j = cg_bonds[0], cg_bonds[1]
     dtype = positions.dtype
@@ -345,7 +345,7 @@ class CGPrior:
     Args:
         excluded_volume: :class:`ExcludedVolume` or None. cg_bonds: (2, m) bead indices and bond_parameters
             (m, 2) (:func:`bond_parameters`), or None for no bond prior. pair_correction: :class:`PairCorrection`
-            or None. angle_correction: :class:`openmm_mlcg.angles.AngleCorrection` or None.
+            or None. angle_correction: :class:`openmm_mlcg.priors.angles.AngleCorrection` or None.
     """
 
     def __init__(self, excluded_volume: Optional[ExcludedVolume] = None, cg_bonds: Optional[torch.Tensor] = None,

@@ -12,7 +12,7 @@ __all__ = ["coarse_grain_command"]
 
 def _existing_mapping_conflict(out: Path, mapping, overwrite: bool) -> bool:
     """True if ``out`` already holds exactly ``mapping``; raise FileExistsError for another one (no --overwrite)."""
-    from .mapping import CGMapping
+    from ..cg.mapping import CGMapping
 
     if not out.exists():
         return False
@@ -40,12 +40,12 @@ def coarse_grain_command(args) -> dict:
         FileNotFoundError / ValueError / FileExistsError / PermissionError / IsADirectoryError: bad input or
         output (named in the message), before anything is written.
     """
-    from .data import coarse_grain_trajectory
-    from .locks import output_lock
-    from .mapping import CGMapping
-    from .outputs import check_output_dir, check_output_file
-    from .readers import check_input_file
-    from .topology import FineGraph
+    from ..data import coarse_grain_trajectory
+    from ..util.locks import output_lock
+    from ..cg.mapping import CGMapping
+    from ..util.outputs import check_output_dir, check_output_file
+    from ..io.readers import check_input_file
+    from ..cg.topology import FineGraph
 
     if isinstance(args.group_size, bool) or int(args.group_size) < 1:
         raise ValueError(f"--group-size: expected an integer >= 1, got {args.group_size}")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from openmm_mlcg.analysis.diffusion import remove_centre_of_mass_drift
-from openmm_mlcg.geometry import as_box_frames
+from openmm_mlcg.cg.geometry import as_box_frames
 
 __all__ = ["calibrate_friction", "data_msd", "model_msd"]
 
@@ -69,7 +69,7 @@ def data_msd(trajectories: Sequence, mappings: Sequence, stride: int, history: i
 def model_msd(model, trajectories: Sequence, mappings: Sequence, stride: int, lag: int, starts,
               seed: int = 0) -> Dict[str, float]:
     """Bead MSD (nm^2) per bead type of ``model`` (a CGDynamicsModel) over ``lag`` model steps from ``starts``."""
-    from openmm_mlcg.simulator import LearnedSimulator
+    from openmm_mlcg.model.simulator import LearnedSimulator
 
     k = int(model.metadata.history)
     values: Dict[str, list] = {}

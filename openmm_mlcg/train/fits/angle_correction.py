@@ -5,7 +5,7 @@ the SPE demo the TFSI- CF3-NO4S2-CF3 angle of the learned rollouts is one hump a
 two conformers (near 85 and 165 deg) and almost nothing at 130 (README, ablation 12).
 
 What: starting from U = 0, each iteration rolls the sampler out (the trained network, its priors and the current
-table, :class:`openmm_mlcg.simulator.LearnedSimulator`) from evenly spaced training frames, histograms every
+table, :class:`openmm_mlcg.model.simulator.LearnedSimulator`) from evenly spaced training frames, histograms every
 angle type with a Gaussian kernel on the table's knots, and updates
 ``U(theta) += alpha ln(p_model(theta) / p_data(theta))`` (kT), each density floored at ``min_counts`` samples
 (so an angle the data avoid is pushed up only until the model visits it as rarely), clipped to
@@ -13,7 +13,7 @@ angle type with a Gaussian kernel on the table's knots, and updates
 Mueller-Plathe, J. Comput. Chem. 24, 1624 (2003), doi:10.1002/jcc.10307). The sin(theta) Jacobian cancels in the
 ratio. The first and last intervals are kept flat, so the score stays finite at 0 and 180 deg. One more round of
 rollouts measures the final table. The runtime never imports this module: the table travels in the bundle
-metadata (``angle_correction``, :class:`openmm_mlcg.angles.AngleCorrection`).
+metadata (``angle_correction``, :class:`openmm_mlcg.priors.angles.AngleCorrection`).
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from typing import Dict, Sequence
 import numpy as np
 import torch
 
-from openmm_mlcg.angles import angle_keys, angle_triplets, bond_angles
-from openmm_mlcg.geometry import as_box_frames
+from openmm_mlcg.priors.angles import angle_keys, angle_triplets, bond_angles
+from openmm_mlcg.cg.geometry import as_box_frames
 from .pair_correction import require_equilibrium_score
 
 __all__ = ["fit_angle_correction", "angle_histograms"]
@@ -52,7 +52,7 @@ def fit_angle_correction(model, trajectories: Sequence, mappings: Sequence, stri
         model: :class:`openmm_mlcg.model.CGDynamicsModel` (metadata complete: sigma, frictions, priors); its
             metadata is restored on return.
         trajectories, mappings: the training CG trajectories (positions (F, n, 3) nm, box (F, 3, 3) nm or None)
-            and their :class:`openmm_mlcg.mapping.CGMapping`; ``stride``: frames per model step.
+            and their :class:`openmm_mlcg.cg.mapping.CGMapping`; ``stride``: frames per model step.
         iterations: IBI updates (>= 1). steps: model steps per rollout; starts: rollouts per trajectory, from
             evenly spaced training frames; burn_in: steps left out of each rollout's histogram.
         alpha: damping of the update; knot_deg, width_deg: knot spacing and kernel width, degrees;
@@ -70,7 +70,7 @@ def fit_angle_correction(model, trajectories: Sequence, mappings: Sequence, stri
         ValueError: the model is not a trained ``"cg_langevin"`` one, the mappings have no CG angle, a
             trajectory is too short for one start, or an argument is out of range (named).
     """
-    from openmm_mlcg.simulator import LearnedSimulator
+    from openmm_mlcg.model.simulator import LearnedSimulator
 
     meta = model.metadata
     require_equilibrium_score(meta)

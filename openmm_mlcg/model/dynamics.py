@@ -8,7 +8,7 @@ displacement over one model step (nm per step); an acceleration is the change of
 step (nm per step^2). Works on numpy arrays and torch tensors alike.
 
 Source: Fu et al., TMLR 2023, section 3 ("semi-implicit Euler integration"). The refinement samplers live in
-:mod:`openmm_mlcg.samplers`.
+:mod:`openmm_mlcg.generators.score_samplers`.
 """
 from __future__ import annotations
 

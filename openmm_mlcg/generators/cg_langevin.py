@@ -1,6 +1,6 @@
 """CG Langevin generator: the joint next state by Langevin dynamics on a learned equilibrium score.
 
-The score samplers (:mod:`openmm_mlcg.samplers`) and the interpolant (:mod:`openmm_mlcg.interpolant`) learn the
+The score samplers (:mod:`openmm_mlcg.generators.score_samplers`) and the interpolant (:mod:`openmm_mlcg.generators.interpolant`) learn the
 structure of the CONDITIONAL next state p(x_{t+1} | history) from a regression target dominated by the step's
 own randomness; on the Lennard-Jones benchmark they stay far from the liquid's g(r) (issue 9). This generator
 learns instead what is easy to learn from every frame:
@@ -28,7 +28,7 @@ instead of v). ``f = 1/2`` is one Euler step of the probability-flow ODE dx/d(si
 (Song et al., ICLR 2021, eq. (13)), which transports the smoothed density towards the data's: the Gaussian
 comes out with v + sigma^4 / (4 (v + sigma^2)), never narrower than the data's and at most sigma^2 / 4 wider.
 The friction ``gamma`` is fitted after training so that the sampler's mean-squared displacement over several
-model steps equals the data's (``openmm_mlcg.train.calibrate``). The stationary distribution of the positions
+model steps equals the data's (``openmm_mlcg.train.fits.calibrate``). The stationary distribution of the positions
 is the learned p_sigma whatever gamma, so the structure does not depend on the dynamics' fit. sigma is chosen
 so the fastest oscillation the smoothed score allows,
 ``omega = sqrt(kT/m) / sigma``, is resolved at a fixed ``omega h`` (1.5 by default; the scheme is stable up to 2):

@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-from .data.runs import load_run as coarse_grain_run
+from ..data.runs import load_run as coarse_grain_run
 
 __all__ = ["coarse_grain_run", "simulate_learned", "ns_per_hour"]
 
@@ -80,7 +80,7 @@ def simulate_learned(bundle, mapping, initial_frames, box, n_steps: int, out_dir
     import openmm
     from openmm import app
 
-    from .openmm import CGStateDataReporter, LearnedIntegrator, create_cg_system, create_simulation, load_dcd
+    from ..openmm import CGStateDataReporter, LearnedIntegrator, create_cg_system, create_simulation, load_dcd
 
     if int(n_steps) < 1 or int(report_interval) < 1 or int(n_steps) % int(report_interval):
         raise ValueError(f"n_steps/report_interval: expected positive integers with n_steps a multiple of "

@@ -1,0 +1,2 @@
+"""Entry points: the ``openmm-mlcg`` command line, the coarse-grain command, the workflow helpers.
+"""

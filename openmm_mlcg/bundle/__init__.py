@@ -1,0 +1,2 @@
+"""The one file between trainer and runtime: save/load, TorchScript, torch.export.
+"""

@@ -1,0 +1,2 @@
+"""All-atom topology -> CG mapping: FineGraph, bead types, METIS mapping, periodic geometry.
+"""

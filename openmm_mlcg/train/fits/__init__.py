@@ -1,0 +1,2 @@
+"""Post-training fits of the default generator, run in order after the networks are trained.
+"""
