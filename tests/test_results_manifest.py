@@ -22,7 +22,9 @@ def entries():
 
 
 def _files(folder: str):
-    return sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / folder).rglob("*") if p.is_file())
+    """Result files under ``folder``; ``--smoke`` outputs (pipeline checks, git-ignored) are not results."""
+    return sorted(p.relative_to(RESULTS).as_posix() for p in (RESULTS / folder).rglob("*")
+                  if p.is_file() and "_smoke" not in p.name)
 
 
 def test_only_current_archive_and_manifest_at_top_level():
