@@ -33,6 +33,7 @@ setup(
     extras_require={
         "systems": ["rdkit>=2023.9", "packmol>=20", "openmmforcefields>=0.13"],
         "test": ["pytest>=7", "rdkit>=2023.9", "packmol>=20", "openmmforcefields>=0.13"],
+        "docs": ["mkdocs>=1.5", "mkdocs-material>=9"],
     },
     entry_points={"console_scripts": ["openmm-mlcg=openmm_mlcg.cli:main"]},
     classifiers=[

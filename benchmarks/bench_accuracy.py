@@ -15,7 +15,7 @@ training-length part of each class-II trajectory).
 Sizes per scale: ``openmm_mlcg.experiments.scales.ACCURACY_BENCH`` (``SCALES`` here).
 
 Usage: python benchmarks/bench_accuracy.py --scale smoke|demo|paper [--part polymer|spe|both] [--device cpu|cuda]
-       [--work-dir benchmarks/work/accuracy] [--out benchmarks/results]
+       [--work-dir benchmarks/work/accuracy] [--out benchmarks/results/current]
 Writes <out>/accuracy_<scale>.json and accuracy_<scale>_*.png. Resumable: reference MD, CG trajectories and
 trained bundles already in the work dir are reused (delete a directory to redo it).
 """
@@ -268,7 +268,7 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu", help="torch device of training and rollouts: cpu, cuda, cuda:N")
     ap.add_argument("--platform", default=None, help="OpenMM platform of the reference MD (default: fastest)")
     ap.add_argument("--work-dir", default=str(HERE / "work" / "accuracy"))
-    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--out", default=str(HERE / "results" / "current"))
     args = ap.parse_args(argv)
     scale = "smoke" if args.smoke else args.scale
     if args.device.startswith("cuda"):

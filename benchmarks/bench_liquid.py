@@ -4,8 +4,9 @@ Steps (each resumable in the work dir): reference MD (a training run and an inde
 training with the project's trainer, one-step structure from true states for every variant, long rollouts
 with ``LearnedIntegrator`` inside ``app.Simulation``. Protocol and metrics: :mod:`openmm_mlcg.experiments.liquid`.
 
-Usage: python benchmarks/bench_liquid.py [--smoke] [--work-dir benchmarks/work/liquid] [--out benchmarks/results]
-       [--rollout-steps 10000] [--short-rollout-steps 500] [--train-steps 1200] [--threads 2]
+Usage: python benchmarks/bench_liquid.py [--smoke] [--work-dir benchmarks/work/liquid]
+       [--out benchmarks/results/current] [--rollout-steps 10000] [--short-rollout-steps 500]
+       [--train-steps 1200] [--threads 2]
 Writes <out>/liquid[_smoke].json (nearest-neighbour distances as quantiles and the fraction below the
 reference's 0.1 % quantile) and liquid[_smoke]_gr.png.
 """
@@ -113,7 +114,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--work-dir", default=str(HERE / "work" / "liquid"))
-    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--out", default=str(HERE / "results" / "current"))
     ap.add_argument("--rollout-steps", type=int)
     ap.add_argument("--short-rollout-steps", type=int)
     ap.add_argument("--train-steps", type=int)

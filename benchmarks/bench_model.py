@@ -11,7 +11,7 @@ whose fine graph is synthetic (``--atoms-per-bead`` atoms per bead in bonded cha
 samples (windows) per second.
 
 Usage: python benchmarks/bench_model.py [--beads 900] [--box 4.05] [--repeats 5] [--batch-size 4]
-Writes benchmarks/results/model_<device>.json (environment record of _bench_common, numbers).
+Writes benchmarks/results/current/model_<device>.json (environment record of _bench_common, numbers).
 """
 from __future__ import annotations
 
@@ -179,7 +179,7 @@ def main(argv=None):
     p.add_argument("--model", choices=sorted(MODEL_SIZES), default="paper")
     p.add_argument("--batch-size", type=int, default=4, help="windows per training step")
     p.add_argument("--no-training", action="store_true", help="skip the training-step timing")
-    p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--out", default=str(Path(__file__).parent / "results" / "current"))
     args = p.parse_args(argv)
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     for dev in devices:

@@ -7,7 +7,7 @@ Random beads at the SPE bead density of ``bench_model.py`` (900 beads in a 4.05 
 ``radius_pairs`` and of the whole ``build_edges`` (radius edges union CG bonds, minimum-image vectors).
 
 Usage: python benchmarks/bench_neighbors.py [--sizes 100 1000 10000 100000] [--repeats 3] [--threads 1]
-                                            [--device cpu] [--out benchmarks/results]
+                                            [--device cpu] [--out benchmarks/results/current]
 Writes <out>/neighbors_<device>.json (environment record of _bench_common, one row per size, box and backend).
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch / OpenMP / vesin threads")
     ap.add_argument("--brute-max", type=int, default=10000, help="largest size also checked against brute force")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "current"))
     args = ap.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)

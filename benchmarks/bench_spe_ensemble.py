@@ -30,7 +30,7 @@ rolls out other bundles (variants trained on the same first box) from the same s
 
 Usage: python benchmarks/bench_spe_ensemble.py [--smoke] [--seeds 0 1 2 3] [--model BUNDLE]
        [--continuations 1] [--rollout-seeds 2] [--compare NAME=BUNDLE ...] [--compare-seeds 2]
-       [--work-dir benchmarks/work/spe_ensemble] [--out benchmarks/results]
+       [--work-dir benchmarks/work/spe_ensemble] [--out benchmarks/results/current]
 Writes <out>/spe_ensemble[_smoke].json. Cost at demo scale: ~9 min of MD per box on 2 CPU cores, one training
 (~8 min), ~1.5 min of rollout and analysis per box, ~6 min of MD per continuation and ~1 min per extra rollout
 seed; every step is resumable in the work dir.
@@ -259,7 +259,7 @@ def main():
                     help="another bundle rolled out on every box from the same start (repeatable)")
     ap.add_argument("--compare-seeds", type=int, default=2, help="rollout seeds per box of each compared bundle")
     ap.add_argument("--work-dir", default=str(HERE / "work" / "spe_ensemble"))
-    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--out", default=str(HERE / "results" / "current"))
     args = ap.parse_args()
     compare = named_bundles(args.compare, "--compare")
     seeds = args.seeds or ([0, 1] if args.smoke else [0, 1, 2, 3])

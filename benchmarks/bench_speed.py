@@ -19,7 +19,7 @@
 
 Usage: python benchmarks/bench_speed.py [--device cpu|cuda] [--model small|paper] [--sizes 100,1000,...]
        [--time-budget-s 600] [--smoke]
-Writes benchmarks/results/speed_<device>.json ({'models': {<model>: result}}, merged across runs; environment incl.\nload average) and prints a table.
+Writes benchmarks/results/current/speed_<device>.json ({'models': {<model>: result}}, merged across runs; environment incl.\nload average) and prints a table.
 """
 from __future__ import annotations
 
@@ -210,7 +210,7 @@ def main(argv=None):
     ap.add_argument("--refine-steps", type=int, default=10, help="Langevin steps per level (paper 10)")
     ap.add_argument("--md-seconds", type=float, default=15.0, help="wall seconds of timed MD per platform")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--out", default=str(HERE / "results" / "current"))
     ap.add_argument("--_worker", type=int, default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a._worker is not None:

@@ -14,8 +14,8 @@ measures, one model step from true MD states of the judging run:
    equilibrium corrector could restore, and what it costs in passes and extra MSD (diffusion).
 
 Usage: python benchmarks/liquid_diagnostics.py [--work-dir benchmarks/work/liquid/full] [--models model]
-       [--train-variant NAME '{"score_hidden": 128, "score_layers": 6}'] [--out benchmarks/results] [--threads 2]
-       [--quick]
+       [--train-variant NAME '{"score_hidden": 128, "score_layers": 6}'] [--threads 2]
+       [--out benchmarks/results/current] [--quick]
 ``--train-variant`` first trains ``<work-dir>/NAME`` with bench_liquid's config and these ``model`` keys (skipped
 when NAME/model.mlcg exists) and adds it to ``--models``. The committed results: ``--models model
 --train-variant model_big '{"score_hidden": 128, "score_layers": 6}'``.
@@ -136,7 +136,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work-dir", default=str(HERE / "work" / "liquid" / "full"))
     ap.add_argument("--models", nargs="+", default=["model"])
-    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--out", default=str(HERE / "results" / "current"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="score fit and the default sampler only")
     ap.add_argument("--train-variant", nargs=2, metavar=("NAME", "JSON"), action="append", default=[],

@@ -6,8 +6,8 @@ matching on equilibrium configurations) can do the same at N GNN passes. This me
 OpenMM's ``BrownianIntegrator`` on the benchmark's LJ system, sub-step 2 ps / N, friction chosen so the
 bare diffusivity D0 = kT / (m gamma) is ``d0_factor`` x the reference D.
 
-Usage: python benchmarks/liquid_bd_oracle.py [--work-dir benchmarks/work/liquid/full] [--ps 1000]
-Writes benchmarks/results/liquid_bd_oracle.json.
+Usage: python benchmarks/liquid_force_oracle.py [--work-dir benchmarks/work/liquid/full] [--ps 1000]
+Writes <out>/liquid_force_oracle.json (default out: benchmarks/results/current).
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def run(kind, n_atoms, start, box, n_sub, gamma, ps, seed=1, threads=2):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work-dir", default=str(HERE / "work" / "liquid" / "full"))
-    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--out", default=str(HERE / "results" / "current"))
     ap.add_argument("--ps", type=float, default=600.0)
     ap.add_argument("--grid", default="langevin:15,langevin:20,langevin:40,brownian:20:1.5,brownian:40:1.5")
     ap.add_argument("--friction", type=float, default=0.42, help="Langevin friction, 1/ps (the cg_langevin fit)")

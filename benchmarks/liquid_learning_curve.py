@@ -7,7 +7,7 @@ g(r) error and first peak against the judging run's g(r), one-step MSD against t
 nearest-neighbour distances below the reference's 0.1 % quantile, GNN passes. Also reports the validation NLL
 of each model beside the linear-in-history baseline.
 
-Usage: python benchmarks/liquid_learning_curve.py [--work-dir benchmarks/work/liquid] [--out benchmarks/results]
+Usage: python benchmarks/liquid_learning_curve.py [--work-dir benchmarks/work/liquid] [--out benchmarks/results/current]
        [--threads 2] [--only NAME ...]
 Writes <out>/liquid_learning_curve.json. Time: ~20 min per 4800-step model on 2 CPU cores, ~5 min per 1200.
 """
@@ -39,7 +39,7 @@ MODELS = {
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work-dir", default=str(HERE / "work" / "liquid"))
-    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--out", default=str(HERE / "results" / "current"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", nargs="*", help="model names to run (default: all)")
     args = ap.parse_args()

@@ -6,7 +6,7 @@ of nearest-neighbour distances below the reference's 0.1 % quantile, plus the g(
 the rollout (a drift of the structure over time would show there).
 
 Usage: python benchmarks/liquid_long_rollout.py [--steps 10000] [--work-dir benchmarks/work/liquid]
-       [--out benchmarks/results] [--threads 2]      (after bench_liquid.py; ~20 min per 1e4 steps, 2 cores)
+       [--out benchmarks/results/current] [--threads 2]      (after bench_liquid.py; ~20 min per 1e4 steps, 2 cores)
 Writes <out>/liquid_long_rollout.json.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=10000)
     ap.add_argument("--work-dir", default=str(HERE / "work" / "liquid"))
-    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--out", default=str(HERE / "results" / "current"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", default="model_cg_langevin", help="model directory under the work dir's full/")
     args = ap.parse_args()

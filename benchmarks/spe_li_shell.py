@@ -10,7 +10,8 @@ C(100 ps) near 1 means each Li+ keeps its segments over the window, the slow ste
 a model that exchanges shells faster gives a larger Li+ D and a Li+-pair RDF that loses the box's shells.
 
 Usage: python benchmarks/spe_li_shell.py --work-dir benchmarks/work/spe_ensemble [--boxes 0 1 2 3]
-       --model default=PATH [--model other=PATH ...] [--cutoff 0.32] [--out benchmarks/results/spe_li_shell.json]
+       --model default=PATH [--model other=PATH ...] [--cutoff 0.32]
+       [--out benchmarks/results/current/spe_li_shell.json]
 Cost: ~10 s of rollout per model and box on 2 CPU cores.
 """
 from __future__ import annotations
@@ -46,7 +47,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--boxes", type=int, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--model", action="append", default=[], help="NAME=BUNDLE (repeatable)")
     ap.add_argument("--cutoff", type=float, default=0.32, help="shell radius, nm (first minimum of Li-O g(r))")
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "spe_li_shell.json")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "current" / "spe_li_shell.json")
     a = ap.parse_args(argv)
     models = named_bundles(a.model, "--model")
     from openmm_mlcg.data import load_run

@@ -14,7 +14,7 @@ control, every other bundle with two rollouts per box in the work dir (the ablat
 one replica and with two pooled: pooling must keep their order.
 
 Usage: python benchmarks/spe_replicas.py --bundle B [--name pairlib] [--replicas 8] [--long-ps 800]
-       [--work-dir benchmarks/work/spe_ensemble] [--out benchmarks/results]
+       [--work-dir benchmarks/work/spe_ensemble] [--out benchmarks/results/current]
 Writes <out>/spe_replicas.json. Cost: ~20 s per 200-ps replica and ~1.5 min per long run and box on 2 CPU
 cores; rollouts already in the work dir (``analysis_<name>_rollout_seed<S>/analysis.json``) are reused.
 """
@@ -95,7 +95,7 @@ def main():
     ap.add_argument("--long-ps", type=float, default=800.0, help="length of the single long run, ps")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3], help="box seeds")
     ap.add_argument("--work-dir", default=str(HERE / "work" / "spe_ensemble"))
-    ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--out", default=str(HERE / "results" / "current"))
     args = ap.parse_args()
     if not Path(args.bundle).is_file():
         raise SystemExit(f"--bundle: {args.bundle} does not exist")

@@ -2,7 +2,7 @@
 
 Builds the "demo" PEO/LiTFSI system of ``openmm_mlcg.systems.spe`` (9 chains CH3O-(CH2CH2O)12-CH3 +
 8 LiTFSI, ~1000 atoms, 1.5 mol/kg, GAFF2), runs the package protocol (minimise -> NPT 1 bar -> NVT, 353 K,
-2 fs, PME) with a density reporter during NPT, and writes ``benchmarks/results/validate_reference.json``:
+2 fs, PME) with a density reporter during NPT, and writes ``benchmarks/results/current/validate_reference.json``:
 
 * density: mean over the second half of NPT vs the reference values in ``systems/data/spe_ions.json``
   (PEO melt at 353 K; PEO + 1.5 mol/kg LiTFSI estimate), pass if within 10 %;
@@ -71,7 +71,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--platforms", nargs="*", default=[], help="extra platforms for a speed-only run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=str(HERE / "work" / "validate_reference"))
-    ap.add_argument("--out", default=str(HERE / "results" / "validate_reference.json"))
+    ap.add_argument("--out", default=str(HERE / "results" / "current" / "validate_reference.json"))
     args = ap.parse_args(argv)
 
     ref = json.loads((DATA_DIR / "spe_ions.json").read_text())["reference_density"]
