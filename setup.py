@@ -35,7 +35,7 @@ setup(
         "test": ["pytest>=7", "rdkit>=2023.9", "packmol>=20", "openmmforcefields>=0.13"],
         "docs": ["mkdocs>=1.5", "mkdocs-material>=9"],
     },
-    entry_points={"console_scripts": ["openmm-mlcg=openmm_mlcg.cli:main"]},
+    entry_points={"console_scripts": ["openmm-mlcg=openmm_mlcg.app.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Chemistry",

@@ -49,7 +49,7 @@ def _clean(x):
 
 def write_json(path, data: dict) -> Path:
     """Write ``data`` as indented JSON atomically (NaN/inf -> null, numpy -> lists)."""
-    from openmm_mlcg.io_utils import atomic_write
+    from openmm_mlcg.util.io_utils import atomic_write
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "w") as fh:

@@ -50,7 +50,7 @@ def log(msg):
 def coarse_grain(run_dir, group_size, cache_dir):
     """(CGMapping, CGTrajectory) of a systems.* run directory (workflow.coarse_grain_run when available)."""
     try:
-        from openmm_mlcg.workflow import coarse_grain_run
+        from openmm_mlcg.app.workflow import coarse_grain_run
         return coarse_grain_run(run_dir, group_size, seed=0, cache_dir=cache_dir)
     except ImportError:
         from openmm_mlcg.data import load_run
@@ -79,7 +79,8 @@ def train_bundle(trajs, maps, m, d, out_dir: Path, device, time_step_hint):
         model=dict(embedding_hidden=m["hidden"], embedding_layers=m["layers"], dynamics_hidden=m["hidden"],
                    dynamics_layers=m["layers"], score_hidden=m["hidden"], score_layers=m["layers"],
                    cutoff_nm=d.get("cutoff_nm", 0.6)),
-        score=dict(n_levels=m["n_levels"], steps_per_level=m["steps_per_level"], sigma_max_nm=d.get("sigma_max_nm", 1.0)),
+        score=dict(n_levels=m["n_levels"], langevin=dict(steps_per_level=m["steps_per_level"]),
+                   sigma_max_nm=d.get("sigma_max_nm", 1.0)),
         optim=dict(batch_size=m["batch_size"], lr=1e-3, lr_final=1e-4),
         training=dict(n_steps=m["train_steps"], eval_every=max(1, m["train_steps"] // 5),
                       checkpoint_every=max(1, m["train_steps"] // 5), device=device, out_dir=str(out_dir),
@@ -106,14 +107,14 @@ def rollout(bundle, mapping, frames, box, n_steps, out_dir: Path, variant, devic
 
 def _rollout(bundle, mapping, frames, box, n_steps, out_dir, variant, device, seed, cache):
     try:
-        from openmm_mlcg.workflow import simulate_learned
+        from openmm_mlcg.app.workflow import simulate_learned
         r = simulate_learned(bundle, mapping, frames, box, n_steps, out_dir, report_interval=1, refine=variant["refine"],
                              deterministic=variant["deterministic"], seed=seed, device=device)
         pos, t, wall = np.asarray(r["positions"]), np.asarray(r["time_ps"]), float(r["wall_s"])
     except ImportError:  # workflow not available: step the runtime simulator directly
         import torch
-        from openmm_mlcg.export import load_bundle
-        from openmm_mlcg.simulator import LearnedSimulator
+        from openmm_mlcg.bundle.export import load_bundle
+        from openmm_mlcg.model.simulator import LearnedSimulator
         sim = LearnedSimulator(load_bundle(bundle), mapping, device=device)
         x, h = sim.history_from_positions(frames)
         gen = torch.Generator(device=sim.device).manual_seed(seed)

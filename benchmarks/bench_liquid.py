@@ -69,7 +69,7 @@ def reference_runs(work: Path, sc: dict, threads: int):
 
 def variants(bundles):
     """label -> (bundle, options, long rollout: True / short: False / none: None)."""
-    from openmm_mlcg.dynamics import geometric_sigmas
+    from openmm_mlcg.model.dynamics import geometric_sigmas
     from openmm_mlcg.experiments.liquid import override_sampler
 
     cgl, itp = bundles["cg_langevin"], bundles["interpolant"]
@@ -127,9 +127,9 @@ def main():
     torch.set_num_threads(args.threads)
     from openmm_mlcg.analysis import nearest_neighbour_distances
     from openmm_mlcg.experiments import liquid as L
-    from openmm_mlcg.export import load_bundle
+    from openmm_mlcg.bundle.export import load_bundle
     from openmm_mlcg.train.loop import train_on_trajectories
-    from openmm_mlcg.workflow import simulate_learned
+    from openmm_mlcg.app.workflow import simulate_learned
 
     scale = "smoke" if args.smoke else "full"
     sc = dict(SCALES[scale])

@@ -115,7 +115,7 @@ def bench_training(device: torch.device, n_beads: int, box_nm: float, cutoff: fl
     """
     from openmm_mlcg.train.batching import SystemGraph, collate
     from openmm_mlcg.train.config import TrainConfig
-    from openmm_mlcg.dynamics import geometric_sigmas
+    from openmm_mlcg.model.dynamics import geometric_sigmas
     from openmm_mlcg.model import CGDynamicsModel
     from openmm_mlcg.train.model_step import loss_options
 

@@ -155,7 +155,7 @@ def other_rollout(out: Path, summary: dict, rollout_seed: int, transfer: bool, m
                   name: str = "learned") -> dict:
     """A bundle (default: the box's own, ``summary["model"]``) from the same start as the main rollout with
     another random seed, judged like it; ``name`` tags its run and analysis folders."""
-    from openmm_mlcg.workflow import simulate_learned
+    from openmm_mlcg.app.workflow import simulate_learned
 
     start = np.asarray(cg.positions)[summary["rollout_start_frames"]]
     j0, j1 = summary["judged_frames"]
@@ -267,7 +267,7 @@ def main():
         raise SystemExit(f"--seeds: expected at least two different seeds, got {seeds}")
     scale = "smoke" if args.smoke else "demo"
 
-    from openmm_mlcg.threads import set_threads
+    from openmm_mlcg.util.threads import set_threads
     set_threads(2)
     from openmm_mlcg.data import load_run
     from openmm_mlcg.experiments import spe

@@ -84,8 +84,8 @@ def md_speed(ref, platform_name, seconds=15.0, warmup=50):
 def untrained_bundle(mapping, model, history, dt_ps, levels, steps_per_level, path):
     """Export an untrained bundle of the named size bound to ``mapping`` (tiny acceleration scale)."""
     from bench_model import make_modules
-    from openmm_mlcg.dynamics import geometric_sigmas
-    from openmm_mlcg.export import save_bundle
+    from openmm_mlcg.model.dynamics import geometric_sigmas
+    from openmm_mlcg.bundle.export import save_bundle
     vocab = sorted(set(mapping.graph.atom_types))
     m = make_modules(model, n_atom_types=len(vocab), history=history)
     meta = dict(model_time_step_ps=dt_ps, history=history, cutoff_nm=0.6, velocity_std=1e-3, acceleration_std=1e-6,
@@ -96,7 +96,7 @@ def untrained_bundle(mapping, model, history, dt_ps, levels, steps_per_level, pa
 
 def learned_speed(bundle, mapping, frames, box, n_steps, refine, device, out_dir):
     """Model steps through ``workflow.simulate_learned`` (OpenMM Simulation + DCD/State reporters)."""
-    from openmm_mlcg.workflow import simulate_learned
+    from openmm_mlcg.app.workflow import simulate_learned
     simulate_learned(bundle, mapping, frames, box, 1, out_dir / "warmup", refine=False, device=device)  # JIT warm-up
     r = simulate_learned(bundle, mapping, frames, box, n_steps, out_dir / f"refine{int(refine)}", refine=refine,
                          device=device)
@@ -217,8 +217,8 @@ def main(argv=None):
         return worker(a._worker, a.model, a.device, a.history, a.repeats)
     import openmm
     import torch
-    from openmm_mlcg.mapping import CGMapping
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.cg.mapping import CGMapping
+    from openmm_mlcg.cg.topology import FineGraph
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device: {a.device!r} requested but CUDA is not available")
     if a.smoke:

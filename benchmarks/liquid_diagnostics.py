@@ -84,7 +84,7 @@ def score_fit(sim, frames, starts, box, score_fn):
     """Held-out DSM loss per noise level: prior only vs prior + Score GNN, and the small-sigma ideal gain."""
     import torch
 
-    from openmm_mlcg import samplers as S
+    from openmm_mlcg.generators import score_samplers as S
 
     boxt = torch.as_tensor(box)
     gen = torch.Generator().manual_seed(0)
@@ -146,10 +146,10 @@ def main():
 
     torch.set_num_threads(args.threads)
     from openmm_mlcg.data import load_run
-    from openmm_mlcg.dynamics import geometric_sigmas
+    from openmm_mlcg.model.dynamics import geometric_sigmas
     from openmm_mlcg.experiments import liquid as L
-    from openmm_mlcg.export import load_bundle
-    from openmm_mlcg.simulator import LearnedSimulator
+    from openmm_mlcg.bundle.export import load_bundle
+    from openmm_mlcg.model.simulator import LearnedSimulator
 
     work = Path(args.work_dir)
     mapping, ref_cg = load_run(work / "ref", group_size=1)

@@ -48,7 +48,7 @@ def main():
     torch.set_num_threads(args.threads)
     from openmm_mlcg.analysis import nearest_neighbour_distances
     from openmm_mlcg.experiments import liquid as L
-    from openmm_mlcg.export import load_bundle
+    from openmm_mlcg.bundle.export import load_bundle
     from openmm_mlcg.train.loop import train_on_trajectories
 
     sc = dict(SCALES["full"])

@@ -1,6 +1,6 @@
 """The issue-9 long rollout: a bench_liquid bundle (default: the cg_langevin model, the default sampler) for >= 1e4 model steps.
 
-Runs ``LearnedIntegrator`` in an ``app.Simulation`` (via :func:`openmm_mlcg.workflow.simulate_learned`) from the
+Runs ``LearnedIntegrator`` in an ``app.Simulation`` (via :func:`openmm_mlcg.app.workflow.simulate_learned`) from the
 start of the judging run, then reports g(r) error, first peak, D / D_ref (centre-of-mass frame) and the fraction
 of nearest-neighbour distances below the reference's 0.1 % quantile, plus the g(r) error of each quarter of
 the rollout (a drift of the structure over time would show there).
@@ -37,9 +37,9 @@ def main():
 
     torch.set_num_threads(args.threads)
     from openmm_mlcg.experiments import liquid as L
-    from openmm_mlcg.export import load_bundle
+    from openmm_mlcg.bundle.export import load_bundle
     from openmm_mlcg.model import CGDynamicsModel
-    from openmm_mlcg.workflow import simulate_learned
+    from openmm_mlcg.app.workflow import simulate_learned
 
     work = Path(args.work_dir) / "full"
     bundle_path = work / args.model / "model.mlcg"

@@ -51,8 +51,8 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     models = named_bundles(a.model, "--model")
     from openmm_mlcg.data import load_run
-    from openmm_mlcg.threads import set_threads
-    from openmm_mlcg.workflow import simulate_learned
+    from openmm_mlcg.util.threads import set_threads
+    from openmm_mlcg.app.workflow import simulate_learned
 
     set_threads(2)
     per_box = {}

@@ -102,7 +102,7 @@ def main():
     if args.replicas < 2:
         raise SystemExit(f"--replicas: expected at least 2, got {args.replicas}")
 
-    from openmm_mlcg.threads import set_threads
+    from openmm_mlcg.util.threads import set_threads
     set_threads(2)
     from openmm_mlcg.data import load_run
 

@@ -25,7 +25,7 @@ import numpy as np
 import openmm
 from openmm import unit
 
-from openmm_mlcg.io_utils import atomic_write
+from openmm_mlcg.util.io_utils import atomic_write
 from openmm_mlcg.systems import spe
 from openmm_mlcg.systems.packing import DATA_DIR
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from openmm_mlcg.experiments.spe import SCALES, format_summary, run_spe_experiment
-from openmm_mlcg.threads import set_threads
+from openmm_mlcg.util.threads import set_threads
 
 
 def main(argv=None) -> int:

@@ -97,7 +97,7 @@ def liquid():
 
 def linear_chain_graph(n: int, resname: str = "CH"):
     """FineGraph of a linear n-atom carbon chain (one molecule)."""
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.cg.topology import FineGraph
 
     return FineGraph.from_arrays(["C"] * n, [12.011] * n, [(i, i + 1) for i in range(n - 1)],
                                  residue_names=[resname] * n)

@@ -294,8 +294,8 @@ def test_analyze_files_reads_dcd(tmp_path):
 
 def test_analyze_files_maps_all_atom_trajectory_with_mapping(tmp_path):
     md = pytest.importorskip("mdtraj")
-    from openmm_mlcg.mapping import CGMapping
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.cg.mapping import CGMapping
+    from openmm_mlcg.cg.topology import FineGraph
     rng = np.random.default_rng(12)
     x, t, types, m, mol, bonds = _toy_system(rng, F=20)
     top = md.Topology()

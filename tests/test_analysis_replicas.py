@@ -90,7 +90,7 @@ def test_cli_repeated_label_pools_replicas_from_files(tmp_path, capsys):
     """``openmm-mlcg analyze learned=a.dcd learned=b.dcd`` pools the two runs: the same numbers as analyze() on
     the stacked positions; replicas of different lengths are refused by name."""
     md = pytest.importorskip("mdtraj")
-    from openmm_mlcg.cli import main
+    from openmm_mlcg.app.cli import main
 
     rng = np.random.default_rng(8)
     runs = [_toy_system(rng, F=30) for _ in range(3)]

@@ -1,11 +1,11 @@
-"""The bond-angle correction of the cg_langevin sampler (openmm_mlcg.angles, openmm_mlcg.train.angle_correction)."""
+"""The bond-angle correction of the cg_langevin sampler (openmm_mlcg.priors.angles, openmm_mlcg.train.fits.angle_correction)."""
 import numpy as np
 import pytest
 import torch
 from prior_fakes import FakeTraj, ZeroScore
 
-from openmm_mlcg.angles import AngleCorrection, angle_key, angle_triplets, bond_angles
-from openmm_mlcg.prior import pair_key
+from openmm_mlcg.priors.angles import AngleCorrection, angle_key, angle_triplets, bond_angles
+from openmm_mlcg.priors import pair_key
 
 KNOTS = np.arange(0.0, 181.0, 5.0)
 
@@ -48,7 +48,7 @@ def test_score_is_minus_the_energy_gradient_with_zero_net_force_and_torque_and_f
     box = torch.eye(3, dtype=torch.float64) * 2.0         # periodic: one image shift changes nothing
     y = x.clone()
     y[1] += torch.tensor([2.0, -2.0, 0.0], dtype=torch.float64)
-    assert torch.allclose(corr.score(y, box), corr.score(x, box), atol=1e-9)
+    assert torch.allclose(corr.score(y, box=box), corr.score(x, box=box), atol=1e-9)
 
 
 def test_bad_tables_are_refused_by_name():
@@ -65,17 +65,17 @@ def test_bad_tables_are_refused_by_name():
                 atom_type_vocabulary=["C"], sigmas_nm=[0.02, 0.01])
     good = _table("A|B|A")
     assert ModelMetadata.from_dict(ModelMetadata.from_dict(dict(base, angle_correction=good), "m").to_dict(),
-                                   "m").angle_correction == good
+                                   "m").score_terms["angle_correction"] == good
     with pytest.raises(ValueError, match="angle_correction"):
         ModelMetadata.from_dict(dict(base, angle_correction={"knots_deg": [0], "U": {}}), "metadata")
 
 
 def _trimer_model(m):
     """A cg_langevin model of m O-C-O trimers (one atom per bead): ideal-gas Score GNN + harmonic-bond prior."""
-    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.cg.mapping import CGMapping
     from openmm_mlcg.model import CGDynamicsModel
     from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.cg.topology import FineGraph
 
     bonds = np.array([(3 * k + i, 3 * k + i + 1) for k in range(m) for i in (0, 1)])
     graph = FineGraph.from_arrays(["O", "C", "O"] * m, np.tile([15.999, 12.011, 15.999], m), bonds,
@@ -109,7 +109,7 @@ def _trimer_frames(n_frames, m, seed):
 
 
 def test_fit_recovers_a_bimodal_angle_law_that_the_ideal_gas_misses():
-    from openmm_mlcg.train.angle_correction import fit_angle_correction
+    from openmm_mlcg.train.fits.angle_correction import fit_angle_correction
 
     m = 30
     model, mapping = _trimer_model(m)
@@ -125,15 +125,13 @@ def test_fit_recovers_a_bimodal_angle_law_that_the_ideal_gas_misses():
     knots = np.array(fit["table"]["knots_deg"])
     at = lambda deg: u[np.argmin(np.abs(knots - deg))]    # noqa: E731
     assert at(125) - max(at(90), at(160)) > 1.0            # a barrier between the two conformers, in kT
-    assert model.metadata.angle_correction == {}           # the model is left as it was
+    assert "angle_correction" not in model.metadata.score_terms   # the model is left as it was
     # the runtime applies the fitted table
-    import dataclasses
-
-    from openmm_mlcg.simulator import LearnedSimulator
-    model.metadata = dataclasses.replace(model.metadata, angle_correction=fit["table"])
+    from openmm_mlcg.model.simulator import LearnedSimulator
+    model.metadata = model.metadata.with_score_term("angle_correction", fit["table"])
     sim = LearnedSimulator(model, mapping)
-    assert sim.prior is not None and sim.prior.angle_correction is not None
-    assert sim.prior.angle_correction.keys == [key]
+    assert sim.score_terms is not None and sim.score_terms.get("angle_correction") is not None
+    assert sim.score_terms.get("angle_correction").keys == [key]
     with pytest.raises(ValueError, match="iterations"):
         fit_angle_correction(model, [FakeTraj(frames, None)], [mapping], iterations=0)
 
@@ -141,22 +139,23 @@ def test_fit_recovers_a_bimodal_angle_law_that_the_ideal_gas_misses():
 def test_trainer_fits_records_and_the_runtime_applies_the_angle_correction(tmp_path):
     from test_train import _chain_system, _config
 
-    from openmm_mlcg.export import load_bundle
-    from openmm_mlcg.simulator import LearnedSimulator
+    from openmm_mlcg.bundle.export import load_bundle
+    from openmm_mlcg.model.simulator import LearnedSimulator
     from openmm_mlcg.train import TrainConfig, train_on_trajectories
 
     traj, mapping = _chain_system(n_ions=3, n_frames=40, chain=("C", "C", "O", "C", "C", "O"))
     assert len(angle_triplets(mapping.cg_bonds)) > 0
     cfg = _config(tmp_path / "ac", data=dict(val_fraction=0.0),
-                  score=dict(sampler="cg_langevin", sigma_max_nm=None, sigma_min_nm=None, calibration_starts=2,
-                             calibration_lag=2, angle_correction_iterations=1, angle_correction_steps=10))
+                  score=dict(sampler="cg_langevin", sigma_max_nm=None, sigma_min_nm=None,
+                             cg_langevin=dict(calibration_starts=2, calibration_lag=2),
+                             terms=dict(angle_correction_iterations=1, angle_correction_steps=10)))
     bundle = load_bundle(train_on_trajectories([traj], [mapping], cfg))
-    table = bundle.metadata["angle_correction"]
+    table = bundle.metadata.score_terms["angle_correction"]
     fit = bundle.metadata["angle_correction_fit"]
     assert sorted(table["U"]) == fit["keys"] and len(fit["deviation"]) == 2 and fit["steps"] == 10
     assert bundle.metadata["friction_calibration"]["friction_per_ps"] > 0     # refitted with the table
     sim = LearnedSimulator(bundle, mapping)
-    assert sim.prior is not None and sim.prior.angle_correction is not None
+    assert sim.score_terms is not None and sim.score_terms.get("angle_correction") is not None
     for bad in ({"angle_correction_iterations": -1, "sampler": "cg_langevin"},
                 {"angle_correction_iterations": 2, "sampler": "ode"},
                 {"angle_correction_steps": 5, "sampler": "cg_langevin"}):

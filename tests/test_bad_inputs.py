@@ -13,15 +13,15 @@ import pytest
 import torch
 
 from conftest import linear_chain_graph
-from openmm_mlcg import sanity
-from openmm_mlcg.cli import main
+from openmm_mlcg.util import sanity
+from openmm_mlcg.app.cli import main
 from openmm_mlcg.data import CGTrajectory
-from openmm_mlcg.export import load_bundle, save_bundle
-from openmm_mlcg.io_utils import atomic_write, clean_stale_tmp, write_npz
-from openmm_mlcg.locks import LOCK_NAME, OutputLockedError, output_lock
-from openmm_mlcg.mapping import CGMapping
-from openmm_mlcg.readers import read_json, read_npz
-from openmm_mlcg.topology import FineGraph
+from openmm_mlcg.bundle.export import load_bundle, save_bundle
+from openmm_mlcg.util.io_utils import atomic_write, clean_stale_tmp, write_npz
+from openmm_mlcg.util.locks import LOCK_NAME, OutputLockedError, output_lock
+from openmm_mlcg.cg.mapping import CGMapping
+from openmm_mlcg.io.readers import read_json, read_npz
+from openmm_mlcg.cg.topology import FineGraph
 
 torch.set_num_threads(1)
 K = 2
@@ -170,7 +170,7 @@ def test_broken_metadata_json(tmp_path, text, match):
 
 
 def test_broken_run_metadata_in_analysis_interval(tmp_path):
-    from openmm_mlcg.frame_interval import recorded_frame_intervals
+    from openmm_mlcg.io.frame_interval import recorded_frame_intervals
 
     (tmp_path / "metadata.json").write_text("{broken")
     (tmp_path / "trajectory.xyz").write_text("")
@@ -421,7 +421,7 @@ def test_yaml_config_mistakes(tmp_path, case):
 
 
 def test_yaml_merge_keys_still_work(tmp_path):
-    from openmm_mlcg.yaml_strict import load_yaml
+    from openmm_mlcg.util.yaml_strict import load_yaml
 
     p = tmp_path / "merge.yaml"
     p.write_text("base: &b {a: 1}\nderived:\n  <<: *b\n  c: 2\n")

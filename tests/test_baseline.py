@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from openmm_mlcg.data import CGTrajectory, WindowDataset
-from openmm_mlcg.mapping import CGMapping
-from openmm_mlcg.topology import FineGraph
+from openmm_mlcg.cg.mapping import CGMapping
+from openmm_mlcg.cg.topology import FineGraph
 from openmm_mlcg.train.baseline import linear_history_nll
 
 

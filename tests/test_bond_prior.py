@@ -13,8 +13,9 @@ import pytest
 import torch
 from prior_fakes import FakeMap, FakeTraj, ZeroScore
 
-from openmm_mlcg import cg_langevin as C
-from openmm_mlcg.prior import bond_parameters, bond_score, bond_statistics, pair_key
+from openmm_mlcg.generators import cg_langevin as C
+from openmm_mlcg.priors import pair_key
+from openmm_mlcg.priors.bonds import bond_parameters, bond_score, bond_statistics
 
 
 
@@ -108,10 +109,10 @@ def test_sampler_on_the_prior_draws_the_smoothed_data_bond_law():
 
 
 def _dimer_model(bond_prior):
-    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.cg.mapping import CGMapping
     from openmm_mlcg.model import CGDynamicsModel
     from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.cg.topology import FineGraph
 
     m = 50
     graph = FineGraph.from_arrays(["C", "O"] * m, np.tile([12.011, 15.999], m),
@@ -143,7 +144,7 @@ def _dimer_items(n_windows, g):
 def test_trainer_denoising_loss_includes_the_prior():
     from dataclasses import replace
 
-    from openmm_mlcg.model.objective import equilibrium_score_loss
+    from openmm_mlcg.generators.cg_langevin import CGLangevin
     from openmm_mlcg.train.batching import collate
 
     model, mapping = _dimer_model(True)
@@ -153,9 +154,9 @@ def test_trainer_denoising_loss_includes_the_prior():
     assert batch.cg_bond_prior.shape == (16 * 50, 2)
     with torch.no_grad():
         h = model.embed(graph).repeat(16, 1)
-        with_prior = float(equilibrium_score_loss(model, h, batch, torch.Generator().manual_seed(1)))
-        without = float(equilibrium_score_loss(model, h, replace(batch, cg_bond_prior=None),
-                                               torch.Generator().manual_seed(1)))  # the same noise
+        with_prior = float(CGLangevin.loss(model, None, batch.positions, h, batch, torch.Generator().manual_seed(1)))
+        without = float(CGLangevin.loss(model, None, batch.positions, h, replace(batch, cg_bond_prior=None),
+                                        torch.Generator().manual_seed(1)))  # the same noise
     # zero network: 0.5 x 3 axes = 1.5 without the prior (std 0.03 here). With the exact prior the relative radial
     # noise of a dimer (one unit-variance coordinate) is predictable, a fraction 2 s^2 / (v + 2 s^2) of it: the
     # loss drops by 0.5 E[s^2 / (v + 2 s^2)], s log-uniform over sigmas_nm [0.01, 0.02]
@@ -167,12 +168,12 @@ def test_trainer_denoising_loss_includes_the_prior():
 
 @pytest.mark.parametrize("bond_prior", [True, False])
 def test_runtime_uses_the_recorded_prior(bond_prior):
-    from openmm_mlcg.simulator import LearnedSimulator
+    from openmm_mlcg.model.simulator import LearnedSimulator
 
     model, mapping = _dimer_model(bond_prior)
     assert (model.system_graph(mapping).cg_bond_prior is not None) == bond_prior
     sim = LearnedSimulator(model, mapping)
-    assert (sim.prior is not None and sim.prior.bond_parameters is not None) == bond_prior
+    assert (sim.score_terms is not None and sim.score_terms.get("bond_prior") is not None) == bond_prior
     g = torch.Generator().manual_seed(2)
     x = torch.as_tensor(_dimer_items(1, g)[0]["positions"])
     x, _ = sim.step(x, torch.zeros(2, 100, 3, dtype=torch.float64), n_steps=4, generator=g)
@@ -189,7 +190,7 @@ def test_metadata_validates_and_round_trips_the_bond_prior():
     base = dict(model_time_step_ps=2.0, history=2, cutoff_nm=0.5, velocity_std=0.2, acceleration_std=0.3,
                 atom_type_vocabulary=["C"], sigmas_nm=[0.02, 0.01])
     meta = ModelMetadata.from_dict(dict(base, bond_prior={"A|B": [0.3, 4e-4]}), "metadata")
-    assert ModelMetadata.from_dict(meta.to_dict(), "m").bond_prior == {"A|B": (0.3, 4e-4)}
+    assert ModelMetadata.from_dict(meta.to_dict(), "m").score_terms["bond_prior"] == {"A|B": [0.3, 4e-4]}
     for bad in ([0.3], [0.3, -1.0], [float("nan"), 1e-4], "x"):
         with pytest.raises(ValueError, match=r"bond_prior.*A\|B"):
             ModelMetadata.from_dict(dict(base, bond_prior={"A|B": bad}), "metadata")

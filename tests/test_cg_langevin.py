@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from openmm_mlcg import cg_langevin as C
+from openmm_mlcg.generators import cg_langevin as C
 
 KT_M = 0.025  # nm^2/ps^2, argon at 120 K
 
@@ -234,11 +234,11 @@ def test_calibrated_friction_recovers_the_data_friction():
     import dataclasses
 
     from openmm_mlcg.data import CGTrajectory
-    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.cg.mapping import CGMapping
     from openmm_mlcg.model import CGDynamicsModel
     from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
-    from openmm_mlcg.topology import FineGraph
-    from openmm_mlcg.train.calibrate import calibrate_friction, data_msd, model_msd
+    from openmm_mlcg.cg.topology import FineGraph
+    from openmm_mlcg.train.fits.calibrate import calibrate_friction, data_msd, model_msd
 
     n, temp = 120, 120.0
     species = {"Ar": (39.948, 2.0), "Li": (6.94, 10.0)}  # mass amu, friction 1/ps

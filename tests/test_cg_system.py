@@ -4,9 +4,9 @@ import openmm
 import pytest
 from openmm import app, unit
 
-from openmm_mlcg.mapping import CGMapping
+from openmm_mlcg.cg.mapping import CGMapping
 from openmm_mlcg.openmm import create_cg_system, pdb_atom_names
-from openmm_mlcg.topology import FineGraph
+from openmm_mlcg.cg.topology import FineGraph
 
 BOX = np.eye(3) * 3.0
 
@@ -100,7 +100,7 @@ def test_not_a_mapping_raises():
 
 def test_atom_names_unique_within_each_residue_when_types_repeat():
     """Transferable bead types repeat inside a chain; the CG PDB must still have unique names per residue."""
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.cg.topology import FineGraph
 
     types = ["C", "C", "O"] * 12
     graph = FineGraph.from_arrays(types, [12.0] * len(types), [(i, i + 1) for i in range(len(types) - 1)],

@@ -6,8 +6,8 @@ import numpy as np
 import yaml
 from test_pair_correction import _pair_frames, _pair_model
 
-from openmm_mlcg.cli import main
-from openmm_mlcg.prior import pair_key
+from openmm_mlcg.app.cli import main
+from openmm_mlcg.priors import pair_key
 
 
 def _setup(tmp_path, n_frames=20, val_fraction=0.25):

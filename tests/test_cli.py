@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from openmm_mlcg.cli import main
-from openmm_mlcg.mapping import CGMapping
+from openmm_mlcg.app.cli import main
+from openmm_mlcg.cg.mapping import CGMapping
 
 
 def test_help_lists_subcommands(capsys):
@@ -51,7 +51,7 @@ def test_bad_input_gives_exit_status_2(tmp_path, capsys):
 def test_threads_option_sets_torch_threads(tmp_path):
     import torch
 
-    from openmm_mlcg.threads import default_threads
+    from openmm_mlcg.util.threads import default_threads
 
     before = torch.get_num_threads()
     try:

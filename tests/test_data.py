@@ -4,10 +4,10 @@ import pytest
 import torch
 
 from conftest import FRAME_INTERVAL_PS, linear_chain_graph
-from openmm_mlcg import dynamics
+from openmm_mlcg.model import dynamics
 from openmm_mlcg.data import CGTrajectory, WindowDataset, coarse_grain_trajectory, map_trajectory
-from openmm_mlcg.mapping import CGMapping, centre_of_mass, minimum_image
-from openmm_mlcg.topology import FineGraph
+from openmm_mlcg.cg.mapping import CGMapping, centre_of_mass, minimum_image
+from openmm_mlcg.cg.topology import FineGraph
 
 
 @pytest.fixture(scope="module")

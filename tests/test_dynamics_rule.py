@@ -4,9 +4,10 @@ import pytest
 import torch
 from openmm import unit
 
-from openmm_mlcg import dynamics, samplers
-from openmm_mlcg.io_utils import atomic_write, sha256_arrays
-from openmm_mlcg.units import to_array, to_float
+from openmm_mlcg.model import dynamics
+from openmm_mlcg.generators import score_samplers as samplers
+from openmm_mlcg.util.io_utils import atomic_write, sha256_arrays
+from openmm_mlcg.util.units import to_array, to_float
 
 
 def test_inverse_update_reproduces_trajectory():

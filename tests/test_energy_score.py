@@ -131,7 +131,7 @@ def test_config_and_export_refuse_what_the_energy_score_cannot_do(tmp_path):
 
     with pytest.raises(ValueError, match="model.score_energy"):
         TrainConfig.from_dict({"model": {"score_energy": True}, "score": {"sampler": "langevin"}})
-    from openmm_mlcg.export import save_bundle
+    from openmm_mlcg.bundle.export import save_bundle
 
     with pytest.raises(ValueError, match="torch.export"):
         save_bundle(tmp_path / "m.zip", None, None, _net(), {}, export_format="torch.export")

@@ -96,7 +96,7 @@ def test_main_job_config_names_its_training_data(smoke_run):
     """The main job's resolved_config.yaml lists the frames it trained on, so ``openmm-mlcg check`` runs on it
     and flags the same pairs as the summary's score check (same frames, draws and seed)."""
     out, _ = smoke_run
-    from openmm_mlcg.cli import main
+    from openmm_mlcg.app.cli import main
 
     summary = json.loads((out / "summary_refined.json").read_text())
     report = out / "check.json"

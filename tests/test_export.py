@@ -1,15 +1,15 @@
-"""Tests for openmm_mlcg.export (bundle round trip, version/hash checks) and openmm_mlcg.simulator."""
+"""Tests for openmm_mlcg.bundle.export (bundle round trip, version/hash checks) and openmm_mlcg.model.simulator."""
 import json
 import zipfile
 
 import pytest
 import torch
 
-from openmm_mlcg.export import (ExportMismatchError, check_scripted_matches_eager, load_bundle, save_bundle)
-from openmm_mlcg.mapping import CGMapping
+from openmm_mlcg.bundle.export import ExportMismatchError, check_scripted_matches_eager, load_bundle, save_bundle
+from openmm_mlcg.cg.mapping import CGMapping
 from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN, ScoreGNN, build_edges
-from openmm_mlcg.simulator import LearnedSimulator, NonFiniteStateError
-from openmm_mlcg.topology import FineGraph
+from openmm_mlcg.model.simulator import LearnedSimulator, NonFiniteStateError
+from openmm_mlcg.cg.topology import FineGraph
 
 VOCAB = ["C", "Li", "N", "O"]
 
@@ -95,7 +95,7 @@ def test_refuses_wrong_versions_and_mapping(tmp_path, mapping):
     path = save_bundle(tmp_path / "m.mlcg", *_modules(), META, mapping=None)
     bad = tmp_path / "bad.mlcg"
     _rewrite_metadata(path, bad, format_version=99)
-    with pytest.raises(ValueError, match="format_version expected 2, got 99"):
+    with pytest.raises(ValueError, match=r"format_version expected one of \(2, 3\), got 99"):
         load_bundle(bad)
     _rewrite_metadata(path, bad, package_version="7.3.0")
     with pytest.raises(ValueError, match="package_version '7.3.0'"):

@@ -43,7 +43,7 @@ def _frames_so_far(path, dcd_frame_count) -> int:
 
 
 def test_generate_workers_killed_and_rerun(tmp_path):
-    from openmm_mlcg.locks import LOCK_NAME
+    from openmm_mlcg.util.locks import LOCK_NAME
     from openmm_mlcg.systems import polymer as P
     from openmm_mlcg.systems.md import dcd_frame_count
 
@@ -81,7 +81,7 @@ RUN = textwrap.dedent("""
     import os, signal, sys
     import numpy as np, openmm
     from openmm import app
-    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.cg.mapping import CGMapping
     from openmm_mlcg.openmm import LearnedIntegrator, create_cg_system
     bundle, mapping, frames, out, kill_at = sys.argv[1:6]
     mapping = CGMapping.load(mapping)
@@ -124,10 +124,10 @@ def test_learned_integrator_killed_and_resumed(tmp_path):
     import mdtraj
     import torch
 
-    from openmm_mlcg.export import save_bundle
+    from openmm_mlcg.bundle.export import save_bundle
     from test_bad_inputs import META, _modules, _walk
     from conftest import linear_chain_graph
-    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.cg.mapping import CGMapping
 
     torch.set_num_threads(1)
     mapping = CGMapping.from_graph(linear_chain_graph(12), 3)
@@ -174,7 +174,7 @@ TRAIN = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from openmm_mlcg.data import CGTrajectory
-    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.cg.mapping import CGMapping
     from openmm_mlcg.train import train_on_trajectories
     traj, mapping, cfg = sys.argv[1:4]
     mapping = CGMapping.load(mapping)
@@ -190,7 +190,7 @@ def test_train_killed_and_rerun_gives_the_same_bundle(tmp_path):
 
     import torch
 
-    from openmm_mlcg.export import load_bundle
+    from openmm_mlcg.bundle.export import load_bundle
     from openmm_mlcg.openmm.state import bundle_fingerprint
     from openmm_mlcg.train import train_on_trajectories
     from test_train import _chain_system, _config

@@ -8,8 +8,8 @@ import pytest
 from openmm import app, unit
 
 from openmm_mlcg import analysis as A
-from openmm_mlcg.frame_interval import recorded_frame_intervals, resolve_frame_interval
-from openmm_mlcg.cli import main
+from openmm_mlcg.io.frame_interval import recorded_frame_intervals, resolve_frame_interval
+from openmm_mlcg.app.cli import main
 
 N, F, D = 30, 40, 0.05          # particles, frames, nm^2/ps
 
@@ -103,8 +103,8 @@ def test_two_records_that_disagree_are_an_error(tmp_path):
 
 def test_coarse_grain_reads_dcd_header_and_refuses_a_disagreeing_value(tmp_path):
     from openmm_mlcg.data import coarse_grain_trajectory
-    from openmm_mlcg.mapping import CGMapping
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.cg.mapping import CGMapping
+    from openmm_mlcg.cg.topology import FineGraph
 
     x = _brownian(0.1)
     _openmm_dcd(tmp_path / "run.dcd", x, 0.002, 50)           # 2 fs x 50 = 0.1 ps per frame

@@ -21,55 +21,24 @@ from openmm_mlcg.bundle.export import load_bundle
 from openmm_mlcg.model.simulator import LearnedSimulator
 from openmm_mlcg.train import TrainConfig, train_on_trajectories
 
+from golden_system import chain_ion_system as _system
+
 GOLDEN = Path(__file__).parent / "data" / "golden_rollout.npz"
 REGEN = os.environ.get("OPENMM_MLCG_REGEN_GOLDEN") == "1"
 TINY = dict(embedding_hidden=16, embedding_layers=1, dynamics_hidden=16, dynamics_layers=1, score_hidden=16,
             score_layers=1, cutoff_nm=0.6)
 
 
-def _system(seed=0, n_chains=3, n_ions=3, n_frames=50, box_nm=2.0):
-    """Chains of 6 atoms (3 beads with group size 2: CG bonds and one angle each) and Li ions on a lattice,
-    with an anti-persistent walk on top (deterministic: numpy RNG only)."""
-    from openmm_mlcg.cg.mapping import CGMapping
-    from openmm_mlcg.cg.topology import FineGraph
-    from openmm_mlcg.data import CGTrajectory
-
-    chain = ("C", "C", "O", "C", "C", "O")
-    types, masses, bonds, res = [], [], [], []
-    for _ in range(n_chains):
-        o = len(types)
-        types += list(chain)
-        masses += [{"C": 12.011, "O": 15.999}[a] for a in chain]
-        bonds += [(o + k, o + k + 1) for k in range(len(chain) - 1)]
-        res += ["ETH"] * len(chain)
-    types += ["Li"] * n_ions
-    masses += [6.94] * n_ions
-    res += ["LI"] * n_ions
-    mapping = CGMapping.from_graph(FineGraph.from_arrays(types, masses, bonds, residue_names=res), 2)
-    rng = np.random.default_rng(seed)
-    n = mapping.n_beads
-    grid = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n] * box_nm / 3
-    x = np.zeros((n_frames, n, 3))
-    x[0] = grid + rng.normal(0, 0.02, size=(n, 3))
-    for c in range(n_chains):   # bonded beads 0.25 nm apart along x
-        first = [b for b in range(n) if mapping.bead_types[b] != "Li"][3 * c: 3 * c + 3]
-        for k, b in enumerate(first):
-            x[0, b] = x[0, first[0]] + np.array([0.25 * k, 0.03 * k * k, 0.0])
-    v = np.zeros((n, 3))
-    for t in range(1, n_frames):
-        v = -0.6 * v + rng.normal(0, 0.004, size=(n, 3))
-        x[t] = x[t - 1] + v
-    box = np.tile(np.eye(3) * box_nm, (n_frames, 1, 1))
-    return CGTrajectory(x, box, np.arange(n_frames) * 1.0, 1.0, mapping.hash), mapping
-
-
 CASES = {
-    "cg_langevin": dict(sampler="cg_langevin", cg_langevin_steps=4, bond_prior=True, pair_correction_types=["Li"],
-                        angle_correction_iterations=1, angle_correction_steps=10, calibration_lag=2,
-                        calibration_starts=1, cg_langevin_reverse_levels=2, cg_langevin_denoise=0.5),
+    "cg_langevin": dict(sampler="cg_langevin",
+                        cg_langevin=dict(steps=4, calibration_lag=2, calibration_starts=1, reverse_levels=2,
+                                         denoise=0.5),
+                        terms=dict(bond_prior=True, pair_correction_types=["Li"], angle_correction_iterations=1,
+                                   angle_correction_steps=10)),
     "ode": dict(sampler="ode", n_levels=3, sigma_max_nm=0.05, sigma_min_nm=0.002),
     "interpolant": dict(sampler="interpolant", n_levels=3, sigma_max_nm=0.05, sigma_min_nm=0.002),
-    "langevin": dict(sampler="langevin", schedule="paper", n_levels=2, steps_per_level=2, step_size_nm2=1e-6,
+    "langevin": dict(sampler="langevin", n_levels=2, langevin=dict(schedule="paper", steps_per_level=2,
+                                                                  step_size_nm2=1e-6),
                      sigma_max_nm=0.05, sigma_min_nm=0.002),
 }
 
@@ -104,3 +73,21 @@ def test_rollout_equals_the_one_before_the_redesign(tmp_path, name):
     # moves the beads by far more (the one-step displacement std of this system is ~4e-3 nm)
     np.testing.assert_allclose(positions, ref[f"{name}/positions"], rtol=0, atol=2e-5)
     np.testing.assert_allclose(friction, ref[f"{name}/friction"], rtol=1e-5, atol=1e-8)
+
+
+def test_format2_bundle_loads_migrated_and_rolls_out_the_same():
+    """A bundle of format 2 (written at ab30745 by the cg_langevin case above, flat score-term keys) loads: its
+    score terms move into ``score_terms``, and it rolls out as the freshly trained format-3 bundle does."""
+    from openmm_mlcg.model.metadata import FORMAT_VERSION
+
+    bundle = load_bundle(GOLDEN.parent / "format2_cg_langevin.mlcg")
+    assert bundle.metadata.format_version == 2 and FORMAT_VERSION == 3
+    assert list(bundle.metadata.score_terms) == ["excluded_volume", "bond_prior", "pair_correction",
+                                                 "angle_correction"]
+    assert "excluded_volume_nm" not in bundle.metadata and "pair_correction" not in bundle.metadata
+    traj, mapping = _system()
+    sim = LearnedSimulator(bundle, mapping)
+    assert len(sim.score_terms) == 4
+    x, hist = sim.history_from_positions(traj.positions[-3:])
+    xs, _ = sim.step(x, hist, torch.as_tensor(traj.box[-1]), n_steps=3, generator=torch.Generator().manual_seed(7))
+    np.testing.assert_allclose(np.asarray(xs), np.load(GOLDEN)["cg_langevin/positions"], rtol=0, atol=2e-5)

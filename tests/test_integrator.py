@@ -9,13 +9,13 @@ import pytest
 import torch
 from openmm import app, unit
 
-from openmm_mlcg.export import load_bundle, save_bundle
-from openmm_mlcg.mapping import CGMapping
+from openmm_mlcg.bundle.export import load_bundle, save_bundle
+from openmm_mlcg.cg.mapping import CGMapping
 from openmm_mlcg.nn.dynamics_gnn import DynamicsGNN
 from openmm_mlcg.nn.embedding import EmbeddingGNN
 from openmm_mlcg.nn.score import ScoreGNN
 from openmm_mlcg.openmm import LearnedIntegrator, create_cg_system, create_simulation, load_dcd, read_dcd_header
-from openmm_mlcg.topology import FineGraph
+from openmm_mlcg.cg.topology import FineGraph
 
 torch.set_num_threads(1)
 K = 3

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from openmm_mlcg import interpolant as I
+from openmm_mlcg.generators import interpolant as I
 
 
 def _gaussian_joint_denoiser(x0, mean, cov, a):

@@ -12,7 +12,7 @@ import torch
 
 from openmm_mlcg.data import load_run
 from openmm_mlcg.experiments import liquid as L
-from openmm_mlcg.export import load_bundle
+from openmm_mlcg.bundle.export import load_bundle
 from openmm_mlcg.systems import lj
 from openmm_mlcg.train.loop import train_on_trajectories
 
@@ -48,7 +48,7 @@ def _train_uncached(md, sampler):
     cfg = dict(data=dict(history=2, stride=2, val_fraction=0.0, temperature_K=120.0),
                model=dict(embedding_hidden=8, embedding_layers=1, dynamics_hidden=32, dynamics_layers=2,
                           score_hidden=32, score_layers=3, cutoff_nm=0.6),
-               score=dict(sampler=sampler, calibration_lag=5, calibration_starts=2),
+               score=dict(sampler=sampler, cg_langevin=dict(calibration_lag=5, calibration_starts=2)),
                optim=dict(lr=2e-3, lr_final=2e-4, batch_size=2),
                training=dict(n_steps=N_TRAIN, eval_every=N_TRAIN, checkpoint_every=N_TRAIN,
                              out_dir=str(d / f"model_{sampler}"), progress=False))
@@ -69,7 +69,7 @@ CGL_MIN_PEAK = 2.0
                                                      ("cg_langevin", 16, CGL_MIN_PEAK)])
 def test_refined_step_keeps_first_peak(md, sampler, passes, min_peak):
     bundle, mapping, frames, box = _train(md, sampler)
-    assert bundle.metadata["sampler"] == sampler and bundle.metadata["format_version"] == 2
+    assert bundle.metadata["sampler"] == sampler and bundle.metadata["format_version"] == 3
     starts = list(range(3, 3 + N_STEPS))
     _, g_ref = L.gr(frames[np.array(starts) + 1], box, 40)
     peaks = {}
@@ -86,7 +86,7 @@ def test_refined_step_keeps_first_peak(md, sampler, passes, min_peak):
 
 def test_cg_langevin_rollout_keeps_structure_and_moves(md):
     """The default generator over a rollout: the first peak stays, no overlaps, and the beads diffuse."""
-    from openmm_mlcg.simulator import LearnedSimulator
+    from openmm_mlcg.model.simulator import LearnedSimulator
 
     bundle, mapping, frames, box = _train(md, "cg_langevin")
     sim = LearnedSimulator(bundle, mapping)

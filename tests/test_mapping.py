@@ -4,8 +4,8 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 
 from conftest import linear_chain_graph
-from openmm_mlcg.mapping import CGMapping, centre_of_mass, minimum_image, wrap_positions
-from openmm_mlcg.topology import FineGraph
+from openmm_mlcg.cg.mapping import CGMapping, centre_of_mass, minimum_image, wrap_positions
+from openmm_mlcg.cg.topology import FineGraph
 
 TRICLINIC = np.array([[2.0, 0.0, 0.0], [0.6, 1.8, 0.0], [-0.5, 0.4, 1.6]])
 
@@ -175,7 +175,7 @@ def test_mapping_errors(liquid):
 
 
 def test_repair_of_disconnected_part():
-    from openmm_mlcg.mapping import _repair_connectivity
+    from openmm_mlcg.cg.mapping import _repair_connectivity
 
     bonds = np.array([[i, i + 1] for i in range(5)])
     parts = _repair_connectivity(np.array([0, 0, 1, 1, 0, 0]), bonds, 6)
@@ -183,7 +183,7 @@ def test_repair_of_disconnected_part():
 
 
 def test_chemical_bead_types_are_shared_across_residues_and_molecules():
-    from openmm_mlcg.bead_types import chemical_bead_types, hill_formula
+    from openmm_mlcg.cg.bead_types import chemical_bead_types, hill_formula
 
     def chain(resname, n_units=30):
         types = ["C", "C", "O"] * n_units

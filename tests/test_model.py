@@ -5,7 +5,7 @@ import pytest
 import torch
 from openmm import unit
 
-from openmm_mlcg.export import load_bundle, save_bundle
+from openmm_mlcg.bundle.export import load_bundle, save_bundle
 from openmm_mlcg.model import CGDynamicsModel, ModelMetadata, load_model
 from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN, ScoreGNN
 
@@ -18,8 +18,8 @@ META = dict(model_time_step_ps=0.5, history=2, cutoff_nm=0.5, velocity_std=0.01,
 def _chain_system(box_nm=None, seed=0, n_frames=24):
     """Three 4-atom chains (2 beads each) + 2 Li ions on an anti-persistent random walk (nm)."""
     from openmm_mlcg.data import CGTrajectory
-    from openmm_mlcg.mapping import CGMapping
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.cg.mapping import CGMapping
+    from openmm_mlcg.cg.topology import FineGraph
 
     types, masses, bonds, res = [], [], [], []
     for c in range(3):
@@ -102,7 +102,7 @@ def test_runtime_one_step_equals_trainer_prediction_bit_for_bit(tmp_path):
 
 
 def test_periodic_prediction_equals_trainer_bit_for_bit(tmp_path):
-    from openmm_mlcg.simulator import LearnedSimulator
+    from openmm_mlcg.model.simulator import LearnedSimulator
 
     traj, mapping = _chain_system(box_nm=2.0, seed=1)
     path, trainer_model, _ = _train_tiny(tmp_path / "run", traj, mapping)
@@ -177,7 +177,7 @@ def test_inconsistent_or_old_bundle_is_refused(tmp_path):
     with pytest.raises(ValueError, match="history is 3 but hyperparameters"):
         load_model(tampered("k.mlcg", history=3))
     # a format-1 bundle (before the residual mean) gives the reason, not a crash
-    with pytest.raises(ValueError, match="format_version expected 2, got 1.*retrained"):
+    with pytest.raises(ValueError, match=r"format_version expected one of \(2, 3\), got 1.*retrained"):
         load_model(tampered("old.mlcg", format_version=1))
 
 

@@ -1,19 +1,20 @@
-"""The fitted pair correction of the cg_langevin score (openmm_mlcg.train.pair_correction, prior.PairCorrection)."""
+"""The fitted pair correction of the cg_langevin score (openmm_mlcg.train.fits.pair_correction, prior.PairCorrection)."""
 import numpy as np
 import pytest
 import torch
 from prior_fakes import FakeTraj, ZeroScore
 from test_bond_prior import _dimer_data
 
-from openmm_mlcg.prior import CGPrior, PairCorrection, pair_key
+from openmm_mlcg.priors import ScoreTerms, pair_key
+from openmm_mlcg.priors.pair_correction import PairCorrection
 
 
 def _pair_model(m):
     """A cg_langevin model with an ideal-gas Score GNN on m NON-bonded C-O bead pairs (one atom per bead)."""
-    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.cg.mapping import CGMapping
     from openmm_mlcg.model import CGDynamicsModel
     from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.cg.topology import FineGraph
 
     graph = FineGraph.from_arrays(["C", "O"] * m, np.tile([12.011, 15.999], m), np.zeros((0, 2), dtype=int),
                                   residue_names=["CO"] * (2 * m))
@@ -34,7 +35,7 @@ def _pair_frames(n_frames, m, r0, sd, seed):
 
 
 def test_fit_recovers_the_smoothed_pair_score_of_an_ideal_gas_model():
-    from openmm_mlcg.train.pair_correction import fit_pair_correction
+    from openmm_mlcg.train.fits.pair_correction import fit_pair_correction
 
     m, r0, sd = 40, 0.3, 0.02
     model, mapping = _pair_model(m)
@@ -58,7 +59,7 @@ def test_fit_recovers_the_smoothed_pair_score_of_an_ideal_gas_model():
 
 
 def test_fit_refuses_bad_input():
-    from openmm_mlcg.train.pair_correction import fit_pair_correction
+    from openmm_mlcg.train.fits.pair_correction import fit_pair_correction
 
     model, mapping = _pair_model(4)
     frames = _pair_frames(4, 4, 0.3, 0.02, seed=1)
@@ -75,7 +76,7 @@ def test_runtime_correction_is_the_interpolated_table_with_newtons_third_law():
     table = {"r_min_nm": 0.2, "dr_nm": 0.05, "scores": {pair_key("A", "B"): [0.0, 10.0, -20.0, 0.0]}}
     corr = PairCorrection(["A", "B", "B"], table)
     x = torch.tensor([[0.0, 0.0, 0.0], [0.275, 0.0, 0.0], [0.0, 0.0, 0.9]], dtype=torch.float64)
-    s = corr.score(build_edges(x, None, 1.0, torch.zeros((0, 2), dtype=torch.long)), 3)
+    s = corr.score(x, build_edges(x, None, 1.0, torch.zeros((0, 2), dtype=torch.long)))
     # r = 0.275 nm: halfway between the knots 0.25 (10 /nm) and 0.30 (-20 /nm): -5 /nm, i.e. attraction; the
     # third bead is beyond the table (0.9 nm)
     torch.testing.assert_close(s[0], torch.tensor([5.0, 0.0, 0.0], dtype=torch.float64))
@@ -86,10 +87,10 @@ def test_runtime_correction_is_the_interpolated_table_with_newtons_third_law():
                                         sampler="cg_langevin", temperature_K=300.0, cg_langevin_sigma_nm=0.015,
                                         pair_correction=table))
     again = ModelMetadata.from_dict(meta.to_dict())
-    assert again.pair_correction == table
+    assert again.score_terms["pair_correction"] == table
     graph = type("G", (), {"cg_bond_prior": None})()
-    prior = CGPrior.from_metadata(again, ["A", "B", "B"], graph)
-    assert prior is not None and prior.pair_correction is not None
+    terms = ScoreTerms.from_metadata(again, ["A", "B", "B"], graph)
+    assert terms is not None and terms.get("pair_correction") is not None
     bad = dict(table, scores={pair_key("A", "B"): [0.0, float("nan")]})
     with pytest.raises(ValueError, match="pair_correction"):
         ModelMetadata.from_dict(dict(meta.to_dict(), pair_correction=bad))
@@ -98,30 +99,31 @@ def test_runtime_correction_is_the_interpolated_table_with_newtons_third_law():
 def test_trainer_fits_records_and_the_runtime_applies_the_correction(tmp_path):
     from test_train import _chain_system, _config
 
-    from openmm_mlcg.export import load_bundle
-    from openmm_mlcg.simulator import LearnedSimulator
+    from openmm_mlcg.bundle.export import load_bundle
+    from openmm_mlcg.model.simulator import LearnedSimulator
     from openmm_mlcg.train import TrainConfig, train_on_trajectories
 
     traj, mapping = _chain_system(n_ions=3, n_frames=40)
     li = [t for t in mapping.bead_types if str(t) == "Li"]
     assert li, mapping.bead_types
     cfg = _config(tmp_path / "pc", data=dict(val_fraction=0.0),
-                  score=dict(sampler="cg_langevin", sigma_max_nm=None, sigma_min_nm=None, calibration_starts=2,
-                             calibration_lag=2, pair_correction_types=["Li"]))
+                  score=dict(sampler="cg_langevin", sigma_max_nm=None, sigma_min_nm=None,
+                             cg_langevin=dict(calibration_starts=2, calibration_lag=2),
+                             terms=dict(pair_correction_types=["Li"])))
     bundle = load_bundle(train_on_trajectories([traj], [mapping], cfg))
-    table = bundle.metadata["pair_correction"]
+    table = bundle.metadata.score_terms["pair_correction"]
     assert table and all("Li" in key.split("|") for key in table["scores"])
     fit = bundle.metadata["pair_correction_fit"]                    # the cross-validation record
     assert fit["pairs"] == sorted(table["scores"]) and len(fit["held_out"]) >= 2
     sim = LearnedSimulator(bundle, mapping)
-    assert sim.prior is not None and sim.prior.pair_correction is not None
-    with pytest.raises(ValueError, match="score.pair_correction_types"):
-        TrainConfig.from_dict({"score": {"pair_correction_types": []}})
-    with pytest.raises(ValueError, match="score.pair_correction_types"):
-        TrainConfig.from_dict({"score": {"sampler": "ode", "pair_correction_types": ["Li"]}})
-    with pytest.raises(ValueError, match="score.pair_correction_types"):
+    assert sim.score_terms is not None and sim.score_terms.get("pair_correction") is not None
+    with pytest.raises(ValueError, match="score.terms.pair_correction_types"):
+        TrainConfig.from_dict({"score": {"terms": {"pair_correction_types": []}}})
+    with pytest.raises(ValueError, match="score.terms.pair_correction_types"):
+        TrainConfig.from_dict({"score": {"sampler": "ode", "terms": {"pair_correction_types": ["Li"]}}})
+    with pytest.raises(ValueError, match="score.terms.pair_correction_types"):
         TrainConfig.from_dict({"model": {"score_energy": True},
-                               "score": {"relative_entropy_steps": 10, "pair_correction_types": ["Li"]}})
+                               "score": {"relative_entropy": {"steps": 10}, "terms": {"pair_correction_types": ["Li"]}}})
 
 
 class _ExactPairScore(torch.nn.Module):
@@ -140,7 +142,7 @@ class _ExactPairScore(torch.nn.Module):
 
 
 def test_identity_check_tells_the_exact_score_from_a_wrong_one_and_the_fit_repairs_it():
-    from openmm_mlcg.train.pair_correction import contact_identity_check, fit_pair_correction
+    from openmm_mlcg.train.fits.pair_correction import contact_identity_check, fit_pair_correction
 
     m, r0, sd = 40, 0.3, 0.02
     model, mapping = _pair_model(m)

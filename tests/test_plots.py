@@ -84,8 +84,8 @@ def test_protein_bead_types_shared_and_figures_bounded(tmp_path):
     stay 12 panels either way and the many-pair RDF runs in seconds."""
     import time
 
-    from openmm_mlcg.mapping import CGMapping
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.cg.mapping import CGMapping
+    from openmm_mlcg.cg.topology import FineGraph
 
     graph = FineGraph.from_file(_mcl1_pdb())
     assert graph.n_atoms == 2423 and graph.n_bonds > graph.n_atoms and graph.n_molecules == 1

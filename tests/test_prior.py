@@ -13,8 +13,9 @@ import pytest
 import torch
 from prior_fakes import FakeMap, FakeTraj, ZeroScore
 
-from openmm_mlcg import cg_langevin as C
-from openmm_mlcg.prior import ExcludedVolume, closest_approach, pair_key
+from openmm_mlcg.generators import cg_langevin as C
+from openmm_mlcg.priors import pair_key
+from openmm_mlcg.priors.excluded_volume import ExcludedVolume, closest_approach
 
 
 
@@ -54,7 +55,7 @@ def test_wall_score_is_minus_the_energy_gradient():
             total += ((r0 - r) / w) ** 2 if r < r0 else 0.0
         return total
 
-    score = ev.score(_pair_edges(x)).numpy()
+    score = ev.score(x, _pair_edges(x)).numpy()
     y, h = x.numpy().copy(), 1e-6
     for a in range(6):
         for d in range(3):
@@ -65,8 +66,8 @@ def test_wall_score_is_minus_the_energy_gradient():
     assert np.all(score[4:] == 0)  # the third pair is beyond r0
     # bonded edges (edge_type 1) and type pairs not in the table feel no wall
     ei, vec, et = _pair_edges(x)
-    assert torch.all(ev.score((ei, vec, torch.ones_like(et))) == 0)
-    assert torch.all(ExcludedVolume(["A", "C"] * 3, {"A|B": r0}, w).score(_pair_edges(x)) == 0)
+    assert torch.all(ev.score(x, (ei, vec, torch.ones_like(et))) == 0)
+    assert torch.all(ExcludedVolume(["A", "C"] * 3, {"A|B": r0}, w).score(x, _pair_edges(x)) == 0)
     with pytest.raises(ValueError, match="width_nm"):
         ExcludedVolume(["A"], {}, 0.0)
 
@@ -81,7 +82,7 @@ def test_tethered_pairs_sample_the_wall_boltzmann_law():
         r = x[0::2] - x[1::2]
         tether = torch.empty_like(x)
         tether[0::2], tether[1::2] = -r / (2 * s * s), r / (2 * s * s)  # U/kT = |r|^2 / (4 s^2) per pair
-        return tether + ev.score(e)
+        return tether + ev.score(x, e)
 
     x = torch.randn(2 * m, 3, dtype=torch.float64, generator=g) * 0.3
     kt_m = torch.full((2 * m, 1), 0.025, dtype=torch.float64)
@@ -103,11 +104,11 @@ def test_tethered_pairs_sample_the_wall_boltzmann_law():
 
 @pytest.mark.parametrize("wall", [True, False])
 def test_simulator_applies_the_recorded_wall(wall):
-    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.cg.mapping import CGMapping
     from openmm_mlcg.model import CGDynamicsModel
     from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
-    from openmm_mlcg.simulator import LearnedSimulator
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.model.simulator import LearnedSimulator
+    from openmm_mlcg.cg.topology import FineGraph
 
     n, side = 200, 2.0  # 25 beads/nm^3: an ideal gas at this density has many pairs closer than 0.15 nm
     graph = FineGraph.from_arrays(["Ar"] * n, np.full(n, 39.948), np.zeros((0, 2), dtype=int), residue_names=["AR"] * n)

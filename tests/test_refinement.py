@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from openmm_mlcg.dynamics import geometric_sigmas
-from openmm_mlcg.samplers import annealed_langevin
+from openmm_mlcg.model.dynamics import geometric_sigmas
+from openmm_mlcg.generators.score_samplers import annealed_langevin
 from openmm_mlcg.nn.mlp import MLP
 
 

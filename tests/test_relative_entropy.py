@@ -1,4 +1,4 @@
-"""Relative-entropy fine-tuning (openmm_mlcg.train.relative_entropy).
+"""Relative-entropy fine-tuning (openmm_mlcg.train.fits.relative_entropy).
 
 Known answer: for E_theta(x) = theta x^2 / 2 the model law is N(0, 1 / theta); descending the contrastive
 divergence with exact model samples is maximum likelihood, so theta goes to 1 / var(data). Then the fine-tuning
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from openmm_mlcg.train.relative_entropy import contrastive_divergence, fine_tune_relative_entropy
+from openmm_mlcg.train.fits.relative_entropy import contrastive_divergence, fine_tune_relative_entropy
 
 
 def test_contrastive_divergence_descent_is_maximum_likelihood_for_a_gaussian():
@@ -34,10 +34,10 @@ def test_contrastive_divergence_descent_is_maximum_likelihood_for_a_gaussian():
 def _model_and_data(score_energy=True, seed=0):
     """A tiny periodic system of 12 bonded dimers with an (untrained) cg_langevin model and 6 frames."""
     from openmm_mlcg.data import CGTrajectory
-    from openmm_mlcg.mapping import CGMapping
+    from openmm_mlcg.cg.mapping import CGMapping
     from openmm_mlcg.model import CGDynamicsModel
     from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN, EnergyScoreGNN, ScoreGNN
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.cg.topology import FineGraph
 
     n_dimers, box = 12, 2.0
     types = ["C"] * (2 * n_dimers)
@@ -88,7 +88,7 @@ def test_fine_tuning_and_config_refuse_a_score_without_an_energy():
     with pytest.raises(ValueError, match="periodic"):
         fine_tune_relative_entropy(model, [dataclasses.replace(traj, box=None)], [mapping], [graph], n_steps=1,
                                    lr=1e-3, seed=0)
-    with pytest.raises(ValueError, match="score.relative_entropy_steps"):
-        TrainConfig.from_dict({"score": {"relative_entropy_steps": 10}})
-    cfg = TrainConfig.from_dict({"model": {"score_energy": True}, "score": {"relative_entropy_steps": 10}})
-    assert cfg.score.relative_entropy_steps == 10
+    with pytest.raises(ValueError, match="score.relative_entropy.steps"):
+        TrainConfig.from_dict({"score": {"relative_entropy": {"steps": 10}}})
+    cfg = TrainConfig.from_dict({"model": {"score_energy": True}, "score": {"relative_entropy": {"steps": 10}}})
+    assert cfg.score.relative_entropy.steps == 10

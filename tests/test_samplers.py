@@ -9,8 +9,30 @@ import math
 import pytest
 import torch
 
-from openmm_mlcg.dynamics import geometric_sigmas
-from openmm_mlcg.samplers import (gaussian_prior_gns, initial_state, probability_flow, refine, score_passes)
+from types import SimpleNamespace
+
+from openmm_mlcg.generators import get_generator
+from openmm_mlcg.generators.score_samplers import (
+    ancestral, annealed_langevin, gaussian_prior_gns, initial_state, probability_flow)
+from openmm_mlcg.model.dynamics import geometric_sigmas
+
+
+def refine(gns_fn, x0, sigmas, sampler, steps_per_level=1, step_size=0.0, schedule="paper", corrector_steps=0,
+           snr=0.16, generator=None, noise=True):
+    """The score samplers' functions by registered generator name (a bundle dispatches through the registry)."""
+    name = get_generator(sampler).name
+    if name == "langevin":
+        return annealed_langevin(gns_fn, x0, sigmas, steps_per_level, step_size, schedule, generator, noise)
+    if name == "ancestral":
+        return ancestral(gns_fn, x0, sigmas, corrector_steps, snr, generator, noise)
+    return probability_flow(gns_fn, x0, sigmas)
+
+
+def score_passes(sampler, n_levels, steps_per_level=1, corrector_steps=0):
+    """Score GNN passes of a generator for a bundle with these settings."""
+    meta = SimpleNamespace(sigmas_nm=[1.0] * n_levels, langevin_steps_per_level=steps_per_level,
+                           corrector_steps=corrector_steps)
+    return get_generator(sampler).score_passes(meta)
 
 # (options, levels, tolerance): measured bias on the pair test at 10/20/40 levels: ode +15/+6/+4 %,
 # ancestral -44/-24/-13 %, ancestral + 1 corrector step -40/-22/-10 % (both shrink the variance)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from openmm_mlcg.topology import FineGraph
+from openmm_mlcg.cg.topology import FineGraph
 from conftest import MOLECULES
 
 
@@ -129,7 +129,7 @@ def test_from_psf(tmp_path):
 
 def test_psf_masses_are_used(tmp_path):
     """A PSF carries its own masses (here hydrogen mass repartitioning: 3.024 amu); they win over elements."""
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.cg.topology import FineGraph
 
     psf = tmp_path / "water.psf"
     psf.write_text("PSF\n\n       1 !NTITLE\n REMARKS test\n\n       3 !NATOM\n"

@@ -10,11 +10,11 @@ import pytest
 import torch
 import yaml
 
-from openmm_mlcg import dynamics
+from openmm_mlcg.model import dynamics
 from openmm_mlcg.train import TrainConfig, train_on_trajectories
 from openmm_mlcg.train.batching import atom_type_vocabulary, collate, system_graph
-from openmm_mlcg.model.losses import denoising_score_loss, gaussian_nll, perturb_next_positions
-from openmm_mlcg.model.noise import noisy_history
+from openmm_mlcg.nn.losses import denoising_score_loss, gaussian_nll, perturb_next_positions
+from openmm_mlcg.nn.noise import noisy_history
 
 torch.set_num_threads(1)
 
@@ -28,8 +28,8 @@ def _chain_system(n_chains=3, n_ions=2, seed=0, n_frames=60, box_nm=3.0, chain=(
     anti-persistent walk v' = -0.8 v + xi: a = -1.8 v + xi is mostly predictable (optimal NLL ~0.3 nats vs ~1.5
     untrained)."""
     from openmm_mlcg.data import CGTrajectory
-    from openmm_mlcg.mapping import CGMapping
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.cg.mapping import CGMapping
+    from openmm_mlcg.cg.topology import FineGraph
 
     types, masses, bonds, res = [], [], [], []
     for c in range(n_chains):
@@ -85,12 +85,23 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         TrainConfig.from_dict({"training": {"device": "gpu"}})
     with pytest.raises(ValueError, match=r"data.systems\[0\]: 'cg_trajectory' needs 'mapping'"):
         TrainConfig.from_dict({"data": {"systems": [{"cg_trajectory": "a.npz"}]}})
+    # the flat score keys of the configuration before the generator sections: refused, naming the new place
+    with pytest.raises(ValueError, match=r"score.cg_langevin_steps: this key moved to score.cg_langevin.steps"):
+        TrainConfig.from_dict({"score": {"cg_langevin_steps": 10}})
+    with pytest.raises(ValueError, match=r"score.pair_correction_types: this key moved to score.terms"):
+        TrainConfig.from_dict({"score": {"pair_correction_types": ["Li"]}})
+    with pytest.raises(ValueError, match=r"score.sampler: expected one of the generators \['cg_langevin', "):
+        TrainConfig.from_dict({"score": {"sampler": "euler"}})
+    with pytest.raises(ValueError, match=r"score.cg_langevin.omega_h: expected in \(0, 2\)"):
+        TrainConfig.from_dict({"score": {"cg_langevin": {"omega_h": 2.5}}})
+    with pytest.raises(ValueError, match=r"score.fits: expected distinct steps"):
+        TrainConfig.from_dict({"score": {"fits": ["friction", "pair_correction", "friction"]}})
     # YAML round trip of the defaults, relative paths resolved against the file
     path = tmp_path / "c.yaml"
-    path.write_text(yaml.safe_dump({"data": {"systems": [{"dir": "sys0"}]}, "score": {"step_size_nm2": "5e-7"}}))
+    path.write_text(yaml.safe_dump({"data": {"systems": [{"dir": "sys0"}]}, "score": {"langevin": {"step_size_nm2": "5e-7"}}}))
     cfg = TrainConfig.from_yaml(path)
     assert cfg.data.systems[0].dir == str(tmp_path / "sys0")
-    assert cfg.score.step_size_nm2 == 5e-7 and cfg.optim.lr == 2e-4 and cfg.optim.grad_clip == 20.0
+    assert cfg.score.langevin.step_size_nm2 == 5e-7 and cfg.optim.lr == 2e-4 and cfg.optim.grad_clip == 20.0
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
@@ -99,12 +110,12 @@ def test_example_config_parses():
 
     cfg = TrainConfig.from_yaml(Path(__file__).parents[1] / "examples" / "train_spe.yaml")
     assert cfg.data.group_size == 7 and cfg.model.cutoff_nm == 0.6 and cfg.score.n_levels == 10
-    assert cfg.score.sampler == "cg_langevin" and cfg.score.cg_langevin_steps == 15 and cfg.data.temperature_K is None
+    assert cfg.score.sampler == "cg_langevin" and cfg.score.cg_langevin.steps == 15 and cfg.data.temperature_K is None
     assert cfg.score.sigma_max_nm is None                                             # noise range tied to the data
     assert cfg.score.resolved_sigmas(0.1) == pytest.approx((0.3, 0.005))
-    assert cfg.score.cg_langevin_mass_floor_amu is None                           # median bead mass
-    with pytest.raises(ValueError, match=r"score.cg_langevin_mass_floor_amu.*>= 0"):
-        TrainConfig.from_dict({"score": {"cg_langevin_mass_floor_amu": -5.0}})
+    assert cfg.score.cg_langevin.mass_floor_amu is None                           # median bead mass
+    with pytest.raises(ValueError, match=r"score.cg_langevin.mass_floor_amu.*>= 0"):
+        TrainConfig.from_dict({"score": {"cg_langevin": {"mass_floor_amu": -5.0}}})
 
 
 # ----------------------------------------------------------------------------------------- noise, losses
@@ -166,7 +177,7 @@ def test_type_balanced_score_weights_give_each_bead_type_the_same_share():
     from 5 % to 33 %); the weights have mean 1, so the loss keeps its scale, and the collated batch carries them
     per bead of each window."""
     from openmm_mlcg.data import WindowDataset
-    from openmm_mlcg.model.losses import type_balanced_weights
+    from openmm_mlcg.nn.losses import type_balanced_weights
 
     types = ["Li"] * 8 + ["PEO"] * 120 + ["TFSI"] * 30
     w = type_balanced_weights(types)
@@ -200,7 +211,7 @@ def _log(path):
 
 
 def test_overfit_tiny_dataset_and_outputs(tmp_path):
-    from openmm_mlcg.export import load_bundle
+    from openmm_mlcg.bundle.export import load_bundle
 
     t1, m1 = _chain_system(seed=0, n_frames=30)
     t2, m2 = _chain_system(n_chains=2, n_ions=1, seed=1, n_frames=30)
@@ -264,7 +275,7 @@ def test_resume_after_kill_equals_uninterrupted(tmp_path):
 
 
 def _bundle_state(path) -> dict:
-    from openmm_mlcg.export import load_bundle
+    from openmm_mlcg.bundle.export import load_bundle
 
     b = load_bundle(path)
     return {f"{name}.{k}": v.detach().clone() for name in ("embedding", "dynamics", "score")
@@ -313,15 +324,16 @@ def test_checkpoint_from_before_a_new_option_resumes_with_its_default(tmp_path):
     from openmm_mlcg.train.checkpoint import check_resumable
 
     cfg = TrainConfig().to_dict()
-    old = {**cfg, "score": {k: v for k, v in cfg["score"].items() if k != "cg_langevin_denoise"}}
+    cgl = {k: v for k, v in cfg["score"]["cg_langevin"].items() if k != "denoise"}
+    old = {**cfg, "score": {**cfg["score"], "cg_langevin": cgl}}
     check_resumable(old, cfg, tmp_path / "checkpoint.pt", 10)
-    changed = {**cfg, "score": {**cfg["score"], "cg_langevin_denoise": 0.5}}
-    with pytest.raises(ValueError, match=r"score.cg_langevin_denoise=1.0, the config has 0.5"):
+    changed = {**cfg, "score": {**cfg["score"], "cg_langevin": {**cgl, "denoise": 0.5}}}
+    with pytest.raises(ValueError, match=r"score.cg_langevin.denoise=1.0, the config has 0.5"):
         check_resumable(old, changed, tmp_path / "checkpoint.pt", 10)
 
 
 def test_finished_run_is_extended_by_raising_n_steps(tmp_path, capsys):
-    from openmm_mlcg.export import load_bundle
+    from openmm_mlcg.bundle.export import load_bundle
 
     traj, mapping = _chain_system(seed=3, n_frames=20)
     first = _config(tmp_path / "r", training=dict(n_steps=4, eval_every=2, checkpoint_every=2, progress=True))
@@ -348,10 +360,10 @@ def test_learned_brownian_motion_recovers_diffusion_coefficient(tmp_path):
     A stochastic rollout of the exported bundle must reproduce D from its mean-squared displacement.
     Observed (250 steps): D_rollout / D = 1.01 (lag 1), 1.02 (lag 5), 1.05 (lag 20); tolerance 20%."""
     from openmm_mlcg.data import CGTrajectory
-    from openmm_mlcg.export import load_bundle
-    from openmm_mlcg.mapping import CGMapping
-    from openmm_mlcg.simulator import LearnedSimulator
-    from openmm_mlcg.topology import FineGraph
+    from openmm_mlcg.bundle.export import load_bundle
+    from openmm_mlcg.cg.mapping import CGMapping
+    from openmm_mlcg.model.simulator import LearnedSimulator
+    from openmm_mlcg.cg.topology import FineGraph
 
     n, n_frames, box_nm, dt, diff = 32, 300, 4.0, 2.0, 5e-4          # nm, ps, nm^2/ps -> 0.045 nm per frame
     rng = np.random.default_rng(0)
@@ -390,7 +402,7 @@ def test_train_from_yaml_with_system_directory(tmp_path, liquid):
     import mdtraj
     from openmm import app
 
-    from openmm_mlcg.export import load_bundle
+    from openmm_mlcg.bundle.export import load_bundle
     from openmm_mlcg.train import train
 
     sysdir = tmp_path / "sys0"

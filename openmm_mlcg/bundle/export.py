@@ -4,15 +4,10 @@ Layout (a zip archive, written atomically): ``embedding.pt``, ``dynamics.pt``, `
 of the scripted modules), ``metadata.json``, optional ``mapping.npz`` (``CGMapping.save``). Loading needs torch
 and numpy only (not the trainer, not torch_geometric).
 
-Metadata keys (units): format_version (int), package_version (str), export_format ("torchscript"),
-model_time_step_ps, history (k), cutoff_nm, sigmas_nm (list, descending, nm), langevin_steps_per_level,
-langevin_step_size_nm2 (nm^2), sampler / schedule / corrector_steps / snr (openmm_mlcg.generators.score_samplers),
-score_parametrisation, mean_parametrisation, velocity_std (nm per model step), acceleration_std (nm per model step^2),
-atom_type_vocabulary (list of str), n_bond_types, min_std (normalised acceleration units), hyperparameters
-({"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments), mapping_hash (str or None),
-created (ISO-8601 UTC), plus anything else the caller adds (e.g. training config).
-Refinement defaults (paper appendix C, converted from Angstrom): sigmas 10 -> 0.01 A = 1.0 -> 0.001 nm,
-20 geometric levels, 10 Langevin steps per level, step size 5e-5 A^2 = 5e-7 nm^2.
+Metadata: ``metadata.json`` is ``ModelMetadata.to_dict()`` (:class:`openmm_mlcg.model.ModelMetadata`, the one owner
+of the schema: fields, units, defaults, validation, format versions) plus what ``save_bundle`` fills in
+(format_version, package_version, export_format, created, mapping_hash, hyperparameters, n_bond_types, min_std).
+:func:`load_bundle` validates it once and returns it typed (``Bundle.metadata``).
 
 torch.export: TorchScript is deprecated upstream; ``save_bundle(..., export_format="torch.export")`` stores
 ExportedPrograms instead (``*.pt2``) behind the same loader; see ``EXPORT_NOTES``.
@@ -34,15 +29,15 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import torch
 
 from .._version import __version__
+from ..model.metadata import FORMAT_VERSION, ModelMetadata, default_refinement_metadata
 from ..util.io_utils import ZIP_EPOCH, atomic_write
 
 __all__ = ["Bundle", "save_bundle", "load_bundle", "check_scripted_matches_eager", "script_module",
-           "FORMAT_VERSION", "REQUIRED_METADATA", "default_refinement_metadata", "ExportMismatchError"]
+           "FORMAT_VERSION", "ExportMismatchError", "LOADABLE_FORMATS"]
 
-FORMAT_VERSION = 2  # 2: Gaussian mean = -v_last + residual, residual Score GNN, sampler keys
+#: bundle formats that load: 2 is migrated on load (score terms into one section), 1 must be retrained
+LOADABLE_FORMATS = (2, FORMAT_VERSION)
 MODULE_NAMES = ("embedding", "dynamics", "score")
-REQUIRED_METADATA = ("model_time_step_ps", "history", "cutoff_nm", "velocity_std", "acceleration_std",
-                     "atom_type_vocabulary")
 EXPORT_FORMATS = ("torchscript", "torch.export")
 EXPORT_NOTES = (
     "export_format='torch.export' stores ExportedPrograms (embedding.pt2, dynamics.pt2, score.pt2) with dynamic "
@@ -62,7 +57,8 @@ class Bundle:
 
     Attributes:
         embedding, dynamics, score: ``torch.jit.ScriptModule`` (EmbeddingGNN, DynamicsGNN, ScoreGNN), eval mode.
-        metadata: dict (see module docstring for keys and units).
+        metadata: the validated :class:`openmm_mlcg.model.ModelMetadata` (also a read-only mapping of its
+            ``to_dict()`` keys, so ``bundle.metadata["stride"]`` reads an extra key).
         mapping: the CG mapping bound to the bundle (given to ``load_bundle`` or stored inside), or None.
         path: where it was loaded from (None if built in memory).
     """
@@ -70,18 +66,9 @@ class Bundle:
     embedding: Any
     dynamics: Any
     score: Any
-    metadata: Dict[str, Any]
+    metadata: ModelMetadata
     mapping: Any = None
     path: Optional[str] = field(default=None)
-
-
-def default_refinement_metadata() -> Dict[str, Any]:
-    """Paper appendix C refinement settings in nm: 20 geometric sigmas 1.0 -> 0.001 nm, 10 steps, 5e-7 nm^2,
-    annealed Langevin with the paper's constant step (``sampler="langevin"``, ``schedule="paper"``)."""
-    from ..model.dynamics import geometric_sigmas
-
-    return dict(sigmas_nm=[float(s) for s in geometric_sigmas(1.0, 0.001, 20)], langevin_steps_per_level=10,
-                langevin_step_size_nm2=5e-7, sampler="langevin", schedule="paper", corrector_steps=0, snr=0.16)
 
 
 @contextlib.contextmanager
@@ -110,13 +97,6 @@ def _hyperparameters(module) -> Optional[Dict[str, Any]]:
     return fn()
 
 
-def _check_metadata(metadata: Mapping[str, Any]) -> None:
-    """Validate through the typed record (one set of rules: :meth:`openmm_mlcg.model.ModelMetadata.from_dict`)."""
-    from ..model.metadata import ModelMetadata
-
-    ModelMetadata.from_dict(metadata, "metadata")
-
-
 def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], mapping=None,
                 export_format: str = "torchscript") -> Path:
     """Script the three modules and write one bundle file atomically.
@@ -124,7 +104,8 @@ def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], m
     Args:
         path: output file (conventionally ``*.mlcg``); parent directory must exist.
         embedding, dynamics, score: EmbeddingGNN, DynamicsGNN, ScoreGNN (eager or already scripted).
-        metadata: at least ``REQUIRED_METADATA``; refinement keys default to ``default_refinement_metadata()``;
+        metadata: a ModelMetadata or mapping with at least ``REQUIRED_KEYS``; refinement keys default to
+            ``default_refinement_metadata()`` (:mod:`openmm_mlcg.model.metadata`);
             format_version, package_version, export_format, created, mapping_hash, hyperparameters,
             n_bond_types and min_std are filled in (explicit values for the last three are kept).
         mapping: optional CGMapping stored inside (its ``hash`` becomes ``mapping_hash``).
@@ -144,7 +125,7 @@ def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], m
         raise ValueError("export_format: 'torch.export' cannot trace the energy-based Score GNN's autograd "
                          "gradient (EnergyScoreGNN); use 'torchscript'")
     meta: Dict[str, Any] = dict(default_refinement_metadata())
-    meta.update(dict(metadata))
+    meta.update(metadata.to_dict() if isinstance(metadata, ModelMetadata) else dict(metadata))
     meta["sigmas_nm"] = [float(s) for s in meta["sigmas_nm"]]
     hp = dict(meta.get("hyperparameters") or {})
     for name, mod in zip(MODULE_NAMES, (embedding, dynamics, score)):
@@ -156,7 +137,8 @@ def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], m
         meta["n_bond_types"] = int(hp["embedding"]["n_bond_types"])
     if "min_std" not in meta and "dynamics" in hp:
         meta["min_std"] = float(hp["dynamics"]["min_std"])
-    _check_metadata(meta)  # after the hyperparameters: k and the vocabulary size are compared with them
+    # validated after the hyperparameters (k and the vocabulary size are compared with them), written normalised
+    meta = ModelMetadata.from_dict(meta, "metadata").to_dict()
     meta.update(format_version=FORMAT_VERSION, package_version=__version__, export_format=export_format,
                 created=str(metadata.get("created") or _created()),
                 mapping_hash=None if mapping is None else str(mapping.hash))
@@ -283,8 +265,8 @@ def _load_from_zip(zf, path: Path, device, mapping) -> Bundle:
         raise ValueError(f"path: {path} has a broken metadata.json (expected a JSON object, found "
                          f"{type(meta).__name__})")
     fv = meta.get("format_version")
-    if fv != FORMAT_VERSION:
-        raise ValueError(f"bundle {path}: format_version expected {FORMAT_VERSION}, got {fv!r}; bundles of "
+    if fv not in LOADABLE_FORMATS:
+        raise ValueError(f"bundle {path}: format_version expected one of {LOADABLE_FORMATS}, got {fv!r}; bundles of "
                          f"format 1 predate the residual mean and score parametrisation of 0.2 and "
                          f"must be retrained")
     pv = meta.get("package_version")
@@ -327,8 +309,8 @@ def _load_from_zip(zf, path: Path, device, mapping) -> Bundle:
             except RuntimeError as exc:
                 raise ValueError(f"path: {path}: {n}.pt is not a loadable TorchScript module (corrupt bundle? "
                                  f"{str(exc).splitlines()[0]})") from None
-    return Bundle(*modules, metadata=meta, mapping=mapping if mapping is not None else stored_mapping,
-                  path=str(path))
+    return Bundle(*modules, metadata=ModelMetadata.from_dict(meta, f"bundle {path}: metadata"),
+                  mapping=mapping if mapping is not None else stored_mapping, path=str(path))
 
 
 def check_scripted_matches_eager(eager_modules, bundle: Bundle, example_inputs: Mapping[str, Sequence],

@@ -70,12 +70,16 @@ def structure_summary(frames: np.ndarray, box: np.ndarray, n_bins: int = 80, max
 
 
 def override_sampler(bundle, **changes):
-    """A copy of a loaded Bundle whose refinement settings are replaced (e.g. sampler, schedule, sigmas_nm)."""
+    """A copy of a loaded Bundle whose refinement settings are replaced (e.g. sampler, schedule, sigmas_nm).
+
+    Raises:
+        ValueError: the changed metadata is invalid (:meth:`openmm_mlcg.model.ModelMetadata.from_dict`).
+    """
     import dataclasses
 
-    meta = dict(bundle.metadata)
-    meta.update(changes)
-    return dataclasses.replace(bundle, metadata=meta)
+    from ..model import ModelMetadata
+
+    return dataclasses.replace(bundle, metadata=ModelMetadata.from_dict({**bundle.metadata, **changes}, "changes"))
 
 
 def one_step(bundle, mapping, frames: np.ndarray, box: np.ndarray, starts, variant: dict, seed: int = 0,

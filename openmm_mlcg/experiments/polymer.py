@@ -124,7 +124,7 @@ def train_polymer_model(trajectories, mappings, s: dict, out_dir, device=None, t
         model=dict(embedding_hidden=h, embedding_layers=n, dynamics_hidden=h, dynamics_layers=n, score_hidden=h,
                    score_layers=n, cutoff_nm=s["cutoff_nm"]),
         score=dict(enabled=bool(train_score), n_levels=s["score_levels"], sigma_max_nm=1.0, sigma_min_nm=0.01,
-                   steps_per_level=s["score_steps_per_level"], step_size_nm2=1e-5),
+                   langevin=dict(steps_per_level=s["score_steps_per_level"], step_size_nm2=1e-5)),
         optim=dict(batch_size=s["batch_size"], lr=s["lr"], lr_final=s["lr_final"]),
         training=dict(n_steps=steps, eval_every=max(1, steps // 5), checkpoint_every=max(1, steps // 10),
                       device=str(device or "cpu"), out_dir=str(out_dir), progress=progress))

@@ -43,7 +43,7 @@ _REFINE_LIGHT = dict(n_levels=10)   # levels of the score / interpolant samplers
 #: The Li+ pair correction (``openmm_mlcg.train.fits.pair_correction``): the Score GNN under-fits the chain-end-Li+
 #: contact at its own training frames; fitted after training, it lowers the 4-box paired RDF gap to short MD from
 #: +0.021 to +0.010 (README "Results", ablation 10).
-_SPE_DEMO_SCORE = dict(_REFINE_LIGHT, cg_langevin_mass_floor_amu=150.0, pair_correction_types=["Li"])
+_SPE_DEMO_SCORE = dict(_REFINE_LIGHT, cg_langevin=dict(mass_floor_amu=150.0), terms=dict(pair_correction_types=["Li"]))
 
 #: per scale: system (``systems.spe.build_spe`` kwargs), MD lengths (ps), model step = stride x frame interval,
 #: history k, model sizes, training steps, refinement schedule, wall seconds for each side of the side-by-side

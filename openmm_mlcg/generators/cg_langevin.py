@@ -59,12 +59,19 @@ Units: positions nm, velocities nm/ps, kT/m nm^2/ps^2, sigma nm, gamma 1/ps, sco
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
 import torch
 from openmm import unit as _unit
 
-__all__ = ["sample", "smallest_stable_sigma", "kt_over_mass", "ScoreFn", "BOLTZMANN_KJ_PER_MOL_K"]
+from ..nn.losses import denoising_score_loss, perturb_next_positions
+from ..nn.noise import log_uniform
+from ..priors.bonds import bond_score
+from .base import Generator, StepInputs, register
+
+__all__ = ["sample", "smallest_stable_sigma", "kt_over_mass", "ScoreFn", "BOLTZMANN_KJ_PER_MOL_K", "CGLangevin",
+           "CGLangevinConfig"]
 
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -180,3 +187,131 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
         s = score_fn(x, r)
         r_prev = r
     return x + (float(denoise) * r_prev * r_prev) * sig * sig * s
+
+
+@dataclass
+class CGLangevinConfig:
+    """``score.cg_langevin``: the default generator (module docstring).
+
+    steps: Langevin sub-steps N per model step (N + 1 + reverse_levels Score passes). omega_h: the lightest
+    bead's fastest allowed oscillation per sub-step, which sets the noise level sigma_b of the learned score (the
+    training range is [sigma_b / 3, 3 sigma_b] unless ``score.sigma_min_nm`` / ``sigma_max_nm`` say otherwise).
+    mass_floor_amu: the sampler's inertial mass of a bead is max(m_i, floor) (null: the median bead mass of the
+    training mappings; 0: the bead masses); mass leaves the sampled distribution unchanged, the fitted friction
+    absorbs it, and the floor keeps a light ion from setting a wide sigma. denoise: f of the final step
+    x + f sigma^2 s(x) (1: Tweedie's posterior mean, 0.5: one probability-flow Euler step), made after
+    ``reverse_levels`` DDIM steps down to the smallest trained level (0: from sigma_b itself). type_balance: weight
+    each bead's score-matching loss so every bead type of a system has the same total weight
+    (:func:`openmm_mlcg.nn.losses.type_balanced_weights`). calibration_lag, calibration_starts: the friction
+    per bead type is fitted after training to the data's MSD over ``calibration_lag`` model steps from
+    ``calibration_starts`` true states per trajectory (:mod:`openmm_mlcg.train.fits.calibrate`).
+    """
+
+    steps: int = 15
+    omega_h: float = 1.5
+    mass_floor_amu: Optional[float] = None
+    denoise: float = 1.0
+    reverse_levels: int = 0
+    type_balance: bool = False
+    calibration_lag: int = 10
+    calibration_starts: int = 4
+
+    def check(self, where: str) -> None:
+        """Raise ValueError naming ``where.key``, the expected range and the value."""
+        checks = [("steps", self.steps >= 1, ">= 1"),
+                  ("omega_h", 0 < self.omega_h < 2, "in (0, 2) (the Langevin scheme is unstable at omega h >= 2)"),
+                  ("denoise", 0 <= self.denoise <= 1,
+                   "in [0, 1] (1: Tweedie, 0.5: one probability-flow Euler step, 0: no denoising)"),
+                  ("reverse_levels", self.reverse_levels >= 0, ">= 0"),
+                  ("calibration_lag", self.calibration_lag >= 1, ">= 1"),
+                  ("calibration_starts", self.calibration_starts >= 1, ">= 1")]
+        if self.mass_floor_amu is not None:
+            checks.append(("mass_floor_amu", self.mass_floor_amu >= 0,
+                           ">= 0 (amu; 0: no floor, null: the median bead mass)"))
+        for key, ok, expected in checks:
+            if not ok:
+                raise ValueError(f"{where}.{key}: expected {expected}, got {getattr(self, key)!r}")
+
+
+@register
+class CGLangevin(Generator):
+    """Langevin sub-steps on the learned equilibrium score (module docstring): the default generator.
+
+    Its refined step needs no Dynamics GNN pass: ``cg_langevin_steps + 1 + cg_langevin_reverse_levels`` Score
+    passes. The system's score terms (:mod:`openmm_mlcg.priors`) are added to the learned score at every pass.
+    """
+
+    name = "cg_langevin"
+    config_class = CGLangevinConfig
+    metadata_keys = ("temperature_K", "cg_langevin_steps", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu",
+                     "cg_langevin_mass_floor_amu", "cg_langevin_friction_per_ps", "cg_langevin_friction_by_type",
+                     "cg_langevin_denoise", "cg_langevin_reverse_levels")
+    uses_dynamics = False
+    equilibrium_score = True
+
+    @classmethod
+    def score_passes(cls, metadata) -> int:
+        """N sub-steps + the score at the start + K reverse levels."""
+        return int(metadata.cg_langevin_steps) + 1 + int(metadata.cg_langevin_reverse_levels)
+
+    @classmethod
+    def check_metadata(cls, metadata, name: str) -> None:
+        """A trained bundle records the data's temperature and the score's noise level."""
+        if metadata.score_enabled:
+            for key in ("temperature_K", "cg_langevin_sigma_nm"):
+                if getattr(metadata, key) is None:
+                    raise ValueError(f"{name}[{key!r}]: the 'cg_langevin' sampler needs it; got none")
+
+    @classmethod
+    def loss(cls, model, prediction, positions, bead_embedding, batch, generator):
+        """Denoising score matching of the equilibrium configurations (paper eq. (2) form).
+
+        One level lambda per window, log-uniform between the smallest and the largest ``sigmas_nm``; bead i gets
+        ``sigma_i = lambda sqrt(m / m_i)`` (``ModelMetadata.cg_langevin_sigmas``, the sampler's mass scaling);
+        x~ = x_{t+1} + sigma z; graph on x~; loss = 0.5 mean |GNS + z|^2 (:func:`denoising_score_loss`), with GNS
+        = sigma (learned score + the trained-with score terms, :meth:`openmm_mlcg.priors.ScoreTerms.training_gns`):
+        the network learns the residual on top of them; beads weighted by ``batch.score_weight`` when it is set
+        (``score.cg_langevin.type_balance``).
+        """
+        m = model.metadata
+        sig = m.sigmas_nm
+        x1 = batch.next_positions
+        lam = log_uniform(batch.n_graphs, sig[-1], sig[0], generator).to(x1.device)[batch.batch]
+        scale = m.cg_langevin_sigmas(batch.bead_masses.to(x1.dtype)).reshape(-1) / float(m.cg_langevin_sigma_nm)
+        sigma = lam.to(x1.dtype) * scale
+        noisy, z = perturb_next_positions(x1, sigma, generator)
+        edges = model.edges(noisy, None, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes)
+        sig = sigma.to(noisy.dtype)[:, None]
+        gns = model.equilibrium_gns(bead_embedding, noisy, sig, edges)
+        if batch.cg_bond_prior is not None:
+            gns = gns + sig * bond_score(noisy, batch.cg_bonds, batch.cg_bond_prior, sig, batch=batch.batch,
+                                         boxes=batch.boxes)
+        return denoising_score_loss(gns, z, batch.score_weight)
+
+    @classmethod
+    def step(cls, model, positions, prediction, inputs: StepInputs):
+        """N Langevin sub-steps from ``positions`` on the learned score plus the system's score terms.
+
+        Raises:
+            ValueError: ``inputs`` without ``bead_embedding`` or ``bead_masses``.
+        """
+        if inputs.bead_embedding is None or inputs.bead_masses is None:
+            raise ValueError("bead_embedding, bead_masses: the 'cg_langevin' sampler needs both, got None")
+        m = model.metadata
+        masses = inputs.bead_masses.to(positions.dtype)
+        sig = m.cg_langevin_sigmas(masses).to(positions.dtype)  # (n, 1) nm
+        terms, box = inputs.score_terms, inputs.box
+
+        def score_fn(x: torch.Tensor, ratio: float = 1.0) -> torch.Tensor:
+            """Learned equilibrium score (1/nm) at ``ratio`` x sigma on a graph rebuilt on ``x`` (+ the score
+            terms')."""
+            e = model.edges(x, box, inputs.cg_bonds, validate=False)
+            sg = sig * ratio
+            s = model.equilibrium_gns(inputs.bead_embedding, x, sg, e) / sg
+            return s if terms is None else s + terms.score(x, e, sg, box, s.dtype)
+
+        kt_m = kt_over_mass(float(m.temperature_K), m.cg_langevin_masses(masses), validate=False)
+        friction = float(m.cg_langevin_friction_per_ps) if inputs.bead_friction is None else inputs.bead_friction
+        return sample(score_fn, positions, kt_m, m.cg_langevin_steps, float(m.model_time_step_ps), friction, sig,
+                      inputs.generator, not inputs.deterministic, validate=False, denoise=m.cg_langevin_denoise,
+                      reverse_ratios=m.cg_langevin_reverse_ratios())

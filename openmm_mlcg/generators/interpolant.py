@@ -22,11 +22,15 @@ Units: positions nm; ``a`` (``interpolant_noise_nm``) nm; s dimensionless.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
 import torch
 
-__all__ = ["gaussian_denoiser", "model_denoiser", "interpolate", "sample", "DenoiseFn"]
+from .base import Generator, StepInputs, register
+
+__all__ = ["gaussian_denoiser", "model_denoiser", "interpolate", "sample", "DenoiseFn", "Interpolant",
+           "InterpolantConfig"]
 
 DenoiseFn = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -132,3 +136,62 @@ def sample(denoise_fn: DenoiseFn, x0: torch.Tensor, n_steps: int, a: float,
             z = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
             x = x + a * (1.0 - s) * math.sqrt(h) * z
     return x
+
+
+@dataclass
+class InterpolantConfig:
+    """``score.interpolant``: noise: the interpolant's noise amplitude a in units of the data's ``velocity_std``
+    (the bundle records ``interpolant_noise_nm`` = noise x velocity_std). Steps = ``score.n_levels``."""
+
+    noise: float = 1.0
+
+    def check(self, where: str) -> None:
+        """Raise ValueError naming ``where.key`` for a value out of range."""
+        if not self.noise > 0:
+            raise ValueError(f"{where}.noise: expected > 0, got {self.noise!r}")
+
+
+@register
+class Interpolant(Generator):
+    """Stochastic interpolant from x_t to x_{t+1} (module docstring): ``n_levels`` Euler-Maruyama steps, each one
+    Score GNN pass (the denoiser's residual), after one Dynamics GNN pass."""
+
+    name = "interpolant"
+    config_class = InterpolantConfig
+    metadata_keys = ("sigmas_nm", "interpolant_noise_nm")
+
+    @classmethod
+    def score_passes(cls, metadata) -> int:
+        """One pass per Euler-Maruyama step (``len(sigmas_nm)``)."""
+        return len(metadata.sigmas_nm)
+
+    @classmethod
+    def loss(cls, model, prediction, positions, bead_embedding, batch, generator):
+        """Denoising regression of the interpolant: one s ~ U(0, 0.999) per window,
+        x_s = (1 - s) x_t + s x_{t+1} + a (1 - s) sqrt(s) z, graph on x_s; loss = mean of
+        ((D(x_s, s) - x_{t+1}) / post_std)^2: 1 for the Gaussian's own exact denoiser when the Gaussian is right,
+        below 1 when the network has learned the joint structure."""
+        x1 = batch.next_positions
+        dt = x1.dtype
+        s = (torch.rand(batch.n_graphs, generator=generator, dtype=dt) * 0.999).to(positions.device)
+        s = s[batch.batch][:, None]
+        z = torch.randn(x1.shape, generator=generator, dtype=dt).to(positions.device)
+        x0 = positions.to(dt)
+        xs = interpolate(x0, x1, s, z, model.metadata.interpolant_a_nm)
+        d, post = model.denoise(prediction, x0, xs, s,
+                                model.edges(xs, None, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes))
+        return (((d - x1) / post) ** 2).mean()
+
+    @classmethod
+    def step(cls, model, positions, prediction, inputs: StepInputs):
+        """Euler-Maruyama along the bridge from ``positions``, the graph rebuilt on every intermediate state."""
+        n = positions.shape[0]
+
+        def denoise_fn(xs: torch.Tensor, s: float) -> torch.Tensor:
+            """Model denoiser at interpolant time ``s`` on a graph rebuilt on ``xs``."""
+            sv = torch.full((n, 1), float(s), dtype=xs.dtype, device=xs.device)
+            edges = model.edges(xs, inputs.box, inputs.cg_bonds, validate=False)
+            return model.denoise(prediction, positions, xs, sv, edges)[0]
+
+        return sample(denoise_fn, positions, len(model.metadata.sigmas_nm), model.metadata.interpolant_a_nm,
+                      inputs.generator, not inputs.deterministic)

@@ -26,15 +26,19 @@ independent Gaussian and the network only has to learn the joint (interaction) p
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 
-__all__ = ["SAMPLERS", "SCHEDULES", "annealed_langevin", "ancestral", "probability_flow", "gaussian_prior_gns",
-           "initial_state", "refine", "score_passes", "model_gns"]
+from ..nn.losses import denoising_score_loss, perturb_next_positions
+from ..nn.noise import log_uniform
+from .base import Generator, StepInputs, register
 
-#: "interpolant": openmm_mlcg.generators.interpolant; "cg_langevin": openmm_mlcg.generators.cg_langevin (not score samplers)
-SAMPLERS = ("langevin", "ancestral", "ode", "interpolant", "cg_langevin")
+__all__ = ["SCHEDULES", "annealed_langevin", "ancestral", "probability_flow", "gaussian_prior_gns",
+           "initial_state", "model_gns", "AnnealedLangevin", "Ancestral", "ProbabilityFlow", "LangevinConfig",
+           "AncestralConfig"]
+
 SCHEDULES = ("paper", "song_ermon")
 
 GNSFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -192,35 +196,145 @@ def probability_flow(gns_fn: GNSFn, x0: torch.Tensor, sigmas) -> torch.Tensor:
     return x
 
 
-def score_passes(sampler: str, n_levels: int, steps_per_level: int = 1, corrector_steps: int = 0) -> int:
-    """Score GNN passes one refinement costs (for reports and benchmarks)."""
-    if sampler == "langevin":
-        return n_levels * steps_per_level
-    if sampler == "ancestral":
-        return n_levels + corrector_steps * max(n_levels - 1, 0)
-    if sampler == "ode":
-        return 2 * n_levels - 1
-    if sampler == "interpolant":  # n_levels Euler-Maruyama steps of the stochastic interpolant
-        return n_levels
-    if sampler == "cg_langevin":  # n_levels = Langevin sub-steps, one score each, plus the score at the start
-        return n_levels + 1
-    raise ValueError(f"sampler: expected one of {SAMPLERS}, got {sampler!r}")
+class _ConditionalScoreSampler(Generator):
+    """A score sampler of the conditional next state: the Score GNN is the residual of the Gaussian's exact GNS
+    (:func:`model_gns`), trained by denoising score matching of x_{t+1} (paper eq. (2)); the step starts from the
+    Dynamics GNN's Gaussian smoothed to the largest level (:func:`initial_state`)."""
+
+    metadata_keys = ("sigmas_nm",)
+
+    @classmethod
+    def loss(cls, model, prediction, positions, bead_embedding, batch, generator):
+        """Denoising score matching of x_{t+1}: one level per window, log-uniform between the smallest and the
+        largest ``sigmas_nm``, x~ = x_{t+1} + sigma z, graph on x~, loss 0.5 mean |GNS + z|^2."""
+        sig = model.metadata.sigmas_nm
+        sigma = log_uniform(batch.n_graphs, sig[-1], sig[0], generator).to(positions.device)[batch.batch]
+        noisy, z = perturb_next_positions(batch.next_positions, sigma, generator)
+        edges = model.edges(noisy, None, batch.cg_bonds, batch=batch.batch, boxes=batch.boxes)
+        gns = model.gns(prediction, positions.to(noisy.dtype), noisy, sigma.to(noisy.dtype)[:, None], edges)
+        return denoising_score_loss(gns, z)
+
+    @classmethod
+    def gns_fn(cls, model, positions, prediction, inputs: StepInputs) -> GNSFn:
+        """The model's GNS at a noise level, on a graph rebuilt on the noisy positions."""
+        n = positions.shape[0]
+
+        def gns_fn(xn: torch.Tensor, sigma: float) -> torch.Tensor:
+            """Model GNS at noise level ``sigma`` on a graph rebuilt on ``xn``."""
+            sig = torch.full((n, 1), float(sigma), dtype=xn.dtype, device=xn.device)
+            return model.gns(prediction, positions, xn, sig, model.edges(xn, inputs.box, inputs.cg_bonds,
+                                                                         validate=False))
+
+        return gns_fn
+
+    @classmethod
+    def start(cls, model, prediction, inputs: StepInputs) -> torch.Tensor:
+        """The reverse process's start: the Gaussian smoothed to the largest level."""
+        return initial_state(prediction.mean_pos, prediction.std_pos, float(model.metadata.sigmas_nm[0]),
+                             inputs.generator, not inputs.deterministic)
 
 
-def refine(gns_fn: GNSFn, x0: torch.Tensor, sigmas: Sequence[float], sampler: str, steps_per_level: int = 1,
-           step_size: float = 0.0, schedule: str = "paper", corrector_steps: int = 0, snr: float = 0.16,
-           generator: Optional[torch.Generator] = None, noise: bool = True) -> torch.Tensor:
-    """Dispatch to the named sampler (see the module docstring); arguments as the samplers take them.
+@dataclass
+class LangevinConfig:
+    """``score.langevin`` (annealed Langevin, paper Algorithm 1): ``steps_per_level`` steps of size
+    ``step_size_nm2`` (nm^2) per level with ``schedule`` ``"song_ermon"`` (eps sigma_i^2 / sigma_L^2) or
+    ``"paper"`` (constant eps)."""
 
-    Raises:
-        ValueError: unknown ``sampler``.
-    """
-    if sampler == "langevin":
-        return annealed_langevin(gns_fn, x0, sigmas, steps_per_level, step_size, schedule, generator, noise)
-    if sampler == "ancestral":
-        return ancestral(gns_fn, x0, sigmas, corrector_steps, snr, generator, noise)
-    if sampler == "ode":
-        return probability_flow(gns_fn, x0, sigmas)
-    if sampler in ("interpolant", "cg_langevin"):
-        raise ValueError(f"sampler: {sampler!r} is not a score sampler; use openmm_mlcg.{sampler}.sample")
-    raise ValueError(f"sampler: expected one of {SAMPLERS}, got {sampler!r}")
+    schedule: str = "song_ermon"
+    steps_per_level: int = 1
+    step_size_nm2: float = 5e-7
+
+    def check(self, where: str) -> None:
+        """Raise ValueError naming ``where.key`` for a value out of range."""
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"{where}.schedule: expected one of {SCHEDULES}, got {self.schedule!r}")
+        if self.steps_per_level < 0:
+            raise ValueError(f"{where}.steps_per_level: expected >= 0, got {self.steps_per_level!r}")
+        if self.step_size_nm2 < 0:
+            raise ValueError(f"{where}.step_size_nm2: expected >= 0, got {self.step_size_nm2!r}")
+
+
+@register
+class AnnealedLangevin(_ConditionalScoreSampler):
+    """Annealed Langevin dynamics from the Dynamics GNN's sample (paper appendix C, Algorithm 1):
+    ``len(sigmas_nm) x langevin_steps_per_level`` Score passes."""
+
+    name = "langevin"
+    config_class = LangevinConfig
+    metadata_keys = ("sigmas_nm", "schedule", "langevin_steps_per_level", "langevin_step_size_nm2")
+
+    @classmethod
+    def refines(cls, metadata) -> bool:
+        """Trained Score GNN and at least one step per level."""
+        return bool(metadata.score_enabled) and metadata.langevin_steps_per_level != 0
+
+    @classmethod
+    def score_passes(cls, metadata) -> int:
+        """L levels x T steps."""
+        return len(metadata.sigmas_nm) * int(metadata.langevin_steps_per_level)
+
+    @classmethod
+    def step(cls, model, positions, prediction, inputs: StepInputs):
+        """Algorithm 1 starts from the Dynamics GNN's sample (not from the smoothed Gaussian)."""
+        m = model.metadata
+        x0 = model.sample(prediction, inputs.generator, inputs.deterministic)
+        return annealed_langevin(cls.gns_fn(model, positions, prediction, inputs), x0,
+                                 [float(s) for s in m.sigmas_nm], m.langevin_steps_per_level,
+                                 m.langevin_step_size_nm2, m.schedule, inputs.generator, not inputs.deterministic)
+
+
+@dataclass
+class AncestralConfig:
+    """``score.ancestral``: ``corrector_steps`` Langevin corrector steps per level at signal-to-noise ``snr``."""
+
+    corrector_steps: int = 0
+    snr: float = 0.16
+
+    def check(self, where: str) -> None:
+        """Raise ValueError naming ``where.key`` for a value out of range."""
+        if self.corrector_steps < 0:
+            raise ValueError(f"{where}.corrector_steps: expected >= 0, got {self.corrector_steps!r}")
+        if not self.snr > 0:
+            raise ValueError(f"{where}.snr: expected > 0, got {self.snr!r}")
+
+
+@register
+class Ancestral(_ConditionalScoreSampler):
+    """Reverse diffusion of the variance-exploding SDE with an optional Langevin corrector (:func:`ancestral`):
+    ``L + corrector_steps (L - 1)`` Score passes."""
+
+    name = "ancestral"
+    config_class = AncestralConfig
+    metadata_keys = ("sigmas_nm", "corrector_steps", "snr")
+
+    @classmethod
+    def score_passes(cls, metadata) -> int:
+        """L predictor passes + the corrector's."""
+        n = len(metadata.sigmas_nm)
+        return n + int(metadata.corrector_steps) * max(n - 1, 0)
+
+    @classmethod
+    def step(cls, model, positions, prediction, inputs: StepInputs):
+        """Predictor(-corrector) from the smoothed Gaussian."""
+        m = model.metadata
+        return ancestral(cls.gns_fn(model, positions, prediction, inputs), cls.start(model, prediction, inputs),
+                         [float(s) for s in m.sigmas_nm], m.corrector_steps, m.snr, inputs.generator,
+                         not inputs.deterministic)
+
+
+@register
+class ProbabilityFlow(_ConditionalScoreSampler):
+    """Probability-flow ODE with Heun steps (:func:`probability_flow`): ``2 L - 1`` Score passes."""
+
+    name = "ode"
+
+    @classmethod
+    def score_passes(cls, metadata) -> int:
+        """Two passes per Heun step, one for the final denoising step."""
+        return 2 * len(metadata.sigmas_nm) - 1
+
+    @classmethod
+    def step(cls, model, positions, prediction, inputs: StepInputs):
+        """Deterministic apart from the initial draw."""
+        return probability_flow(cls.gns_fn(model, positions, prediction, inputs),
+                                cls.start(model, prediction, inputs), [float(s) for s in model.metadata.sigmas_nm])

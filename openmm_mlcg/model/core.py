@@ -26,12 +26,12 @@ from typing import Dict, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from ..generators import cg_langevin as _cgl
-from ..generators import interpolant as _itp
-from ..priors import prior as _prior
-from ..generators import score_samplers as _smp
-from .dynamics import gaussian_mean
+from ..generators import StepInputs
+from ..generators.interpolant import model_denoiser
+from ..generators.score_samplers import model_gns
 from ..nn.neighbors import build_edges
+from ..priors.bonds import bond_parameters
+from .dynamics import gaussian_mean
 from .graph import SystemGraph, system_graph
 from .metadata import ModelMetadata
 from .objective import LossOptions, training_loss
@@ -123,10 +123,11 @@ class CGDynamicsModel(nn.Module):
 
     def system_graph(self, mapping, device=None) -> SystemGraph:
         """Static inputs of ``mapping`` with this model's vocabulary (ValueError naming unknown atom types), with
-        the harmonic-bond prior parameters of the metadata's ``bond_prior`` (``cg_bond_prior``; None without)."""
+        the harmonic-bond parameters of the metadata's ``bond_prior`` score term (``cg_bond_prior``; None without)."""
         g = system_graph(mapping, self.metadata.atom_type_vocabulary, self.metadata.n_bond_types)
-        if self.metadata.bond_prior:
-            g.cg_bond_prior = _prior.bond_parameters(mapping.bead_types, g.cg_bonds, self.metadata.bond_prior)
+        bonds = self.metadata.score_terms.get("bond_prior")
+        if bonds:
+            g.cg_bond_prior = bond_parameters(mapping.bead_types, g.cg_bonds, bonds)
         return g if device is None else g.to(device)
 
     def embed(self, graph: SystemGraph) -> torch.Tensor:
@@ -183,13 +184,8 @@ class CGDynamicsModel(nn.Module):
 
     @property
     def score_passes(self) -> int:
-        """Score GNN passes of one refined model step (the Dynamics GNN adds one more)."""
-        m = self.metadata
-        if not self.refines:
-            return 0
-        if m.sampler == "cg_langevin":
-            return _smp.score_passes(m.sampler, m.cg_langevin_steps)
-        return _smp.score_passes(m.sampler, len(m.sigmas_nm), m.langevin_steps_per_level, m.corrector_steps)
+        """Score GNN passes of one refined model step (the Dynamics GNN adds one more where the generator uses it)."""
+        return self.metadata.generator.score_passes(self.metadata) if self.refines else 0
 
     def gnn_passes_per_step(self, refine: bool = True) -> int:
         """GNN passes of one model step: the Dynamics pass (unless the refinement skips it) + the Score passes."""
@@ -198,8 +194,8 @@ class CGDynamicsModel(nn.Module):
 
     @property
     def uses_dynamics_in_refinement(self) -> bool:
-        """False for ``"cg_langevin"``: its refined step needs no Dynamics GNN pass (the Score GNN alone)."""
-        return self.metadata.sampler != "cg_langevin"
+        """Whether the generator's refined step needs the Dynamics GNN (False for ``"cg_langevin"``)."""
+        return self.metadata.generator.uses_dynamics
 
     def equilibrium_gns(self, bead_embedding: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor,
                         edges: Edges) -> torch.Tensor:
@@ -220,7 +216,7 @@ class CGDynamicsModel(nn.Module):
             edges: Edges) -> torch.Tensor:
         """Model GNS (Gaussian prior GNS + Score GNN residual) at ``noisy`` (n, 3) nm, ``sigma`` (n, 1) nm."""
         edge_index, edge_vec, edge_type = edges
-        return _smp.model_gns(self.score, prediction.latent, noisy, anchor, prediction.mean_pos, prediction.std_pos,
+        return model_gns(self.score, prediction.latent, noisy, anchor, prediction.mean_pos, prediction.std_pos,
                               sigma, edge_index, edge_vec, edge_type, self.cutoff_nm, float(self.metadata.velocity_std))
 
     def denoise(self, prediction: Prediction, anchor: torch.Tensor, xs: torch.Tensor, s: torch.Tensor,
@@ -232,73 +228,31 @@ class CGDynamicsModel(nn.Module):
             (D (n, 3) nm, posterior std (n, 3) nm); trainer (:meth:`loss`) and runtime (:meth:`refine`) alike.
         """
         edge_index, edge_vec, edge_type = edges
-        return _itp.model_denoiser(self.score, prediction.latent, xs, s, anchor, prediction.mean_pos,
+        return model_denoiser(self.score, prediction.latent, xs, s, anchor, prediction.mean_pos,
                                    prediction.std_pos, self.metadata.interpolant_a_nm, edge_index, edge_vec,
                                    edge_type, self.cutoff_nm, float(self.metadata.velocity_std),
                                    float(self.metadata.sigmas_nm[-1]))
 
-    def refine(self, positions: torch.Tensor, prediction: Optional[Prediction], box: Optional[torch.Tensor],
-               cg_bonds: torch.Tensor, generator: Optional[torch.Generator] = None,
-               deterministic: bool = False, bead_embedding: Optional[torch.Tensor] = None,
-               bead_masses: Optional[torch.Tensor] = None, bead_friction: Optional[torch.Tensor] = None,
-               prior=None) -> torch.Tensor:
-        """Joint next positions (n, 3) nm drawn with the bundle's sampler (:func:`openmm_mlcg.generators.score_samplers.refine`).
+    def refine(self, positions: torch.Tensor, prediction: Optional[Prediction], inputs: StepInputs) -> torch.Tensor:
+        """Joint next positions (n, 3) nm drawn with the bundle's generator (:mod:`openmm_mlcg.generators`).
 
-        The graph is rebuilt on the noisy positions at every Score GNN pass; ``box`` must be validated already.
-        ``"cg_langevin"`` (:mod:`openmm_mlcg.generators.cg_langevin`) needs ``bead_embedding`` and ``bead_masses`` (amu)
-        instead of ``prediction`` (ValueError without them); ``bead_friction`` (n, 1) 1/ps per bead (from
-        ``metadata.cg_langevin_frictions``; None: ``cg_langevin_friction_per_ps`` for all); ``prior``
-        (:class:`openmm_mlcg.priors.prior.CGPrior` or None) adds the wall and bond scores to the learned one.
+        The graph is rebuilt on the noisy positions at every Score GNN pass; ``inputs.box`` must be validated
+        already. ``prediction`` is the Dynamics GNN's (None when the generator does not use it).
+
+        Raises:
+            ValueError: the generator needs the Dynamics GNN's prediction and got None, or ``inputs`` lack what it
+            needs (``"cg_langevin"``: bead embedding and masses).
         """
-        m, n = self.metadata, positions.shape[0]
-        if m.sampler == "cg_langevin":
-            if bead_embedding is None or bead_masses is None:
-                raise ValueError("bead_embedding, bead_masses: the 'cg_langevin' sampler needs both, got None")
-            masses = bead_masses.to(positions.dtype)
-            sig = m.cg_langevin_sigmas(masses).to(positions.dtype)  # (n, 1) nm
-
-            def score_fn(x: torch.Tensor, ratio: float = 1.0) -> torch.Tensor:
-                """Learned equilibrium score (1/nm) at ``ratio`` x sigma on a graph rebuilt on ``x`` (+ the
-                prior's)."""
-                e = self.edges(x, box, cg_bonds, validate=False)
-                sg = sig * ratio
-                s = self.equilibrium_gns(bead_embedding, x, sg, e) / sg
-                return s if prior is None else s + prior.score(x, e, sg, box, s.dtype)
-
-            kt_m = _cgl.kt_over_mass(float(m.temperature_K), m.cg_langevin_masses(masses), validate=False)
-            return _cgl.sample(score_fn, positions, kt_m, m.cg_langevin_steps, float(m.model_time_step_ps),
-                               float(m.cg_langevin_friction_per_ps) if bead_friction is None else bead_friction,
-                               sig, generator, not deterministic, validate=False, denoise=m.cg_langevin_denoise,
-                               reverse_ratios=m.cg_langevin_reverse_ratios())
-        if prediction is None:
-            raise ValueError(f"prediction: the {m.sampler!r} sampler needs the Dynamics GNN's prediction, got None")
-
-        def gns_fn(xn: torch.Tensor, sigma: float) -> torch.Tensor:
-            """Model GNS at noise level ``sigma`` on a graph rebuilt on ``xn``."""
-            sig = torch.full((n, 1), float(sigma), dtype=xn.dtype, device=xn.device)
-            return self.gns(prediction, positions, xn, sig, self.edges(xn, box, cg_bonds, validate=False))
-
-        noise = not deterministic
-        sigmas = [float(s) for s in m.sigmas_nm]
-        if m.sampler == "interpolant":
-            def denoise_fn(xs: torch.Tensor, s: float) -> torch.Tensor:
-                """Model denoiser at interpolant time ``s`` on a graph rebuilt on ``xs``."""
-                sv = torch.full((n, 1), float(s), dtype=xs.dtype, device=xs.device)
-                return self.denoise(prediction, positions, xs, sv, self.edges(xs, box, cg_bonds, validate=False))[0]
-
-            return _itp.sample(denoise_fn, positions, len(sigmas), m.interpolant_a_nm, generator, noise)
-        if m.sampler == "langevin":  # Algorithm 1 starts from the Dynamics GNN's sample
-            x0 = self.sample(prediction, generator, deterministic)
-        else:
-            x0 = _smp.initial_state(prediction.mean_pos, prediction.std_pos, sigmas[0], generator, noise)
-        return _smp.refine(gns_fn, x0, sigmas, m.sampler, m.langevin_steps_per_level, m.langevin_step_size_nm2,
-                           m.schedule, m.corrector_steps, m.snr, generator, noise)
+        gen = self.metadata.generator
+        if gen.uses_dynamics and prediction is None:
+            raise ValueError(f"prediction: the {gen.name!r} sampler needs the Dynamics GNN's prediction, got None")
+        return gen.step(self, positions, prediction, inputs)
 
     # ------------------------------------------------------------------ one model step (runtime)
     def step(self, positions: torch.Tensor, history: torch.Tensor, box: Optional[torch.Tensor],
              bead_embedding: torch.Tensor, bead_masses: torch.Tensor, cg_bonds: torch.Tensor,
              refine: bool = True, generator: Optional[torch.Generator] = None,
-             deterministic: bool = False, bead_friction: Optional[torch.Tensor] = None, prior=None
+             deterministic: bool = False, bead_friction: Optional[torch.Tensor] = None, score_terms=None
              ) -> Tuple[torch.Tensor, torch.Tensor]:
         """One model step: predict, refine (or sample), remove the periodic centre-of-mass drift, roll history.
 
@@ -309,7 +263,7 @@ class CGDynamicsModel(nn.Module):
             or None. bead_embedding, bead_masses, cg_bonds: of the system (:meth:`embed`, SystemGraph).
             refine: use the Score GNN sampler (when :attr:`refines`). generator: RNG on the device.
             deterministic: no random numbers. bead_friction: (n, 1) 1/ps of the ``"cg_langevin"`` sampler or None.
-            prior: the system's :class:`openmm_mlcg.priors.prior.CGPrior` (``"cg_langevin"``) or None.
+            score_terms: the system's :class:`openmm_mlcg.priors.ScoreTerms` (``"cg_langevin"``) or None.
 
         Returns:
             (positions (n, 3), history (n, k, 3)): the new state; ``history[:, -1] = x_new - x``.
@@ -320,8 +274,8 @@ class CGDynamicsModel(nn.Module):
             prediction = self.predict(positions, history, bead_embedding, bead_masses,
                                       self.edges(positions, box, cg_bonds, validate=False))
         if refined:
-            x_new = self.refine(positions, prediction, box, cg_bonds, generator, deterministic, bead_embedding,
-                                bead_masses, bead_friction, prior)
+            x_new = self.refine(positions, prediction, StepInputs(box, cg_bonds, bead_embedding, bead_masses,
+                                                                  bead_friction, score_terms, generator, deterministic))
         else:
             x_new = self.sample(prediction, generator, deterministic)
         if box is not None:  # momentum conservation: no drift of the periodic system's centre of mass

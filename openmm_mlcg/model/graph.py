@@ -25,9 +25,9 @@ class SystemGraph:
         atom_to_bead: (n_atoms,) long. n_beads: int. bead_masses: (n_beads,) float32 amu.
         cg_bonds: (2, n_cg_bonds) long, local bead indices (i < j).
         cg_bond_prior: (n_cg_bonds, 2) float64 [r0 nm, variance nm^2] of the harmonic-bond prior
-            (:func:`openmm_mlcg.priors.prior.bond_parameters`, set by ``CGDynamicsModel.system_graph``) or None.
+            (:func:`openmm_mlcg.priors.bonds.bond_parameters`, set by ``CGDynamicsModel.system_graph``) or None.
         score_weight: (n_beads,) float32 per-bead weight of the Score GNN's training loss
-            (:func:`openmm_mlcg.model.losses.type_balanced_weights`, set by the trainer) or None (all 1).
+            (:func:`openmm_mlcg.nn.losses.type_balanced_weights`, set by the trainer) or None (all 1).
     """
 
     atom_types: torch.Tensor

@@ -1,34 +1,85 @@
 """The typed metadata record of a :class:`~openmm_mlcg.model.CGDynamicsModel` (stored as ``metadata.json``).
 
-One record replaces the free string-keyed dict that the trainer wrote and the simulator and the OpenMM
-integrator read back with their own defaults: the trainer builds a :class:`ModelMetadata`, the bundle stores
+This module is the one owner of the bundle schema: the trainer builds a :class:`ModelMetadata`, the bundle stores
 ``to_dict()``, and every reader goes through :meth:`ModelMetadata.from_dict`, which validates it once and
 compares the values that are stored twice (history k in the record and in the Dynamics GNN's hyperparameters,
 the vocabulary size and the Embedding GNN's ``n_atom_types``). Keys it does not know (training config, val_nll,
 training-physics ranges, mapping hash, ...) are kept in :attr:`ModelMetadata.extra` and written back unchanged.
+What a generator reads is listed by the generator (``Generator.metadata_keys``, :mod:`openmm_mlcg.generators`);
+the score terms' tables sit in one nested section, ``score_terms`` (:mod:`openmm_mlcg.priors`).
+
+Bundle formats (:data:`FORMAT_VERSION`; CHANGELOG.md): 1 (openmm_mlcg 0.1) is refused (retrain); 2 loads, its flat
+score-term keys (``excluded_volume_nm`` + ``excluded_volume_width_nm``, ``bond_prior``, ``pair_correction``,
+``angle_correction``) moved into ``score_terms`` (:func:`migrate_score_terms`); 3 is written.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
-__all__ = ["ModelMetadata", "REQUIRED_KEYS"]
+from ..generators import get_generator
+from ..generators.score_samplers import SCHEDULES
+from ..priors import validate_score_terms
+from .dynamics import geometric_sigmas
 
-from ..bundle.export import REQUIRED_METADATA as REQUIRED_KEYS  # keys a bundle must record (the rest have defaults)
+__all__ = ["ModelMetadata", "REQUIRED_KEYS", "FORMAT_VERSION", "default_refinement_metadata",
+           "migrate_score_terms"]
+
+#: 2: Gaussian mean = -v_last + residual, residual Score GNN, sampler keys; 3: score terms in one section
+FORMAT_VERSION = 3
+#: keys a bundle must record (the rest have defaults)
+REQUIRED_KEYS = ("model_time_step_ps", "history", "cutoff_nm", "velocity_std", "acceleration_std",
+                 "atom_type_vocabulary")
 
 _POSITIVE = ("model_time_step_ps", "cutoff_nm", "velocity_std", "acceleration_std", "langevin_step_size_nm2")
+_OPTIONAL_POSITIVE = ("interpolant_noise_nm", "temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu",
+                      "cg_langevin_mass_floor_amu")
+_FLAT_TERM_KEYS = ("excluded_volume_nm", "excluded_volume_width_nm", "bond_prior", "pair_correction",
+                   "angle_correction")
 
 
-def _refinement_defaults() -> Dict[str, Any]:
-    from ..bundle.export import default_refinement_metadata
+def default_refinement_metadata() -> Dict[str, Any]:
+    """Paper appendix C refinement settings in nm (Angstrom converted): 20 geometric sigmas 1.0 -> 0.001 nm, 10 steps
+    per level, step size 5e-7 nm^2, annealed Langevin with the paper's constant step (``sampler="langevin"``,
+    ``schedule="paper"``): what a bundle that records no refinement keys was made for."""
+    return dict(sigmas_nm=[float(s) for s in geometric_sigmas(1.0, 0.001, 20)], langevin_steps_per_level=10,
+                langevin_step_size_nm2=5e-7, sampler="langevin", schedule="paper", corrector_steps=0, snr=0.16)
 
-    return default_refinement_metadata()
+
+def migrate_score_terms(metadata: Mapping[str, Any], name: str) -> Dict[str, Any]:
+    """A metadata mapping with the format-2 flat score-term keys moved into ``score_terms`` (format 3).
+
+    Raises:
+        ValueError: both the flat keys and ``score_terms`` are given.
+    """
+    flat = [k for k in _FLAT_TERM_KEYS if k in metadata]
+    if not flat:
+        return dict(metadata)
+    if metadata.get("score_terms"):
+        raise ValueError(f"{name}: the flat keys {flat} (bundle format 2) and 'score_terms' (format 3) are both given")
+    out = {k: v for k, v in metadata.items() if k not in _FLAT_TERM_KEYS}
+    terms = {}
+    walls, width = metadata.get("excluded_volume_nm"), metadata.get("excluded_volume_width_nm")
+    if walls:
+        if width is None:
+            raise ValueError(f"{name}['excluded_volume_width_nm']: excluded_volume_nm is given, so the wall width "
+                             "is needed; got none")
+        terms["excluded_volume"] = {"r0_nm": walls, "width_nm": width}
+    for key in ("bond_prior", "pair_correction", "angle_correction"):
+        if metadata.get(key):
+            terms[key] = metadata[key]
+    out["score_terms"] = terms
+    return out
 
 
 @dataclass(frozen=True)
-class ModelMetadata:
+class ModelMetadata(Mapping):
     """What a model needs besides its weights. Units: nm, ps, model steps.
+
+    Also a read-only mapping of :meth:`to_dict` (``metadata["stride"]`` reads a key of :attr:`extra`, as the
+    bundle's ``metadata.json`` holds it).
 
     Attributes:
         history: k, number of history velocities the Dynamics GNN consumes.
@@ -59,18 +110,13 @@ class ModelMetadata:
             bead masses). Mass does not change the Boltzmann distribution the sampler draws from, only its
             inertia, which the fitted friction absorbs; a floor keeps a light ion (Li+, 6.9 amu) from forcing a
             wide smoothing sigma (sigma ~ 1 / sqrt(m)) onto its own score.
-        excluded_volume_nm: {``"A|B"``: r0 nm} per unordered bead-type pair, the closest non-bonded approach in
-            the training data; the ``"cg_langevin"`` sampler adds a soft wall below it (:mod:`openmm_mlcg.priors.prior`;
-            empty: no wall). excluded_volume_width_nm: the wall's width w, nm (None: no wall).
-        bond_prior: {``"A|B"``: [r0 nm, variance nm^2]} per bead-type pair of CG bonds, the bond-length
-            statistics of the training data; the Score GNN was trained as the residual on top of this harmonic
-            prior and the sampler adds it (:mod:`openmm_mlcg.priors.prior`; empty: none).
-        pair_correction: a tabulated radial pair score the ``"cg_langevin"`` sampler adds to the learned one,
-            ``{"r_min_nm", "dr_nm", "scores": {"A|B": [K values, 1/nm]}}``, fitted after training
-            (:class:`openmm_mlcg.priors.prior.PairCorrection`; empty: none).
-        angle_correction: a tabulated bond-angle potential the ``"cg_langevin"`` sampler adds as a score,
-            ``{"knots_deg": [K], "U": {"A|B|C": [K values, kT]}}``, fitted after training
-            (:class:`openmm_mlcg.priors.angles.AngleCorrection`; empty: none).
+        score_terms: {term key: table}, the terms summed onto the learned score (:mod:`openmm_mlcg.priors`, in
+            their fixed order): ``excluded_volume`` ``{"r0_nm": {"A|B": r0 nm}, "width_nm": w}`` (a soft wall below
+            each bead-type pair's closest non-bonded approach in the training data), ``bond_prior``
+            ``{"A|B": [r0 nm, variance nm^2]}`` (harmonic CG bonds; the Score GNN was trained as the residual on
+            top), ``pair_correction`` ``{"r_min_nm", "dr_nm", "scores": {"A|B": [K values, 1/nm]}}`` and
+            ``angle_correction`` ``{"knots_deg": [K], "U": {"A|B|C": [K values, kT]}}`` (fitted after training);
+            empty: none.
         score_enabled: whether the Score GNN was trained.
         min_std: lower bound of the predicted std (normalised units) or None.
         hyperparameters: {"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments.
@@ -103,11 +149,7 @@ class ModelMetadata:
     cg_langevin_friction_by_type: Dict[str, float] = field(default_factory=dict)
     cg_langevin_denoise: float = 1.0
     cg_langevin_reverse_levels: int = 0
-    excluded_volume_nm: Dict[str, float] = field(default_factory=dict)
-    excluded_volume_width_nm: Optional[float] = None
-    bond_prior: Dict[str, Tuple[float, float]] = field(default_factory=dict)
-    pair_correction: Dict[str, Any] = field(default_factory=dict)
-    angle_correction: Dict[str, Any] = field(default_factory=dict)
+    score_terms: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     score_enabled: bool = True
     min_std: Optional[float] = None
     hyperparameters: Dict[str, Any] = field(default_factory=dict)
@@ -120,7 +162,8 @@ class ModelMetadata:
     def from_dict(cls, metadata: Mapping[str, Any], name: str = "bundle.metadata") -> "ModelMetadata":
         """Validate a metadata mapping (e.g. a bundle's ``metadata.json``) and build the record.
 
-        Refinement keys missing from ``metadata`` take :func:`openmm_mlcg.bundle.export.default_refinement_metadata`.
+        Refinement keys missing from ``metadata`` take :func:`default_refinement_metadata`; format-2 score-term
+        keys are moved into ``score_terms`` (:func:`migrate_score_terms`).
 
         Raises:
             ValueError: naming ``name[key]``: a required key is missing, a number is not positive and finite,
@@ -134,7 +177,7 @@ class ModelMetadata:
         if missing:
             raise ValueError(f"{name}: missing required keys {missing} (required: {list(REQUIRED_KEYS)}); "
                              "not a bundle written by openmm_mlcg.bundle.export.save_bundle")
-        meta = {**_refinement_defaults(), **dict(metadata)}
+        meta = {**default_refinement_metadata(), **migrate_score_terms(metadata, name)}
         known = {f.name for f in fields(cls)} - {"extra"}
         extra = {k: v for k, v in meta.items() if k not in known}
         extra.update(meta.get("extra") or {})
@@ -143,24 +186,8 @@ class ModelMetadata:
         return record._validated(name)
 
     def _validated(self, name: str) -> "ModelMetadata":
-        from ..generators import score_samplers as _smp
-
-        for key in _POSITIVE:
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
-                raise ValueError(f"{name}[{key!r}]: expected a positive finite number, got {v!r}")
-        a = self.interpolant_noise_nm
-        if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or not (math.isfinite(a) and a > 0)):
-            raise ValueError(f"{name}['interpolant_noise_nm']: expected a positive finite number (nm) or null, got {a!r}")
-        for key in ("temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu",
-                    "cg_langevin_mass_floor_amu"):
-            v = getattr(self, key)
-            if v is None:
-                if self.sampler == "cg_langevin" and self.score_enabled and key in ("temperature_K",
-                                                                                    "cg_langevin_sigma_nm"):
-                    raise ValueError(f"{name}[{key!r}]: the 'cg_langevin' sampler needs it; got none")
-            elif isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v > 0):
-                raise ValueError(f"{name}[{key!r}]: expected a positive finite number or null, got {v!r}")
+        """Check every field (the generator's own needs through its class) and return the normalised record."""
+        self._check_numbers(name)
         by_type = self.cg_langevin_friction_by_type or {}
         if not isinstance(by_type, Mapping):
             raise ValueError(f"{name}['cg_langevin_friction_by_type']: expected a mapping bead type -> 1/ps, got "
@@ -169,54 +196,7 @@ class ModelMetadata:
                 (f"cg_langevin_friction_by_type'][{t!r}", v) for t, v in by_type.items()]:
             if isinstance(f, bool) or not isinstance(f, (int, float)) or not (math.isfinite(f) and f >= 0):
                 raise ValueError(f"{name}['{key}']: expected a finite number >= 0 (1/ps), got {f!r}")
-        denoise = self.cg_langevin_denoise
-        if isinstance(denoise, bool) or not isinstance(denoise, (int, float)) or not (0.0 <= denoise <= 1.0):
-            raise ValueError(f"{name}['cg_langevin_denoise']: expected a fraction in [0, 1], got {denoise!r}")
-        walls = self.excluded_volume_nm or {}
-        if not isinstance(walls, Mapping):
-            raise ValueError(f"{name}['excluded_volume_nm']: expected a mapping 'A|B' -> nm, got {type(walls).__name__}")
-        for t, v in walls.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name}['excluded_volume_nm'][{t!r}]: expected a distance >= 0 nm, got {v!r}")
-        w = self.excluded_volume_width_nm
-        if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w > 0)):
-            raise ValueError(f"{name}['excluded_volume_width_nm']: expected a positive finite number (nm) or null, "
-                             f"got {w!r}")
-        if walls and w is None:
-            raise ValueError(f"{name}['excluded_volume_width_nm']: excluded_volume_nm is given, so the wall width "
-                             "is needed; got none")
-        bonds = self.bond_prior or {}
-        if not isinstance(bonds, Mapping):
-            raise ValueError(f"{name}['bond_prior']: expected a mapping 'A|B' -> [r0 nm, variance nm^2], got "
-                             f"{type(bonds).__name__}")
-        for t, v in bonds.items():
-            ok = isinstance(v, (list, tuple)) and len(v) == 2 and all(
-                not isinstance(u, bool) and isinstance(u, (int, float)) and math.isfinite(u) and u > 0 for u in v)
-            if not ok:
-                raise ValueError(f"{name}['bond_prior'][{t!r}]: expected [r0 nm, variance nm^2], both positive and "
-                                 f"finite, got {v!r}")
-        corr = self.pair_correction or {}
-        if not isinstance(corr, Mapping):
-            raise ValueError(f"{name}['pair_correction']: expected a mapping, got {type(corr).__name__}")
-        if corr:
-            from openmm_mlcg.priors.prior import PairCorrection
-            try:
-                PairCorrection([], corr)
-            except ValueError as err:
-                raise ValueError(f"{name}['pair_correction']: {err}") from None
-        angles = self.angle_correction or {}
-        if angles:
-            from openmm_mlcg.priors.angles import AngleCorrection
-            try:
-                AngleCorrection.validate(angles)
-            except ValueError as err:
-                raise ValueError(f"{name}['angle_correction']: {err}") from None
-        for key in ("history", "n_bond_types", "langevin_steps_per_level", "corrector_steps", "cg_langevin_steps",
-                    "cg_langevin_reverse_levels"):
-            v = getattr(self, key)
-            low = 1 if key in ("history", "n_bond_types", "cg_langevin_steps") else 0
-            if isinstance(v, bool) or not isinstance(v, int) or v < low:
-                raise ValueError(f"{name}[{key!r}]: expected an integer >= {low}, got {v!r}")
+        terms = validate_score_terms(self.score_terms or {}, f"{name}['score_terms']")
         vocab = self.atom_type_vocabulary
         if isinstance(vocab, str) or not all(isinstance(t, str) for t in vocab):
             raise ValueError(f"{name}['atom_type_vocabulary']: expected a list of str, got {vocab!r}")
@@ -227,26 +207,50 @@ class ModelMetadata:
             raise ValueError(f"{name}['cg_langevin_reverse_levels']: {self.cg_langevin_reverse_levels} levels need the "
                              f"smallest trained noise level sigmas_nm[-1] ({sig[-1]} nm) below cg_langevin_sigma_nm "
                              f"({self.cg_langevin_sigma_nm!r} nm)")
-        if self.sampler not in _smp.SAMPLERS:
-            raise ValueError(f"{name}['sampler']: expected one of {_smp.SAMPLERS}, got {self.sampler!r}")
-        if self.schedule not in _smp.SCHEDULES:
-            raise ValueError(f"{name}['schedule']: expected one of {_smp.SCHEDULES}, got {self.schedule!r}")
+        get_generator(self.sampler, f"{name}['sampler']").check_metadata(self, name)
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"{name}['schedule']: expected one of {SCHEDULES}, got {self.schedule!r}")
+        self._check_stored_twice(name)
+        return replace(self, atom_type_vocabulary=tuple(vocab), sigmas_nm=tuple(sig),
+                       cg_langevin_friction_by_type={str(t): float(v) for t, v in by_type.items()},
+                       score_terms=terms, score_enabled=bool(self.score_enabled),
+                       cg_langevin_denoise=float(self.cg_langevin_denoise),
+                       periodic=None if self.periodic is None else bool(self.periodic))
+
+    def _check_numbers(self, name: str) -> None:
+        """Positive, optional-positive, fraction and integer fields, each named in the error."""
+        def bad(v, low, strict):
+            return isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (
+                v <= low if strict else v < low)
+
+        for key in _POSITIVE:
+            if bad(getattr(self, key), 0, True):
+                raise ValueError(f"{name}[{key!r}]: expected a positive finite number, got {getattr(self, key)!r}")
+        for key in _OPTIONAL_POSITIVE:
+            v = getattr(self, key)
+            if v is not None and bad(v, 0, True):
+                raise ValueError(f"{name}[{key!r}]: expected a positive finite number or null, got {v!r}")
+        d = self.cg_langevin_denoise
+        if bad(d, 0, False) or d > 1:
+            raise ValueError(f"{name}['cg_langevin_denoise']: expected a fraction in [0, 1], got {d!r}")
+        for key in ("history", "n_bond_types", "langevin_steps_per_level", "corrector_steps", "cg_langevin_steps",
+                    "cg_langevin_reverse_levels"):
+            v = getattr(self, key)
+            low = 1 if key in ("history", "n_bond_types", "cg_langevin_steps") else 0
+            if isinstance(v, bool) or not isinstance(v, int) or v < low:
+                raise ValueError(f"{name}[{key!r}]: expected an integer >= {low}, got {v!r}")
+
+    def _check_stored_twice(self, name: str) -> None:
+        """History k, the vocabulary size and the bond-type count against the GNNs' hyperparameters."""
         hp = self.hyperparameters or {}
         twice = (("dynamics", "history", self.history, "history"),
-                 ("embedding", "n_atom_types", len(vocab), "atom_type_vocabulary (its length)"),
+                 ("embedding", "n_atom_types", len(self.atom_type_vocabulary), "atom_type_vocabulary (its length)"),
                  ("embedding", "n_bond_types", self.n_bond_types, "n_bond_types"))
         for module, key, value, what in twice:
             stored = (hp.get(module) or {}).get(key)
             if stored is not None and int(stored) != int(value):
                 raise ValueError(f"{name}: {what} is {value} but hyperparameters['{module}']['{key}'] is {stored} "
                                  "(inconsistent bundle; export it again from the trainer)")
-        return replace(self, atom_type_vocabulary=tuple(vocab), sigmas_nm=tuple(sig),
-                        cg_langevin_friction_by_type={str(t): float(v) for t, v in by_type.items()},
-                        excluded_volume_nm={str(t): float(v) for t, v in walls.items()},
-                        bond_prior={str(t): (float(v[0]), float(v[1])) for t, v in bonds.items()},
-                        pair_correction=_plain(dict(corr)), angle_correction=_plain(dict(angles)),
-                        score_enabled=bool(self.score_enabled), cg_langevin_denoise=float(denoise),
-                        periodic=None if self.periodic is None else bool(self.periodic))
 
     # ------------------------------------------------------------------ views
     def to_dict(self) -> Dict[str, Any]:
@@ -256,20 +260,35 @@ class ModelMetadata:
         out["sigmas_nm"] = [float(s) for s in self.sigmas_nm]
         out["hyperparameters"] = _plain(self.hyperparameters)
         out["cg_langevin_friction_by_type"] = dict(self.cg_langevin_friction_by_type)
-        out["excluded_volume_nm"] = dict(self.excluded_volume_nm)
-        out["bond_prior"] = {t: [float(v[0]), float(v[1])] for t, v in self.bond_prior.items()}
-        out["pair_correction"] = _plain(self.pair_correction)
-        out["angle_correction"] = _plain(self.angle_correction)
+        out["score_terms"] = _plain(self.score_terms)
         for key in ("min_std", "format_version", "package_version", "periodic", "interpolant_noise_nm",
                     "temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu",
-                    "cg_langevin_mass_floor_amu", "excluded_volume_width_nm"):
+                    "cg_langevin_mass_floor_amu"):
             if out[key] is None:
                 del out[key]
         return {**self.extra, **out}
 
+    @functools.cached_property
+    def _as_dict(self) -> Dict[str, Any]:
+        return self.to_dict()
+
+    def __getitem__(self, key: str) -> Any:
+        return self._as_dict[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._as_dict)
+
+    def __len__(self) -> int:
+        return len(self._as_dict)
+
     def with_extra(self, **extra) -> "ModelMetadata":
         """A copy with keys added to (or replaced in) :attr:`extra`."""
         return replace(self, extra={**self.extra, **extra})
+
+    def with_score_term(self, key: str, table: Mapping[str, Any]) -> "ModelMetadata":
+        """A copy with the table of score term ``key`` set (validated; ValueError naming the bad entry)."""
+        terms = validate_score_terms({**self.score_terms, key: dict(table)}, "score_terms")
+        return replace(self, score_terms=terms)
 
     @property
     def interpolant_a_nm(self) -> float:
@@ -309,9 +328,14 @@ class ModelMetadata:
         return tuple(low ** (i / k) for i in range(1, k + 1))
 
     @property
+    def generator(self):
+        """The :class:`openmm_mlcg.generators.Generator` class of :attr:`sampler`."""
+        return get_generator(self.sampler)
+
+    @property
     def refines(self) -> bool:
-        """Whether the refinement does any work (a trained Score GNN and a sampler with steps)."""
-        return self.score_enabled and not (self.sampler == "langevin" and self.langevin_steps_per_level == 0)
+        """Whether the refinement does any work (a trained Score GNN and a generator with steps)."""
+        return self.generator.refines(self)
 
 
 def _plain(value):

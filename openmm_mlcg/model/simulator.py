@@ -24,7 +24,7 @@ import torch
 from . import dynamics as _dyn
 from ..cg.geometry import check_box
 from . import CGDynamicsModel
-from ..priors.prior import CGPrior
+from ..priors import ScoreTerms
 
 __all__ = ["LearnedSimulator", "NonFiniteStateError"]
 
@@ -65,9 +65,9 @@ class LearnedSimulator:
     Attributes:
         model (:class:`CGDynamicsModel`), metadata (dict view of ``model.metadata``), history_length (k),
         cutoff_nm, velocity_std, acceleration_std, sigmas_nm (tensor), n_beads, bead_embedding (n_beads, D)
-        computed once, model_time_step_ps, sampler, embedding / dynamics / score (the GNNs), prior (the bundle's
-        :class:`openmm_mlcg.priors.prior.CGPrior` for this system: excluded-volume wall and harmonic bonds, or None) and
-        excluded_volume (its wall alone, or None).
+        computed once, model_time_step_ps, sampler, embedding / dynamics / score (the GNNs), score_terms (the
+        bundle's :class:`openmm_mlcg.priors.ScoreTerms` bound to this system, or None) and excluded_volume (its
+        wall alone, or None).
 
     Raises:
         ValueError: invalid or inconsistent bundle metadata, an atom type of the mapping is not in the bundle's
@@ -97,7 +97,7 @@ class LearnedSimulator:
         self.cg_bonds = self.graph.cg_bonds
         self.bead_friction = torch.tensor(meta.cg_langevin_frictions(mapping.bead_types), dtype=torch.float64,
                                           device=self.device).reshape(-1, 1)  # 1/ps per bead (cg_langevin)
-        self.prior = CGPrior.from_metadata(meta, mapping.bead_types, self.graph, self.device)  # or None
+        self.score_terms = ScoreTerms.from_metadata(meta, mapping.bead_types, self.graph, self.device)  # or None
 
     # ------------------------------------------------------------------
     def history_from_positions(self, frames) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -171,7 +171,7 @@ class LearnedSimulator:
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         for s, gen in enumerate(gens):
             x_new, h_new = model.step(x, h, box, self.bead_embedding, self.bead_masses, self.cg_bonds, refine, gen,
-                                      deterministic, self.bead_friction, self.prior)
+                                      deterministic, self.bead_friction, self.score_terms)
             ok = torch.isfinite(x_new).all() & (first_bad < 0)
             first_bad = torch.where(~ok & (first_bad < 0), torch.full_like(first_bad, s), first_bad)
             x, h = torch.where(ok, x_new, x), torch.where(ok, h_new, h)  # frozen at the last finite state
@@ -185,8 +185,8 @@ class LearnedSimulator:
 
     @property
     def excluded_volume(self):
-        """The prior's excluded-volume wall (:class:`openmm_mlcg.priors.prior.ExcludedVolume`) or None."""
-        return None if self.prior is None else self.prior.excluded_volume
+        """The excluded-volume wall (:class:`openmm_mlcg.priors.excluded_volume.ExcludedVolume`) or None."""
+        return None if self.score_terms is None else self.score_terms.get("excluded_volume")
 
     @property
     def refines(self) -> bool:

@@ -63,7 +63,7 @@ def accepted_ids(bundle, fingerprint: str) -> frozenset:
     """Fingerprints (full and the 128-bit prefix kept in integrator globals) a checkpoint of ``bundle`` may carry:
     the current one and the one earlier builds wrote, which also hashed the export time ``created``."""
     h = hashlib.sha256()
-    h.update(json.dumps(bundle.metadata, sort_keys=True, default=str).encode())
+    h.update(json.dumps(dict(bundle.metadata), sort_keys=True, default=str).encode())
     for name in ("embedding", "dynamics", "score"):
         module = getattr(bundle, name, None)
         for key, tensor in sorted(module.state_dict().items()) if module is not None else ():

@@ -11,16 +11,18 @@ get the score ``-grad U_abc(theta) / kT``, U linearly interpolated on knots in t
 after training by iterative Boltzmann inversion against the training frames' angle distributions
 (:mod:`openmm_mlcg.train.fits.angle_correction`; Reith, Puetz & Mueller-Plathe, J. Comput. Chem. 24, 1624 (2003),
 doi:10.1002/jcc.10307). It travels in the bundle metadata (``angle_correction``) and is used as is at every
-noise level the sampler evaluates, like :class:`openmm_mlcg.priors.prior.PairCorrection`.
+noise level the sampler evaluates, like :class:`openmm_mlcg.priors.pair_correction.PairCorrection`.
 
 Units: positions nm, angles rad inside, knots degrees in the table, U in kT, score 1/nm.
 """
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
+
+from .base import ScoreTerm, register_term
 
 __all__ = ["angle_key", "angle_keys", "angle_triplets", "bond_angles", "AngleCorrection"]
 
@@ -68,8 +70,10 @@ def bond_angles(positions: torch.Tensor, triplets: torch.Tensor, box: Optional[t
     return torch.atan2(torch.linalg.cross(u, v).norm(dim=-1), (u * v).sum(-1))
 
 
-class AngleCorrection:
-    """A tabulated bond-angle potential U_abc(theta) / kT per angle type, as a score (module docstring).
+@register_term
+class AngleCorrection(ScoreTerm):
+    """A tabulated bond-angle potential U_abc(theta) / kT per angle type, as a score (module docstring):
+    ``ModelMetadata.score_terms["angle_correction"]``.
 
     Args:
         bead_types: (n,) bead-type labels. cg_bonds: (n_bonds, 2) bead index pairs of the system.
@@ -83,8 +87,11 @@ class AngleCorrection:
         ValueError: a malformed table (names the key, expected and actual value).
     """
 
+    key = "angle_correction"
+    order = 3
+
     def __init__(self, bead_types, cg_bonds, table: Mapping, device=None):
-        knots, values = self.validate(table)
+        knots, values = self.knots_and_values(table)
         trip = angle_triplets(cg_bonds)
         names = sorted(values)
         rows = np.array([names.index(k) if k in values else -1 for k in angle_keys(bead_types, trip)],
@@ -96,8 +103,14 @@ class AngleCorrection:
         self.values = torch.tensor(np.array([values[k] for k in names]), dtype=torch.float64, device=device)
         self.knots_rad = torch.tensor(np.radians(knots), dtype=torch.float64, device=device)
 
+    @classmethod
+    def validate(cls, table: Mapping) -> Dict[str, Any]:
+        """The table as plain JSON (``knots_deg``, ``U``); ValueError naming the bad entry."""
+        knots, values = cls.knots_and_values(table)
+        return {"knots_deg": [float(k) for k in knots], "U": {k: [float(u) for u in v] for k, v in values.items()}}
+
     @staticmethod
-    def validate(table: Mapping) -> Tuple[np.ndarray, dict]:
+    def knots_and_values(table: Mapping) -> Tuple[np.ndarray, dict]:
         """(knots in degrees (K,), {key: (K,) kT}) of a table; ValueError naming the key if malformed."""
         if not isinstance(table, Mapping):
             raise ValueError(f"table: expected a mapping with 'knots_deg' and 'U', got {type(table).__name__}")
@@ -119,10 +132,9 @@ class AngleCorrection:
         return knots, out
 
     @classmethod
-    def from_metadata(cls, metadata, bead_types, graph, device=None) -> Optional["AngleCorrection"]:
-        """The correction a bundle's metadata records (``angle_correction``) for a system (``graph``: its
-        SystemGraph, whose ``cg_bonds`` (2, m) give the angles), or None."""
-        table = getattr(metadata, "angle_correction", None)
+    def bind(cls, table: Mapping, bead_types, graph, device=None) -> Optional["AngleCorrection"]:
+        """The correction for a system (``graph``: its SystemGraph, whose ``cg_bonds`` (2, m) give the angles),
+        or None for an empty table."""
         return cls(bead_types, graph.cg_bonds.t().cpu().numpy(), table, device) if table else None
 
     def _interp(self, theta: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -141,9 +153,10 @@ class AngleCorrection:
         theta = bond_angles(positions.to(torch.float64), self.triplets, None if box is None else box.to(torch.float64))
         return self._interp(theta)[0].sum()
 
-    def score(self, positions: torch.Tensor, box: Optional[torch.Tensor] = None,
+    def score(self, positions: torch.Tensor, edges=None, sigma=None, box: Optional[torch.Tensor] = None,
               dtype: torch.dtype = torch.float64) -> torch.Tensor:
-        """``-grad U / kT`` (n, 3), 1/nm, at ``positions`` (n, 3) nm (analytic; zero net force and torque).
+        """``-grad U / kT`` (n, 3), 1/nm, at ``positions`` (n, 3) nm (analytic; zero net force and torque);
+        ``edges`` and ``sigma`` are not needed.
 
         Near theta = 0 or 180 deg the gradient of theta grows as 1 / sin(theta); the fit keeps the table flat in
         its first and last interval, and sin(theta) is bounded below by 1e-6 here.

@@ -6,7 +6,7 @@ shared across the three Cartesian components (rotation invariant), with one Gaus
 this baseline means the networks have not learned to use the configuration.
 
 Fitted by least squares on the training windows; the NLL is evaluated on the validation windows in the same
-normalised units and formula as :func:`openmm_mlcg.model.losses.gaussian_nll` (nats per component).
+normalised units and formula as :func:`openmm_mlcg.nn.losses.gaussian_nll` (nats per component).
 """
 from __future__ import annotations
 

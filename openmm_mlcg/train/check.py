@@ -5,7 +5,7 @@ A reference-free diagnostic to run after training, before trusting a rollout: th
 part of the data the config lists (the frames the trainer fitted; the validation part is left out, as in the
 trainer). A pair whose difference is many standard errors from zero is a contact the sampler's score gets wrong
 where it had data; on the SPE demo this flags the PEO chain end on Li+ (README "Results", ablation 10), which
-``score.pair_correction_types`` then repairs. The check includes the bundle's priors and pair correction, i.e.
+``score.terms.pair_correction_types`` then repairs. The check includes the bundle's priors and pair correction, i.e.
 exactly the score the sampler uses.
 """
 from __future__ import annotations
@@ -115,7 +115,7 @@ def format_report(result: Dict) -> str:
     if result["flagged"]:
         types = sorted({t for k in result["flagged"] for t in k.split("|")})
         lines.append(f"flagged: {', '.join(result['flagged'])}. The score is wrong at its own training frames for "
-                     f"these contacts; score.pair_correction_types (e.g. a rare type among {types}) fits a radial "
+                     f"these contacts; score.terms.pair_correction_types (e.g. a rare type among {types}) fits a radial "
                      "correction for them.")
     else:
         lines.append(f"no pair beyond {FLAG_Z:g} standard errors.")

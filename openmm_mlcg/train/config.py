@@ -20,11 +20,17 @@ from typing import Any, List, Optional, Union
 
 import yaml
 
-from .config_checks import validate_config
+from openmm_mlcg.generators import DEFAULT_GENERATOR
+from openmm_mlcg.generators.cg_langevin import CGLangevinConfig
+from openmm_mlcg.generators.interpolant import InterpolantConfig
+from openmm_mlcg.generators.score_samplers import AncestralConfig, LangevinConfig
+
+from .config_checks import MOVED_SCORE_KEYS, refuse_moved_keys, validate_config
+from .fits.pipeline import DEFAULT_FITS
 
 __all__ = [
-    "SystemSource", "DataConfig", "ModelConfig", "ScoreConfig", "OptimConfig", "InputNoiseConfig",
-    "TrainingConfig", "TrainConfig", "load_config", "PAPER_SCORE",
+    "SystemSource", "DataConfig", "ModelConfig", "ScoreConfig", "ScoreTermsConfig", "RelativeEntropyConfig",
+    "OptimConfig", "InputNoiseConfig", "TrainingConfig", "TrainConfig", "load_config", "MOVED_SCORE_KEYS",
 ]
 
 
@@ -59,7 +65,7 @@ class DataConfig:
     (in time) is held out for validation (a time split, so no validation window overlaps a training window
     except at the boundary). max_val_windows: validation NLL is averaged over at most this many windows.
     temperature_K: temperature of the data, K (None: from the ``dir`` sources' ``metadata.json``); the
-    ``"cg_langevin"`` sampler needs it (kT/m of the beads).
+    ``"cg_langevin"`` generator needs it (kT/m of the beads).
     """
 
     systems: List[SystemSource] = field(default_factory=list)
@@ -98,77 +104,72 @@ class ModelConfig:
 
 
 @dataclass
-class ScoreConfig:
-    """Score GNN (denoising score matching, paper eq. (2)) and the refinement sampler the bundle is made for.
+class ScoreTermsConfig:
+    """``score.terms``: the score terms of the ``cg_langevin`` generator (:mod:`openmm_mlcg.priors`).
 
-    Training draws one noise level per window log-uniformly in [sigma_min_nm, sigma_max_nm]. ``None`` ties
-    the range to the data: sigma_max = 3 velocity_std (the Gaussian's residual displacement is below one
-    velocity_std, so at sigma_max the joint structure is washed out) and sigma_min = 0.05 velocity_std (well
-    below the nearest-neighbour spacing). The sampler runs ``n_levels`` geometric levels over the same range.
-
-    sampler: ``"cg_langevin"`` (default, chosen on bench_liquid: Langevin dynamics on a learned equilibrium score, :mod:`openmm_mlcg.generators.cg_langevin`:
-    the Score GNN is trained by denoising score matching on the configurations, sigma in [sigma_b / 3, 3 sigma_b]
-    unless given, sigma_b the smallest noise level at which ``cg_langevin_steps`` Langevin sub-steps per model
-    step resolve the lightest bead's fastest oscillation at ``omega h = cg_langevin_omega_h``; the friction is
-    fitted after training to the MSD over ``calibration_lag`` model steps from ``calibration_starts`` true states
-    per trajectory; ``cg_langevin_steps`` + 1 Score passes per step; the sampler's inertial masses are
-    ``max(m_i, cg_langevin_mass_floor_amu)``, None: the median bead mass of the training mappings, 0: the bead
-    masses themselves; mass leaves the sampled distribution unchanged, the fitted friction absorbs it, and the
-    floor keeps a light ion from setting a wide sigma; ``cg_langevin_denoise`` is f of the final step
-    x + f sigma^2 s(x) (1: Tweedie's posterior mean, 0.5: one probability-flow Euler step,
-    :mod:`openmm_mlcg.generators.cg_langevin`), made after ``cg_langevin_reverse_levels`` DDIM steps down to the smallest
-    trained level (0: from sigma_b itself); a soft wall below each bead-type pair's closest non-bonded approach in the
-    data, of width ``excluded_volume_width`` x sigma_b (null: no wall), keeps beads out of the regions the data
-    never visits; ``bond_prior`` (default false: on the SPE demo it did not lower the RDF error, with the
-    Tweedie or the half denoising step; README): a harmonic bond per bead-type pair from the data's bond-length
-    mean and variance, the Score GNN learning the residual on top of it, :mod:`openmm_mlcg.priors.prior`;
-    ``type_balance``: weight each bead's score-matching loss so that every bead type of a system has the same
-    total weight, :func:`openmm_mlcg.model.losses.type_balanced_weights`, for rare species such as Li+;
-    ``pair_correction_types``: bead-type names (e.g. ``["Li"]``) whose non-bonded pairs get a radial pair score
-    fitted after training by denoising score matching with the network frozen, where the Score GNN under-fits a
-    rare contact (:mod:`openmm_mlcg.train.fits.pair_correction`; null: none); ``angle_correction_iterations`` > 0:
-    a tabulated bond-angle potential per angle type fitted after training by that many iterative-Boltzmann-inversion
-    updates against the training frames' angle distributions, each with ``calibration_starts`` rollouts of
-    ``angle_correction_steps`` model steps (:mod:`openmm_mlcg.train.fits.angle_correction`; 0: off)),
-    ``"interpolant"`` (stochastic interpolant from x_t to x_{t+1}, :mod:`openmm_mlcg.generators.interpolant`;
-    ``n_levels`` Euler-Maruyama steps = passes; noise amplitude ``interpolant_noise`` x velocity_std; the Score
-    GNN is then trained as the denoiser's residual instead of by score matching), ``"ode"`` (probability flow, Heun; 2 n_levels - 1 passes), ``"ancestral"`` (+ ``corrector_steps``
-    Langevin corrector steps per level at signal-to-noise ``snr``) or ``"langevin"`` (annealed Langevin,
-    ``steps_per_level`` steps of size ``step_size_nm2`` with ``schedule`` ``"song_ermon"``: eps sigma_i^2 /
-    sigma_L^2, or ``"paper"``: constant eps). See :mod:`openmm_mlcg.generators.score_samplers`. :data:`PAPER_SCORE` holds
-    the paper's exact settings (appendix C: langevin, paper schedule, 20 levels 1 -> 0.001 nm, 10 steps,
-    5e-7 nm^2). weight multiplies L_score. ``relative_entropy_steps`` > 0 (needs ``model.score_energy``) fine-tunes
-    the energy after training by relative entropy (maximum likelihood against the sampler's own persistent
-    chains, at ``relative_entropy_lr``; :mod:`openmm_mlcg.train.fits.relative_entropy`), 0: off.
+    excluded_volume_width: a soft wall below each bead-type pair's closest non-bonded approach in the data, of
+    width ``excluded_volume_width`` x sigma_b, keeps beads out of the regions the data never visits (null: no
+    wall). bond_prior: a harmonic bond per bead-type pair from the data's bond-length mean and variance, the Score
+    GNN learning the residual on top of it (default false: on the SPE demo it did not lower the RDF error).
+    pair_correction_types: bead-type names (e.g. ``["Li"]``) whose non-bonded pairs get a radial pair score fitted
+    after training by denoising score matching with the network frozen, where the Score GNN under-fits a rare
+    contact (:mod:`openmm_mlcg.train.fits.pair_correction`; null: none). angle_correction_iterations > 0: a
+    tabulated bond-angle potential per angle type fitted after training by that many iterative-Boltzmann-inversion
+    updates against the training frames' angle distributions, each with ``cg_langevin.calibration_starts``
+    rollouts of ``angle_correction_steps`` model steps (:mod:`openmm_mlcg.train.fits.angle_correction`; 0: off).
     """
 
-    enabled: bool = True
-    sampler: str = "cg_langevin"
-    schedule: str = "song_ermon"
-    sigma_max_nm: Optional[float] = None
-    sigma_min_nm: Optional[float] = None
-    n_levels: int = 10
-    steps_per_level: int = 1
-    step_size_nm2: float = 5e-7
-    corrector_steps: int = 0
-    snr: float = 0.16
-    weight: float = 1.0
-    interpolant_noise: float = 1.0
-    cg_langevin_steps: int = 15
-    cg_langevin_omega_h: float = 1.5
-    cg_langevin_mass_floor_amu: Optional[float] = None
-    cg_langevin_denoise: float = 1.0
-    cg_langevin_reverse_levels: int = 0
     excluded_volume_width: Optional[float] = 3.0
     bond_prior: bool = False
-    type_balance: bool = False
     pair_correction_types: Optional[List[str]] = None
     angle_correction_iterations: int = 0
     angle_correction_steps: int = 200
-    calibration_lag: int = 10
-    calibration_starts: int = 4
-    relative_entropy_steps: int = 0
-    relative_entropy_lr: float = 1e-4
+
+
+@dataclass
+class RelativeEntropyConfig:
+    """``score.relative_entropy``: steps > 0 (needs ``model.score_energy``) fine-tunes the energy after training by
+    relative entropy (maximum likelihood against the sampler's own persistent chains, at learning rate ``lr``;
+    :mod:`openmm_mlcg.train.fits.relative_entropy`); 0: off."""
+
+    steps: int = 0
+    lr: float = 1e-4
+
+
+@dataclass
+class ScoreConfig:
+    """Score GNN (denoising score matching, paper eq. (2)) and the generator the bundle is made for.
+
+    sampler: the generator (:mod:`openmm_mlcg.generators`): ``"cg_langevin"`` (default, chosen on bench_liquid:
+    Langevin sub-steps on a learned equilibrium score), or the comparison generators ``"interpolant"``,
+    ``"ode"``, ``"ancestral"``, ``"langevin"`` (the paper's annealed Langevin); each has its own section below
+    (``score.<sampler>``), read only when it is the sampler. enabled: train the Score GNN (false: the bundle steps
+    with the Dynamics GNN's independent Gaussian). weight multiplies L_score.
+
+    Training draws one noise level per window log-uniformly in [sigma_min_nm, sigma_max_nm]. ``None`` ties the range
+    to the data: for ``cg_langevin`` [sigma_b / 3, 3 sigma_b] (sigma_b: the noise level its sub-steps resolve, see
+    ``score.cg_langevin``); for the others sigma_max = 3 velocity_std (at sigma_max the joint structure is washed
+    out) and sigma_min = 0.05 velocity_std. ``n_levels`` geometric levels span the range (the score samplers' and
+    the interpolant's steps; cg_langevin's reverse levels end at the smallest).
+
+    terms: the score terms; relative_entropy: the energy fine-tuning; fits: the order of the post-training fits
+    (:mod:`openmm_mlcg.train.fits.pipeline`). The paper's refinement (appendix C): ``sampler: langevin, n_levels: 20,
+    sigma_max_nm: 1.0, sigma_min_nm: 0.001, langevin: {schedule: paper, steps_per_level: 10, step_size_nm2: 5e-7}``.
+    """
+
+    enabled: bool = True
+    sampler: str = DEFAULT_GENERATOR
+    sigma_max_nm: Optional[float] = None
+    sigma_min_nm: Optional[float] = None
+    n_levels: int = 10
+    weight: float = 1.0
+    cg_langevin: CGLangevinConfig = field(default_factory=CGLangevinConfig)
+    langevin: LangevinConfig = field(default_factory=LangevinConfig)
+    ancestral: AncestralConfig = field(default_factory=AncestralConfig)
+    interpolant: InterpolantConfig = field(default_factory=InterpolantConfig)
+    terms: ScoreTermsConfig = field(default_factory=ScoreTermsConfig)
+    relative_entropy: RelativeEntropyConfig = field(default_factory=RelativeEntropyConfig)
+    fits: List[str] = field(default_factory=lambda: list(DEFAULT_FITS))
 
     def resolved_sigmas(self, velocity_std: float):
         """(sigma_max, sigma_min) in nm, filling ``None`` from the data's velocity_std (nm per model step)."""
@@ -177,18 +178,6 @@ class ScoreConfig:
         if hi < lo:
             raise ValueError(f"score.sigma_max_nm: expected >= score.sigma_min_nm={lo}, got {hi}")
         return float(hi), float(lo)
-
-
-def refinement_metadata(score: "ScoreConfig") -> dict:
-    """Bundle metadata keys that say which sampler and noise schedule the model was trained for."""
-    return dict(sampler=score.sampler, schedule=score.schedule, corrector_steps=int(score.corrector_steps),
-                snr=float(score.snr), score_parametrisation="gaussian_residual",
-                mean_parametrisation="minus_last_velocity_plus_residual")
-
-
-#: The paper's refinement (appendix C, Algorithm 1, Angstrom converted to nm), as a ``score`` section.
-PAPER_SCORE = dict(sampler="langevin", schedule="paper", sigma_max_nm=1.0, sigma_min_nm=0.001, n_levels=20,
-                   steps_per_level=10, step_size_nm2=5e-7)
 
 
 @dataclass
@@ -353,6 +342,8 @@ def _build(cls, raw: Any, section: str):
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in raw if k not in names]
+    if cls is ScoreConfig:
+        refuse_moved_keys(raw, section)
     if unknown:
         raise ValueError(f"{section}: unknown key {unknown[0]!r} in section '{section}'; "
                          f"allowed keys: {', '.join(names)}")

@@ -7,7 +7,28 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["validate_config"]
+__all__ = ["validate_config", "refuse_moved_keys", "MOVED_SCORE_KEYS"]
+
+#: flat ``score`` keys of the configuration before issue 36 -> their place now (refused with that place)
+MOVED_SCORE_KEYS = {
+    **{f"cg_langevin_{k}": f"cg_langevin.{k}" for k in ("steps", "omega_h", "mass_floor_amu", "denoise",
+                                                         "reverse_levels")},
+    **{k: f"cg_langevin.{k}" for k in ("type_balance", "calibration_lag", "calibration_starts")},
+    **{k: f"langevin.{k}" for k in ("schedule", "steps_per_level", "step_size_nm2")},
+    **{k: f"ancestral.{k}" for k in ("corrector_steps", "snr")}, "interpolant_noise": "interpolant.noise",
+    **{k: f"terms.{k}" for k in ("excluded_volume_width", "bond_prior", "pair_correction_types",
+                                 "angle_correction_iterations", "angle_correction_steps")},
+    "relative_entropy_steps": "relative_entropy.steps", "relative_entropy_lr": "relative_entropy.lr",
+}
+
+
+def refuse_moved_keys(raw: dict, section: str) -> None:
+    """Raise ValueError for a flat key of the old ``score`` section, naming its new place and how to write it."""
+    for k in raw:
+        if k in MOVED_SCORE_KEYS:
+            sub, key = MOVED_SCORE_KEYS[k].split(".")
+            raise ValueError(f"{section}.{k}: this key moved to {section}.{sub}.{key}; write "
+                             f"'{section}: {{{sub}: {{{key}: {raw[k]!r}}}}}' instead")
 
 
 def validate_config(cfg) -> None:
@@ -41,68 +62,7 @@ def validate_config(cfg) -> None:
     _check("model.min_std", m.min_std, m.min_std > 0, "> 0")
     _check("model.cutoff_nm", m.cutoff_nm, m.cutoff_nm > 0, "> 0")
     _check("model.score_rbf", m.score_rbf, m.score_rbf >= 1, ">= 1")
-    from openmm_mlcg.generators.score_samplers import SAMPLERS, SCHEDULES
-
-    _check("score.sampler", s.sampler, s.sampler in SAMPLERS, f"one of {SAMPLERS}")
-    if m.score_energy and (s.sampler != "cg_langevin" or m.score_symmetric_pairs):
-        raise ValueError(f"model.score_energy: the energy-based Score GNN needs score.sampler 'cg_langevin' and "
-                         f"no model.score_symmetric_pairs (it is symmetric by construction); got sampler "
-                         f"{s.sampler!r}, score_symmetric_pairs {m.score_symmetric_pairs!r}")
-    _check("score.schedule", s.schedule, s.schedule in SCHEDULES, f"one of {SCHEDULES}")
-    if s.sigma_min_nm is not None:
-        _check("score.sigma_min_nm", s.sigma_min_nm, s.sigma_min_nm > 0, "> 0 (or null: from the data)")
-    if s.sigma_max_nm is not None:
-        _check("score.sigma_max_nm", s.sigma_max_nm, s.sigma_max_nm > 0, "> 0 (or null: from the data)")
-    if s.sigma_min_nm is not None and s.sigma_max_nm is not None:
-        _check("score.sigma_max_nm", s.sigma_max_nm, s.sigma_max_nm >= s.sigma_min_nm,
-               f">= score.sigma_min_nm={s.sigma_min_nm}")
-    _check("score.corrector_steps", s.corrector_steps, s.corrector_steps >= 0, ">= 0")
-    _check("score.snr", s.snr, s.snr > 0, "> 0")
-    _check("score.n_levels", s.n_levels, s.n_levels >= 1, ">= 1")
-    _check("score.steps_per_level", s.steps_per_level, s.steps_per_level >= 0, ">= 0")
-    _check("score.step_size_nm2", s.step_size_nm2, s.step_size_nm2 >= 0, ">= 0")
-    _check("score.weight", s.weight, s.weight >= 0, ">= 0")
-    _check("score.interpolant_noise", s.interpolant_noise, s.interpolant_noise > 0, "> 0")
-    _check("score.cg_langevin_steps", s.cg_langevin_steps, s.cg_langevin_steps >= 1, ">= 1")
-    _check("score.cg_langevin_omega_h", s.cg_langevin_omega_h, 0 < s.cg_langevin_omega_h < 2,
-           "in (0, 2) (the Langevin scheme is unstable at omega h >= 2)")
-    if s.cg_langevin_mass_floor_amu is not None:
-        _check("score.cg_langevin_mass_floor_amu", s.cg_langevin_mass_floor_amu,
-               s.cg_langevin_mass_floor_amu >= 0, ">= 0 (amu; 0: no floor, null: the median bead mass)")
-    _check("score.cg_langevin_denoise", s.cg_langevin_denoise, 0 <= s.cg_langevin_denoise <= 1,
-           "in [0, 1] (1: Tweedie, 0.5: one probability-flow Euler step, 0: no denoising)")
-    _check("score.cg_langevin_reverse_levels", s.cg_langevin_reverse_levels, s.cg_langevin_reverse_levels >= 0,
-           ">= 0")
-    if s.excluded_volume_width is not None:
-        _check("score.excluded_volume_width", s.excluded_volume_width, s.excluded_volume_width >= 1.5,
-               ">= 1.5 (x sigma_b; a narrower wall is unstable in the Langevin sub-steps) or null (no wall)")
-    _check("score.calibration_lag", s.calibration_lag, s.calibration_lag >= 1, ">= 1")
-    _check("score.calibration_starts", s.calibration_starts, s.calibration_starts >= 1, ">= 1")
-    _check("score.relative_entropy_steps", s.relative_entropy_steps, s.relative_entropy_steps >= 0, ">= 0")
-    _check("score.relative_entropy_lr", s.relative_entropy_lr, s.relative_entropy_lr > 0, "> 0")
-    if s.relative_entropy_steps > 0 and not m.score_energy:
-        raise ValueError(f"score.relative_entropy_steps: expected 0 unless model.score_energy is true (relative "
-                         f"entropy needs an energy), got {s.relative_entropy_steps}")
-    for key in ("angle_correction_iterations", "angle_correction_steps"):
-        v = getattr(s, key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if key.endswith("iterations") else 10):
-            raise ValueError(f"score.{key}: expected an integer >= {0 if key.endswith('iterations') else 10}, "
-                             f"got {v!r}")
-    if s.angle_correction_iterations and (s.sampler != "cg_langevin" or s.relative_entropy_steps > 0):
-        raise ValueError(f"score.angle_correction_iterations: expected 0 unless score.sampler is 'cg_langevin' "
-                         f"without relative_entropy_steps, got {s.angle_correction_iterations} with {s.sampler!r}")
-    pc = s.pair_correction_types
-    if pc is not None:
-        if isinstance(pc, str) or not isinstance(pc, (list, tuple)) or not pc or not all(
-                isinstance(t, str) and t for t in pc):
-            raise ValueError(f"score.pair_correction_types: expected a non-empty list of bead-type names or null, "
-                             f"got {pc!r}")
-        if s.sampler != "cg_langevin":
-            raise ValueError(f"score.pair_correction_types: expected null unless score.sampler is 'cg_langevin' "
-                             f"(it corrects the equilibrium score), got {list(pc)} with {s.sampler!r}")
-        if s.relative_entropy_steps > 0:
-            raise ValueError(f"score.pair_correction_types: expected null with score.relative_entropy_steps > 0 (the "
-                             f"correction is fitted before the fine-tuning would change the network), got {list(pc)}")
+    _check_score(s, m)
     if cfg.data.temperature_K is not None:
         _check("data.temperature_K", cfg.data.temperature_K, cfg.data.temperature_K > 0, "> 0 (K)")
     _check("optim.lr", o.lr, o.lr > 0, "> 0")
@@ -117,6 +77,66 @@ def validate_config(cfg) -> None:
     dev = t.device
     if not (dev == "cpu" or dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit())):
         raise ValueError(f"training.device: expected 'cpu', 'cuda' or 'cuda:N', got {dev!r}")
+
+
+def _check_score(s, m) -> None:
+    """The ``score`` section: shared keys, the generator's own section (``score.<sampler>``), the score terms and
+    the post-training fits, and the combinations the fits allow."""
+    from openmm_mlcg.generators import generator_names, get_generator
+
+    from .fits.pipeline import FIT_STEPS
+
+    gen = get_generator(s.sampler, "score.sampler")
+    if m.score_energy and (not gen.equilibrium_score or m.score_symmetric_pairs):
+        raise ValueError(f"model.score_energy: the energy-based Score GNN needs score.sampler 'cg_langevin' and "
+                         f"no model.score_symmetric_pairs (it is symmetric by construction); got sampler "
+                         f"{s.sampler!r}, score_symmetric_pairs {m.score_symmetric_pairs!r}")
+    for name in generator_names():                  # every section, so a typo in an unused one is caught too
+        if get_generator(name).config_class is not None:
+            getattr(s, name).check(f"score.{name}")
+    if s.sigma_min_nm is not None:
+        _check("score.sigma_min_nm", s.sigma_min_nm, s.sigma_min_nm > 0, "> 0 (or null: from the data)")
+    if s.sigma_max_nm is not None:
+        _check("score.sigma_max_nm", s.sigma_max_nm, s.sigma_max_nm > 0, "> 0 (or null: from the data)")
+    if s.sigma_min_nm is not None and s.sigma_max_nm is not None:
+        _check("score.sigma_max_nm", s.sigma_max_nm, s.sigma_max_nm >= s.sigma_min_nm,
+               f">= score.sigma_min_nm={s.sigma_min_nm}")
+    _check("score.n_levels", s.n_levels, s.n_levels >= 1, ">= 1")
+    _check("score.weight", s.weight, s.weight >= 0, ">= 0")
+    t, re = s.terms, s.relative_entropy
+    if t.excluded_volume_width is not None:
+        _check("score.terms.excluded_volume_width", t.excluded_volume_width, t.excluded_volume_width >= 1.5,
+               ">= 1.5 (x sigma_b; a narrower wall is unstable in the Langevin sub-steps) or null (no wall)")
+    _check("score.relative_entropy.steps", re.steps, re.steps >= 0, ">= 0")
+    _check("score.relative_entropy.lr", re.lr, re.lr > 0, "> 0")
+    if re.steps > 0 and not m.score_energy:
+        raise ValueError(f"score.relative_entropy.steps: expected 0 unless model.score_energy is true (relative "
+                         f"entropy needs an energy), got {re.steps}")
+    for key, low in (("angle_correction_iterations", 0), ("angle_correction_steps", 10)):
+        v = getattr(t, key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"score.terms.{key}: expected an integer >= {low}, got {v!r}")
+    equilibrium = gen.equilibrium_score
+    if t.angle_correction_iterations and (not equilibrium or re.steps > 0):
+        raise ValueError(f"score.terms.angle_correction_iterations: expected 0 unless score.sampler is 'cg_langevin' "
+                         f"without relative_entropy.steps, got {t.angle_correction_iterations} with {s.sampler!r}")
+    pc = t.pair_correction_types
+    if pc is not None:
+        if isinstance(pc, str) or not isinstance(pc, (list, tuple)) or not pc or not all(
+                isinstance(x, str) and x for x in pc):
+            raise ValueError(f"score.terms.pair_correction_types: expected a non-empty list of bead-type names or "
+                             f"null, got {pc!r}")
+        if not equilibrium:
+            raise ValueError(f"score.terms.pair_correction_types: expected null unless score.sampler is 'cg_langevin' "
+                             f"(it corrects the equilibrium score), got {list(pc)} with {s.sampler!r}")
+        if re.steps > 0:
+            raise ValueError(f"score.terms.pair_correction_types: expected null with score.relative_entropy.steps > 0 "
+                             f"(the correction is fitted before the fine-tuning would change the network), got "
+                             f"{list(pc)}")
+    unknown = [f for f in s.fits if f not in FIT_STEPS]
+    if unknown or len(set(s.fits)) != len(s.fits) or "friction" not in s.fits:
+        raise ValueError(f"score.fits: expected distinct steps among {list(FIT_STEPS)} including 'friction', "
+                         f"got {list(s.fits)}")
 
 
 def _check(name: str, value, ok: bool, expected: str) -> None:

@@ -20,17 +20,17 @@ import csv
 import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from openmm_mlcg.model.dynamics import geometric_sigmas
-from openmm_mlcg.util.io_utils import atomic_write
 from openmm_mlcg.util.locks import output_lock
+from openmm_mlcg.generators import get_generator
 from openmm_mlcg.model import CGDynamicsModel
-from openmm_mlcg.model.losses import type_balanced_weights
+from openmm_mlcg.nn.losses import type_balanced_weights
 from openmm_mlcg.util.outputs import check_output_dir
 from openmm_mlcg.util.sanity import resolve_device
 
@@ -40,11 +40,10 @@ from .baseline import linear_history_nll
 from .bundle_metadata import cg_langevin_noise, model_metadata
 from .config import TrainConfig, load_config
 from .model_step import build_modules, loss_options
+from .log import LOG_COLUMNS, read_log, training_summary, write_log
 from .sources import load_sources, split_in_time, window_span
 
 __all__ = ["train", "train_on_trajectories", "training_summary", "LOG_COLUMNS"]
-
-LOG_COLUMNS = ["step", "loss", "nll", "score_loss", "val_nll", "lr", "samples_per_s"]
 
 
 def train(config: Union[TrainConfig, dict, str, Path], callback: Optional[Callable[[int, dict], None]] = None) -> Path:
@@ -128,36 +127,6 @@ def _extend_schedule(optimizer, scheduler, lr_final: float, start: int, n_steps:
     scheduler.gamma = (lr_final / lr_now) ** (1.0 / (n_steps - start)) if n_steps > start and lr_now > 0 else 1.0
 
 
-def training_summary(log_path, bundle, wall_s: float, baseline_nll: float = float("nan")) -> str:
-    """End-of-training lines: steps, final train loss / NLL, last validation NLL beside the linear-in-history
-    baseline's (:mod:`openmm_mlcg.train.baseline`), time, bundle path."""
-    rows = _read_log(Path(log_path), 10**12)
-    if not rows:
-        return f"training: no steps logged; bundle {bundle}"
-    last = rows[-1]
-    val = [r["val_nll"] for r in rows if r.get("val_nll") not in (None, "", "nan")]
-    val_text = f"{float(val[-1]):.4g}" if val else "n/a (no validation windows: data.val_fraction)"
-    if val and np.isfinite(baseline_nll):
-        val_text += f" (linear-in-history baseline {baseline_nll:.4g})"
-    return (f"training done: {last['step']} steps, final train loss {float(last['loss']):.4g} "
-            f"(NLL {float(last['nll']):.4g}, score {float(last['score_loss']):.4g}), validation NLL {val_text}, "
-            f"{wall_s:.1f} s in total\nbundle: {bundle}")
-
-
-def _read_log(path: Path, upto: int) -> list:
-    if not path.is_file():
-        return []
-    with open(path, newline="") as fh:
-        return [row for row in csv.DictReader(fh) if int(row["step"]) <= upto]
-
-
-def _write_log(path: Path, rows: list) -> None:
-    with atomic_write(path, "w") as fh:
-        w = csv.DictWriter(fh, fieldnames=LOG_COLUMNS)
-        w.writeheader()
-        w.writerows(rows)
-
-
 @torch.no_grad()
 def _validate(model, graphs, dataset, cfg, device) -> float:
     n = len(dataset)
@@ -188,6 +157,62 @@ def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
         return _train_on_trajectories(cg_trajectories, mappings, cfg, callback)
 
 
+class _Data(NamedTuple):
+    """The training data of a run: vocabulary, the time split (indices into the trajectories and the parts),
+    the window datasets, their normalisation statistics and the frame interval (ps)."""
+
+    vocab: list
+    tr_ids: list
+    tr: list
+    va_ids: list
+    va: list
+    train_ds: object
+    val_ds: object
+    stats: dict
+    frame_interval: float
+
+
+def _prepare_data(trajs: list, maps: list, cfg) -> _Data:
+    """Check the trajectories against their mappings, split them in time and cut the windows.
+
+    Raises:
+        ValueError: length or mapping-hash mismatch, different frame intervals, beads that do not move.
+    """
+    from openmm_mlcg.data import WindowDataset
+
+    dc = cfg.data
+    if len(trajs) == 0 or len(trajs) != len(maps):
+        raise ValueError(f"cg_trajectories/mappings: expected equal non-zero lengths, got {len(trajs)} and {len(maps)}")
+    for i, (t, m) in enumerate(zip(trajs, maps)):
+        if getattr(t, "mapping_hash", None) and t.mapping_hash != m.hash:
+            raise ValueError(f"cg_trajectories[{i}]: mapping_hash {t.mapping_hash[:12]} does not match "
+                             f"mappings[{i}].hash {m.hash[:12]}")
+    dts = sorted({round(float(t.frame_interval_ps), 12) for t in trajs})
+    if len(dts) != 1:
+        raise ValueError(f"cg_trajectories: expected one frame_interval_ps for all trajectories, got {dts}")
+    vocab = atom_type_vocabulary(maps)
+    tr_ids, tr, va_ids, va = split_in_time(trajs, dc.val_fraction, window_span(dc.history, dc.stride))
+    train_ds = WindowDataset(tr, [maps[i] for i in tr_ids], history=dc.history, stride=dc.stride)
+    val_ds = WindowDataset(va, [maps[i] for i in va_ids], history=dc.history, stride=dc.stride) if va else []
+    stats = {k: float(v) for k, v in train_ds.velocity_statistics().items()}
+    for key in ("velocity_std", "acceleration_std"):
+        if not (np.isfinite(stats[key]) and stats[key] > 0):
+            raise ValueError(f"cg_trajectories: expected moving beads, but the training windows have {key}="
+                             f"{stats[key]} (nm per model step); check the trajectories and data.stride")
+    return _Data(vocab, tr_ids, tr, va_ids, va, train_ds, val_ds, stats, float(trajs[0].frame_interval_ps))
+
+
+def _noise_levels(cfg, stats: dict, maps: list, frame_interval: float):
+    """(sigma_b or None, the descending noise levels (L,) nm): an equilibrium-score generator derives its range
+    from the sub-step (:func:`cg_langevin_noise`), the others from the data's velocity_std."""
+    sigma_b = None
+    if get_generator(cfg.score.sampler).equilibrium_score and cfg.score.enabled:
+        sigma_b, sigma_range = cg_langevin_noise(cfg, stats, maps, frame_interval)
+    else:
+        sigma_range = cfg.score.resolved_sigmas(stats["velocity_std"])
+    return sigma_b, geometric_sigmas(sigma_range[0], sigma_range[1], cfg.score.n_levels)
+
+
 def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
                            callback: Optional[Callable[[int, dict], None]] = None) -> Path:
     """Train on CG trajectories in memory (``data.systems`` of the config is ignored).
@@ -205,49 +230,25 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         ValueError: length mismatch, mapping/trajectory hash mismatch, different model time steps, too-short
         trajectories, or a checkpoint in out_dir written with an incompatible config.
     """
-    from openmm_mlcg.data import WindowDataset
     cfg = load_config(config)
     trajs, maps = list(cg_trajectories), list(mappings)
-    if len(trajs) == 0 or len(trajs) != len(maps):
-        raise ValueError(f"cg_trajectories/mappings: expected equal non-zero lengths, got {len(trajs)} and {len(maps)}")
-    for i, (t, m) in enumerate(zip(trajs, maps)):
-        if getattr(t, "mapping_hash", None) and t.mapping_hash != m.hash:
-            raise ValueError(f"cg_trajectories[{i}]: mapping_hash {t.mapping_hash[:12]} does not match "
-                             f"mappings[{i}].hash {m.hash[:12]}")
-    dts = sorted({round(float(t.frame_interval_ps), 12) for t in trajs})
-    if len(dts) != 1:
-        raise ValueError(f"cg_trajectories: expected one frame_interval_ps for all trajectories, got {dts}")
     tc, dc = cfg.training, cfg.data
+    data = _prepare_data(trajs, maps, cfg)
     out = Path(tc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(tc.device, "training.device")
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed % 2**32)
+    stats = data.stats
 
-    vocab = atom_type_vocabulary(maps)
-    tr_ids, tr, va_ids, va = split_in_time(trajs, dc.val_fraction, window_span(dc.history, dc.stride))
-    train_ds = WindowDataset(tr, [maps[i] for i in tr_ids], history=dc.history, stride=dc.stride)
-    val_ds = WindowDataset(va, [maps[i] for i in va_ids], history=dc.history, stride=dc.stride) if va else []
-    stats = {k: float(v) for k, v in train_ds.velocity_statistics().items()}
-    for key in ("velocity_std", "acceleration_std"):
-        if not (np.isfinite(stats[key]) and stats[key] > 0):
-            raise ValueError(f"cg_trajectories: expected moving beads, but the training windows have {key}="
-                             f"{stats[key]} (nm per model step); check the trajectories and data.stride")
-
-    modules = build_modules(cfg.model, len(vocab), dc.history, cfg.score.sampler)
+    modules = build_modules(cfg.model, len(data.vocab), dc.history, cfg.score.sampler)
     for m in modules.values():
         m.to(device)
     params = [p for m in modules.values() for p in m.parameters()]
     optimizer = torch.optim.Adam(params, lr=cfg.optim.lr)
     gamma = (cfg.optim.lr_final / cfg.optim.lr) ** (1.0 / tc.n_steps)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
-    frame_interval = float(trajs[0].frame_interval_ps)
-    sigma_b = None
-    if cfg.score.sampler == "cg_langevin" and cfg.score.enabled:
-        sigma_b, sigma_range = cg_langevin_noise(cfg, stats, maps, frame_interval)
-    else:
-        sigma_range = cfg.score.resolved_sigmas(stats["velocity_std"])
-    sigmas = geometric_sigmas(sigma_range[0], sigma_range[1], cfg.score.n_levels)
+    sigma_b, sigmas = _noise_levels(cfg, stats, maps, data.frame_interval)
 
     ema = _ema_modules(modules, cfg.optim.ema_decay)
     saved_modules = {**modules, **{f"ema_{k}": m for k, m in ema.items()}}  # what a checkpoint holds
@@ -262,23 +263,20 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         if int(payload["config"]["training"]["n_steps"]) != tc.n_steps:
             _extend_schedule(optimizer, scheduler, cfg.optim.lr_final, start, tc.n_steps)
     model = CGDynamicsModel(modules["embedding"], modules["dynamics"], modules["score"],
-                            model_metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, maps,
+                            model_metadata(cfg, stats, data.vocab, sigmas, data.frame_interval, modules, trajs, maps,
                                            sigma_b)).to(device)
     graphs_all = [model.system_graph(m) for m in maps]  # with the metadata's bond prior
-    if cfg.score.type_balance:
+    if cfg.score.cg_langevin.type_balance:
         for g, m in zip(graphs_all, maps):
             g.score_weight = type_balanced_weights(m.bead_types)
-    graphs_tr = [graphs_all[i].to(device) for i in tr_ids]
-    graphs_va = [graphs_all[i].to(device) for i in va_ids]
-    options = loss_options(cfg)
+    graphs_tr = [graphs_all[i].to(device) for i in data.tr_ids]
+    graphs_va = [graphs_all[i].to(device) for i in data.va_ids]
     if "val_nll_linear_baseline" not in extra:  # once per run (kept in the checkpoint for resumes)
         extra["val_nll_linear_baseline"] = linear_history_nll(
-            train_ds, val_ds, [maps[i].bead_types for i in tr_ids], [maps[i].bead_types for i in va_ids],
-            stats["acceleration_std"], cfg.data.max_val_windows)
-    baseline_nll = float(extra["val_nll_linear_baseline"])
+            data.train_ds, data.val_ds, [maps[i].bead_types for i in data.tr_ids],
+            [maps[i].bead_types for i in data.va_ids], stats["acceleration_std"], cfg.data.max_val_windows)
     cfg.save_yaml(out / "resolved_config.yaml")
-    rows = _read_log(log_path, start)
-    _write_log(log_path, rows)
+    write_log(log_path, read_log(log_path, start))
 
     t_session = time.perf_counter()
     wall_before = float(extra.get("train_time_s", 0.0))
@@ -289,6 +287,30 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
         save_checkpoint(ckpt_path, step=step, modules=saved_modules, optimizer=optimizer, scheduler=scheduler,
                         config=cfg.to_dict(), stats=stats, extra=extra)
 
+    _optimise(model, modules, ema, params, optimizer, scheduler, data, graphs_tr, graphs_va, cfg, device, start,
+              extra, checkpoint, callback, log_path)
+    for k, m in ema.items():  # the bundle, the post-training fits and the fine-tuning use the averaged weights
+        modules[k].load_state_dict(m.module.state_dict())
+    for m in modules.values():
+        m.eval()
+    bundle = _export(model, extra, cfg, data, maps, graphs_tr, lambda: checkpoint(tc.n_steps), out)
+    if tc.progress:
+        print(training_summary(log_path, bundle, wall_before + time.perf_counter() - t_session,
+                               float(extra["val_nll_linear_baseline"])), flush=True)
+        _print_fits(model.metadata)
+    return bundle
+
+
+def _optimise(model, modules, ema, params, optimizer, scheduler, data: _Data, graphs_tr, graphs_va, cfg, device,
+              start: int, extra: dict, checkpoint, callback, log_path: Path) -> None:
+    """The optimisation steps ``start`` .. ``training.n_steps``: loss, clipped Adam step, learning-rate decay,
+    weight average, validation, the log row and the checkpoints.
+
+    Raises:
+        FloatingPointError: the loss is not finite.
+    """
+    tc = cfg.training
+    options = loss_options(cfg)
     bar = tqdm(range(start, tc.n_steps), initial=start, total=tc.n_steps, disable=not tc.progress,
                desc="train", dynamic_ncols=True)
     with open(log_path, "a", newline="") as log_fh, bar:
@@ -298,8 +320,8 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
             for m in modules.values():
                 m.train()
             gen = _step_generator(tc.seed, step)
-            idx = batch_indices(len(train_ds), cfg.optim.batch_size, tc.seed, step)
-            batch = collate([train_ds[i] for i in idx], graphs_tr).to(device)
+            idx = batch_indices(len(data.train_ds), cfg.optim.batch_size, tc.seed, step)
+            batch = collate([data.train_ds[i] for i in idx], graphs_tr).to(device)
             losses = model.loss(batch, graphs_tr, gen, train=True, options=options)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
@@ -317,7 +339,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
             if done % tc.eval_every == 0 or done == tc.n_steps:
                 for m in modules.values():
                     m.eval()
-                row["val_nll"] = _validate(model, graphs_va, val_ds, cfg, device)
+                row["val_nll"] = _validate(model, graphs_va, data.val_ds, cfg, device)
                 extra["val_nll"] = row["val_nll"]
             if not np.isfinite(row["loss"]):
                 raise FloatingPointError(f"training diverged at step {done}: loss {row['loss']} "
@@ -330,32 +352,36 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
             if callback is not None:
                 callback(done, row)
 
-    for k, m in ema.items():  # the bundle, the friction fit and the fine-tuning use the averaged weights
-        modules[k].load_state_dict(m.module.state_dict())
-    for m in modules.values():
-        m.eval()
+
+def _export(model, extra: dict, cfg, data: _Data, maps: list, graphs_tr, checkpoint, out: Path) -> Path:
+    """The post-training fits of an equilibrium-score generator (:mod:`openmm_mlcg.train.fits.pipeline`), the
+    bundle ``out/model.mlcg`` (bound to the mapping when there is one) and the loss plot."""
+    tc = cfg.training
     meta = model.metadata
-    if meta.sampler == "cg_langevin" and meta.score_enabled:
-        from .fits.sampler_fit import fit_sampler
-        meta = fit_sampler(model, meta, extra, cfg, tr, [maps[i] for i in tr_ids], graphs_tr, dc.stride, tc.seed,
-                           lambda: checkpoint(tc.n_steps), tc.progress)
+    if meta.generator.equilibrium_score and meta.score_enabled:
+        from .fits.pipeline import fit_generator
+        meta = fit_generator(model, extra, cfg, data.tr, [maps[i] for i in data.tr_ids], graphs_tr, cfg.data.stride,
+                             tc.seed, checkpoint, tc.progress)
     meta = meta.with_extra(training_steps=tc.n_steps, val_nll=_finite_or_none(extra.get("val_nll")),
-                           val_nll_linear_baseline=_finite_or_none(baseline_nll), train_config=_model_config(cfg))
+                           val_nll_linear_baseline=_finite_or_none(extra["val_nll_linear_baseline"]),
+                           train_config=_model_config(cfg))
+    model.metadata = meta
     bound = maps[0] if len({m.hash for m in maps}) == 1 else None  # one mapping: bind it to the bundle
     bundle = out / "model.mlcg"
     model.cpu()
     CGDynamicsModel(model.embedding, model.dynamics, model.score, meta).save(bundle, mapping=bound)
     from openmm_mlcg.analysis.plots import plot_training_log
-    plot_training_log(log_path, out / "training_loss.png")
-    if tc.progress:
-        print(training_summary(log_path, bundle, wall_before + time.perf_counter() - t_session, baseline_nll),
-              flush=True)
-        fc = meta.extra.get("friction_calibration")
-        if fc:
-            types = ", ".join(f"{t} {g:.3g}" for t, g in sorted((fc.get("friction_by_type") or {}).items()))
-            print(f"cg_langevin: sigma {meta.cg_langevin_sigma_nm:.4g} nm (lightest bead, inertial mass "
-                  f"{meta.cg_langevin_sigma_mass_amu:.4g} amu), {meta.cg_langevin_steps} "
-                  f"sub-steps, friction per bead type ({types}) /ps fitted to the MSD over {fc['lag']} model steps "
-                  f"(data {fc['data_msd_nm2']:.4g} nm^2, model {fc['model_msd_nm2']:.4g} nm^2, {fc['n_starts']} starts)",
-                  flush=True)
+    plot_training_log(out / "log.csv", out / "training_loss.png")
     return bundle
+
+
+def _print_fits(meta) -> None:
+    """One line on the fitted cg_langevin frictions (when the bundle has them)."""
+    fc = meta.extra.get("friction_calibration")
+    if fc:
+        types = ", ".join(f"{t} {g:.3g}" for t, g in sorted((fc.get("friction_by_type") or {}).items()))
+        print(f"cg_langevin: sigma {meta.cg_langevin_sigma_nm:.4g} nm (lightest bead, inertial mass "
+              f"{meta.cg_langevin_sigma_mass_amu:.4g} amu), {meta.cg_langevin_steps} "
+              f"sub-steps, friction per bead type ({types}) /ps fitted to the MSD over {fc['lag']} model steps "
+              f"(data {fc['data_msd_nm2']:.4g} nm^2, model {fc['model_msd_nm2']:.4g} nm^2, {fc['n_starts']} starts)",
+              flush=True)

@@ -10,6 +10,7 @@ from typing import Dict
 
 import torch
 
+from openmm_mlcg.generators import get_generator
 from openmm_mlcg.model import LossOptions
 from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN, EnergyScoreGNN, ScoreGNN
 
@@ -29,7 +30,7 @@ def build_modules(model_cfg, n_atom_types: int, history: int, sampler: str = "cg
                        layers=model_cfg.embedding_layers)
     dyn = DynamicsGNN(embedding_dim=emb.out_dim, history=history, hidden=model_cfg.dynamics_hidden,
                       layers=model_cfg.dynamics_layers, min_std=model_cfg.min_std)
-    latent_dim = emb.out_dim if sampler == "cg_langevin" else model_cfg.dynamics_hidden
+    latent_dim = emb.out_dim if get_generator(sampler, "score.sampler").equilibrium_score else model_cfg.dynamics_hidden
     if model_cfg.score_energy:
         score = EnergyScoreGNN(latent_dim=latent_dim, hidden=model_cfg.score_hidden, layers=model_cfg.score_layers,
                                n_rbf=model_cfg.score_rbf)

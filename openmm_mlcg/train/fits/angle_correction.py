@@ -17,7 +17,6 @@ metadata (``angle_correction``, :class:`openmm_mlcg.priors.angles.AngleCorrectio
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Dict, Sequence
 
 import numpy as np
@@ -111,7 +110,7 @@ def fit_angle_correction(model, trajectories: Sequence, mappings: Sequence, stri
     try:
         for it in range(iterations + 1):
             table = {"knots_deg": knots.tolist(), "U": {n: U[n].tolist() for n in names}}
-            model.metadata = dataclasses.replace(meta, angle_correction=table)
+            model.metadata = meta.with_score_term("angle_correction", table)
             sims = {}                      # a simulator builds its prior (with the table) from the metadata once
             got: Dict[str, list] = {n: [] for n in names}
             for r, (i, t) in enumerate(plans):

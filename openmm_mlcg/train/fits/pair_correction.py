@@ -9,7 +9,7 @@ the common contacts (README "Results", ablation 10). In a rollout the contact mo
 model step and its RDF peak is a third of the reference's.
 
 What: for the non-bonded bead-type pairs that involve ``types``, a radial pair score g_ab(r) on hat functions
-(:class:`openmm_mlcg.priors.prior.PairCorrection`) is added to the sampler's score (learned + priors) so that the sum
+(:class:`openmm_mlcg.priors.pair_correction.PairCorrection`) is added to the sampler's score (learned + priors) so that the sum
 minimises the denoising loss at the sampler's noise level on the training frames. The correction is linear in
 its coefficients, so this is ridge least squares in closed form (the normal equations are exactly the identity
 above for every basis function), as force matching fits pair forces in multiscale coarse-graining (Izvekov &
@@ -22,13 +22,13 @@ The runtime never imports this module: the fitted table travels in the bundle me
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Dict, Sequence
 
 import numpy as np
 import torch
 
-from openmm_mlcg.priors.prior import CGPrior, PairCorrection, pair_key
+from openmm_mlcg.priors import ScoreTerms, pair_key
+from openmm_mlcg.priors.pair_correction import PairCorrection
 
 __all__ = ["fit_pair_correction", "contact_identity_check", "require_equilibrium_score", "RIDGES", "CONTACT_NM"]
 
@@ -41,7 +41,7 @@ CONTACT_NM = 0.30
 def require_equilibrium_score(meta, name: str = "model", where: str = "") -> None:
     """Raise ValueError naming ``name`` unless ``meta`` (ModelMetadata) is a trained ``"cg_langevin"`` model, the
     one sampler whose Score GNN is an equilibrium score that the fit and the check apply to."""
-    if meta.sampler != "cg_langevin" or not meta.score_enabled:
+    if not meta.generator.equilibrium_score or not meta.score_enabled:
         raise ValueError(f"{name}: expected a trained 'cg_langevin' model, got sampler {meta.sampler!r} "
                          f"(score enabled: {meta.score_enabled}){where}")
 
@@ -124,7 +124,7 @@ def fit_pair_correction(model, trajectories: Sequence, mappings: Sequence, types
     table = {"r_min_nm": float(r_min_nm), "dr_nm": float(dr_nm),
              "scores": {k: [float(v) for v in c[i]] for i, k in enumerate(pairs)}}
     check = {}                                          # the identity over the fitted range, other noise draws
-    for label, m in (("before", meta), ("after", dataclasses.replace(meta, pair_correction=table))):
+    for label, m in (("before", meta), ("after", meta.with_score_term("pair_correction", table))):
         model.metadata = m
         try:
             res = contact_identity_check(model, trajectories, mappings, r_hi, draws, seed + 1, max_frames)
@@ -159,7 +159,7 @@ def _noisy_frames(model, trajectories: Sequence, mappings: Sequence, draws: int,
             emb = model.embed(graph)
             masses = torch.as_tensor(np.asarray(mapping.bead_masses), dtype=torch.float64)
             sig = meta.cg_langevin_sigmas(masses).to(torch.float64)
-            prior = CGPrior.from_metadata(meta, mapping.bead_types, graph)
+            terms = ScoreTerms.from_metadata(meta, mapping.bead_types, graph)
             n = x_all.shape[1]
             for f in np.unique(np.linspace(0, len(x_all) - 1, min(len(x_all), int(max_frames))).round().astype(int)):
                 box = None if traj.box is None else torch.as_tensor(np.asarray(traj.box)[f], dtype=torch.float64)
@@ -168,8 +168,8 @@ def _noisy_frames(model, trajectories: Sequence, mappings: Sequence, draws: int,
                     xn = torch.as_tensor(x_all[f], dtype=torch.float64) + sig * z
                     edges = model.edges(xn, box, graph.cg_bonds, validate=False)
                     score = model.equilibrium_gns(emb, xn, sig, edges).to(torch.float64) / sig
-                    if prior is not None:
-                        score = score + prior.score(xn, edges, sig, box)
+                    if terms is not None:
+                        score = score + terms.score(xn, edges, sig, box)
                     yield dict(system=system, mapping=mapping, draw=k, second_half=f >= len(x_all) // 2, edges=edges,
                                score=score, target=-z / sig)
 

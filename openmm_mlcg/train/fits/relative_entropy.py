@@ -60,7 +60,7 @@ def fine_tune_relative_entropy(model, trajectories: Sequence, mappings: Sequence
 
     Args:
         model: :class:`openmm_mlcg.model.CGDynamicsModel` with the ``cg_langevin`` sampler and an energy score,
-            its metadata complete (sigma, prior, friction; the friction only sets how fast the chains mix).
+            its metadata complete (sigma, score terms, friction; the friction only sets how fast the chains mix).
         trajectories: training :class:`openmm_mlcg.data.CGTrajectory` objects (positions nm, periodic boxes).
         mappings: their :class:`openmm_mlcg.cg.mapping.CGMapping` objects. graphs: their
             :class:`openmm_mlcg.model.graph.SystemGraph` objects on the model's device.
@@ -77,10 +77,10 @@ def fine_tune_relative_entropy(model, trajectories: Sequence, mappings: Sequence
     Raises:
         ValueError: not an energy-based ``cg_langevin`` model, ``n_steps`` < 1, non-periodic trajectories.
     """
-    from openmm_mlcg.priors.prior import CGPrior
+    from openmm_mlcg.priors import ScoreTerms
 
     meta = model.metadata
-    if meta.sampler != "cg_langevin" or not getattr(model.score, "conservative", False):
+    if not meta.generator.equilibrium_score or not getattr(model.score, "conservative", False):
         raise ValueError("model: relative-entropy fine-tuning needs the 'cg_langevin' sampler and an energy-based "
                          f"Score GNN (model.score_energy: true), got sampler {meta.sampler!r} and "
                          f"{type(model.score).__name__}")
@@ -102,7 +102,7 @@ def fine_tune_relative_entropy(model, trajectories: Sequence, mappings: Sequence
                 sig=meta.cg_langevin_sigmas(masses).to(torch.float64),
                 friction=torch.tensor(meta.cg_langevin_frictions(mapping.bead_types), dtype=torch.float64,
                                       device=device).reshape(-1, 1),
-                prior=CGPrior.from_metadata(meta, mapping.bead_types, graph, device), n=int(mapping.n_beads)))
+                terms=ScoreTerms.from_metadata(meta, mapping.bead_types, graph, device), n=int(mapping.n_beads)))
 
     def draw():
         """(system index, frame index, noisy frame, its standard-normal noise z) of a random training frame."""
@@ -138,7 +138,7 @@ def fine_tune_relative_entropy(model, trajectories: Sequence, mappings: Sequence
                     step_seed = int(torch.randint(2**62, (1,), generator=gen))
                     step_gen = torch.Generator(device=device).manual_seed(step_seed)
                     x, _ = model.step(x, hist, sy["boxes"][f], sy["emb"], sy["masses"], sy["bonds"], True, step_gen,
-                                      False, sy["friction"], sy["prior"])
+                                      False, sy["friction"], sy["terms"])
                     chains[c] = (s, f, x)
             data = [draw() for _ in range(int(batch_size))]
             e_data = torch.stack([energy(s, f, x) for s, f, x, _ in data])

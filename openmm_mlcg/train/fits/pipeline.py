@@ -1,0 +1,153 @@
+"""After training a ``"cg_langevin"`` model: the post-training fits as an ordered, checkpointed pipeline of named
+steps (``score.fits`` in the config; default :data:`DEFAULT_FITS`).
+
+* ``pair_correction``: the pair-correction score term (``score.terms.pair_correction_types``;
+  :mod:`openmm_mlcg.train.fits.pair_correction`);
+* ``friction``: the frictions per bead type, fitted to the data's MSD
+  (:func:`openmm_mlcg.train.fits.calibrate.calibrate_friction`);
+* ``angle_correction``: the bond-angle score term (``score.terms.angle_correction_iterations``;
+  :mod:`openmm_mlcg.train.fits.angle_correction`), rolled out with the fitted frictions;
+* ``relative_entropy``: fine-tuning of the energy (``score.relative_entropy.steps``;
+  :mod:`openmm_mlcg.train.fits.relative_entropy`).
+
+A step runs when its own options switch it on. Every step sees the model with the metadata of the steps before it
+(tables and frictions). A step that changes the sampled structure (``moves_structure``) after the frictions were
+fitted is followed by the friction fit again (the structure moves the MSD). Each result is recorded in ``extra``
+under the step's ``record_key`` (the checkpoint's record) and ``checkpoint()`` is called after each (after the
+friction refit for a structure-moving step), so a resumed run skips what is done and gives the same bundle.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Sequence
+
+__all__ = ["FitStep", "FIT_STEPS", "DEFAULT_FITS", "fit_generator"]
+
+#: the order the fits ran in before the pipeline existed (and still do by default)
+DEFAULT_FITS = ("pair_correction", "friction", "angle_correction", "relative_entropy")
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What a fit step reads: the model (its metadata the current one), the training data and the config."""
+
+    model: Any
+    cfg: Any
+    trajectories: Sequence
+    mappings: Sequence
+    graphs: Sequence
+    stride: int
+    seed: int
+    progress: bool
+
+
+@dataclass(frozen=True)
+class FitStep:
+    """One named post-training fit.
+
+    Attributes:
+        name: its name in ``score.fits``. record_key: key of its record in the checkpoint's ``extra`` and the
+        bundle's metadata. enabled(cfg): whether the config switches it on. run(ctx) -> record. apply(meta,
+        record) -> the metadata with the fitted values. bundle_record(record): what the bundle keeps of it.
+        moves_structure: a friction fit follows it when the frictions were fitted before.
+    """
+
+    name: str
+    record_key: str
+    enabled: Callable[[Any], bool]
+    run: Callable[[FitContext], Dict]
+    apply: Callable[[Any, Dict], Any]
+    bundle_record: Callable[[Dict], Dict]
+    moves_structure: bool = False
+
+
+def _without_table(record: Dict) -> Dict:
+    return {k: v for k, v in record.items() if k != "table"}
+
+
+def _pair_correction(ctx: FitContext) -> Dict:
+    from .pair_correction import fit_pair_correction
+
+    return fit_pair_correction(ctx.model, ctx.trajectories, ctx.mappings,
+                               list(ctx.cfg.score.terms.pair_correction_types), seed=ctx.seed)
+
+
+def _friction(ctx: FitContext) -> Dict:
+    from .calibrate import calibrate_friction
+
+    cg = ctx.cfg.score.cg_langevin
+    return calibrate_friction(ctx.model, ctx.trajectories, ctx.mappings, ctx.stride, cg.calibration_lag,
+                              cg.calibration_starts)
+
+
+def _angle_correction(ctx: FitContext) -> Dict:
+    from .angle_correction import fit_angle_correction
+
+    t = ctx.cfg.score.terms
+    return fit_angle_correction(ctx.model, ctx.trajectories, ctx.mappings, ctx.stride, t.angle_correction_iterations,
+                                t.angle_correction_steps, ctx.cfg.score.cg_langevin.calibration_starts, seed=ctx.seed)
+
+
+def _relative_entropy(ctx: FitContext) -> Dict:
+    from .relative_entropy import fine_tune_relative_entropy
+
+    re = ctx.cfg.score.relative_entropy
+    return fine_tune_relative_entropy(ctx.model, ctx.trajectories, ctx.mappings, ctx.graphs, re.steps, re.lr,
+                                      ctx.seed, progress=ctx.progress)
+
+
+def _with_frictions(meta, record: Dict):
+    return dataclasses.replace(meta, cg_langevin_friction_per_ps=record["friction_per_ps"],
+                               cg_langevin_friction_by_type=dict(record.get("friction_by_type") or {}))
+
+
+#: name -> step; a new post-training fit is one entry here (and its name in ``score.fits``)
+FIT_STEPS: Dict[str, FitStep] = {s.name: s for s in (
+    FitStep("pair_correction", "pair_correction", lambda cfg: bool(cfg.score.terms.pair_correction_types),
+            _pair_correction, lambda meta, rec: meta.with_score_term("pair_correction", rec["table"]),
+            lambda rec: {"pair_correction_fit": _without_table(rec)}),
+    FitStep("friction", "friction_calibration", lambda cfg: True, _friction, _with_frictions,
+            lambda rec: {"friction_calibration": rec}),
+    FitStep("angle_correction", "angle_correction", lambda cfg: cfg.score.terms.angle_correction_iterations > 0,
+            _angle_correction, lambda meta, rec: meta.with_score_term("angle_correction", rec["table"]),
+            lambda rec: {"angle_correction_fit": _without_table(rec)}, moves_structure=True),
+    FitStep("relative_entropy", "relative_entropy", lambda cfg: cfg.score.relative_entropy.steps > 0,
+            _relative_entropy, lambda meta, rec: meta, lambda rec: {"relative_entropy": rec}, moves_structure=True),
+)}
+
+
+def fit_generator(model, extra: Dict, cfg, trajectories: Sequence, mappings: Sequence, graphs: Sequence,
+                  stride: int, seed: int, checkpoint: Callable[[], None], progress: bool = False):
+    """Run the steps of ``cfg.score.fits`` on ``model`` (a trained :class:`openmm_mlcg.model.CGDynamicsModel`) and
+    return the bundle's metadata: the fitted score terms and frictions, the fits' records in its ``extra``.
+
+    ``extra`` is the checkpoint's record: a step whose ``record_key`` is in it is not run again (its record is
+    applied), so a resumed run gives the same bundle. ``model.metadata`` is the result on return.
+    """
+    ctx = FitContext(model, cfg, trajectories, mappings, graphs, stride, seed, progress)
+    friction = FIT_STEPS["friction"]
+    records: Dict[str, Dict] = {}
+
+    def do(step: FitStep, rerun: bool = False, save: bool = True) -> None:
+        """Run (or replay from ``extra``) one step and apply it to the model's metadata."""
+        if rerun or step.record_key not in extra:
+            extra[step.record_key] = step.run(ctx)
+            if save:
+                checkpoint()
+        records[step.name] = extra[step.record_key]
+        model.metadata = step.apply(model.metadata, records[step.name])
+
+    for name in cfg.score.fits:
+        step = FIT_STEPS[name]
+        if not step.enabled(cfg):
+            continue
+        fresh = step.record_key not in extra
+        refit = step.moves_structure and "friction" in records
+        do(step, save=not refit)        # checkpointed with the frictions refitted after it, never without them
+        if refit:
+            do(friction, rerun=fresh)
+    out = model.metadata
+    for name, rec in records.items():
+        out = out.with_extra(**FIT_STEPS[name].bundle_record(rec))
+    return out
