@@ -7,6 +7,7 @@ import yaml
 from test_pair_correction import _pair_frames, _pair_model
 
 from openmm_mlcg.app.cli import main
+from openmm_mlcg.bundle import save_model
 from openmm_mlcg.priors import pair_key
 
 
@@ -21,7 +22,7 @@ def _setup(tmp_path, n_frames=20, val_fraction=0.25):
     traj.save(tmp_path / "cg.npz")
     mapping.save(tmp_path / "mapping.npz")
     bundle = tmp_path / "model.mlcg"
-    model.save(bundle, mapping=mapping)
+    save_model(model, bundle, mapping=mapping)
     cfg = dict(data=dict(systems=[dict(cg_trajectory=str(tmp_path / "cg.npz"), mapping=str(tmp_path / "mapping.npz"))],
                          history=2, stride=1, val_fraction=val_fraction, temperature_K=300.0),
                score=dict(sampler="cg_langevin"), training=dict(out_dir=str(tmp_path / "run")))
@@ -49,6 +50,6 @@ def test_check_refuses_a_bundle_of_another_sampler_and_a_missing_file(tmp_path, 
     assert "bundle: file" in capsys.readouterr().err
     model.metadata = dataclasses.replace(model.metadata, sampler="ode")
     other = tmp_path / "ode.mlcg"
-    model.save(other, mapping=mapping)
+    save_model(model, other, mapping=mapping)
     assert main(["check", str(other), str(config)]) == 2
     assert "bundle: expected a trained 'cg_langevin' model, got sampler 'ode'" in capsys.readouterr().err

@@ -1,11 +1,11 @@
-"""openmm_mlcg.cg.geometry: box validation, minimum image (numpy == torch == 27-image search), wrap, unwrap."""
+"""openmm_mlcg.util.geometry: box validation, minimum image (numpy == torch == 27-image search), wrap, unwrap."""
 import itertools
 
 import numpy as np
 import pytest
 import torch
 
-from openmm_mlcg.cg.geometry import as_box_frames, check_box, is_reduced, minimum_image, unwrap_in_time, wrap
+from openmm_mlcg.util.geometry import as_box_frames, check_box, is_reduced, minimum_image, unwrap_in_time, wrap
 
 REDUCED = np.array([[3.0, 0, 0], [1.2, 3.2, 0], [-1.0, 1.4, 3.3]])
 SHEARED = np.array([[3.0, 0, 0], [3.0, 3.0, 0], [0.0, 0.0, 3.0]])   # same lattice as a 3 nm cube, not reduced

@@ -6,7 +6,8 @@ import torch
 from openmm import unit
 
 from openmm_mlcg.bundle.export import load_bundle, save_bundle
-from openmm_mlcg.model import CGDynamicsModel, ModelMetadata, load_model
+from openmm_mlcg.bundle import load_model
+from openmm_mlcg.model import CGDynamicsModel, ModelMetadata
 from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN, ScoreGNN
 
 torch.set_num_threads(1)

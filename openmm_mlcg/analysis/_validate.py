@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from openmm import unit
 
-from openmm_mlcg.cg.geometry import as_box_frames
+from openmm_mlcg.util.geometry import as_box_frames
 from openmm_mlcg.util.units import to_array
 
 __all__ = ["positions_array", "time_array", "box_array", "index_array", "selection_array", "half_box_height",
@@ -53,7 +53,7 @@ def box_array(box, n_frames: int, name: str = "box") -> np.ndarray | None:
     """Return the periodic box as ``(F, 3, 3)`` row vectors nm, or None.
 
     Accepts ``(3,)`` edge lengths (orthorhombic), ``(3, 3)`` (same for all frames), ``(F, 3)`` or ``(F, 3, 3)``;
-    lower-triangular (OpenMM / mdtraj) box vectors with positive diagonal (:func:`openmm_mlcg.cg.geometry.as_box_frames`).
+    lower-triangular (OpenMM / mdtraj) box vectors with positive diagonal (:func:`openmm_mlcg.util.geometry.as_box_frames`).
     """
     return as_box_frames(box, n_frames, name)
 

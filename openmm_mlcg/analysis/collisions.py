@@ -12,7 +12,7 @@ from scipy.spatial import cKDTree
 from openmm_mlcg.util.units import to_float
 
 from ._validate import bonds_array, box_array, positions_array
-from ..cg.geometry import minimum_image
+from ..util.geometry import minimum_image
 
 __all__ = ["count_collisions", "nearest_neighbour_distances"]
 

@@ -14,7 +14,7 @@ from openmm import unit
 
 from openmm_mlcg.util.units import to_float
 
-from ..cg.geometry import unwrap_in_time
+from ..util.geometry import unwrap_in_time
 from ._validate import box_array, index_array, masses_array, positions_array, time_array, uniform_spacing
 
 __all__ = ["NM2_PER_PS_TO_CM2_PER_S", "nm2_per_ps_to_cm2_per_s", "unwrap_positions", "centre_of_mass_positions",

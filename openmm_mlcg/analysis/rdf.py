@@ -13,7 +13,7 @@ from openmm import unit
 
 from openmm_mlcg.util.units import to_float
 
-from ..cg.geometry import wrap
+from ..util.geometry import wrap
 from ._validate import box_array, half_box_height, positions_array, selection_array
 
 __all__ = ["make_mdtraj", "radial_distribution", "rdf_by_type"]

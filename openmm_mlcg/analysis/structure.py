@@ -10,7 +10,7 @@ from openmm import unit
 
 from openmm_mlcg.util.units import to_float
 
-from ..cg.geometry import minimum_image
+from ..util.geometry import minimum_image
 from ._validate import box_array, index_array, masses_array, positions_array
 
 __all__ = ["radius_of_gyration_squared", "distribution", "mean_internal_distance", "contact_map"]

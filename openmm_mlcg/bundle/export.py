@@ -29,11 +29,12 @@ from typing import Any, Dict, Mapping, Optional, Sequence
 import torch
 
 from .._version import __version__
+from ..model import CGDynamicsModel
 from ..model.metadata import FORMAT_VERSION, ModelMetadata, default_refinement_metadata
 from ..util.io_utils import ZIP_EPOCH, atomic_write
 
-__all__ = ["Bundle", "save_bundle", "load_bundle", "check_scripted_matches_eager", "script_module",
-           "FORMAT_VERSION", "ExportMismatchError", "LOADABLE_FORMATS"]
+__all__ = ["Bundle", "save_bundle", "load_bundle", "save_model", "load_model", "check_scripted_matches_eager",
+           "script_module", "FORMAT_VERSION", "ExportMismatchError", "LOADABLE_FORMATS"]
 
 #: bundle formats that load: 2 is migrated on load (score terms into one section), 1 must be retrained
 LOADABLE_FORMATS = (2, FORMAT_VERSION)
@@ -311,6 +312,23 @@ def _load_from_zip(zf, path: Path, device, mapping) -> Bundle:
                                  f"{str(exc).splitlines()[0]})") from None
     return Bundle(*modules, metadata=ModelMetadata.from_dict(meta, f"bundle {path}: metadata"),
                   mapping=mapping if mapping is not None else stored_mapping, path=str(path))
+
+
+def save_model(model: CGDynamicsModel, path, mapping=None, export_format: str = "torchscript") -> Path:
+    """Write a :class:`~openmm_mlcg.model.CGDynamicsModel` as a bundle file (:func:`save_bundle` of its GNNs and
+    its metadata); arguments and errors as :func:`save_bundle`."""
+    return save_bundle(path, model.embedding, model.dynamics, model.score, model.metadata, mapping=mapping,
+                       export_format=export_format)
+
+
+def load_model(path, device="cpu", mapping=None) -> CGDynamicsModel:
+    """Load a bundle file as a :class:`~openmm_mlcg.model.CGDynamicsModel` (eval mode on ``device``).
+
+    Raises:
+        FileNotFoundError / ValueError: see :func:`load_bundle`; ValueError for invalid or inconsistent metadata
+        (old bundles of format 1 are refused with the reason: retrain them).
+    """
+    return CGDynamicsModel.from_bundle(load_bundle(path, device=device, mapping=mapping), device)
 
 
 def check_scripted_matches_eager(eager_modules, bundle: Bundle, example_inputs: Mapping[str, Sequence],

@@ -1,2 +1,2 @@
-"""All-atom topology -> CG mapping: FineGraph, bead types, METIS mapping, periodic geometry.
+"""All-atom topology -> CG mapping: FineGraph, bead types, METIS mapping (periodic geometry: ``util.geometry``).
 """

@@ -19,7 +19,7 @@ from scipy.sparse.csgraph import breadth_first_order, connected_components
 from scipy.sparse.linalg import splu
 
 from ..util.io_utils import atomic_write, sha256_arrays, write_npz
-from .geometry import as_box_frames, minimum_image, unwrap_in_time, wrap
+from ..util.geometry import as_box_frames, minimum_image, unwrap_in_time, wrap
 from .topology import FineGraph
 
 __all__ = ["CGMapping", "BEAD_TYPE_RULES", "centre_of_mass", "wrap_positions", "minimum_image", "as_box_frames", "unwrap_in_time"]

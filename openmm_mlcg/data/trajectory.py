@@ -16,7 +16,7 @@ import numpy as np
 
 from ..io.frame_interval import TIMED_SUFFIXES, recorded_frame_intervals, resolve_frame_interval
 from ..util.io_utils import atomic_write, file_digest, write_npz
-from ..cg.geometry import as_box_frames, unwrap_in_time, wrap
+from ..util.geometry import as_box_frames, unwrap_in_time, wrap
 from ..cg.mapping import CGMapping
 from ..cg.topology import FineGraph
 

@@ -175,7 +175,7 @@ def _mean_collisions(collisions: dict) -> dict:
 def _score_check(bundle_path, train_part, mapping) -> Optional[dict]:
     """``openmm-mlcg check`` of a ``cg_langevin`` bundle at the training frames: contact_nm and the flagged
     bead-type pairs {pair: dict(n, difference, se, z)}, 1/nm; None for another sampler."""
-    from ..model.core import load_model
+    from ..bundle import load_model
     from ..train.check import check_model
     from ..train.fits.pair_correction import require_equilibrium_score
 

@@ -2,9 +2,9 @@
 
 Runtime code: never imports :mod:`openmm_mlcg.train`.
 """
-from .core import CGDynamicsModel, LossOptions, Prediction, load_model
+from .core import CGDynamicsModel, LossOptions, Prediction
 from .graph import SystemGraph, atom_type_vocabulary, system_graph
 from .metadata import REQUIRED_KEYS, ModelMetadata
 
-__all__ = ["CGDynamicsModel", "ModelMetadata", "Prediction", "LossOptions", "load_model", "SystemGraph",
+__all__ = ["CGDynamicsModel", "ModelMetadata", "Prediction", "LossOptions", "SystemGraph",
            "system_graph", "atom_type_vocabulary", "REQUIRED_KEYS"]

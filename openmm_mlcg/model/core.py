@@ -16,7 +16,7 @@ normalisation statistics (buffers), the three GNNs and every model-step conventi
 
 ``loss`` (trainer) and ``step`` (runtime) both go through :meth:`predict`, so the runtime's one-step
 prediction on a training window is the trainer's prediction bit for bit. The bundle file stores the three
-GNNs (TorchScript or torch.export) and ``metadata.to_dict()``; :func:`load_model` rebuilds the model around
+GNNs (TorchScript or torch.export) and ``metadata.to_dict()``; :func:`openmm_mlcg.bundle.load_model` rebuilds the model around
 them. The runtime (this module) never imports :mod:`openmm_mlcg.train`.
 """
 from __future__ import annotations
@@ -36,7 +36,7 @@ from .graph import SystemGraph, system_graph
 from .metadata import ModelMetadata
 from .objective import LossOptions, training_loss
 
-__all__ = ["CGDynamicsModel", "Prediction", "LossOptions", "load_model"]
+__all__ = ["CGDynamicsModel", "Prediction", "LossOptions"]
 
 Edges = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -290,23 +290,3 @@ class CGDynamicsModel(nn.Module):
         """L = Gaussian NLL + ``score_weight`` x the score's loss on a collated mini-batch
         (:func:`openmm_mlcg.model.objective.training_loss`, which documents the arguments and the result)."""
         return training_loss(self, batch, graphs, generator, train, options, return_prediction)
-
-    # ------------------------------------------------------------------ persistence
-    def save(self, path, mapping=None, export_format: str = "torchscript"):
-        """Write the bundle file (:func:`openmm_mlcg.bundle.export.save_bundle` of the GNNs and ``metadata.to_dict()``)."""
-        from ..bundle.export import save_bundle
-
-        return save_bundle(path, self.embedding, self.dynamics, self.score, self.metadata.to_dict(), mapping=mapping,
-                           export_format=export_format)
-
-
-def load_model(path, device="cpu", mapping=None) -> CGDynamicsModel:
-    """Load a bundle file as a :class:`CGDynamicsModel` (eval mode on ``device``).
-
-    Raises:
-        FileNotFoundError / ValueError: see :func:`openmm_mlcg.bundle.export.load_bundle`; ValueError for invalid or
-        inconsistent metadata (old bundles of format 1 are refused with the reason: retrain them).
-    """
-    from ..bundle.export import load_bundle
-
-    return CGDynamicsModel.from_bundle(load_bundle(path, device=device, mapping=mapping), device)

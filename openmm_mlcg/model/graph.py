@@ -11,6 +11,8 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
+from ..nn.neighbors import cg_bond_index
+
 __all__ = ["SystemGraph", "system_graph", "atom_type_vocabulary"]
 
 
@@ -88,9 +90,3 @@ def system_graph(mapping, vocabulary: Sequence[str], n_bond_types: Optional[int]
         cg_bonds=cg,
     )
     return graph if device is None else graph.to(device)
-
-
-def cg_bond_index(mapping) -> torch.Tensor:
-    """(2, n_cg_bonds) long bead indices of a mapping's CG bonds (``CGMapping.cg_bonds`` is (n_cg_bonds, 2)),
-    the layout :func:`openmm_mlcg.nn.neighbors.build_edges` takes."""
-    return torch.tensor(np.asarray(mapping.cg_bonds, dtype=np.int64).reshape(-1, 2)).t().contiguous()

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import dynamics as _dyn
-from ..cg.geometry import check_box
+from ..util.geometry import check_box
 from . import CGDynamicsModel
 from ..priors import ScoreTerms
 

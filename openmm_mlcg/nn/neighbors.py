@@ -26,12 +26,13 @@ import importlib.util
 import math
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 
-from ..cg.geometry import check_box, minimum_image
+from ..util.geometry import check_box, minimum_image
 
 __all__ = ["build_edges", "pair_vectors", "radius_pairs", "brute_force_pairs", "minimum_image", "check_box", "BACKENDS",
-           "DEFAULT_BACKEND"]
+           "DEFAULT_BACKEND", "cg_bond_index"]
 
 
 
@@ -302,3 +303,9 @@ def pair_vectors(positions: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, 
     periodic = (eb != 0).any(-1).any(-1)
     safe = torch.where(periodic[:, None, None], eb, torch.eye(3, device=positions.device, dtype=positions.dtype))
     return torch.where(periodic[:, None], minimum_image(vec, safe), vec)
+
+
+def cg_bond_index(mapping) -> torch.Tensor:
+    """(2, n_cg_bonds) long bead indices of a mapping's CG bonds (``CGMapping.cg_bonds`` is (n_cg_bonds, 2)),
+    the layout :func:`openmm_mlcg.nn.neighbors.build_edges` takes."""
+    return torch.tensor(np.asarray(mapping.cg_bonds, dtype=np.int64).reshape(-1, 2)).t().contiguous()

@@ -16,7 +16,7 @@ import numpy as np
 import openmm
 from openmm import app, unit
 
-from ..cg.geometry import check_box
+from ..util.geometry import check_box
 
 __all__ = ["create_cg_system", "pdb_atom_names", "check_box"]
 

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
+from ..nn.neighbors import pair_vectors
 from .base import ScoreTerm, register_term
 
 __all__ = ["angle_key", "angle_keys", "angle_triplets", "bond_angles", "AngleCorrection"]
@@ -63,8 +64,6 @@ def angle_triplets(cg_bonds) -> np.ndarray:
 
 def bond_angles(positions: torch.Tensor, triplets: torch.Tensor, box: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Angles a-b-c (m,) in rad, in [0, pi], of ``positions`` (n, 3) nm; ``box`` (3, 3) nm for the minimum image."""
-    from ..nn.neighbors import pair_vectors
-
     u = pair_vectors(positions, triplets[:, 1], triplets[:, 0], box)      # b -> a
     v = pair_vectors(positions, triplets[:, 1], triplets[:, 2], box)      # b -> c
     return torch.atan2(torch.linalg.cross(u, v).norm(dim=-1), (u * v).sum(-1))

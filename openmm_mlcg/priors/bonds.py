@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from ..nn.neighbors import cg_bond_index, pair_vectors
 from .base import ScoreTerm, data_frames, pair_key, register_term
 
 __all__ = ["bond_statistics", "bond_parameters", "bond_score", "HarmonicBonds"]
@@ -41,9 +42,6 @@ def bond_statistics(trajectories: Sequence, mappings: Sequence, stride: int = 1,
     Raises:
         ValueError: trajectories and mappings of different lengths.
     """
-    from ..model.graph import cg_bond_index
-    from ..nn.neighbors import pair_vectors
-
     if len(trajectories) != len(mappings):
         raise ValueError(f"mappings: expected one per trajectory ({len(trajectories)}), got {len(mappings)}")
     lengths: Dict[str, list] = {}
@@ -86,8 +84,6 @@ def bond_score(positions: torch.Tensor, cg_bonds: torch.Tensor, parameters: torc
             (:func:`bond_parameters`). sigma: (n, 1) or (n,) nm per bead (0 for the unsmoothed bond).
         box, batch, boxes: minimum image (:func:`openmm_mlcg.nn.neighbors.pair_vectors`).
     """
-    from ..nn.neighbors import pair_vectors
-
     i, j = cg_bonds[0], cg_bonds[1]
     dtype = positions.dtype
     d = pair_vectors(positions, i, j, box, batch, boxes)         # x_j - x_i

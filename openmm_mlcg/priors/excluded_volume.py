@@ -23,6 +23,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..nn.neighbors import build_edges, cg_bond_index
 from .base import ScoreTerm, data_frames, pair_key, register_term, type_codes
 
 __all__ = ["closest_approach", "ExcludedVolume"]
@@ -45,9 +46,6 @@ def closest_approach(trajectories: Sequence, mappings: Sequence, cutoff_nm: floa
     Raises:
         ValueError: ``cutoff_nm`` not positive, or trajectories and mappings of different lengths.
     """
-    from ..model.graph import cg_bond_index
-    from ..nn.neighbors import build_edges
-
     if not (float(cutoff_nm) > 0):
         raise ValueError(f"cutoff_nm: expected a positive distance in nm, got {cutoff_nm!r}")
     if len(trajectories) != len(mappings):

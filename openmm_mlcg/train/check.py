@@ -66,7 +66,7 @@ def check_bundle(bundle, config, contact_nm: float = CONTACT_NM, draws: int = 8,
             is not a trained ``"cg_langevin"`` one, a non-positive ``contact_nm`` or ``draws`` < 1.
     """
     from openmm_mlcg.util.io_utils import atomic_write
-    from openmm_mlcg.model.core import load_model
+    from openmm_mlcg.bundle import load_model
 
     from .config import load_config
     from .sources import load_sources, split_in_time, window_span

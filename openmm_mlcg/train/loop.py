@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from openmm_mlcg.model.dynamics import geometric_sigmas
 from openmm_mlcg.util.locks import output_lock
 from openmm_mlcg.generators import get_generator
+from openmm_mlcg.bundle import save_model
 from openmm_mlcg.model import CGDynamicsModel
 from openmm_mlcg.nn.losses import type_balanced_weights
 from openmm_mlcg.util.outputs import check_output_dir
@@ -369,7 +370,7 @@ def _export(model, extra: dict, cfg, data: _Data, maps: list, graphs_tr, checkpo
     bound = maps[0] if len({m.hash for m in maps}) == 1 else None  # one mapping: bind it to the bundle
     bundle = out / "model.mlcg"
     model.cpu()
-    CGDynamicsModel(model.embedding, model.dynamics, model.score, meta).save(bundle, mapping=bound)
+    save_model(model, bundle, mapping=bound)
     from openmm_mlcg.analysis.plots import plot_training_log
     plot_training_log(out / "log.csv", out / "training_loss.png")
     return bundle

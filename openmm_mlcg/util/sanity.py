@@ -72,7 +72,7 @@ def chemical_bonds(atom_types, bonds) -> np.ndarray:
 def _bond_lengths(xyz, bonds, box):
     d = xyz[:, bonds[:, 0]] - xyz[:, bonds[:, 1]]
     if box is not None:
-        from ..cg.geometry import minimum_image
+        from .geometry import minimum_image
 
         d = minimum_image(d, np.asarray(box)[:, None, :, :])
     return np.linalg.norm(d, axis=-1)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from openmm_mlcg.priors.angles import angle_keys, angle_triplets, bond_angles
-from openmm_mlcg.cg.geometry import as_box_frames
+from openmm_mlcg.util.geometry import as_box_frames
 from .pair_correction import require_equilibrium_score
 
 __all__ = ["fit_angle_correction", "angle_histograms"]

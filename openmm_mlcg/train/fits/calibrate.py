@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from openmm_mlcg.analysis.diffusion import remove_centre_of_mass_drift
-from openmm_mlcg.cg.geometry import as_box_frames
+from openmm_mlcg.util.geometry import as_box_frames
 
 __all__ = ["calibrate_friction", "data_msd", "model_msd"]
 

@@ -24,7 +24,7 @@ def _to_numpy(box, name: str) -> np.ndarray:
         return box.detach().cpu().double().numpy()
     from openmm import unit
 
-    from ..util.units import to_array
+    from .units import to_array
     return to_array(box, unit.nanometer, name)
 
 
