@@ -107,7 +107,7 @@ sys.path.insert(0, {str(ROOT / 'tests')!r})
 from openmm_mlcg.openmm import LearnedIntegrator  # noqa: F401
 from openmm_mlcg.bundle.export import load_bundle
 from openmm_mlcg.model.simulator import LearnedSimulator
-from golden_system import chain_ion_system
+from chain_systems import chain_ion_system
 traj, mapping = chain_ion_system()
 sim = LearnedSimulator(load_bundle({str(ROOT / 'tests' / 'data' / 'format2_cg_langevin.mlcg')!r}), mapping)
 x, h = sim.history_from_positions(traj.positions[-3:])
@@ -129,5 +129,6 @@ def test_generator_and_score_term_registries_refuse_unknown_names():
         get_generator("euler")
     assert sorted(SCORE_TERMS, key=lambda k: SCORE_TERMS[k].order) == ["excluded_volume", "bond_prior",
                                                                        "pair_correction", "angle_correction"]
-    with pytest.raises(ValueError, match=r"score_terms: expected score terms among .*got 'dihedral'"):
+    with pytest.raises(ValueError,
+                       match=r"score_terms: expected one of the score terms \['angle_correction', .*got 'dihedral'"):
         validate_score_terms({"dihedral": {}}, "score_terms")

@@ -21,7 +21,7 @@ from openmm_mlcg.bundle.export import load_bundle
 from openmm_mlcg.model.simulator import LearnedSimulator
 from openmm_mlcg.train import TrainConfig, train_on_trajectories
 
-from golden_system import chain_ion_system as _system
+from chain_systems import chain_ion_system as _system
 
 GOLDEN = Path(__file__).parent / "data" / "golden_rollout.npz"
 REGEN = os.environ.get("OPENMM_MLCG_REGEN_GOLDEN") == "1"

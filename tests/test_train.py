@@ -27,21 +27,11 @@ def _chain_system(n_chains=3, n_ions=2, seed=0, n_frames=60, box_nm=3.0, chain=(
     """3 four-atom chains (2 beads each with group_size 2; ``chain``: other atoms) + Li ions; beads follow an
     anti-persistent walk v' = -0.8 v + xi: a = -1.8 v + xi is mostly predictable (optimal NLL ~0.3 nats vs ~1.5
     untrained)."""
-    from openmm_mlcg.data import CGTrajectory
-    from openmm_mlcg.cg.mapping import CGMapping
-    from openmm_mlcg.cg.topology import FineGraph
+    from chain_systems import chain_ion_mapping
 
-    types, masses, bonds, res = [], [], [], []
-    for c in range(n_chains):
-        o = len(types)
-        types += list(chain)
-        masses += [{"C": 12.011, "O": 15.999}[a] for a in chain]
-        bonds += [(o + k, o + k + 1) for k in range(len(chain) - 1)]
-        res += ["ETH"] * len(chain)
-    types += ["Li"] * n_ions
-    masses += [6.94] * n_ions
-    res += ["LI"] * n_ions
-    mapping = CGMapping.from_graph(FineGraph.from_arrays(types, masses, bonds, residue_names=res), 2)
+    from openmm_mlcg.data import CGTrajectory
+
+    mapping = chain_ion_mapping(n_chains, n_ions, chain)
     rng = np.random.default_rng(seed)
     n = mapping.n_beads
     x = np.zeros((n_frames, n, 3))

@@ -11,7 +11,7 @@ the average over replicas of what one replica gives:
 * per-frame counts (collisions) and per-chain maps are averaged over replicas by the caller.
 
 Pooling ``R`` replicas of ``F`` frames is not the same as one run of ``R F`` frames: each replica keeps the
-memory of the common start, which a long run forgets (measured on the demo SPE: README "Results").
+memory of the common start, which a long run forgets (measured on the demo SPE: docs/history.md).
 """
 from __future__ import annotations
 

@@ -100,6 +100,73 @@ def analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules,
                         histogram_bins=histogram_bins, plot=plot, provenance=provenance, progress=progress)
 
 
+def _labelled_inputs(trajectories: Mapping, box, n: int, reference):
+    """({label: (positions (R, F, n, 3), time (F,) ps, box or None)}, the reference label).
+
+    Raises:
+        ValueError: a malformed item, a particle count other than ``n``, an unknown ``reference``.
+    """
+    data = {}
+    for label, item in trajectories.items():
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise ValueError(f"trajectories[{label!r}]: expected (positions, time_ps), got {type(item).__name__}")
+        x = replica_positions(item[0], f"trajectories[{label!r}] positions", min_frames=2)  # (R, F, n, 3)
+        if x.shape[2] != n:
+            raise ValueError(f"trajectories[{label!r}] positions: expected {n} particles (len(bead_types)), "
+                             f"got {x.shape[2]}")
+        t = time_array(item[1], x.shape[1], f"trajectories[{label!r}] time_ps")
+        b = box.get(label) if isinstance(box, Mapping) else box
+        data[label] = (x, t, box_array(b, x.shape[1], f"box[{label!r}]"))
+    if reference is None and "reference MD" in data:
+        reference = "reference MD"
+    if reference is not None and reference not in data:
+        raise ValueError(f"reference: expected one of {list(data)}, got {reference!r}")
+
+    return data, reference
+
+
+def _write_outputs(result: dict, out_dir: Path, previous: set) -> None:
+    """analysis.json (contact maps in contact_maps.npz), and the stale outputs of an earlier analysis removed."""
+    res, figs = result["observables"], result["figures"]
+    doc = _jsonable({k: v for k, v in result.items() if k != "observables"})
+    doc["observables"] = {k: v for k, v in result["observables"].items() if k != "contact_map"}
+    doc = _jsonable(doc)
+    if res.get("contact_map"):  # (M, M) maps go to an npz, not the JSON
+        with atomic_write(out_dir / "contact_maps.npz", "wb") as fh:
+            np.savez_compressed(fh, **{k: v["map"] for k, v in res["contact_map"].items()})
+        doc["observables"]["contact_map"] = {k: {"file": "contact_maps.npz", "key": k, "cutoff_nm": v["cutoff_nm"]}
+                                             for k, v in res["contact_map"].items()}
+    with atomic_write(out_dir / "analysis.json", "w") as fh:
+        json.dump(doc, fh, indent=1)
+    written = {Path(f).name for f in figs} | ({"contact_maps.npz"} if res.get("contact_map") else set())
+    for name in previous - written - {"analysis.json"}:  # stale outputs of an earlier analysis here
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _rg2_observables(xr, types, masses, mol, sel, obs, histogram_bins: int, max_lag_ps, dt: float) -> dict:
+    """{"rg2": distribution and means, "rg2_acf": autocorrelation and relaxation times} of the molecules ``sel``
+    of replicas ``xr`` (R, F, n, 3), the replicas as R n particles (each asked for in ``obs``; the ACF only with
+    >= 4 frames and R_g^2 that varies)."""
+    out = {}
+    n_rep, n_frames = xr.shape[:2]
+    x, _, masses_p, mol_p = particles_view(xr, types, masses, mol)   # replicas as R n particles
+    sel_p = np.tile(sel, n_rep)
+    rg2 = radius_of_gyration_squared(x[:, sel_p], masses_p[sel_p], mol_p[sel_p])  # (F, R n_multi)
+    if "rg2" in obs:
+        c, dens = distribution(rg2, histogram_bins)
+        out["rg2"] = {"mean_nm2": rg2.mean(), "std_nm2": rg2.std(),
+                      "mean_per_molecule_nm2": rg2.mean(0).reshape(n_rep, -1).mean(0),
+                      "hist_centres_nm2": c, "hist_density": dens, "samples_nm2": rg2.ravel()}
+    if "rg2_acf" in obs and n_frames >= 4 and np.all(rg2.std(0) > 0):
+        lag = None if max_lag_ps is None else \
+            min(n_frames - 1, max(1, int(to_float(max_lag_ps, unit.picosecond, "max_lag_ps") / dt)))
+        acf = autocorrelation(rg2, lag).mean(1)
+        out["rg2_acf"] = {"lag_ps": np.arange(acf.size) * dt, "acf": acf,
+                          "relaxation_time_ps": relaxation_time(acf, dt),
+                          "relaxation_time_fit_ps": relaxation_time(acf, dt, method="fit")}
+    return out
+
+
 def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules, cg_bonds, out_dir,
              observables=None, reference: str | None = None, fit_window_ps=None, max_lag_ps=None,
              collision_cutoffs_nm=(0.05, 0.1, 0.2), contact_cutoff_nm=1.0, rdf_n_bins: int = 100, rdf_r_max_nm=None,
@@ -153,21 +220,7 @@ def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules
     bonds = bonds_array(cg_bonds, n, "cg_bonds")
     out_dir = Path(out_dir)
     previous = _owned_outputs(out_dir)
-    data = {}
-    for label, item in trajectories.items():
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise ValueError(f"trajectories[{label!r}]: expected (positions, time_ps), got {type(item).__name__}")
-        x = replica_positions(item[0], f"trajectories[{label!r}] positions", min_frames=2)  # (R, F, n, 3)
-        if x.shape[2] != n:
-            raise ValueError(f"trajectories[{label!r}] positions: expected {n} particles (len(bead_types)), "
-                             f"got {x.shape[2]}")
-        t = time_array(item[1], x.shape[1], f"trajectories[{label!r}] time_ps")
-        b = box.get(label) if isinstance(box, Mapping) else box
-        data[label] = (x, t, box_array(b, x.shape[1], f"box[{label!r}]"))
-    if reference is None and "reference MD" in data:
-        reference = "reference MD"
-    if reference is not None and reference not in data:
-        raise ValueError(f"reference: expected one of {list(data)}, got {reference!r}")
+    data, reference = _labelled_inputs(trajectories, box, n, reference)
 
     multi = [m for m in np.unique(mol) if np.count_nonzero(mol == m) >= 2]
     sel = np.isin(mol, multi)
@@ -182,21 +235,9 @@ def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules
         dt = float(t[1] - t[0])
         n_rep, n_frames = xr.shape[:2]
         if multi and ("rg2" in obs or "rg2_acf" in obs):
-            x, _, masses_p, mol_p = particles_view(xr, types, masses, mol)   # replicas as R n particles
-            sel_p = np.tile(sel, n_rep)
-            rg2 = radius_of_gyration_squared(x[:, sel_p], masses_p[sel_p], mol_p[sel_p])  # (F, R n_multi)
-            if "rg2" in obs:
-                c, dens = distribution(rg2, histogram_bins)
-                res["rg2"][label] = {"mean_nm2": rg2.mean(), "std_nm2": rg2.std(),
-                                     "mean_per_molecule_nm2": rg2.mean(0).reshape(n_rep, -1).mean(0),
-                                     "hist_centres_nm2": c, "hist_density": dens, "samples_nm2": rg2.ravel()}
-            if "rg2_acf" in obs and n_frames >= 4 and np.all(rg2.std(0) > 0):
-                lag = None if max_lag_ps is None else \
-                    min(n_frames - 1, max(1, int(to_float(max_lag_ps, unit.picosecond, "max_lag_ps") / dt)))
-                acf = autocorrelation(rg2, lag).mean(1)
-                res["rg2_acf"][label] = {"lag_ps": np.arange(acf.size) * dt, "acf": acf,
-                                         "relaxation_time_ps": relaxation_time(acf, dt),
-                                         "relaxation_time_fit_ps": relaxation_time(acf, dt, method="fit")}
+            for name, value in _rg2_observables(xr, types, masses, mol, sel, obs, histogram_bins, max_lag_ps,
+                                                dt).items():
+                res[name][label] = value
         if chain is not None and "internal_distance" in obs:   # frame averages: the R F frames pooled
             s, r = mean_internal_distance(frames_view(xr, b)[0], chain, kind="mean")
             res["internal_distance"][label] = {"s": s, "R_nm": r, "kind": "mean |r_i - r_{i+s}|",
@@ -223,19 +264,7 @@ def _analyze(trajectories: Mapping, box, bead_types, bead_masses, bead_molecules
               "replicas": {label: int(v[0].shape[0]) for label, v in data.items()},
               "provenance": dict(provenance or {}),
               "units": {"length": "nm", "time": "ps", "rg2": "nm^2", "msd": "nm^2", "D": "nm^2/ps and cm^2/s"}}
-    doc = _jsonable({k: v for k, v in result.items() if k != "observables"})
-    doc["observables"] = {k: v for k, v in result["observables"].items() if k != "contact_map"}
-    doc = _jsonable(doc)
-    if res.get("contact_map"):  # (M, M) maps go to an npz, not the JSON
-        with atomic_write(out_dir / "contact_maps.npz", "wb") as fh:
-            np.savez_compressed(fh, **{k: v["map"] for k, v in res["contact_map"].items()})
-        doc["observables"]["contact_map"] = {k: {"file": "contact_maps.npz", "key": k, "cutoff_nm": v["cutoff_nm"]}
-                                             for k, v in res["contact_map"].items()}
-    with atomic_write(out_dir / "analysis.json", "w") as fh:
-        json.dump(doc, fh, indent=1)
-    written = {Path(f).name for f in figs} | ({"contact_maps.npz"} if res.get("contact_map") else set())
-    for name in previous - written - {"analysis.json"}:  # stale outputs of an earlier analysis here
-        (out_dir / name).unlink(missing_ok=True)
+    _write_outputs(result, out_dir, previous)
     return result
 
 

@@ -241,6 +241,7 @@ def _cache_key(files, mapping: CGMapping, frame_interval_ps, periodic) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+# 108 lines, 25 of them the docstring: every input is checked by name before the one pass that maps the frames.
 def coarse_grain_trajectory(trajectory_files: Union[str, Path, Sequence], topology, mapping: CGMapping,
                             cache_dir=None, frame_interval_ps=None, *, periodic: Optional[bool] = None,
                             chunk: int = 1000) -> CGTrajectory:

@@ -226,6 +226,79 @@ def _jsonable(obj):
     return obj
 
 
+def _model_bundle(model, runs: dict, s: dict, out: Path, device, variants: dict, progress: bool, cg):
+    """(bundle path, training wall s): trained on the class-I chains (``out/model``; a re-run reuses it and
+    reports the original training time), or the given ``model`` checked against the experiment's model step
+    (``s["history"]`` set from it).
+
+    Raises:
+        ValueError: the model's time step differs from ``frame_tau * stride``.
+    """
+    t1 = time.perf_counter()
+    if model is None:
+        train = [cg(r) for r in runs["class1"]]
+        bundle = train_polymer_model([t for _, t in train], [m for m, _ in train], s, out / "model", device,
+                                     train_score=any(v["refine"] for v in variants.values()), progress=progress)
+    else:
+        from ..bundle.export import load_bundle
+        bundle, meta = Path(model), load_bundle(model).metadata
+        if not math.isclose(float(meta["model_time_step_ps"]), s["frame_tau"] * s["stride"], rel_tol=1e-9):
+            raise ValueError(f"model: bundle time step {meta['model_time_step_ps']} ps differs from the experiment's "
+                             f"model step frame_tau*stride = {s['frame_tau'] * s['stride']} ps")
+        s["history"] = int(meta["history"])
+    t_train = time.perf_counter() - t1
+    record = bundle.parent / "training_time.json"
+    if model is None and record.is_file():  # a re-run reuses the bundle: report the original training time
+        t_train = max(t_train, float(json.loads(record.read_text())["training_wall_s"]))
+    return bundle, t_train
+
+
+def _timing(runs: dict, variants: dict, sim_ps: dict, walls: dict, t_train: float, t_md: float, device) -> dict:
+    """Simulated ns per wall hour, learned (per variant) and classical (the class-II runs' reporter speed)."""
+    md_speed = [classical_ns_per_hour(r) for r in runs["class2"]]
+    return dict(classical_md_ns_per_hour=float(np.nanmedian(md_speed)) if np.isfinite(md_speed).any()
+                else float("nan"),
+                learned_ns_per_hour={v: sim_ps[v] / 1000.0 / (walls[v] / 3600.0) if walls[v] > 0 else float("nan")
+                                     for v in variants},
+                rollout_wall_s=walls, training_wall_s=t_train, reference_md_wall_s=t_md,
+                note="simulated time per wall hour (1 tau = 1 ps); learned: OpenMM LearnedIntegrator steps on "
+                     f"device {device or 'cpu'}; classical: StateDataReporter speed of the class-II runs "
+                     "(0.01 tau Langevin steps on the fine bead model); wall times of a resumed run cover only "
+                     "the work done in this call")
+
+
+def _chain_observables_all(i: int, run, runs: dict, cg, s: dict, variants: dict, bundle: Path, out: Path, device,
+                           seed: int, model_id: str, walls: dict, sim_ps: dict, log):
+    """Observables of test chain ``i`` for the reference MD, short MD and every learned variant (rolled out from
+    the chain's start, cached per bundle; a diverged rollout gives None), and (atoms, beads) of the chain; the
+    rollouts' wall and simulated time are added to ``walls`` / ``sim_ps``."""
+    k, st, model_dt = s["history"], s["stride"], s["frame_tau"] * s["stride"]
+    report = int(round(s["test_frame_tau"] / model_dt))
+    n_short = int(round(s["train_tau"] / s["test_frame_tau"]))  # MD writes no frame at t = 0
+    mapping, traj = cg(run)
+    pos, dt, masses = np.asarray(traj.positions), float(traj.frame_interval_ps), np.asarray(mapping.bead_masses)
+    if runs["class2_start"] is None:
+        start = pos[:(k + 1) * st:st]
+    else:
+        _, straj = cg(runs["class2_start"][i])
+        start = np.asarray(straj.positions)[:(k + 1) * st:st]
+    n_steps = (len(pos) - 1) * report
+    obs = {"reference MD": chain_observables(pos, dt, masses),
+           "short MD": chain_observables(pos[:n_short], dt, masses)}
+    for v, opts in variants.items():
+        tag = f"{v.replace(' ', '_')}_r{int(opts['refine'])}d{int(opts['deterministic'])}_s{seed}_{model_id}"
+        lp, lt, wall = _rollout(bundle, mapping, start, n_steps, report, out / "rollouts" / f"chain{i:04d}" / tag,
+                                opts, device, seed + i, "Reference")
+        if lp is None:
+            log(f"chain {i}: {v} rollout diverged (non-finite positions)")
+            obs[v] = None
+            continue
+        walls[v] += wall
+        sim_ps[v] += n_steps * model_dt
+        obs[v] = chain_observables(lp, float(lt[1] - lt[0]), masses)
+    return obs, (int(mapping.graph.n_atoms), int(mapping.n_beads))
+
+
 def run_polymer_experiment(out_dir, scale: str = "demo", model=None, platform=None, device=None, seed: int = 0,
                            refine: bool = False, deterministic: bool = False, n_train=None, n_test=None,
                            variants: dict | None = None, n_workers: int = 1, n_plot_chains: int = 3,
@@ -282,54 +355,18 @@ def run_polymer_experiment(out_dir, scale: str = "demo", model=None, platform=No
     t_md = time.perf_counter() - t0
     log(f"reference MD ready: {len(runs['class1'])} class-I, {len(runs['class2'])} class-II chains ({t_md:.0f} s)")
     cg = lambda run: load_run(run, s["group_size"], s["mapping_seed"], cache_dir=out / "cg")  # noqa: E731
-    t1 = time.perf_counter()
-    if model is None:
-        train = [cg(r) for r in runs["class1"]]
-        bundle = train_polymer_model([t for _, t in train], [m for m, _ in train], s, out / "model", device,
-                                     train_score=any(v["refine"] for v in variants.values()), progress=progress)
-    else:
-        from ..bundle.export import load_bundle
-        bundle, meta = Path(model), load_bundle(model).metadata
-        if not math.isclose(float(meta["model_time_step_ps"]), s["frame_tau"] * s["stride"], rel_tol=1e-9):
-            raise ValueError(f"model: bundle time step {meta['model_time_step_ps']} ps differs from the experiment's "
-                             f"model step frame_tau*stride = {s['frame_tau'] * s['stride']} ps")
-        s["history"] = int(meta["history"])
-    t_train = time.perf_counter() - t1
-    record = bundle.parent / "training_time.json"
-    if model is None and record.is_file():  # a re-run reuses the bundle: report the original training time
-        t_train = max(t_train, float(json.loads(record.read_text())["training_wall_s"]))
+    bundle, t_train = _model_bundle(model, runs, s, out, device, variants, progress, cg)
     log(f"model ready: {bundle} ({t_train:.0f} s)")
 
-    k, st, model_dt = s["history"], s["stride"], s["frame_tau"] * s["stride"]
-    report = int(round(s["test_frame_tau"] / model_dt))
-    n_short = int(round(s["train_tau"] / s["test_frame_tau"]))  # MD writes no frame at t = 0
+    model_dt = s["frame_tau"] * s["stride"]
     labels = list(variants) + ["short MD"]
     per = {lab: dict(rg2_mean=[], tau_ps=[], emd_nm2=[], n_frames=[]) for lab in ["reference MD"] + labels}
     model_id = hashlib.sha256(bundle.read_bytes()).hexdigest()[:10]  # rollouts are cached per bundle
     curves, walls, sim_ps, n_beads = [], {v: 0.0 for v in variants}, {v: 0.0 for v in variants}, []
     for i, run in enumerate(runs["class2"]):
-        mapping, traj = cg(run)
-        pos, dt, masses = np.asarray(traj.positions), float(traj.frame_interval_ps), np.asarray(mapping.bead_masses)
-        n_beads.append((int(mapping.graph.n_atoms), int(mapping.n_beads)))
-        if runs["class2_start"] is None:
-            start = pos[:(k + 1) * st:st]
-        else:
-            _, straj = cg(runs["class2_start"][i])
-            start = np.asarray(straj.positions)[:(k + 1) * st:st]
-        n_steps = (len(pos) - 1) * report
-        obs = {"reference MD": chain_observables(pos, dt, masses),
-               "short MD": chain_observables(pos[:n_short], dt, masses)}
-        for v, opts in variants.items():
-            tag = f"{v.replace(' ', '_')}_r{int(opts['refine'])}d{int(opts['deterministic'])}_s{seed}_{model_id}"
-            lp, lt, wall = _rollout(bundle, mapping, start, n_steps, report, out / "rollouts" / f"chain{i:04d}" / tag,
-                                    opts, device, seed + i, "Reference")
-            if lp is None:
-                log(f"chain {i}: {v} rollout diverged (non-finite positions)")
-                obs[v] = None
-                continue
-            walls[v] += wall
-            sim_ps[v] += n_steps * model_dt
-            obs[v] = chain_observables(lp, float(lt[1] - lt[0]), masses)
+        obs, beads = _chain_observables_all(i, run, runs, cg, s, variants, bundle, out, device, seed, model_id,
+                                            walls, sim_ps, log)
+        n_beads.append(beads)
         for lab, o in obs.items():
             per[lab]["rg2_mean"].append(o["rg2_mean"] if o else float("nan"))
             per[lab]["tau_ps"].append(o["tau_ps"] if o else float("nan"))
@@ -341,16 +378,7 @@ def run_polymer_experiment(out_dir, scale: str = "demo", model=None, platform=No
         log(f"chain {i}: <Rg^2> ref {per['reference MD']['rg2_mean'][-1]:.3f} nm^2, "
             + ", ".join(f"{v} {per[v]['rg2_mean'][-1]:.3f}" for v in labels))
     metrics = {lab: _metrics(per["reference MD"], per[lab]) for lab in labels}
-    md_speed = [classical_ns_per_hour(r) for r in runs["class2"]]
-    timing = dict(classical_md_ns_per_hour=float(np.nanmedian(md_speed)) if np.isfinite(md_speed).any()
-                  else float("nan"),
-                  learned_ns_per_hour={v: sim_ps[v] / 1000.0 / (walls[v] / 3600.0) if walls[v] > 0 else float("nan")
-                                       for v in variants},
-                  rollout_wall_s=walls, training_wall_s=t_train, reference_md_wall_s=t_md,
-                  note="simulated time per wall hour (1 tau = 1 ps); learned: OpenMM LearnedIntegrator steps on "
-                       f"device {device or 'cpu'}; classical: StateDataReporter speed of the class-II runs "
-                       "(0.01 tau Langevin steps on the fine bead model); wall times of a resumed run cover only "
-                       "the work done in this call")
+    timing = _timing(runs, variants, sim_ps, walls, t_train, t_md, device)
     settings = dict(s, seed=seed, variants=variants, model_time_step_ps=model_dt, bundle=str(bundle),
                     training_frames_per_chain=int(round(s["train_tau"] / s["frame_tau"])),
                     reference_frames_per_chain=per["reference MD"]["n_frames"],

@@ -37,12 +37,12 @@ _REFINE_LIGHT = dict(n_levels=10)   # levels of the score / interpolant samplers
 #: demo SPE: the cg_langevin sampler's inertial mass floor.  Every SPE bead type is overdamped at the 2 ps model
 #: step (fitted friction 10-89 /ps at 150 amu, against 1 / h = 7.5 /ps), so the floor changes the smoothing sigma
 #: (sigma ~ 1/sqrt(m): 0.012 nm instead of 0.023 at the median bead mass, 44 amu) more than the dynamics.
-#: Measured on the 4-box ensemble (README "Results", ablation 8): RDF error 0.185 +- 0.006 over 3 training seeds
+#: Measured on the 4-box ensemble (docs/history.md, ablation 8): RDF error 0.185 +- 0.006 over 3 training seeds
 #: against 0.204 +- 0.005 at 44 amu; 400 and 1000 amu were not better.  Liquids with inertia (LJ argon, friction
 #: 0.4 /ps) keep the median-mass default.
 #: The Li+ pair correction (``openmm_mlcg.train.fits.pair_correction``): the Score GNN under-fits the chain-end-Li+
 #: contact at its own training frames; fitted after training, it lowers the 4-box paired RDF gap to short MD from
-#: +0.021 to +0.010 (README "Results", ablation 10).
+#: +0.021 to +0.010 (docs/history.md, ablation 10).
 _SPE_DEMO_SCORE = dict(_REFINE_LIGHT, cg_langevin=dict(mass_floor_amu=150.0), terms=dict(pair_correction_types=["Li"]))
 
 #: per scale: system (``systems.spe.build_spe`` kwargs), MD lengths (ps), model step = stride x frame interval,
@@ -51,7 +51,7 @@ _SPE_DEMO_SCORE = dict(_REFINE_LIGHT, cg_langevin=dict(mass_floor_amu=150.0), te
 #: parts, 21 and 41 frames, are too short to hold out a validation window: the judging part is never used for it),
 #: and ``learned_replicas``: learned runs from the common start with seeds seed, seed + 1, ..., whose observables
 #: are pooled (``analysis.replicas``).  One 200-ps learned run's RDF error carries its own sampling noise: on the
-#: 4-box demo ensemble (README "Results", ``benchmarks/spe_replicas.py``) 1, 2, 4, 8 replicas gave a paired RDF
+#: 4-box demo ensemble (docs/history.md, ``benchmarks/spe_replicas.py``) 1, 2, 4, 8 replicas gave a paired RDF
 #: error of +0.012, -0.002, -0.009, -0.013 against short MD, while one run of 800 ps gave +0.018 (a long run
 #: forgets the start state, which the judging window remembers).
 SPE = {

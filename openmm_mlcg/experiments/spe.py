@@ -207,6 +207,80 @@ def _headline_figures(out: Path, tag: str, diffusivity: dict, metrics: dict, sca
     return [str(f) for f in figs]
 
 
+def _reference_md(s: dict, ref_dir: Path, build: dict, seed: int, platform, progress: bool):
+    """Build the system and run the reference MD (training part + ``judge_factor`` x longer continuation) unless
+    ``ref_dir`` holds a finished run; the built system, or None when the run was there already."""
+    from ..systems import spe
+    from ..systems.md import is_done
+
+    n_train_frames = int(round(s["training_ps"] / s["frame_interval_ps"]))
+    production_ps = (n_train_frames * (1 + s["judge_factor"]) + 1) * s["frame_interval_ps"]  # frame 0 = t0 + fi
+    if is_done(ref_dir):
+        return None
+    system = spe.build_spe(seed=seed, **build)
+    spe.simulate(system, ref_dir, equilibration_ps=s["equilibration_ps"], production_ps=production_ps,
+                 frame_interval_ps=s["frame_interval_ps"], platform=platform, seed=seed, desc="reference MD",
+                 progress_bar=progress)
+    return system
+
+
+def _trained_bundle(s: dict, train_dir: Path, train_part, mapping, ref_dir: Path, seed: int, device) -> Path:
+    """The bundle trained on the training part (``train_dir/model.mlcg``, trained unless it exists). The training
+    data are written beside it and named in its resolved_config.yaml, so the config is complete (``openmm-mlcg
+    train`` / ``check`` on it read the same frames)."""
+    from ..data import read_run_metadata
+    from ..train import train_on_trajectories  # the trainer is only needed here
+
+    bundle_path = train_dir / "model.mlcg"
+    if bundle_path.is_file():
+        return bundle_path
+    source = dict(cg_trajectory=str(train_dir / "training_cg.npz"), mapping=str(train_dir / "mapping.npz"))
+    train_dir.mkdir(parents=True, exist_ok=True)
+    train_part.save(source["cg_trajectory"])
+    mapping.save(source["mapping"])
+    return train_on_trajectories([train_part], [mapping],
+                                 _train_config(s, train_dir, seed, device,
+                                               read_run_metadata(ref_dir).get("temperature_K"), systems=[source]))
+
+
+def _judged_trajectories(runs: list, train_part, judge_part):
+    """({label: (positions, time ps)} of the learned replicas (R, F, n, 3) pooled, the first alone when there are
+    several, short MD and reference MD; the reference's times ps). Time origin: the last training frame, the
+    rollouts' frame 0, dropped (a training frame, not judged)."""
+    learned = runs[0]
+    ref_t = judge_part.time_ps - float(train_part.time_ps[-1])
+    learned_t = learned["time_ps"][1:] - learned["time_ps"][0]
+    trajectories = {"learned": (np.stack([r["positions"][1:] for r in runs]), learned_t),   # (R, F, n, 3)
+                    **({"learned, one replica": (learned["positions"][1:], learned_t)} if len(runs) > 1 else {}),
+                    "short MD": (train_part.positions, train_part.time_ps - train_part.time_ps[0]),
+                    "reference MD": (judge_part.positions, ref_t)}
+    return trajectories, ref_t
+
+
+def _summary(s, scale, build, mapping, bundle_path, refine, deterministic, device, learned, runs, split, ref_t,
+             result, side, ref_dir, timings, score_check, out, tag, trajectories) -> dict:
+    """The summary dict of a run (written to ``summary_<tag>.json``): diffusivities, metrics, speed, timings."""
+    species = species_labels(mapping)
+    diffusivity = {label: species_diffusivities(result["observables"]["msd"], label, species) for label in trajectories}
+    figures = _headline_figures(out, tag, diffusivity, result["metrics"], scale)
+    speed = {"learned_ns_per_hour": side["learned_ns_per_hour"], "classical_ns_per_hour": side["md_ns_per_hour"],
+             "speed_up": side["ratio"], "side_by_side": side,
+             # indicative only: whole runs timed at different moments, under whatever load there was
+             "learned_run_ns_per_hour": learned["ns_per_hour"],
+             "reference_run_ns_per_hour": _classical_ns_per_hour(ref_dir)}
+    summary = dict(
+        scale=scale, system=build, n_atoms=int(mapping.graph.n_atoms), n_beads=int(mapping.n_beads),
+        model=str(bundle_path), refine=refine, deterministic=deterministic, device=device,
+        model_time_step_ps=learned["model_time_step_ps"], training_ps=s["training_ps"],
+        train_frames=list(split.train), rollout_start_frames=split.start_frames.tolist(),
+        judged_frames=list(split.judge),
+        reference_ps=float(ref_t[-1]), learned_ps=float(learned["time_ps"][-1]), learned_replicas=len(runs),
+        diffusivity_cm2_per_s=diffusivity, metrics=result["metrics"], speed=speed, timings_s=timings,
+        mean_collisions=_mean_collisions(result["observables"]["collisions"]), score_check=score_check,
+        analysis_dir=str(out / f"analysis_{tag}"), figures=figures)
+    return summary
+
+
 def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optional[str] = None,
                        device: Optional[str] = None, seed: int = 0, refine: bool = True,
                        deterministic: bool = False, polymer: Optional[str] = None, progress: bool = True,
@@ -257,21 +331,11 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
     t0 = time.perf_counter()
     ref_dir = out / "reference"
     build = dict(s["build"], **({"polymer": polymer} if polymer else {}))
-    n_train_frames = int(round(s["training_ps"] / s["frame_interval_ps"]))
-    production_ps = (n_train_frames * (1 + s["judge_factor"]) + 1) * s["frame_interval_ps"]  # frame 0 = t0 + fi
-    from ..systems.md import is_done
-    system = None
-    if not is_done(ref_dir):
-        system = spe.build_spe(seed=seed, **build)
-        spe.simulate(system, ref_dir, equilibration_ps=s["equilibration_ps"], production_ps=production_ps,
-                     frame_interval_ps=s["frame_interval_ps"], platform=platform, seed=seed, desc="reference MD",
-                     progress_bar=progress)
+    system = _reference_md(s, ref_dir, build, seed, platform, progress)
     timings["reference_md_s"] = time.perf_counter() - t0
 
     # 2. coarse-grain once (METIS mapping + unwrapped bead trajectory, cached)
     t0 = time.perf_counter()
-    from ..data import read_run_metadata
-
     mapping, cg = load_run(ref_dir, group_size=7, seed=seed)
     split = spe_split(s, cg.n_frames)  # judged frames all come after the last training frame
     train_part, judge_part = cg.slice(*split.train), cg.slice(*split.judge)
@@ -279,24 +343,8 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
 
     # 3. train (or reuse) the Embedding/Dynamics/Score GNNs on the short trajectory
     t0 = time.perf_counter()
-    if model is None:
-        from ..train import train_on_trajectories  # the trainer is only needed here
-
-        bundle_path = out / "train" / "model.mlcg"
-        if not bundle_path.is_file():
-            # the training data beside the bundle, named in its resolved_config.yaml: the config is complete
-            # (``openmm-mlcg train`` / ``check`` on it read the same frames)
-            source = dict(cg_trajectory=str(out / "train" / "training_cg.npz"),
-                          mapping=str(out / "train" / "mapping.npz"))
-            (out / "train").mkdir(parents=True, exist_ok=True)
-            train_part.save(source["cg_trajectory"])
-            mapping.save(source["mapping"])
-            bundle_path = train_on_trajectories([train_part], [mapping],
-                                                _train_config(s, out / "train", seed, device,
-                                                              read_run_metadata(ref_dir).get("temperature_K"),
-                                                              systems=[source]))
-    else:
-        bundle_path = Path(model)
+    bundle_path = Path(model) if model is not None else _trained_bundle(s, out / "train", train_part, mapping,
+                                                                        ref_dir, seed, device)
     timings["training_s"] = time.perf_counter() - t0
     score_check = _score_check(bundle_path, train_part, mapping)
 
@@ -321,39 +369,15 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
 
     # 5. observables: learned vs short MD (training length) vs long reference, same time origin conventions
     t0 = time.perf_counter()
-    # time origin: the last training frame (the rollout's frame 0, dropped: it is a training frame, not judged)
-    origin = float(train_part.time_ps[-1])
-    ref_t = judge_part.time_ps - origin
-    learned_t = learned["time_ps"][1:] - learned["time_ps"][0]
-    trajectories = {"learned": (np.stack([r["positions"][1:] for r in runs]), learned_t),   # (R, F, n, 3)
-                    **({"learned, one replica": (learned["positions"][1:], learned_t)} if len(runs) > 1 else {}),
-                    "short MD": (train_part.positions, train_part.time_ps - train_part.time_ps[0]),
-                    "reference MD": (judge_part.positions, ref_t)}
-    cg_bonds = mapping.cg_bonds
+    trajectories, ref_t = _judged_trajectories(runs, train_part, judge_part)
     if progress:
         print("analysis: MSD, RDF and collisions of learned, short MD and reference MD ...", flush=True)
     result = analyze(trajectories, box, list(mapping.bead_types), mapping.bead_masses, mapping.bead_molecules,
-                     cg_bonds, out / f"analysis_{tag}", observables=["msd", "rdf", "collisions"],
+                     mapping.cg_bonds, out / f"analysis_{tag}", observables=["msd", "rdf", "collisions"],
                      reference="reference MD", progress=progress)
     timings["analysis_s"] = time.perf_counter() - t0
-    species = species_labels(mapping)
-    diffusivity = {label: species_diffusivities(result["observables"]["msd"], label, species) for label in trajectories}
-    figures = _headline_figures(out, tag, diffusivity, result["metrics"], scale)
-    speed = {"learned_ns_per_hour": side["learned_ns_per_hour"], "classical_ns_per_hour": side["md_ns_per_hour"],
-             "speed_up": side["ratio"], "side_by_side": side,
-             # indicative only: whole runs timed at different moments, under whatever load there was
-             "learned_run_ns_per_hour": learned["ns_per_hour"],
-             "reference_run_ns_per_hour": _classical_ns_per_hour(ref_dir)}
-    summary = dict(
-        scale=scale, system=build, n_atoms=int(mapping.graph.n_atoms), n_beads=int(mapping.n_beads),
-        model=str(bundle_path), refine=refine, deterministic=deterministic, device=device,
-        model_time_step_ps=learned["model_time_step_ps"], training_ps=s["training_ps"],
-        train_frames=list(split.train), rollout_start_frames=split.start_frames.tolist(),
-        judged_frames=list(split.judge),
-        reference_ps=float(ref_t[-1]), learned_ps=float(learned["time_ps"][-1]), learned_replicas=len(runs),
-        diffusivity_cm2_per_s=diffusivity, metrics=result["metrics"], speed=speed, timings_s=timings,
-        mean_collisions=_mean_collisions(result["observables"]["collisions"]), score_check=score_check,
-        analysis_dir=str(out / f"analysis_{tag}"), figures=figures)
+    summary = _summary(s, scale, build, mapping, bundle_path, refine, deterministic, device, learned, runs, split,
+                       ref_t, result, side, ref_dir, timings, score_check, out, tag, trajectories)
     with atomic_write(out / f"summary_{tag}.json", "w") as fh:
         json.dump(summary, fh, indent=1, default=lambda o: None)
     return summary

@@ -28,6 +28,8 @@ from typing import Any, ClassVar, Dict, NamedTuple, Optional, Tuple, Type
 
 import torch
 
+from ..util.registry import add_to_registry, lookup
+
 __all__ = ["Generator", "StepInputs", "register", "get_generator", "generator_names", "GENERATORS",
            "DEFAULT_GENERATOR"]
 
@@ -111,12 +113,7 @@ def register(cls: Type[Generator]) -> Type[Generator]:
     Raises:
         ValueError: no name, or the name is taken by another class.
     """
-    if not cls.name:
-        raise ValueError(f"{cls.__name__}: a generator needs a non-empty name")
-    if GENERATORS.get(cls.name, cls) is not cls:
-        raise ValueError(f"generator name {cls.name!r} is registered already by {GENERATORS[cls.name].__name__}")
-    GENERATORS[cls.name] = cls
-    return cls
+    return add_to_registry(GENERATORS, cls.name, cls, "generator")
 
 
 def generator_names() -> Tuple[str, ...]:
@@ -131,7 +128,4 @@ def get_generator(name: str, what: str = "sampler") -> Type[Generator]:
     Raises:
         ValueError: naming ``what``, the known names and the given one, for an unknown name.
     """
-    names = generator_names()
-    if not isinstance(name, str) or name not in GENERATORS:
-        raise ValueError(f"{what}: expected one of the generators {list(names)}, got {name!r}")
-    return GENERATORS[name]
+    return lookup(GENERATORS, name, what, "generators", generator_names())

@@ -220,6 +220,7 @@ class ModelMetadata(Mapping):
     def _check_numbers(self, name: str) -> None:
         """Positive, optional-positive, fraction and integer fields, each named in the error."""
         def bad(v, low, strict):
+            """Whether v is not a finite number above (strict) or at least ``low``."""
             return isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (
                 v <= low if strict else v < low)
 

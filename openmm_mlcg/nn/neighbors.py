@@ -7,7 +7,7 @@ wrapped or unwrapped positions, batched graphs):
 
 * ``"vesin"`` (default): vesin-torch's C++ cell list (https://github.com/Luthaf/vesin), CPU and CUDA.
   4x to 8x faster than ours on one CPU thread from 1e2 to 1e5 beads (``benchmarks/bench_neighbors.py``,
-  ``benchmarks/results/neighbors_cpu.json``).
+  ``benchmarks/results/current/neighbors_cpu.json``).
 * ``"cell"``: our plain-torch cell list in fractional coordinates; needs torch only, kept as the fallback
   and as an independent check of the default.
 

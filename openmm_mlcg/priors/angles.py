@@ -2,7 +2,7 @@
 
 Why: on the SPE demo the Score GNN (pair distances in, pair-vector sums out) misses the TFSI- conformers. The
 CF3-NO4S2-CF3 angle of the reference is bimodal (cis near 85 deg, trans near 165 deg, a dip of 1/20 of the peaks
-in between), the learned rollouts' is one broad hump at 130 deg, where the data have almost nothing (README,
+in between), the learned rollouts' is one broad hump at 130 deg, where the data have almost nothing (docs/history.md,
 ablation 12). A pair term cannot put a barrier in an angle; a bonded three-body term can, as the angle
 potentials of coarse-grained force fields do.
 

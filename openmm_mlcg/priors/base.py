@@ -24,6 +24,8 @@ from typing import Any, ClassVar, Dict, List, Mapping, Optional, Tuple, Type
 import numpy as np
 import torch
 
+from ..util.registry import add_to_registry, lookup
+
 __all__ = ["ScoreTerm", "ScoreTerms", "register_term", "score_term_class", "SCORE_TERMS", "pair_key", "type_codes",
            "data_frames", "validate_score_terms"]
 
@@ -90,19 +92,12 @@ def register_term(cls: Type[ScoreTerm]) -> Type[ScoreTerm]:
     Raises:
         ValueError: no key, or the key is taken by another class.
     """
-    if not cls.key:
-        raise ValueError(f"{cls.__name__}: a score term needs a non-empty key")
-    if SCORE_TERMS.get(cls.key, cls) is not cls:
-        raise ValueError(f"score term key {cls.key!r} is registered already by {SCORE_TERMS[cls.key].__name__}")
-    SCORE_TERMS[cls.key] = cls
-    return cls
+    return add_to_registry(SCORE_TERMS, cls.key, cls, "score term")
 
 
 def score_term_class(key: str, what: str = "score_terms") -> Type[ScoreTerm]:
     """The term registered under ``key``; ValueError naming ``what``, the known keys and the given one."""
-    if key not in SCORE_TERMS:
-        raise ValueError(f"{what}: expected score terms among {sorted(SCORE_TERMS)}, got {key!r}")
-    return SCORE_TERMS[key]
+    return lookup(SCORE_TERMS, key, what, "score terms", sorted(SCORE_TERMS))
 
 
 def validate_score_terms(tables: Mapping, name: str) -> Dict[str, Dict[str, Any]]:

@@ -1,6 +1,6 @@
 """The pair-correction score term: a tabulated radial pair score fitted after training.
 
-Where the Score GNN under-fits a rare contact at its own training frames (Li+ on the PEO chain ends, README
+Where the Score GNN under-fits a rare contact at its own training frames (Li+ on the PEO chain ends, docs/history.md
 ablation 10), the trainer fits, with the network frozen, a radial pair score per listed bead-type pair by
 denoising score matching at the sampler's noise level (:mod:`openmm_mlcg.train.fits.pair_correction`); the bundle
 records the table and the runtime adds it to the learned score.

@@ -252,6 +252,8 @@ def _check_frame_counts(paths: dict, frames: int) -> None:
                              "wrote into this directory (or a file was edited); delete the directory and rerun")
 
 
+# 112 lines: one MD protocol read top to bottom (resume or start, minimise, NPT, NVT with reporters and
+# checkpoints, frame-count check, DONE); its steps share the Simulation and the checkpoint state.
 def _run_protocol(simulation, out: Path, stages, report_interval_steps, metadata, desc, checkpoint_interval_steps,
                   progress_bar) -> Path:
     interval = report_interval_steps

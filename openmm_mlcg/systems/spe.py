@@ -6,9 +6,8 @@ amorphous polymer hosts from a space of ether/ester monomers, 1.5 mol LiTFSI per
 LangevinMiddleIntegrator at 2 fs with H-bond constraints instead of a 0.5/2 fs multi-time-step scheme,
 packmol packing instead of Monte Carlo chain growth, 0.8-scaled ion charges (data/spe_ions.json).
 
-Residue names: every polymer chain is one residue ``POL``; TFSI anions ``TFS``; lithium ``LI`` (atom ``LI``).
-Units: nm, ps, K, amu, e at public boundaries (``openmm.unit`` Quantities accepted).
-"""
+Residue names: every polymer chain is one residue ``POL``; TFSI anions ``TFS``; lithium ``LI`` (atom ``LI``). Units:
+nm, ps, K, amu, e at public boundaries (``openmm.unit`` Quantities accepted)."""
 from __future__ import annotations
 
 import os
@@ -97,6 +96,7 @@ def _check_int(value, name: str, minimum: int) -> int:
     return int(value)
 
 
+# 150 lines (22 docstring): one build recipe top to bottom; its steps share the species tables.
 def build_spe(polymer="PEO", n_chains: int = 9, chain_length: int = 12, salt_molality=1.5, seed: int = 0,
               n_salt: int | None = None, packing_density=None, charge_method: str = "mmff94",
               nonbonded_cutoff=0.9) -> SPESystem:

@@ -4,7 +4,7 @@ A reference-free diagnostic to run after training, before trusting a rollout: th
 :func:`openmm_mlcg.train.fits.pair_correction.contact_identity_check`, per bead-type pair in contact, on the training
 part of the data the config lists (the frames the trainer fitted; the validation part is left out, as in the
 trainer). A pair whose difference is many standard errors from zero is a contact the sampler's score gets wrong
-where it had data; on the SPE demo this flags the PEO chain end on Li+ (README "Results", ablation 10), which
+where it had data; on the SPE demo this flags the PEO chain end on Li+ (docs/history.md, ablation 10), which
 ``score.terms.pair_correction_types`` then repairs. The check includes the bundle's priors and pair correction, i.e.
 exactly the score the sampler uses.
 """

@@ -2,7 +2,7 @@
 
 Why: the Score GNN sees bead pairs; the distribution of a CG bond angle is a three-body property it can miss. On
 the SPE demo the TFSI- CF3-NO4S2-CF3 angle of the learned rollouts is one hump at 130 deg where the data have
-two conformers (near 85 and 165 deg) and almost nothing at 130 (README, ablation 12).
+two conformers (near 85 and 165 deg) and almost nothing at 130 (docs/history.md, ablation 12).
 
 What: starting from U = 0, each iteration rolls the sampler out (the trained network, its priors and the current
 table, :class:`openmm_mlcg.model.simulator.LearnedSimulator`) from evenly spaced training frames, histograms every
@@ -41,6 +41,8 @@ def angle_histograms(angles_deg: Dict[str, list], knots_deg: np.ndarray, width_d
 
 
 @torch.no_grad()
+# 108 lines, 23 of them the docstring: one iterative Boltzmann inversion whose loop shares the histograms,
+# the table and the rollout state of every iteration.
 def fit_angle_correction(model, trajectories: Sequence, mappings: Sequence, stride: int = 1, iterations: int = 8,
                          steps: int = 200, starts: int = 2, alpha: float = 0.5, knot_deg: float = 5.0,
                          width_deg: float = 6.0, min_counts: float = 5.0, max_change_kT: float = 1.0,

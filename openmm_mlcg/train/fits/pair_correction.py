@@ -5,7 +5,7 @@ training frames. The measure is the denoising identity: for noisy frames x~ = x 
 s* = E[-z / sigma | x~] satisfies E[(s*(x~) + z / sigma) . f(x~)] = 0 for every function f of x~ (tower
 property). With f the projection on a Li+-ligand pair's unit vector, the network is off by 16-27 /nm for that
 contact in every trained model (five training variants, and a model trained on four boxes), within noise for
-the common contacts (README "Results", ablation 10). In a rollout the contact moves 0.02 nm outwards in one
+the common contacts (docs/history.md, ablation 10). In a rollout the contact moves 0.02 nm outwards in one
 model step and its RDF peak is a third of the reference's.
 
 What: for the non-bonded bead-type pairs that involve ``types``, a radial pair score g_ab(r) on hat functions
@@ -14,7 +14,7 @@ minimises the denoising loss at the sampler's noise level on the training frames
 its coefficients, so this is ridge least squares in closed form (the normal equations are exactly the identity
 above for every basis function), as force matching fits pair forces in multiscale coarse-graining (Izvekov &
 Voth, J. Phys. Chem. B 109, 2469 (2005), doi:10.1021/jp044629q), with the denoising target in place of the
-mapped forces (too noisy here: README, ablation 8). The ridge is chosen by two-fold cross-validation between the
+mapped forces (too noisy here: docs/history.md, ablation 8). The ridge is chosen by two-fold cross-validation between the
 first and the second half of every trajectory in time (contacts persist longer than a half, so this tests
 transfer to other contacts), from the statistics the fit accumulates anyway.
 
@@ -182,7 +182,7 @@ def contact_identity_check(model, trajectories: Sequence, mappings: Sequence, co
     non-bonded pair closer than ``contact_nm`` in x~: a score that minimised the denoising loss has
     E[(s_i - s_j) . u~] = E[(-z_i / sigma + z_j / sigma) . u~]. No reference data is needed: a large difference
     means the score is wrong at its own training frames for that contact (SPE demo: the chain-end Li+ contact,
-    +27 /nm, 7-9 standard errors; README "Results", ablation 10), which ``score.pair_correction_types`` repairs.
+    +27 /nm, 7-9 standard errors; docs/history.md, ablation 10), which ``score.pair_correction_types`` repairs.
 
     Args:
         model, trajectories, mappings: as :func:`fit_pair_correction`. contact_nm: contact distance, nm.

@@ -52,6 +52,8 @@ def contrastive_divergence(e_data: torch.Tensor, e_model: torch.Tensor) -> torch
     return e_data.mean() - e_model.mean()
 
 
+# 114 lines, 20 of them the docstring: one training loop whose persistent chains, optimiser and running
+# means are shared by every iteration.
 def fine_tune_relative_entropy(model, trajectories: Sequence, mappings: Sequence, graphs: Sequence, n_steps: int,
                                lr: float, seed: int, n_chains: int = 4, batch_size: int = 4,
                                restart: float = 0.02, energy_weight: float = 0.1, grad_clip: float = 10.0,

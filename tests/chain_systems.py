@@ -1,17 +1,16 @@
-"""The synthetic chain + ion CG system of the golden rollout test (runtime imports only: no trainer)."""
+"""Synthetic chain + ion CG systems of the trainer tests and the golden rollout test (runtime imports only: no
+trainer)."""
 from __future__ import annotations
 
 import numpy as np
 
 
-def chain_ion_system(seed=0, n_chains=3, n_ions=3, n_frames=50, box_nm=2.0):
-    """Chains of 6 atoms (3 beads with group size 2: CG bonds and one angle each) and Li ions on a lattice,
-    with an anti-persistent walk on top (deterministic: numpy RNG only)."""
+def chain_ion_mapping(n_chains: int, n_ions: int, chain=("C", "C", "O", "C")):
+    """The CG mapping (group size 2) of ``n_chains`` linear chains of atoms ``chain`` (residue ETH) and ``n_ions``
+    Li ions."""
     from openmm_mlcg.cg.mapping import CGMapping
     from openmm_mlcg.cg.topology import FineGraph
-    from openmm_mlcg.data import CGTrajectory
 
-    chain = ("C", "C", "O", "C", "C", "O")
     types, masses, bonds, res = [], [], [], []
     for _ in range(n_chains):
         o = len(types)
@@ -22,7 +21,15 @@ def chain_ion_system(seed=0, n_chains=3, n_ions=3, n_frames=50, box_nm=2.0):
     types += ["Li"] * n_ions
     masses += [6.94] * n_ions
     res += ["LI"] * n_ions
-    mapping = CGMapping.from_graph(FineGraph.from_arrays(types, masses, bonds, residue_names=res), 2)
+    return CGMapping.from_graph(FineGraph.from_arrays(types, masses, bonds, residue_names=res), 2)
+
+
+def chain_ion_system(seed=0, n_chains=3, n_ions=3, n_frames=50, box_nm=2.0):
+    """Chains of 6 atoms (3 beads with group size 2: CG bonds and one angle each) and Li ions on a lattice,
+    with an anti-persistent walk on top (deterministic: numpy RNG only)."""
+    from openmm_mlcg.data import CGTrajectory
+
+    mapping = chain_ion_mapping(n_chains, n_ions, ("C", "C", "O", "C", "C", "O"))
     rng = np.random.default_rng(seed)
     n = mapping.n_beads
     grid = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3)[:n] * box_nm / 3
