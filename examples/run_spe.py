@@ -10,6 +10,8 @@ Builds the system (RDKit + packmol, GAFF2), runs reference MD with OpenMM (short
 judging part), coarse-grains it with METIS, trains the Embedding/Dynamics/Score GNNs, exports one bundle,
 runs ``LearnedIntegrator`` inside ``app.Simulation`` with stock reporters, then prints and saves Li+/TFSI-
 diffusivity (learned vs short MD vs long reference), RDFs, collision counts and ns per wall-hour, with plots.
+At demo scale (seed 0, PEO) the learned runs are also judged against a 2-ns reference of the same box shipped at
+the CG level (benchmarks/data/spe_demo_long): D of Li+ and TFSI- over one lag window, PASS / FAIL / within noise.
 Outputs go to ``--out`` (default examples/output/spe_demo, ``spe_smoke`` with --smoke); every stage resumes
 where it stopped. ``--threads N`` sets torch's CPU threads (default min(4, CPUs)).
 """
@@ -19,6 +21,9 @@ from pathlib import Path
 
 from openmm_mlcg.experiments.spe import SCALES, format_summary, run_spe_experiment
 from openmm_mlcg.util.threads import set_threads
+
+#: the long reference of the demo box (benchmarks/spe_long_reference.py), shipped at the CG level
+DEMO_LONG_REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "data" / "spe_demo_long"
 
 
 def main(argv=None) -> int:
@@ -35,13 +40,19 @@ def main(argv=None) -> int:
                                                  "4 at demo scale)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default min(4, CPUs))")
     p.add_argument("--out", help="output directory (default examples/output/spe_demo, spe_paper or spe_smoke)")
+    p.add_argument("--long-reference", help="shipped long reference of this system (judges D at long times; "
+                                            "default at demo scale, seed 0, PEO: benchmarks/data/spe_demo_long)")
     args = p.parse_args(argv)
     set_threads(args.threads)
     scale = "smoke" if args.smoke else args.scale
     out = Path(args.out or Path(__file__).parent / "output" / ("spe_smoke" if args.smoke else f"spe_{scale}"))
+    long_ref = args.long_reference
+    if long_ref is None and scale == "demo" and args.seed == 0 and args.polymer in (None, "PEO") \
+            and (DEMO_LONG_REFERENCE / "recipe.json").is_file():
+        long_ref = DEMO_LONG_REFERENCE  # the same system (build and mapping seed 0), run for 2 ns
     summary = run_spe_experiment(out, scale=scale, model=args.model, platform=args.platform, device=args.device,
                                  seed=args.seed, refine=not args.no_refine, polymer=args.polymer,
-                                 replicas=args.replicas,
+                                 replicas=args.replicas, long_reference=long_ref,
                                  progress=not args.smoke)
     print(format_summary(summary))
     print(f"summary and plots: {out}")

@@ -108,3 +108,36 @@ def test_main_job_config_names_its_training_data(smoke_run):
     for pair, v in summary["score_check"]["flagged"].items():
         assert checked["pairs"][pair]["difference"] == pytest.approx(v["difference"], rel=1e-6)
     assert checked["pairs"], "no bead-type pair in contact was checked"
+
+
+def test_main_job_judges_diffusivity_against_a_long_reference(smoke_run, tmp_path):
+    """With a long reference of the same system (here the smoke reference run itself, one block), the learned
+    runs are extended to a block's length, the usual analysis still sees the judged window only, and the summary
+    and the printed table carry a verdict per species."""
+    import shutil
+
+    from openmm_mlcg.data import load_run
+    from openmm_mlcg.experiments.spe import run_spe_experiment
+    from openmm_mlcg.experiments.spe_summary import format_summary
+
+    out, _ = smoke_run
+    work = tmp_path / "run"
+    for part in ("reference", "train"):
+        shutil.copytree(out / part, work / part)
+    mapping, cg = load_run(work / "reference", group_size=7, seed=0)
+    ref = tmp_path / "long"
+    ref.mkdir()
+    cg.save(ref / "cg_trajectory.npz")
+    (ref / "recipe.json").write_text(json.dumps(dict(fit_window_ps=[0.4, 1.6], blocks=1)))
+    summary = run_spe_experiment(work, scale="smoke", long_reference=ref, progress=False)
+    judged = summary["long_time_targets"]
+    assert judged["fit_window_ps"] == [0.4, 1.6]
+    for sp in ("Li+", "TFSI-"):
+        assert judged[sp]["verdict"] in ("PASS", "FAIL", "within noise")
+        assert judged[sp]["learned"]["n_segments"] == 2 and judged[sp]["reference"]["n_segments"] == 1
+    block_steps = math.ceil((cg.time_ps[-1] - cg.time_ps[0]) / summary["model_time_step_ps"])
+    run = work / "learned_refined"
+    traj = mdtraj.load_dcd(str(run / "learned.dcd"), top=str(run / "cg_topology.pdb"))
+    assert traj.n_frames == max(block_steps, round(summary["learned_ps"] / summary["model_time_step_ps"]))
+    assert summary["learned_ps"] == pytest.approx(summary["reference_ps"], abs=summary["model_time_step_ps"])
+    assert "long-time target" in format_summary(summary)

@@ -15,6 +15,7 @@ Every stage is resumable: the reference run continues from its checkpoint, the t
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Optional
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..util.io_utils import atomic_write
 from .scales import SPE
+from .spe_judge import judge_diffusivity, load_long_reference, species_labels
 from .spe_summary import format_summary
 
 __all__ = ["SCALES", "spe_split", "run_spe_experiment", "format_summary", "md_simulation", "species_labels",
@@ -133,20 +135,6 @@ def _side_by_side_speed(spe_system, ref_dir, platform, seed, seconds, learned_ar
                         _learned_simulation(*learned_args), seconds=seconds)
 
 
-def species_labels(mapping) -> dict:
-    """Analysis labels of the Li+ beads and of the TFSI- molecule centres of mass of an SPE ``mapping``.
-
-    Returns:
-        {"li_type": the Li+ bead type or None, "tfsi_types": sorted bead types of the TFSI- beads}.
-    """
-    graph = mapping.graph
-    res = np.asarray(graph.residue_names)
-    first_atom = np.array([np.flatnonzero(mapping.atom_to_bead == b)[0] for b in range(mapping.n_beads)])
-    li = sorted({mapping.bead_types[b] for b in range(mapping.n_beads) if res[first_atom[b]].upper() == "LI"})
-    tfsi = [mapping.bead_types[b] for b in range(mapping.n_beads) if res[first_atom[b]].upper() == "TFS"]
-    return dict(li_type=li[0] if li else None, tfsi_types=sorted(set(tfsi)))
-
-
 def species_diffusivities(msd: dict, label: str, species: dict) -> dict:
     """Li+ (bead type) and TFSI- (molecule COM species) diffusivities, cm^2/s, from analyze()['msd'][label].
 
@@ -243,15 +231,25 @@ def _trained_bundle(s: dict, train_dir: Path, train_part, mapping, ref_dir: Path
                                                read_run_metadata(ref_dir).get("temperature_K"), systems=[source]))
 
 
-def _judged_trajectories(runs: list, train_part, judge_part):
+def _long_steps(long_ref, model_dt: float) -> int:
+    """Model steps of one block of the long reference (each learned replica is judged like one block); 0 without."""
+    if long_ref is None:
+        return 0
+    t = long_ref["time_ps"]
+    return int(math.ceil(float(t[-1] - t[0]) / int(long_ref["recipe"]["blocks"]) / model_dt))
+
+
+def _judged_trajectories(runs: list, train_part, judge_part, n_steps: int):
     """({label: (positions, time ps)} of the learned replicas (R, F, n, 3) pooled, the first alone when there are
-    several, short MD and reference MD; the reference's times ps). Time origin: the last training frame, the
+    several, short MD and reference MD; the reference's times ps). The learned runs are cut to ``n_steps`` (the
+    judging window; a long-time judgement may have run them longer). Time origin: the last training frame, the
     rollouts' frame 0, dropped (a training frame, not judged)."""
     learned = runs[0]
     ref_t = judge_part.time_ps - float(train_part.time_ps[-1])
-    learned_t = learned["time_ps"][1:] - learned["time_ps"][0]
-    trajectories = {"learned": (np.stack([r["positions"][1:] for r in runs]), learned_t),   # (R, F, n, 3)
-                    **({"learned, one replica": (learned["positions"][1:], learned_t)} if len(runs) > 1 else {}),
+    learned_t = learned["time_ps"][1:n_steps + 1] - learned["time_ps"][0]
+    trajectories = {"learned": (np.stack([r["positions"][1:n_steps + 1] for r in runs]), learned_t),  # (R, F, n, 3)
+                    **({"learned, one replica": (learned["positions"][1:n_steps + 1], learned_t)}
+                       if len(runs) > 1 else {}),
                     "short MD": (train_part.positions, train_part.time_ps - train_part.time_ps[0]),
                     "reference MD": (judge_part.positions, ref_t)}
     return trajectories, ref_t
@@ -274,7 +272,8 @@ def _summary(s, scale, build, mapping, bundle_path, refine, deterministic, devic
         model_time_step_ps=learned["model_time_step_ps"], training_ps=s["training_ps"],
         train_frames=list(split.train), rollout_start_frames=split.start_frames.tolist(),
         judged_frames=list(split.judge),
-        reference_ps=float(ref_t[-1]), learned_ps=float(learned["time_ps"][-1]), learned_replicas=len(runs),
+        reference_ps=float(ref_t[-1]), learned_replicas=len(runs),
+        learned_ps=float(learned["time_ps"][min(split.n_steps, len(learned["time_ps"]) - 1)] - learned["time_ps"][0]),
         diffusivity_cm2_per_s=diffusivity, metrics=result["metrics"], speed=speed, timings_s=timings,
         mean_collisions=_mean_collisions(result["observables"]["collisions"]), score_check=score_check,
         analysis_dir=str(out / f"analysis_{tag}"), figures=figures)
@@ -284,7 +283,7 @@ def _summary(s, scale, build, mapping, bundle_path, refine, deterministic, devic
 def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optional[str] = None,
                        device: Optional[str] = None, seed: int = 0, refine: bool = True,
                        deterministic: bool = False, polymer: Optional[str] = None, progress: bool = True,
-                       transfer: bool = False, replicas: Optional[int] = None) -> dict:
+                       transfer: bool = False, replicas: Optional[int] = None, long_reference=None) -> dict:
     """Build, simulate, coarse-grain, train, run ``LearnedIntegrator`` and compare with reference MD.
 
     Args:
@@ -300,12 +299,16 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
         replicas: learned runs from the common start (seeds ``seed``, ``seed + 1``, ...; default the scale's
             ``learned_replicas``). The "learned" observables pool them (:mod:`openmm_mlcg.analysis.replicas`);
             with more than one, "learned, one replica" is the first run alone.
+        long_reference: directory of a shipped long reference of this system (``benchmarks/data/spe_demo_long``);
+            the learned runs are extended to one of its blocks and D is judged against it
+            (:mod:`.spe_judge`, ``long_time_targets`` in the summary). None: no long-time judgement.
 
     Returns:
         summary dict (also written to ``out_dir/summary.json``).
 
     Raises:
-        ValueError: unknown ``scale``, ``replicas`` < 1; FileNotFoundError: ``model`` path missing.
+        ValueError: unknown ``scale``, ``replicas`` < 1, a ``long_reference`` of another system;
+        FileNotFoundError: ``model`` or ``long_reference`` path missing.
     """
     import torch
 
@@ -339,6 +342,7 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
     mapping, cg = load_run(ref_dir, group_size=7, seed=seed)
     split = spe_split(s, cg.n_frames)  # judged frames all come after the last training frame
     train_part, judge_part = cg.slice(*split.train), cg.slice(*split.judge)
+    long_ref = None if long_reference is None else load_long_reference(long_reference, mapping)
     timings["coarse_grain_s"] = time.perf_counter() - t0
 
     # 3. train (or reuse) the Embedding/Dynamics/Score GNNs on the short trajectory
@@ -350,7 +354,7 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
 
     # 4. learned simulation inside app.Simulation, from the end of the training part
     start = np.asarray(cg.positions)[split.start_frames]  # the history: last k+1 training frames, one step apart
-    n_steps = split.n_steps
+    n_steps = max(split.n_steps, _long_steps(long_ref, cg.frame_interval_ps * s["stride"]))
     box = judge_part.box[0] if judge_part.box is not None else None
     tag = ("refined" if refine else "norefine") + ("_mean" if deterministic else "")
     runs = [simulate_learned(bundle_path, mapping, start, box, n_steps,
@@ -369,15 +373,18 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
 
     # 5. observables: learned vs short MD (training length) vs long reference, same time origin conventions
     t0 = time.perf_counter()
-    trajectories, ref_t = _judged_trajectories(runs, train_part, judge_part)
+    trajectories, ref_t = _judged_trajectories(runs, train_part, judge_part, split.n_steps)
     if progress:
         print("analysis: MSD, RDF and collisions of learned, short MD and reference MD ...", flush=True)
     result = analyze(trajectories, box, list(mapping.bead_types), mapping.bead_masses, mapping.bead_molecules,
                      mapping.cg_bonds, out / f"analysis_{tag}", observables=["msd", "rdf", "collisions"],
                      reference="reference MD", progress=progress)
+    judgement = None if long_ref is None else judge_diffusivity(
+        np.stack([r["positions"] for r in runs]), runs[0]["time_ps"] - runs[0]["time_ps"][0], long_ref, mapping)
     timings["analysis_s"] = time.perf_counter() - t0
     summary = _summary(s, scale, build, mapping, bundle_path, refine, deterministic, device, learned, runs, split,
                        ref_t, result, side, ref_dir, timings, score_check, out, tag, trajectories)
+    summary["long_time_targets"] = judgement
     with atomic_write(out / f"summary_{tag}.json", "w") as fh:
         json.dump(summary, fh, indent=1, default=lambda o: None)
     return summary

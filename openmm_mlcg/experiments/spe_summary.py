@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .spe_judge import format_judgement
+
 __all__ = ["format_summary"]
 
 
@@ -29,6 +31,7 @@ def format_summary(summary: dict) -> str:
                 worst = max(vals, key=vals.get)
                 lines.append(f"  {label:<22}mean over {len(vals)} pairs {np.mean(list(vals.values())):.3f}, "
                              f"worst {worst} {vals[worst]:.3f}")
+    lines += format_judgement(summary.get("long_time_targets"))
     coll = summary.get("mean_collisions", {})
     if coll:
         cutoffs = sorted({rc for v in coll.values() for rc in v}, key=float)

@@ -1,0 +1,152 @@
+"""The main job's long-time targets: Li+ and TFSI- diffusivities judged against a long reference, with verdicts.
+
+The main job's own reference (the 200 ps after training) is not diffusive, so a D fitted there says nothing about
+long-time dynamics (issue 37). A long reference of the same system, run once and shipped at the CG level
+(``benchmarks/spe_long_reference.py`` writes ``benchmarks/data/spe_demo_long``: ``cg_trajectory.npz``,
+``mapping.npz``, ``recipe.json``), judges instead: D of each species over one fixed lag window (the recipe's
+``fit_window_ps``, where its MSD is linear), with a block-average uncertainty for the reference (equal blocks of
+the long run) and a replica uncertainty for the learned model (each replica one segment), both from
+:func:`openmm_mlcg.analysis.block_diffusivity`.
+
+Verdict of a ratio D_learned / D_ref against a target factor f (1.5 by default): with s the standard error of
+ln(ratio) (the two relative uncertainties in quadrature), **PASS** when |ln ratio| + 2 s <= ln f (within the
+target beyond the noise), **FAIL** when |ln ratio| - 2 s > ln f (outside it beyond the noise), else **within
+noise** (the measurement cannot tell).
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+__all__ = ["species_labels", "species_tracks", "load_long_reference", "verdict", "judge_diffusivity", "format_judgement",
+           "TARGET_FACTOR"]
+
+#: the diffusivity target of the learned step (issue 38: within 1.5x of the long reference)
+TARGET_FACTOR = 1.5
+
+
+def species_labels(mapping) -> dict:
+    """Analysis labels of the Li+ beads and of the TFSI- molecule centres of mass of an SPE ``mapping``.
+
+    Returns:
+        {"li_type": the Li+ bead type or None, "tfsi_types": sorted bead types of the TFSI- beads}.
+    """
+    graph = mapping.graph
+    res = np.asarray(graph.residue_names)
+    first_atom = np.array([np.flatnonzero(mapping.atom_to_bead == b)[0] for b in range(mapping.n_beads)])
+    li = sorted({mapping.bead_types[b] for b in range(mapping.n_beads) if res[first_atom[b]].upper() == "LI"})
+    tfsi = [mapping.bead_types[b] for b in range(mapping.n_beads) if res[first_atom[b]].upper() == "TFS"]
+    return dict(li_type=li[0] if li else None, tfsi_types=sorted(set(tfsi)))
+
+
+def species_tracks(mapping, positions) -> Dict[str, np.ndarray]:
+    """{"Li+": (..., F, m, 3) Li+ beads, "TFSI-": (..., F, m', 3) TFSI- centres of mass} of CG positions
+    (..., F, n, 3) nm (unwrapped; a leading replica axis is kept), the system's centre-of-mass drift removed."""
+    from ..analysis.diffusion import centre_of_mass_positions, remove_centre_of_mass_drift
+    x = np.asarray(positions, dtype=np.float64)
+    lead = x.shape[:-3]
+    x = x.reshape((-1,) + x.shape[-3:])
+    masses = np.asarray(mapping.bead_masses, dtype=np.float64)
+    sp = species_labels(mapping)
+    types = np.asarray([str(t) for t in mapping.bead_types])
+    tfsi = np.isin(types, sp["tfsi_types"])
+    out = {"Li+": [], "TFSI-": []}
+    for xi in x:
+        xi = remove_centre_of_mass_drift(xi, masses)
+        out["Li+"].append(xi[:, types == sp["li_type"]])
+        out["TFSI-"].append(centre_of_mass_positions(xi[:, tfsi], masses[tfsi],
+                                                     np.asarray(mapping.bead_molecules)[tfsi])[0])
+    return {k: np.stack(v).reshape(lead + v[0].shape) for k, v in out.items() if v[0].shape[1]}
+
+
+def load_long_reference(data_dir, mapping) -> dict:
+    """The shipped long reference of the system of ``mapping``: dict(tracks (:func:`species_tracks`), time_ps,
+    recipe (with ``fit_window_ps`` and ``blocks``), data_dir).
+
+    Raises:
+        FileNotFoundError: a file of ``data_dir`` is missing. ValueError: the reference was coarse-grained with
+        another mapping (another system), or its recipe names no fit window.
+    """
+    from ..data import CGTrajectory
+
+    d = Path(data_dir)
+    recipe_path = d / "recipe.json"
+    if not recipe_path.is_file():
+        raise FileNotFoundError(f"long_reference: {d} has no recipe.json (benchmarks/spe_long_reference.py writes it)")
+    recipe = json.loads(recipe_path.read_text())
+    if "fit_window_ps" not in recipe or "blocks" not in recipe:
+        raise ValueError(f"long_reference: {recipe_path} names no fit_window_ps / blocks (analyse the run with "
+                         "benchmarks/spe_long_reference.py first)")
+    traj = CGTrajectory.load(d / "cg_trajectory.npz")
+    if traj.mapping_hash != mapping.hash:
+        raise ValueError(f"long_reference: {d} was coarse-grained with mapping {traj.mapping_hash[:12]}, this run's "
+                         f"mapping is {mapping.hash[:12]} (another system or mapping: it cannot judge this run)")
+    t = np.asarray(traj.time_ps) - float(traj.time_ps[0])
+    return dict(tracks=species_tracks(mapping, traj.positions), time_ps=t, recipe=recipe, data_dir=str(d))
+
+
+def verdict(ratio: float, relative_se: float, factor: float = TARGET_FACTOR) -> str:
+    """"PASS", "FAIL" or "within noise" for a ratio with standard error ``relative_se`` of its log (module
+    docstring); "n/a" when the ratio is not a positive finite number."""
+    if not (ratio > 0 and math.isfinite(ratio) and math.isfinite(relative_se)):
+        return "n/a"
+    dev, limit = abs(math.log(ratio)), math.log(factor)
+    if dev + 2.0 * relative_se <= limit:
+        return "PASS"
+    if dev - 2.0 * relative_se > limit:
+        return "FAIL"
+    return "within noise"
+
+
+def judge_diffusivity(learned_positions, learned_time_ps, reference: dict, mapping,
+                      factor: float = TARGET_FACTOR) -> dict:
+    """Learned vs long-reference D per species over the reference's fit window, with uncertainties and a verdict.
+
+    Args:
+        learned_positions: (R, F, n, 3) nm unwrapped learned replicas (each replica one segment; R >= 2 for an
+            uncertainty). learned_time_ps: (F,) ps. reference: :func:`load_long_reference`. mapping: CGMapping.
+        factor: the target ratio.
+
+    Returns:
+        {species: dict(reference, learned (:func:`openmm_mlcg.analysis.block_diffusivity` results), ratio,
+        ratio_relative_se, verdict)}, plus "fit_window_ps" and "target_factor".
+
+    Raises:
+        ValueError: learned runs shorter than the fit window's end.
+    """
+    from ..analysis.diffusion import block_diffusivity
+
+    window = [float(v) for v in reference["recipe"]["fit_window_ps"]]
+    blocks = int(reference["recipe"]["blocks"])
+    learned = species_tracks(mapping, learned_positions)
+    out: Dict[str, object] = {"fit_window_ps": window, "target_factor": float(factor)}
+    for sp, ref_x in reference["tracks"].items():
+        ref = block_diffusivity(np.array_split(ref_x, blocks), reference["time_ps"], window)
+        lrn = block_diffusivity(list(learned[sp]), learned_time_ps, window)
+        ratio = lrn["D_nm2_per_ps"] / ref["D_nm2_per_ps"] if ref["D_nm2_per_ps"] > 0 else float("nan")
+        rel = math.hypot(ref["relative_uncertainty"], lrn["relative_uncertainty"])
+        out[sp] = dict(reference=ref, learned=lrn, ratio=float(ratio), ratio_relative_se=float(rel),
+                       verdict=verdict(ratio, rel, factor))
+    return out
+
+
+def format_judgement(judgement: Optional[dict]) -> list:
+    """Summary lines of :func:`judge_diffusivity` (none for None)."""
+    if not judgement:
+        return []
+    w = judgement["fit_window_ps"]
+    lines = [f"long-time target: D over lags {w[0]:g}-{w[1]:g} ps vs the long reference, within "
+             f"{judgement['target_factor']:g}x (PASS / FAIL beyond 2 standard errors, else within noise):"]
+    for sp in ("Li+", "TFSI-"):
+        j = judgement.get(sp)
+        if j:
+            ref, lrn = j["reference"], j["learned"]
+            lines.append(f"  {sp:<6} reference {ref['D_cm2_per_s']:.3g} cm^2/s +- "
+                         f"{100 * ref['relative_uncertainty']:.0f} %, learned {lrn['D_cm2_per_s']:.3g} +- "
+                         f"{100 * lrn['relative_uncertainty']:.0f} %: ratio {j['ratio']:.2f} +- "
+                         f"{100 * j['ratio_relative_se']:.0f} % -> {j['verdict']}")
+    return lines

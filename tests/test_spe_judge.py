@@ -1,0 +1,107 @@
+"""The long-time judge of the main job: block-average D of Brownian particles with a known answer, and verdicts
+that tell a right diffusivity from a wrong one (and say "within noise" when the data cannot)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from openmm_mlcg.analysis import block_diffusivity
+from openmm_mlcg.experiments.spe_judge import judge_diffusivity, load_long_reference, species_tracks, verdict
+
+
+def _brownian(rng, n_frames, n, d_nm2_per_ps, dt_ps=2.0):
+    """(F, n, 3) nm free Brownian paths with diffusivity D (step variance 2 D dt per axis)."""
+    steps = rng.normal(0.0, np.sqrt(2.0 * d_nm2_per_ps * dt_ps), size=(n_frames - 1, n, 3))
+    return np.concatenate([np.zeros((1, n, 3)), np.cumsum(steps, 0)])
+
+
+def test_block_diffusivity_recovers_the_known_d_with_an_honest_error():
+    rng = np.random.default_rng(0)
+    d_true, dt = 2e-3, 2.0
+    x = _brownian(rng, 1000, 40, d_true, dt)
+    t = np.arange(1000) * dt
+    res = block_diffusivity(np.array_split(x, 4), t, (20.0, 100.0))
+    assert res["n_segments"] == 4 and len(res["D_segments_nm2_per_ps"]) == 4
+    assert abs(res["D_nm2_per_ps"] - d_true) < 4 * res["standard_error_nm2_per_ps"] + 0.02 * d_true
+    assert 0.005 < res["relative_uncertainty"] < 0.2            # 40 particles x 4 blocks: a few per cent
+    with pytest.raises(ValueError, match=r"segments\[0\]"):      # a block shorter than the window
+        block_diffusivity(np.array_split(x, 40), t, (20.0, 100.0))
+
+
+def test_verdict_passes_fails_or_says_within_noise():
+    assert verdict(1.0, 0.05) == "PASS"
+    assert verdict(1.2, 0.05) == "PASS"                          # ln 1.2 + 0.1 < ln 1.5
+    assert verdict(3.0, 0.05) == "FAIL"
+    assert verdict(0.3, 0.05) == "FAIL"                          # too slow counts as much as too fast
+    assert verdict(1.45, 0.05) == "within noise"                 # at the edge: the noise decides
+    assert verdict(1.0, 0.5) == "within noise"                   # any ratio is within noise of a noisy estimate
+    assert verdict(float("nan"), 0.1) == "n/a" and verdict(0.0, 0.1) == "n/a"
+
+
+@pytest.fixture()
+def electrolyte_mapping():
+    """Two Li+ ions and two 7-atom TFSI-like anions (residues LI and TFS): 2 Li beads + 2 one-bead anions."""
+    from openmm_mlcg.cg.mapping import CGMapping
+    from openmm_mlcg.cg.topology import FineGraph
+
+    types, masses, bonds, res = [], [], [], []
+    for _ in range(2):
+        o = len(types)
+        types += ["N", "S", "O", "O", "S", "O", "O"]
+        masses += [14.0, 32.0, 16.0, 16.0, 32.0, 16.0, 16.0]
+        bonds += [(o, o + 1), (o + 1, o + 2), (o + 1, o + 3), (o, o + 4), (o + 4, o + 5), (o + 4, o + 6)]
+        res += ["TFS"] * 7
+    types += ["Li", "Li"]
+    masses += [6.94, 6.94]
+    res += ["LI", "LI"]
+    return CGMapping.from_graph(FineGraph.from_arrays(types, masses, bonds, residue_names=res), 7)
+
+
+def _reference_dir(tmp_path, mapping, positions, dt, window, blocks):
+    from openmm_mlcg.data import CGTrajectory
+
+    d = tmp_path / "long"
+    d.mkdir()
+    t = np.arange(positions.shape[0]) * dt
+    CGTrajectory(positions, np.tile(np.eye(3) * 5.0, (len(t), 1, 1)), t, dt, mapping.hash).save(d / "cg_trajectory.npz")
+    (d / "recipe.json").write_text(json.dumps(dict(fit_window_ps=list(window), blocks=blocks)))
+    return d
+
+
+def test_judge_tells_the_right_diffusivity_from_a_wrong_one(tmp_path, electrolyte_mapping):
+    """Reference: 4 blocks of Brownian beads; learned replicas with the same D pass, with 3x D fail. One bead of
+    each species per frame is few: many frames make the answer clear."""
+    mapping = electrolyte_mapping
+    n = mapping.n_beads
+    assert sorted(species_tracks(mapping, np.zeros((3, n, 3)))) == ["Li+", "TFSI-"]
+    rng = np.random.default_rng(1)
+    dt, window = 2.0, (10.0, 40.0)
+    ref_dir = _reference_dir(tmp_path, mapping, _brownian(rng, 8000, n, 1e-3, dt), dt, window, 4)
+    ref = load_long_reference(ref_dir, mapping)
+    t = np.arange(2000) * dt
+    same = judge_diffusivity(np.stack([_brownian(rng, 2000, n, 1e-3, dt) for _ in range(4)]), t, ref, mapping)
+    fast = judge_diffusivity(np.stack([_brownian(rng, 2000, n, 3e-3, dt) for _ in range(4)]), t, ref, mapping)
+    for sp in ("Li+", "TFSI-"):
+        assert same[sp]["verdict"] == "PASS", same[sp]
+        assert fast[sp]["verdict"] == "FAIL", fast[sp]
+        assert fast[sp]["ratio"] == pytest.approx(3.0, rel=0.3)
+    assert same["fit_window_ps"] == list(window)
+
+
+def test_a_long_reference_of_another_system_is_refused(tmp_path, electrolyte_mapping):
+    from openmm_mlcg.data import CGTrajectory
+
+    d = tmp_path / "other"
+    d.mkdir()
+    n = electrolyte_mapping.n_beads
+    CGTrajectory(np.zeros((4, n, 3)), None, np.arange(4.0), 1.0, "f" * 64).save(d / "cg_trajectory.npz")
+    (d / "recipe.json").write_text(json.dumps(dict(fit_window_ps=[1, 2], blocks=2)))
+    with pytest.raises(ValueError, match="long_reference: .* coarse-grained with mapping ffffffffffff"):
+        load_long_reference(d, electrolyte_mapping)
+    (d / "recipe.json").write_text(json.dumps(dict(production_ps=4)))
+    with pytest.raises(ValueError, match="names no fit_window_ps"):
+        load_long_reference(d, electrolyte_mapping)
+    with pytest.raises(FileNotFoundError, match="recipe.json"):
+        load_long_reference(tmp_path, electrolyte_mapping)
