@@ -5,7 +5,8 @@ The main job's reference is the 200 ps after its 40 ps of training; there the MS
 seed 0: the same molecules and packing as ``python examples/run_spe.py``) for ``--production-ps`` of NVT after the
 preset's NPT equilibration, coarse-grains it with the main job's mapping rule (METIS, group size 7, seed 0) and
 writes the CG-level data to ``--data-dir`` (committed: positions, box, mapping, recipe), so no benchmark or test
-reruns the MD. The all-atom run stays in ``--work-dir`` (not committed; resumable from its checkpoint).
+reruns the MD; with them goes the last all-atom frame (``final_frame.pdb``), from which a longer reference can
+continue. The all-atom run stays in ``--work-dir`` (not committed; resumable from its checkpoint).
 
 Then it measures, per species (Li+ beads, TFSI- molecule centres of mass; the periodic system's centre-of-mass
 drift removed): the MSD with all time origins, its log-log slope over lag windows, and D from a linear fit over
@@ -63,11 +64,17 @@ def ship(run: Path, data_dir: Path, production_ps: float, frame_interval_ps: flo
     from openmm_mlcg.data import load_run, read_run_metadata
     from openmm_mlcg.experiments.scales import SPE
 
+    import mdtraj
+
     mapping, cg = load_run(run, group_size=GROUP_SIZE, seed=SEED)
     data_dir.mkdir(parents=True, exist_ok=True)
     cg.save(data_dir / "cg_trajectory.npz")
     mapping.save(data_dir / "mapping.npz")
     shutil.copyfile(run / "topology.pdb", data_dir / "topology.pdb")
+    # the last all-atom frame (with its box): a longer reference continues from it on any platform (the OpenMM
+    # checkpoint is platform-specific), with velocities drawn at the run's temperature
+    last = mdtraj.load_dcd(str(run / "trajectory.dcd"), top=str(run / "topology.pdb"))[-1]
+    last.save_pdb(str(data_dir / "final_frame.pdb"))
     meta = read_run_metadata(run)
     recipe = dict(system="SPE demo box of examples/run_spe.py (openmm_mlcg.experiments.scales.SPE['demo'])",
                   build=SPE["demo"]["build"], build_seed=SEED, md_seed=SEED,
