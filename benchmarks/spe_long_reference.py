@@ -93,14 +93,12 @@ def ship(run: Path, data_dir: Path, production_ps: float, frame_interval_ps: flo
 
 
 def slopes(lag: np.ndarray, msd: np.ndarray, edges_ps) -> list:
-    """Log-log slope d ln MSD / d ln t over consecutive lag windows ``edges_ps``."""
-    out = []
-    for a, b in zip(edges_ps[:-1], edges_ps[1:]):
-        sel = (lag >= a) & (lag <= b) & (msd > 0)
-        if sel.sum() >= 3:
-            out.append(dict(window_ps=[float(a), float(b)],
-                            slope=float(np.polyfit(np.log(lag[sel]), np.log(msd[sel]), 1)[0])))
-    return out
+    """Log-log slope of the MSD over consecutive lag windows ``edges_ps``
+    (:func:`openmm_mlcg.analysis.diffusion.loglog_slope`)."""
+    from openmm_mlcg.analysis.diffusion import loglog_slope
+
+    return [dict(window_ps=[float(a), float(b)], slope=loglog_slope(lag, msd, (a, b)))
+            for a, b in zip(edges_ps[:-1], edges_ps[1:])]
 
 
 def analyse(data_dir: Path, fit_window_ps, n_blocks: int) -> dict:

@@ -105,3 +105,22 @@ def test_a_long_reference_of_another_system_is_refused(tmp_path, electrolyte_map
         load_long_reference(d, electrolyte_mapping)
     with pytest.raises(FileNotFoundError, match="recipe.json"):
         load_long_reference(tmp_path, electrolyte_mapping)
+
+
+def test_loglog_slope_tells_free_from_caged_motion():
+    """Free Brownian beads: slope 1; beads in a harmonic cage (an Ornstein-Uhlenbeck path, relaxation 20 ps):
+    the MSD plateaus, slope far below 1 at lags beyond the relaxation time."""
+    from openmm_mlcg.analysis.diffusion import loglog_slope, mean_squared_displacement
+
+    rng = np.random.default_rng(3)
+    dt, n_frames = 2.0, 3000
+    t = np.arange(n_frames) * dt
+    lag, msd = mean_squared_displacement(_brownian(rng, n_frames, 30, 1e-3, dt), t, max_lag_ps=200.0)
+    assert loglog_slope(lag, msd, (20.0, 200.0)) == pytest.approx(1.0, abs=0.1)
+    a = np.exp(-dt / 20.0)
+    x = np.zeros((n_frames, 30, 3))
+    for f in range(1, n_frames):
+        x[f] = a * x[f - 1] + rng.normal(0.0, 0.05 * np.sqrt(1 - a * a), size=(30, 3))
+    lag, msd = mean_squared_displacement(x, t, max_lag_ps=200.0)
+    assert loglog_slope(lag, msd, (60.0, 200.0)) < 0.3
+    assert np.isnan(loglog_slope(lag, msd, (1000.0, 2000.0)))   # no lag in the window

@@ -18,7 +18,8 @@ from ..util.geometry import unwrap_in_time
 from ._validate import box_array, index_array, masses_array, positions_array, time_array, uniform_spacing
 
 __all__ = ["NM2_PER_PS_TO_CM2_PER_S", "nm2_per_ps_to_cm2_per_s", "unwrap_positions", "centre_of_mass_positions",
-           "mean_squared_displacement", "fit_diffusivity", "single_interval_diffusivity", "block_diffusivity"]
+           "mean_squared_displacement", "fit_diffusivity", "single_interval_diffusivity", "block_diffusivity",
+           "loglog_slope"]
 
 NM2_PER_PS_TO_CM2_PER_S = 1.0e-2
 
@@ -227,4 +228,20 @@ def block_diffusivity(segments, time_ps, fit_window_ps) -> dict:
     return {"D_nm2_per_ps": mean, "D_cm2_per_s": mean * NM2_PER_PS_TO_CM2_PER_S, "standard_error_nm2_per_ps": se,
             "relative_uncertainty": se / abs(mean) if mean else float("inf"), "D_segments_nm2_per_ps": d.tolist(),
             "fit_window_ps": [float(v) for v in fit_window_ps], "n_segments": int(d.size)}
+
+
+def loglog_slope(lag_ps, msd, window_ps) -> float:
+    """d ln MSD / d ln t over a lag window (1: diffusive; below 1: subdiffusive, where D fitted is an apparent D).
+
+    Args:
+        lag_ps: (L,) ps; msd: (L,) or (L, n) nm^2 (columns averaged); window_ps: (t_start, t_end) ps.
+
+    Returns:
+        the least-squares slope of ln MSD on ln t over the window's lags with MSD > 0; NaN with fewer than 2.
+    """
+    t = np.asarray(lag_ps, dtype=np.float64)
+    y = np.asarray(msd, dtype=np.float64)
+    y = y.mean(1) if y.ndim == 2 else y
+    sel = (t >= float(window_ps[0]) - 1e-9) & (t <= float(window_ps[1]) + 1e-9) & (y > 0) & (t > 0)
+    return float(np.polyfit(np.log(t[sel]), np.log(y[sel]), 1)[0]) if sel.sum() >= 2 else float("nan")
 

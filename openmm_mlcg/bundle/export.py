@@ -126,7 +126,7 @@ def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], m
         raise ValueError("export_format: 'torch.export' cannot trace the energy-based Score GNN's autograd "
                          "gradient (EnergyScoreGNN); use 'torchscript'")
     meta: Dict[str, Any] = dict(default_refinement_metadata())
-    meta.update(metadata.to_dict() if isinstance(metadata, ModelMetadata) else dict(metadata))
+    meta.update(dict(metadata))   # a ModelMetadata is a mapping of its to_dict() keys
     meta["sigmas_nm"] = [float(s) for s in meta["sigmas_nm"]]
     hp = dict(meta.get("hyperparameters") or {})
     for name, mod in zip(MODULE_NAMES, (embedding, dynamics, score)):

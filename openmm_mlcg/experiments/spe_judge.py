@@ -139,14 +139,11 @@ def judge_diffusivity(learned_positions, learned_time_ps, reference: dict, mappi
 
 
 def _loglog_slope(x, time_ps, window) -> float:
-    """d ln MSD / d ln t of positions (F, m, 3) over the lag window (1: diffusive; below 1: subdiffusive, and D
-    fitted there is an apparent D)."""
-    from ..analysis.diffusion import mean_squared_displacement
+    """:func:`openmm_mlcg.analysis.diffusion.loglog_slope` of positions (F, m, 3) over the lag window."""
+    from ..analysis.diffusion import loglog_slope, mean_squared_displacement
 
     lag, msd = mean_squared_displacement(x, time_ps, max_lag_ps=float(window[1]))
-    msd = msd.mean(1)
-    sel = (lag >= window[0] - 1e-9) & (lag <= window[1] + 1e-9) & (msd > 0)
-    return float(np.polyfit(np.log(lag[sel]), np.log(msd[sel]), 1)[0]) if sel.sum() >= 2 else float("nan")
+    return loglog_slope(lag, msd, window)
 
 
 def format_judgement(judgement: Optional[dict]) -> list:

@@ -94,7 +94,9 @@ class CGDynamicsModel(nn.Module):
         Raises:
             ValueError: the bundle's metadata is invalid or inconsistent (see :meth:`ModelMetadata.from_dict`).
         """
-        model = cls(bundle.embedding, bundle.dynamics, bundle.score, ModelMetadata.from_dict(bundle.metadata))
+        meta = bundle.metadata   # load_bundle validated it once; a plain mapping (a bundle built in memory) is checked
+        model = cls(bundle.embedding, bundle.dynamics, bundle.score,
+                    meta if isinstance(meta, ModelMetadata) else ModelMetadata.from_dict(meta))
         return (model if device is None else model.to(device)).eval()
 
     # ------------------------------------------------------------------ conventions
