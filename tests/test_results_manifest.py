@@ -68,3 +68,15 @@ def test_current_results_name_an_existing_script(entries):
     for e in entries:  # an archived result that names a script names one that exists (or says null)
         if e["script"] is not None:
             assert (ROOT / e["script"]).is_file(), f"{e['file']}: script {e['script']!r} not in the repo"
+
+
+def test_no_manifest_entry_is_git_ignored(entries):
+    """A listed result that .gitignore hides exists here but not in a clean checkout (CI)."""
+    import shutil
+    import subprocess
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    paths = [f"benchmarks/results/{e['file']}" for e in entries]
+    out = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT, capture_output=True, text=True)
+    ignored = out.stdout.split()
+    assert not ignored, f"manifest entries that .gitignore hides (absent from a clean checkout): {ignored}"
