@@ -9,6 +9,12 @@ Usage: python benchmarks/bench_liquid.py [--smoke] [--work-dir benchmarks/work/l
        [--train-steps 1200] [--threads 2]
 Writes <out>/liquid[_smoke].json (nearest-neighbour distances as quantiles and the fraction below the
 reference's 0.1 % quantile) and liquid[_smoke]_gr.png.
+
+``--defaults`` (the scorecard's liquid, issue 37): one model, the default generator, trained with the **trainer's
+defaults** (lr, batch, history, validation fraction); the benchmark sets only scale (model sizes and training steps
+of the preset) and the data's model step (stride 2: 2 ps). Only the default variant is run. Writes
+<out>/liquid_defaults.json and liquid_defaults_gr.png; work in <work-dir>/<scale>_defaults (the reference MD is
+shared with the other mode).
 """
 from __future__ import annotations
 
@@ -36,8 +42,13 @@ MODELS = {"cg_langevin": dict(sampler="cg_langevin"), "interpolant": dict(sample
 TEMPERATURE_K = 120.0  # openmm_mlcg.systems.lj.generate's default, the temperature of both reference runs
 
 
-def training_config(sc: dict, out_dir, model_overrides=None, score_overrides=None) -> dict:
-    """The trainer config of the benchmark (scale ``sc``), optionally with ``model``/``score`` keys overridden."""
+def training_config(sc: dict, out_dir, model_overrides=None, score_overrides=None, defaults: bool = False) -> dict:
+    """The trainer config of the benchmark (scale ``sc``), optionally with ``model``/``score`` keys overridden;
+    ``defaults``: the trainer's defaults except scale (model sizes, steps) and the data's stride and temperature."""
+    if defaults:
+        return dict(data=dict(stride=STRIDE, temperature_K=TEMPERATURE_K), model=dict(sc["model"]),
+                    training=dict(n_steps=sc["train_steps"], eval_every=max(sc["train_steps"] // 4, 1),
+                                  checkpoint_every=100, out_dir=str(out_dir), progress=False))
     return dict(data=dict(history=4, stride=STRIDE, val_fraction=0.05, temperature_K=TEMPERATURE_K),
                 model=dict(sc["model"], cutoff_nm=0.6, **(model_overrides or {})), score=dict(score_overrides or {}),
                 optim=dict(lr=1e-3, lr_final=1e-4, batch_size=2),
@@ -67,6 +78,9 @@ def reference_runs(work: Path, sc: dict, threads: int):
     return runs["train"][0], runs["train"][1], runs["ref"][1]
 
 
+DEFAULT_LABEL = "cg langevin, 15 sub-steps (default)"
+
+
 def variants(bundles):
     """label -> (bundle, options, long rollout: True / short: False / none: None)."""
     from openmm_mlcg.model.dynamics import geometric_sigmas
@@ -84,7 +98,7 @@ def variants(bundles):
 
     on = dict(refine=True, deterministic=False)
     out = {
-        "cg langevin, 15 sub-steps (default)": (cgl, on, True),
+        DEFAULT_LABEL: (cgl, on, True),
         "cg langevin, 10 sub-steps": (sub_steps(cgl, 10), on, False),
         "cg langevin, deterministic": (cgl, dict(refine=True, deterministic=True), False),
         "interpolant, 10 steps": (itp, on, False),
@@ -119,6 +133,7 @@ def main():
     ap.add_argument("--short-rollout-steps", type=int)
     ap.add_argument("--train-steps", type=int)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--defaults", action="store_true", help="the default generator only, trainer defaults")
     ap.add_argument("--rescore", action="store_true",
                     help="recompute the rollout metrics of an existing JSON from the rollouts saved in the work dir")
     args = ap.parse_args()
@@ -139,15 +154,18 @@ def main():
             sc[key] = arg
     work = Path(args.work_dir) / scale
     work.mkdir(parents=True, exist_ok=True)
+    tag = "liquid" + ("_smoke" if args.smoke else "") + ("_defaults" if args.defaults else "")
+    model_dir = work.with_name(work.name + "_defaults") if args.defaults else work
     if args.rescore:
-        return rescore(Path(args.out) / ("liquid" + ("_smoke" if args.smoke else "") + ".json"), work, sc)
+        return rescore(Path(args.out) / f"{tag}.json", work, sc, model_dir / "rollouts")
     t_all = time.perf_counter()
     mapping, train_cg, ref_cg = reference_runs(work, sc, args.threads)
     stride = STRIDE
     bundles, train_s = {}, {}
-    for name, score_overrides in MODELS.items():
-        cfg = training_config(sc, work / ("model" if name == "score" else f"model_{name}"),
-                              score_overrides=score_overrides)
+    models = {"cg_langevin": {}} if args.defaults else MODELS
+    for name, score_overrides in models.items():
+        cfg = training_config(sc, model_dir / ("model" if name == "score" else f"model_{name}"),
+                              score_overrides=score_overrides, defaults=args.defaults)
         t0 = time.perf_counter()
         bundles[name] = load_bundle(train_on_trajectories([train_cg], [mapping], cfg))
         train_s[name] = time.perf_counter() - t0
@@ -172,7 +190,9 @@ def main():
                    reference=ref, reference_one_step_msd_nm2=msd1,
                    short_md_gr_error={f"{n * 2} ps": v for n, v in short_md.items()},
                    one_step_truth_gr_error_floor=L.gr_error(truth_gr, ref["g"]), variants={})
-    for label, (bb, opts, long_run) in variants(bundles).items():
+    todo = ({DEFAULT_LABEL: (bundle, dict(refine=True, deterministic=False), True)} if args.defaults
+            else variants(bundles))
+    for label, (bb, opts, long_run) in todo.items():
         row = {}
         v = dict(refine=opts["refine"], deterministic=opts["deterministic"],
                  oracle_msd=msd1 if opts.get("oracle") else None)
@@ -185,7 +205,7 @@ def main():
         if long_run is not None:
             n_steps = sc["rollout"] if long_run else sc["short"]
             t0 = time.perf_counter()
-            out = simulate_learned(bb, mapping, frames[:k + 1], box, n_steps, work / "rollouts" / _slug(label),
+            out = simulate_learned(bb, mapping, frames[:k + 1], box, n_steps, model_dir / "rollouts" / _slug(label),
                                    report_interval=max(1, n_steps // 2000), refine=opts["refine"],
                                    deterministic=opts["deterministic"], seed=3)
             wall = time.perf_counter() - t0
@@ -212,7 +232,6 @@ def main():
     results["wall_s"] = time.perf_counter() - t_all
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tag = "liquid" + ("_smoke" if args.smoke else "")
     write_json(out_dir / f"{tag}.json", results)
     plot(results, out_dir / f"{tag}_gr.png")
     print(f"wrote {out_dir / (tag + '.json')} in {results['wall_s']:.0f} s")
@@ -232,7 +251,7 @@ def _slug(label: str) -> str:
     return "_".join(label.replace(",", "").replace("(", "").replace(")", "").replace("+", "").split())
 
 
-def rescore(json_path: Path, work: Path, sc: dict) -> None:
+def rescore(json_path: Path, work: Path, sc: dict, rollouts: Path) -> None:
     """Recompute rollout metrics (same code path as a full run) from the saved rollout DCDs."""
     import json
 
@@ -247,7 +266,7 @@ def rescore(json_path: Path, work: Path, sc: dict) -> None:
     for label, row in results["variants"].items():
         if "rollout" not in row:
             continue
-        d = work / "rollouts" / _slug(label)
+        d = rollouts / _slug(label)
         traj = load_dcd(d / "learned.dcd", str(d / "cg_topology.pdb"))
         x, t = traj.xyz.astype(np.float64), np.asarray(traj.time, dtype=np.float64)   # reported frames only
         n_steps = row["rollout"]["n_steps"]
