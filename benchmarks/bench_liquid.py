@@ -4,11 +4,11 @@ Steps (each resumable in the work dir): reference MD (a training run and an inde
 training with the project's trainer, one-step structure from true states for every variant, long rollouts
 with ``LearnedIntegrator`` inside ``app.Simulation``. Protocol and metrics: :mod:`openmm_mlcg.experiments.liquid`.
 
-Usage: python benchmarks/bench_liquid.py [--smoke] [--work-dir benchmarks/work/liquid]
+Usage: python benchmarks/bench_liquid.py [--smoke | --quick] [--defaults] [--work-dir benchmarks/work/liquid]
        [--out benchmarks/results/current] [--rollout-steps 10000] [--short-rollout-steps 500]
        [--train-steps 1200] [--threads 2]
-Writes <out>/liquid[_smoke].json (nearest-neighbour distances as quantiles and the fraction below the
-reference's 0.1 % quantile) and liquid[_smoke]_gr.png.
+Writes <out>/liquid[_smoke|_quick][_defaults].json (nearest-neighbour distances as quantiles and the fraction below the
+reference's 0.1 % quantile) and the same name with _gr.png.
 
 ``--defaults`` (the scorecard's liquid, issue 37): one model, the default generator, trained with the **trainer's
 defaults** (lr, batch, history, validation fraction); the benchmark sets only scale (model sizes and training steps
@@ -127,6 +127,7 @@ def variants(bundles):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="1 ns of MD each, 400 training steps, 500-step rollout")
     ap.add_argument("--work-dir", default=str(HERE / "work" / "liquid"))
     ap.add_argument("--out", default=str(HERE / "results" / "current"))
     ap.add_argument("--rollout-steps", type=int)
@@ -146,7 +147,7 @@ def main():
     from openmm_mlcg.train.loop import train_on_trajectories
     from openmm_mlcg.app.workflow import simulate_learned
 
-    scale = "smoke" if args.smoke else "full"
+    scale = "smoke" if args.smoke else ("quick" if args.quick else "full")
     sc = dict(SCALES[scale])
     for key, arg in (("rollout", args.rollout_steps), ("short", args.short_rollout_steps),
                      ("train_steps", args.train_steps)):
@@ -154,7 +155,7 @@ def main():
             sc[key] = arg
     work = Path(args.work_dir) / scale
     work.mkdir(parents=True, exist_ok=True)
-    tag = "liquid" + ("_smoke" if args.smoke else "") + ("_defaults" if args.defaults else "")
+    tag = "liquid" + ("_smoke" if args.smoke else "_quick" if args.quick else "") + ("_defaults" if args.defaults else "")
     model_dir = work.with_name(work.name + "_defaults") if args.defaults else work
     if args.rescore:
         return rescore(Path(args.out) / f"{tag}.json", work, sc, model_dir / "rollouts")

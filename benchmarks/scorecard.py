@@ -43,9 +43,8 @@ LIQUID_DEFAULT = "cg langevin, 15 sub-steps (default)"
 #: name -> (script args, quick args, result file, quick result file)
 COMPONENTS = {
     "liquid": (["bench_liquid.py", "--defaults", "--rollout-steps", "2500"],
-               ["bench_liquid.py", "--defaults", "--train-steps", "400", "--rollout-steps", "500",
-                "--work-dir", str(HERE / "work" / "scorecard_quick" / "liquid")],
-               "liquid_defaults.json", "liquid_defaults.json"),
+               ["bench_liquid.py", "--defaults", "--quick", "--work-dir", str(HERE / "work" / "scorecard_quick" / "liquid")],
+               "liquid_defaults.json", "liquid_quick_defaults.json"),
     "polymers": (["bench_polymer.py"], ["bench_polymer.py", "--quick"], "polymer.json", "polymer_quick.json"),
     "electrolyte": (["bench_electrolyte.py"], ["bench_electrolyte.py", "--quick"], "electrolyte.json",
                     "electrolyte_quick.json"),

@@ -102,6 +102,11 @@ LIQUID_BENCH = {
     "smoke": dict(n_atoms=108, train_ps=120.0, ref_ps=120.0, train_steps=20, rollout=20, short=10, one_step=3,
                   model=dict(embedding_hidden=8, embedding_layers=1, dynamics_hidden=16, dynamics_layers=1,
                              score_hidden=16, score_layers=1), fit=(4.0, 16.0)),
+    # the scorecard's --quick: the full liquid and model, 1 ns of MD each (LJ MD is regenerated, ~2 min per ns on
+    # 2 cores), 400 training steps, a 1-ns rollout
+    "quick": dict(n_atoms=256, train_ps=1000.0, ref_ps=1000.0, train_steps=400, rollout=500, short=100, one_step=5,
+                  model=dict(embedding_hidden=16, embedding_layers=1, dynamics_hidden=64, dynamics_layers=3,
+                             score_hidden=64, score_layers=4), fit=(10.0, 100.0)),
     "full": dict(n_atoms=256, train_ps=4000.0, ref_ps=4000.0, train_steps=1200, rollout=10000, short=500,
                  one_step=10, model=dict(embedding_hidden=16, embedding_layers=1, dynamics_hidden=64,
                                          dynamics_layers=3, score_hidden=64, score_layers=4), fit=(10.0, 100.0)),
