@@ -99,7 +99,7 @@ ACCURACY_BENCH = {
 #: LJ liquid (argon-like): atoms, training / reference MD ps, training steps, rollout / short-rollout model steps,
 #: one-step test samples, model sizes, MSD fit window (ps)
 LIQUID_BENCH = {
-    "smoke": dict(n_atoms=108, train_ps=120.0, ref_ps=120.0, train_steps=20, rollout=20, short=10, one_step=3,
+    "smoke": dict(n_atoms=108, train_ps=60.0, ref_ps=60.0, train_steps=20, rollout=20, short=10, one_step=3,
                   model=dict(embedding_hidden=8, embedding_layers=1, dynamics_hidden=16, dynamics_layers=1,
                              score_hidden=16, score_layers=1), fit=(4.0, 16.0)),
     # the scorecard's --quick: the full liquid and model, 1 ns of MD each (LJ MD is regenerated, ~2 min per ns on
