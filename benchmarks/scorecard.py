@@ -51,15 +51,30 @@ COMPONENTS = {
 }
 
 
-def _row(benchmark, metric, learned, short_md=None, noise=None, target=None, verdict="n/a", source=None):
+def _row(benchmark, metric, learned, short_md=None, noise=None, target=None, verdict="n/a", source=None,
+         score=None):
+    """One scorecard row; ``score``: how far the learned number is from its target, as a factor (< 1 meets it)."""
     return dict(benchmark=benchmark, metric=metric, learned=learned, short_md=short_md, judge_noise=noise,
-                target=target, verdict=verdict, source=source)
+                target=target, verdict=verdict, source=source, score=score)
 
 
-def _le(value, limit) -> str:
-    if value is None or limit is None or not all(math.isfinite(v) for v in (value, limit)):
-        return "n/a"
-    return "PASS" if value <= limit else "FAIL"
+def _finite(*values) -> bool:
+    return all(v is not None and math.isfinite(v) for v in values)
+
+
+def _le(value, limit) -> dict:
+    """verdict and score of ``value <= limit``."""
+    if not _finite(value, limit) or limit <= 0:
+        return dict(verdict="n/a")
+    return dict(verdict="PASS" if value <= limit else "FAIL", score=value / limit)
+
+
+def _within(ratio, factor, verdict=None) -> dict:
+    """verdict (given, or from the ratio alone) and score of ``1/factor <= ratio <= factor``."""
+    if not _finite(ratio) or ratio <= 0:
+        return dict(verdict=verdict or "n/a")
+    score = max(ratio, 1.0 / ratio) / factor
+    return dict(verdict=verdict or ("PASS" if score <= 1 else "FAIL"), score=score)
 
 
 def liquid_rows(d: dict, src: str) -> list:
@@ -67,11 +82,10 @@ def liquid_rows(d: dict, src: str) -> list:
     floor = d["short_md_gr_error"]["50 ps"]
     name = "LJ liquid (2 ps step)"
     return [_row(name, "g(r) error of the rollout", v["gr_error"], noise=floor, target=f"<= 2x the 50-ps MD floor "
-                 f"({2 * floor:.3g})", verdict=_le(v["gr_error"], 2 * floor), source=src),
+                 f"({2 * floor:.3g})", source=src, **_le(v["gr_error"], 2 * floor)),
             _row(name, "NN distances below the reference's 0.1 % quantile", v["nn_below_ref_q001"], noise=0.001,
-                 target="<= 0.005", verdict=_le(v["nn_below_ref_q001"], 0.005), source=src),
-            _row(name, "D / D_ref", v["D_ratio"], target="within 10 %",
-                 verdict=_le(abs(v["D_ratio"] - 1.0), 0.10) if v["D_ratio"] is not None else "n/a", source=src)]
+                 target="<= 0.005", source=src, **_le(v["nn_below_ref_q001"], 0.005)),
+            _row(name, "D / D_ref", v["D_ratio"], target="within 10 %", source=src, **_within(v["D_ratio"], 1.10))]
 
 
 def polymer_rows(d: dict, src: str) -> list:
@@ -79,14 +93,15 @@ def polymer_rows(d: dict, src: str) -> list:
     m = d["metrics"]["learned (default generator)"]
     short, noise = d["metrics"]["short MD"], d["metrics"]["judge noise (reference halves)"]
     r2 = m["rg2_r2"]
-    rows = [_row(name, "r^2 of <Rg^2>", r2, short["rg2_r2"], noise["rg2_r2"], ">= 0.9",
-                 "n/a" if r2["mean"] is None else ("PASS" if r2["mean"] >= 0.9 else "FAIL"), src)]
+    at_least = (dict(verdict="PASS" if r2["mean"] >= 0.9 else "FAIL", score=0.9 / max(r2["mean"], 1e-3))
+                if _finite(r2["mean"]) else dict(verdict="n/a"))
+    rows = [_row(name, "r^2 of <Rg^2>", r2, short["rg2_r2"], noise["rg2_r2"], ">= 0.9", source=src, **at_least)]
     for key, label in (("rg2_mae_nm2", "MAE of <Rg^2> (nm^2)"), ("rg2_emd_nm2", "EMD of Rg^2 (nm^2)")):
         rows.append(_row(name, label, m[key], short[key], noise[key], f"<= 0.5x short MD ({0.5 * short[key]:.3g})",
-                         _le(m[key]["mean"], 0.5 * short[key]), src))
+                         source=src, **_le(m[key]["mean"], 0.5 * short[key])))
     rows.append(_row(name, "MAE of t_Rg2 (tau)", m["t_rg2_mae_ps"], short["t_rg2_mae_ps"], noise["t_rg2_mae_ps"],
-                     f"<= short MD ({short['t_rg2_mae_ps']:.3g})", _le(m["t_rg2_mae_ps"]["mean"],
-                                                                       short["t_rg2_mae_ps"]), src))
+                     f"<= short MD ({short['t_rg2_mae_ps']:.3g})", source=src,
+                     **_le(m["t_rg2_mae_ps"]["mean"], short["t_rg2_mae_ps"])))
     dyn = d["metrics"].get("learned (Dynamics GNN only)")
     if dyn:
         rows.append(_row(name, "r^2 of <Rg^2>, Dynamics GNN alone (the old polymer path)", dyn["rg2_r2"],
@@ -106,11 +121,11 @@ def electrolyte_rows(d: dict, src: str) -> list:
                              else p["short_md_diffusivity"][sp]["ratio"],
                              dict(reference_relative_se=j["reference_relative_se"],
                                   reference_loglog_slope=j["reference_loglog_slope"]),
-                             "within 1.5x", j["verdict"], src))
+                             "within 1.5x", source=src, **_within(j["ratio"], 1.5, j["verdict"])))
         e = p["rdf_error"]
         rows.append(_row(name, "RDF error (mean over bead-type pairs)", e["learned"], e["short_md"],
-                         e["judge_noise_400ps"], f"<= short MD ({e['short_md']:.3g})", _le(e["learned"], e["short_md"]),
-                         src))
+                         e["judge_noise_400ps"], f"<= short MD ({e['short_md']:.3g})", source=src,
+                         **_le(e["learned"], e["short_md"])))
         rows.append(_row(name, f"learned simulated ns per wall hour ({d.get('torch_threads', '?')} torch thread(s), CPU)",
                          p["learned_ns_per_hour"], source=src))
     return rows
@@ -169,17 +184,12 @@ def figure(card: dict, path: Path) -> None:
 
     from openmm_mlcg.analysis.plots import save_figure
 
-    judged = [r for r in card["rows"] if r["verdict"] in ("PASS", "FAIL", "within noise")]
     labels, vals, colours = [], [], []
-    for r in judged:
-        v = r["learned"]["mean"] if isinstance(r["learned"], dict) else r["learned"]
-        limit = _limit(r)
-        if v is None or limit is None:
+    for r in card["rows"]:
+        if r.get("score") is None:
             continue
-        score = max(v, 1.0 / v) / limit if "within" in str(r["target"]) and "x" in str(r["target"]) else (
-            limit / v if "r^2" in r["metric"] and v > 0 else v / limit)
         labels.append(f"{_short(r['benchmark'])}: {r['metric'][:48]}")
-        vals.append(max(score, 1e-3))
+        vals.append(max(r["score"], 1e-3))
         colours.append({"PASS": "tab:green", "FAIL": "tab:red"}.get(r["verdict"], "tab:orange"))
     fig, ax = plt.subplots(figsize=(10, 0.35 * len(vals) + 1.5))
     ax.barh(range(len(vals)), vals, color=colours)
@@ -199,21 +209,6 @@ def _short(benchmark: str) -> str:
     for long, short in (("electrolyte (SPE demo box), trained on ", "SPE "), ("LJ liquid (2 ps step)", "LJ liquid")):
         benchmark = benchmark.replace(long, short)
     return benchmark.split(",")[0] if benchmark.startswith("polymers") else benchmark
-
-
-def _limit(r: dict):
-    t = str(r["target"])
-    if t.startswith("within 1.5x"):
-        return 1.5
-    if t.startswith("within 10 %"):
-        return 1.10
-    if t.startswith(">= 0.9"):
-        return 0.9
-    if "(" in t:
-        return float(t.rsplit("(", 1)[1].rstrip(")"))
-    if t.startswith("<= "):
-        return float(t[3:].split()[0])
-    return None
 
 
 def update_readme(table: str, readme: Path = ROOT / "README.md") -> None:
