@@ -94,3 +94,22 @@ def named_bundles(items, flag: str) -> dict:
             raise SystemExit(f"{flag}: expected NAME=BUNDLE with an existing bundle file, got {item!r}")
         out[name] = path
     return out
+
+
+def train_once(trajectories, mappings, config: dict, out_dir) -> tuple:
+    """(bundle path, training wall s): train with ``openmm_mlcg.train.train_on_trajectories`` into ``out_dir``
+    (``config['training']['out_dir']`` is set to it), or reuse a finished bundle with its recorded wall time."""
+    import time
+
+    from openmm_mlcg.train import train_on_trajectories
+
+    out_dir = Path(out_dir)
+    bundle, record = out_dir / "model.mlcg", out_dir / "training_time.json"
+    if bundle.is_file() and record.is_file():
+        return bundle, float(json.loads(record.read_text())["wall_s"])
+    config = dict(config, training=dict(config.get("training", {}), out_dir=str(out_dir)))
+    t0 = time.perf_counter()
+    path = Path(train_on_trajectories(list(trajectories), list(mappings), config))
+    wall = time.perf_counter() - t0
+    write_json(record, dict(wall_s=wall, steps=config["training"].get("n_steps")))
+    return path, wall

@@ -35,7 +35,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _bench_common import environment, write_json  # noqa: E402
+from _bench_common import environment, train_once, write_json  # noqa: E402
 
 DATA = HERE / "data" / "spe_demo_long"
 R_MAX_NM = 1.0
@@ -55,19 +55,11 @@ def train(mapping, part, out_dir: Path, seed: int, steps: int, temperature_K: fl
     """One model on ``part`` (a CGTrajectory), trainer defaults except scale (``score``: a ``score`` section, for
     the ablation of the SPE preset's knobs only); a finished bundle is reused."""
     from openmm_mlcg.experiments.scales import SPE
-    from openmm_mlcg.train import train_on_trajectories
 
-    bundle, record = out_dir / "model.mlcg", out_dir / "training_time.json"
-    if bundle.is_file() and record.is_file():
-        return bundle, float(json.loads(record.read_text())["wall_s"])
     cfg = dict(data=dict(temperature_K=temperature_K), model=dict(SPE["demo"]["model"]), score=dict(score or {}),
                training=dict(n_steps=steps, eval_every=max(1, steps // 5), checkpoint_every=max(1, steps // 10),
-                             seed=seed, out_dir=str(out_dir), progress=False))
-    t0 = time.perf_counter()
-    path = Path(train_on_trajectories([part], [mapping], cfg))
-    wall = time.perf_counter() - t0
-    record.write_text(json.dumps(dict(wall_s=wall, steps=steps)))
-    return path, wall
+                             seed=seed, progress=False))
+    return train_once([part], [mapping], cfg, out_dir)
 
 
 def rdf_error(positions, box, types, reference: dict) -> float:

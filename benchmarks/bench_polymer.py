@@ -35,7 +35,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _bench_common import environment, write_json  # noqa: E402
+from _bench_common import environment, train_once, write_json  # noqa: E402
+
+from openmm_mlcg.experiments.polymer import chain_observables as observables  # noqa: E402
 
 DATA = HERE / "data" / "polymer_test_set"
 GROUP_SIZE = 5
@@ -57,29 +59,14 @@ def load_set(data: Path, cache: Path):
 def train(train_set, out_dir: Path, seed: int, steps: int, hidden: int, layers: int) -> tuple[Path, float]:
     """One model, trainer defaults except scale; reuses a finished bundle. Returns (bundle, wall s)."""
     from openmm_mlcg.systems.polymer import reduced_temperature_K
-    from openmm_mlcg.train import train_on_trajectories
 
-    bundle = out_dir / "model.mlcg"
-    record = out_dir / "training_time.json"
-    if bundle.is_file() and record.is_file():
-        return bundle, float(json.loads(record.read_text())["wall_s"])
     cfg = dict(data=dict(group_size=GROUP_SIZE, temperature_K=reduced_temperature_K(1.0)),
                model=dict(embedding_hidden=hidden, embedding_layers=layers, dynamics_hidden=hidden,
                           dynamics_layers=layers, score_hidden=hidden, score_layers=layers,
                           cutoff_nm=CUTOFF_SIGMA * 1.0),
                training=dict(n_steps=steps, eval_every=max(1, steps // 5), checkpoint_every=max(1, steps // 10),
-                             seed=seed, out_dir=str(out_dir), progress=False))
-    t0 = time.perf_counter()
-    path = Path(train_on_trajectories([t for _, _, t in train_set], [m for _, m, _ in train_set], cfg))
-    wall = time.perf_counter() - t0
-    record.write_text(json.dumps(dict(wall_s=wall, steps=steps)))
-    return path, wall
-
-
-def observables(positions, dt, masses) -> dict:
-    from openmm_mlcg.experiments.polymer import chain_observables
-
-    return chain_observables(positions, dt, masses)
+                             seed=seed, progress=False))
+    return train_once([t for _, _, t in train_set], [m for _, m, _ in train_set], cfg, out_dir)
 
 
 def rollout(bundle, mapping, start, n_steps, out_dir: Path, refine: bool, seed: int):
