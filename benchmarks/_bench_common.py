@@ -98,7 +98,9 @@ def named_bundles(items, flag: str) -> dict:
 
 def train_once(trajectories, mappings, config: dict, out_dir) -> tuple:
     """(bundle path, training wall s): train with ``openmm_mlcg.train.train_on_trajectories`` into ``out_dir``
-    (``config['training']['out_dir']`` is set to it), or reuse a finished bundle with its recorded wall time."""
+    (``config['training']['out_dir']`` is set to it), or reuse a finished bundle with its recorded wall time.
+    Without the bundle but with a finished checkpoint (the bundle deleted to refit a post-training fit whose rule
+    changed) the trainer resumes and refits; the wall time is then the recorded one plus the refit's."""
     import time
 
     from openmm_mlcg.train import train_on_trajectories
@@ -108,8 +110,13 @@ def train_once(trajectories, mappings, config: dict, out_dir) -> tuple:
     if bundle.is_file() and record.is_file():
         return bundle, float(json.loads(record.read_text())["wall_s"])
     config = dict(config, training=dict(config.get("training", {}), out_dir=str(out_dir)))
+    before = json.loads(record.read_text()) if record.is_file() and (out_dir / "checkpoint.pt").is_file() else None
     t0 = time.perf_counter()
     path = Path(train_on_trajectories(list(trajectories), list(mappings), config))
     wall = time.perf_counter() - t0
+    if before is not None:   # a refit of a finished run: the training's wall time plus the refit's
+        write_json(record, dict(before, wall_s=float(before["wall_s"]) + wall,
+                                refits_s=list(before.get("refits_s", [])) + [wall]))
+        return path, float(before["wall_s"]) + wall
     write_json(record, dict(wall_s=wall, steps=config["training"].get("n_steps")))
     return path, wall

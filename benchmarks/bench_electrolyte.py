@@ -50,16 +50,16 @@ def load_data(data: Path):
     return CGMapping.load(data / "mapping.npz"), CGTrajectory.load(data / "cg_trajectory.npz"), recipe
 
 
-def train(mapping, part, out_dir: Path, seed: int, steps: int, temperature_K: float,
+def train(mappings, parts, out_dir: Path, seed: int, steps: int, temperature_K: float,
           score: dict | None = None) -> tuple[Path, float]:
-    """One model on ``part`` (a CGTrajectory), trainer defaults except scale (``score``: a ``score`` section, for
-    the ablation of the SPE preset's knobs only); a finished bundle is reused."""
+    """One model on ``parts`` (CGTrajectory list, one mapping each), trainer defaults except scale (``score``: a
+    ``score`` section, for the ablation of the SPE preset's knobs only); a finished bundle is reused."""
     from openmm_mlcg.experiments.scales import SPE
 
     cfg = dict(data=dict(temperature_K=temperature_K), model=dict(SPE["demo"]["model"]), score=dict(score or {}),
                training=dict(n_steps=steps, eval_every=max(1, steps // 5), checkpoint_every=max(1, steps // 10),
                              seed=seed, progress=False))
-    return train_once([part], [mapping], cfg, out_dir)
+    return train_once(list(parts), list(mappings), cfg, out_dir)
 
 
 def rdf_error(positions, box, types, reference: dict) -> float:
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
         part = traj.slice(0, n)
         tag = f"part{int(part_ps)}_s{a.train_steps}_seed{a.seed}" + ("_preset_score" if a.preset_score else "")
         from openmm_mlcg.experiments.scales import SPE
-        bundle, train_wall = train(mapping, part, a.work_dir / tag, a.seed, a.train_steps,
+        bundle, train_wall = train([mapping], [part], a.work_dir / tag, a.seed, a.train_steps,
                                    float(recipe["md_metadata"]["temperature_K"]),
                                    SPE["demo"]["score"] if a.preset_score else None)
         from openmm_mlcg.bundle.export import load_bundle

@@ -38,25 +38,36 @@ from openmm_mlcg.util.io_utils import atomic_write  # noqa: E402
 
 SEED = 0
 GROUP_SIZE = 7
+DEMO_SYSTEM = "SPE demo box of examples/run_spe.py (openmm_mlcg.experiments.scales.SPE['demo'])"
 
 
-def run_md(work_dir: Path, production_ps: float, frame_interval_ps: float, platform=None) -> Path:
-    """The all-atom reference run (resumable): demo build, seed 0, the demo NPT equilibration, then NVT."""
+def run_md(work_dir: Path, production_ps: float, frame_interval_ps: float, platform=None, build=None,
+           equilibration_ps=None, name: str = "reference", desc: str = "long reference MD") -> Path:
+    """The all-atom reference run ``work_dir / name`` (resumable): ``build`` (``spe.build_spe`` kwargs; default the
+    demo build), seed 0, NPT equilibration (``equilibration_ps``; default the demo preset's), then NVT."""
     from openmm_mlcg.experiments.scales import SPE
     from openmm_mlcg.systems import spe
     from openmm_mlcg.systems.md import is_done
 
     demo = SPE["demo"]
-    run = work_dir / "reference"
+    run = work_dir / name
     if not is_done(run):
-        system = spe.build_spe(seed=SEED, **demo["build"])
-        spe.simulate(system, run, equilibration_ps=demo["equilibration_ps"], production_ps=production_ps,
-                     frame_interval_ps=frame_interval_ps, platform=platform, seed=SEED, desc="long reference MD")
+        system = spe.build_spe(seed=SEED, **(demo["build"] if build is None else build))
+        spe.simulate(system, run, equilibration_ps=demo["equilibration_ps"] if equilibration_ps is None
+                     else equilibration_ps, production_ps=production_ps, frame_interval_ps=frame_interval_ps,
+                     platform=platform, seed=SEED, desc=desc)
     return run
 
 
-def ship(run: Path, data_dir: Path, production_ps: float, frame_interval_ps: float, fit_window_ps, blocks: int) -> dict:
-    """Coarse-grain the run and write the CG-level data (trajectory npz, mapping npz, all-atom topology, recipe)."""
+def ship(run: Path, data_dir: Path, production_ps: float, frame_interval_ps: float, fit_window_ps, blocks,
+         system: str | None = None, build: dict | None = None, equilibration_ps=None, command: str | None = None,
+         extra: dict | None = None) -> dict:
+    """Coarse-grain the run and write the CG-level data (trajectory npz, mapping npz, all-atom topology, last
+    all-atom frame, recipe).
+
+    The recipe describes the demo box of this script unless ``system`` (text), ``build`` (``spe.build_spe``
+    kwargs), ``equilibration_ps`` and ``command`` describe another run; ``fit_window_ps``/``blocks`` None leaves
+    the judge's window out of the recipe (a run too short for it); ``extra`` entries are appended to it."""
     import shutil
 
     import openmm
@@ -76,17 +87,22 @@ def ship(run: Path, data_dir: Path, production_ps: float, frame_interval_ps: flo
     last = mdtraj.load_dcd(str(run / "trajectory.dcd"), top=str(run / "topology.pdb"))[-1]
     last.save_pdb(str(data_dir / "final_frame.pdb"))
     meta = read_run_metadata(run)
-    recipe = dict(system="SPE demo box of examples/run_spe.py (openmm_mlcg.experiments.scales.SPE['demo'])",
-                  build=SPE["demo"]["build"], build_seed=SEED, md_seed=SEED,
-                  equilibration_ps=SPE["demo"]["equilibration_ps"], production_ps=production_ps,
-                  frame_interval_ps=frame_interval_ps, mapping=dict(group_size=GROUP_SIZE, seed=SEED),
-                  n_frames=int(cg.n_frames), n_beads=int(mapping.n_beads), openmm_version=openmm.__version__,
-                  fit_window_ps=[float(v) for v in fit_window_ps], blocks=int(blocks),  # what the judge uses
-                  md_metadata={k: meta.get(k) for k in ("temperature_K", "time_step_ps", "force_field",
+    demo = SPE["demo"]
+    if command is None:
+        command = ("python benchmarks/spe_long_reference.py "
+                   f"--production-ps {production_ps:g} --frame-interval-ps {frame_interval_ps:g} "
+                   f"--blocks {blocks} --fit-window-ps {fit_window_ps[0]:g} {fit_window_ps[1]:g}")
+    recipe = dict(system=DEMO_SYSTEM if system is None else system, build=demo["build"] if build is None else build,
+                  build_seed=SEED, md_seed=SEED,
+                  equilibration_ps=demo["equilibration_ps"] if equilibration_ps is None else equilibration_ps,
+                  production_ps=production_ps, frame_interval_ps=frame_interval_ps,
+                  mapping=dict(group_size=GROUP_SIZE, seed=SEED), n_frames=int(cg.n_frames),
+                  n_beads=int(mapping.n_beads), openmm_version=openmm.__version__)
+    if fit_window_ps is not None:   # what the judge uses
+        recipe.update(fit_window_ps=[float(v) for v in fit_window_ps], blocks=int(blocks))
+    recipe.update(md_metadata={k: meta.get(k) for k in ("temperature_K", "time_step_ps", "force_field",
                                                         "composition", "platform") if k in meta},
-                  command="python benchmarks/spe_long_reference.py "
-                          f"--production-ps {production_ps:g} --frame-interval-ps {frame_interval_ps:g} "
-                          f"--blocks {blocks} --fit-window-ps {fit_window_ps[0]:g} {fit_window_ps[1]:g}")
+                  command=command, **(extra or {}))
     with atomic_write(data_dir / "recipe.json", "w") as fh:
         json.dump(recipe, fh, indent=1, default=str)
     return recipe

@@ -470,3 +470,23 @@ def test_same_seed_same_machine_gives_the_same_model_and_another_seed_does_not(t
     for key in ("cg_langevin_friction_by_type", "cg_langevin_friction_per_ps", "score_terms"):  # fitted after training
         assert repr(m1[key]) == repr(m2[key]), key
     assert any(not torch.equal(w1[k], w3[k]) for k in w1)
+
+
+def test_changed_friction_fit_option_refits_on_resume_without_retraining(tmp_path):
+    """A finished run resumed with another calibration lag (an option of the post-training friction fit only) is
+    not refused: the weights stay those of the training, the friction is fitted again at the new lag."""
+    from openmm_mlcg.bundle.export import load_bundle
+
+    traj, mapping = _chain_system(seed=4, n_frames=30)
+    score = dict(sampler="cg_langevin", sigma_max_nm=None, sigma_min_nm=None,
+                 cg_langevin=dict(steps=3, calibration_starts=1, calibration_lag=2))
+    first = load_bundle(train_on_trajectories([traj], [mapping], _config(tmp_path / "r", score=score)))
+    assert first.metadata["friction_calibration"]["lag"] == 2
+    log_rows = len(_log(tmp_path / "r" / "log.csv"))
+    score["cg_langevin"]["calibration_lag"] = 5
+    again = load_bundle(train_on_trajectories([traj], [mapping], _config(tmp_path / "r", score=score)))
+    fc = again.metadata["friction_calibration"]
+    assert fc["lag"] == 5 and fc["options"]["calibration_lag"] == 5
+    assert len(_log(tmp_path / "r" / "log.csv")) == log_rows      # no optimisation step was run again
+    for a, b in zip(first.score.state_dict().values(), again.score.state_dict().values()):
+        assert torch.equal(a, b)

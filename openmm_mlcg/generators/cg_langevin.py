@@ -203,8 +203,10 @@ class CGLangevinConfig:
     ``reverse_levels`` DDIM steps down to the smallest trained level (0: from sigma_b itself). type_balance: weight
     each bead's score-matching loss so every bead type of a system has the same total weight
     (:func:`openmm_mlcg.nn.losses.type_balanced_weights`). calibration_lag, calibration_starts: the friction
-    per bead type is fitted after training to the data's MSD over ``calibration_lag`` model steps from
-    ``calibration_starts`` true states per trajectory (:mod:`openmm_mlcg.train.fits.calibrate`).
+    per bead type is fitted after training to the slope of the data's MSD at ``calibration_lag`` model steps (null:
+    the rule of :mod:`openmm_mlcg.train.fits.calibrate`, the shortest lag from 10 steps at which the data are
+    diffusive, else half the longest training trajectory), the model rolled out from ``calibration_starts`` true
+    states per trajectory.
     """
 
     steps: int = 15
@@ -213,7 +215,7 @@ class CGLangevinConfig:
     denoise: float = 1.0
     reverse_levels: int = 0
     type_balance: bool = False
-    calibration_lag: int = 10
+    calibration_lag: Optional[int] = None
     calibration_starts: int = 4
 
     def check(self, where: str) -> None:
@@ -223,8 +225,9 @@ class CGLangevinConfig:
                   ("denoise", 0 <= self.denoise <= 1,
                    "in [0, 1] (1: Tweedie, 0.5: one probability-flow Euler step, 0: no denoising)"),
                   ("reverse_levels", self.reverse_levels >= 0, ">= 0"),
-                  ("calibration_lag", self.calibration_lag >= 1, ">= 1"),
                   ("calibration_starts", self.calibration_starts >= 1, ">= 1")]
+        if self.calibration_lag is not None:
+            checks.append(("calibration_lag", self.calibration_lag >= 1, ">= 1 (model steps; null: automatic)"))
         if self.mass_floor_amu is not None:
             checks.append(("mass_floor_amu", self.mass_floor_amu >= 0,
                            ">= 0 (amu; 0: no floor, null: the median bead mass)"))

@@ -24,7 +24,9 @@ CHECKPOINT_VERSION = 1
 
 # config keys that may change between a run and its resumption
 _RESUME_FREE = {"training.progress", "training.device", "training.resume", "training.out_dir",
-                "training.eval_every", "training.checkpoint_every"}
+                "training.eval_every", "training.checkpoint_every",
+                # options of a post-training fit only: a changed one refits it (``train.fits.pipeline``)
+                "score.cg_langevin.calibration_lag", "score.cg_langevin.calibration_starts"}
 
 
 def rng_states() -> dict:

@@ -383,6 +383,7 @@ def _print_fits(meta) -> None:
         types = ", ".join(f"{t} {g:.3g}" for t, g in sorted((fc.get("friction_by_type") or {}).items()))
         print(f"cg_langevin: sigma {meta.cg_langevin_sigma_nm:.4g} nm (lightest bead, inertial mass "
               f"{meta.cg_langevin_sigma_mass_amu:.4g} amu), {meta.cg_langevin_steps} "
-              f"sub-steps, friction per bead type ({types}) /ps fitted to the MSD over {fc['lag']} model steps "
-              f"(data {fc['data_msd_nm2']:.4g} nm^2, model {fc['model_msd_nm2']:.4g} nm^2, {fc['n_starts']} starts)",
+              f"sub-steps, friction per bead type ({types}) /ps fitted to the MSD increment over "
+              f"[{fc.get('half_lag', 0)}, {fc['lag']}] model steps (data {fc['data_msd_nm2']:.4g} nm^2, model "
+              f"{fc['model_msd_nm2']:.4g} nm^2, {fc['n_starts']} starts; lag {fc.get('lag_rule', 'given')})",
               flush=True)

@@ -51,6 +51,9 @@ class FitStep:
         bundle's metadata. enabled(cfg): whether the config switches it on. run(ctx) -> record. apply(meta,
         record) -> the metadata with the fitted values. bundle_record(record): what the bundle keeps of it.
         moves_structure: a friction fit follows it when the frictions were fitted before.
+        options(cfg): the options the fit depends on beyond the trained weights; a record fitted with other
+        options (or before options were recorded) is fitted again, so a resumed run with a changed fit option
+        refits without retraining (those options are free to change on resume: ``train.checkpoint``).
     """
 
     name: str
@@ -60,6 +63,12 @@ class FitStep:
     apply: Callable[[Any, Dict], Any]
     bundle_record: Callable[[Dict], Dict]
     moves_structure: bool = False
+    options: Callable[[Any], Dict] = lambda cfg: {}
+
+
+def _friction_options(cfg) -> Dict:
+    cg = cfg.score.cg_langevin
+    return dict(rule="msd_slope_v2", calibration_lag=cg.calibration_lag, calibration_starts=cg.calibration_starts)
 
 
 def _without_table(record: Dict) -> Dict:
@@ -108,7 +117,7 @@ FIT_STEPS: Dict[str, FitStep] = {s.name: s for s in (
             _pair_correction, lambda meta, rec: meta.with_score_term("pair_correction", rec["table"]),
             lambda rec: {"pair_correction_fit": _without_table(rec)}),
     FitStep("friction", "friction_calibration", lambda cfg: True, _friction, _with_frictions,
-            lambda rec: {"friction_calibration": rec}),
+            lambda rec: {"friction_calibration": rec}, options=_friction_options),
     FitStep("angle_correction", "angle_correction", lambda cfg: cfg.score.terms.angle_correction_iterations > 0,
             _angle_correction, lambda meta, rec: meta.with_score_term("angle_correction", rec["table"]),
             lambda rec: {"angle_correction_fit": _without_table(rec)}, moves_structure=True),
@@ -131,8 +140,10 @@ def fit_generator(model, extra: Dict, cfg, trajectories: Sequence, mappings: Seq
 
     def do(step: FitStep, rerun: bool = False, save: bool = True) -> None:
         """Run (or replay from ``extra``) one step and apply it to the model's metadata."""
-        if rerun or step.record_key not in extra:
-            extra[step.record_key] = step.run(ctx)
+        opts = step.options(cfg)
+        stale = step.record_key in extra and extra[step.record_key].get("options", {}) != opts
+        if rerun or stale or step.record_key not in extra:
+            extra[step.record_key] = dict(step.run(ctx), **({"options": opts} if opts else {}))
             if save:
                 checkpoint()
         records[step.name] = extra[step.record_key]
@@ -142,7 +153,7 @@ def fit_generator(model, extra: Dict, cfg, trajectories: Sequence, mappings: Seq
         step = FIT_STEPS[name]
         if not step.enabled(cfg):
             continue
-        fresh = step.record_key not in extra
+        fresh = step.record_key not in extra or extra[step.record_key].get("options", {}) != step.options(cfg)
         refit = step.moves_structure and "friction" in records
         do(step, save=not refit)        # checkpointed with the frictions refitted after it, never without them
         if refit:
