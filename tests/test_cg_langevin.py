@@ -226,6 +226,48 @@ def _fresh_velocity_friction(gamma_true: float, dt: float, lag: int) -> float:
     return math.sqrt(lo * hi)
 
 
+def _ideal_gas_case(types, masses, frames, frame_ps: float, temp: float):
+    """(trajectory, mapping, model) of free beads: one bead per atom of ``types`` (masses amu), CG frames (F, n, 3)
+    nm every ``frame_ps``, a tiny cg_langevin model whose learned score is the ideal gas's (zero)."""
+    from openmm_mlcg.cg.mapping import CGMapping
+    from openmm_mlcg.cg.topology import FineGraph
+    from openmm_mlcg.data import CGTrajectory
+    from openmm_mlcg.model import CGDynamicsModel
+    from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
+
+    graph = FineGraph.from_arrays(list(types), np.asarray(masses, dtype=float), np.zeros((0, 2), dtype=int),
+                                  residue_names=[t.upper() for t in types])
+    mapping = CGMapping.from_graph(graph, 1)
+    frames = np.asarray(frames)
+    traj = CGTrajectory(frames, None, np.arange(len(frames)) * frame_ps, frame_ps, mapping.hash)
+    vocab = sorted(set(types))
+    emb = EmbeddingGNN(len(vocab), 6, hidden=4, layers=1)
+    meta = dict(model_time_step_ps=frame_ps, history=2, cutoff_nm=0.5, velocity_std=0.3, acceleration_std=0.4,
+                atom_type_vocabulary=vocab, sampler="cg_langevin", temperature_K=temp, cg_langevin_steps=10,
+                cg_langevin_sigma_nm=0.05, sigmas_nm=[0.1, 0.01])
+    model = CGDynamicsModel(emb, DynamicsGNN(embedding_dim=emb.out_dim, history=2, hidden=8, layers=1), _ZeroScore(),
+                            meta).eval()
+    return traj, mapping, model
+
+
+def _free_langevin_frames(masses, gammas, temp: float, dt: float, frame_ps: float, n_frames: int, rng):
+    """(n_frames, n, 3) nm: free particles under Langevin dynamics (Euler-Maruyama in numpy, not the code under test)
+    with per-particle masses (amu) and frictions (1/ps), from the origin with Maxwell-Boltzmann velocities."""
+    mass = np.asarray(masses, dtype=float)[:, None]
+    gamma = np.asarray(gammas, dtype=float)[:, None]
+    u = C.BOLTZMANN_KJ_PER_MOL_K * temp / mass
+    n = len(mass)
+    x = np.zeros((n, 3))
+    v = rng.normal(0, 1, (n, 3)) * np.sqrt(u)
+    frames = [x.copy()]
+    for _ in range(n_frames - 1):
+        for _ in range(int(round(frame_ps / dt))):
+            v += -gamma * v * dt + np.sqrt(2 * gamma * u * dt) * rng.normal(size=(n, 3))
+            x = x + v * dt
+        frames.append(x.copy())
+    return np.asarray(frames)
+
+
 def test_calibrated_friction_recovers_the_data_friction():
     """Free argon atoms and Li+ ions under Langevin dynamics with known, different frictions (fine Euler-Maruyama
     in numpy, not the code under test), ideal-gas score: the friction fitted per bead type is the analytic one of
@@ -233,39 +275,17 @@ def test_calibrated_friction_recovers_the_data_friction():
     and it predicts the MSD at twice the fitted lag."""
     import dataclasses
 
-    from openmm_mlcg.data import CGTrajectory
-    from openmm_mlcg.cg.mapping import CGMapping
     from openmm_mlcg.model import CGDynamicsModel
-    from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
-    from openmm_mlcg.cg.topology import FineGraph
     from openmm_mlcg.train.fits.calibrate import calibrate_friction, data_msd, model_msd
 
     n, temp = 120, 120.0
     species = {"Ar": (39.948, 2.0), "Li": (6.94, 10.0)}  # mass amu, friction 1/ps
     types = ["Ar"] * n + ["Li"] * n
-    mass = np.array([species[t][0] for t in types])[:, None]
-    gamma = np.array([species[t][1] for t in types])[:, None]
-    u = C.BOLTZMANN_KJ_PER_MOL_K * temp / mass
-    rng = np.random.default_rng(0)
-    dt, frame_ps, n_frames = 0.002, 2.0, 30
-    x = np.zeros((2 * n, 3))
-    v = rng.normal(0, 1, (2 * n, 3)) * np.sqrt(u)
-    frames = [x.copy()]
-    for _ in range(n_frames - 1):
-        for _ in range(int(round(frame_ps / dt))):
-            v += -gamma * v * dt + np.sqrt(2 * gamma * u * dt) * rng.normal(size=(2 * n, 3))
-            x = x + v * dt
-        frames.append(x.copy())
-    graph = FineGraph.from_arrays(types, mass[:, 0], np.zeros((0, 2), dtype=int), residue_names=[t.upper() for t in types])
-    mapping = CGMapping.from_graph(graph, 1)
+    frame_ps = 2.0
+    frames = _free_langevin_frames([species[t][0] for t in types], [species[t][1] for t in types], temp, 0.002,
+                                   frame_ps, 30, np.random.default_rng(0))
+    traj, mapping, model = _ideal_gas_case(types, [species[t][0] for t in types], frames, frame_ps, temp)
     assert sorted(set(mapping.bead_types)) == ["Ar", "Li"]
-    traj = CGTrajectory(np.asarray(frames), None, np.arange(n_frames) * frame_ps, frame_ps, mapping.hash)
-    emb = EmbeddingGNN(2, 6, hidden=4, layers=1)
-    meta = dict(model_time_step_ps=frame_ps, history=2, cutoff_nm=0.5, velocity_std=0.3, acceleration_std=0.4,
-                atom_type_vocabulary=["Ar", "Li"], sampler="cg_langevin", temperature_K=temp, cg_langevin_steps=10,
-                cg_langevin_sigma_nm=0.05, sigmas_nm=[0.1, 0.01])
-    model = CGDynamicsModel(emb, DynamicsGNN(embedding_dim=emb.out_dim, history=2, hidden=8, layers=1), _ZeroScore(),
-                            meta).eval()
     fit = calibrate_friction(model, [traj], [mapping], stride=1, lag=5, n_starts=6, iterations=8)
     assert fit["lag"] == 5 and fit["n_starts"] == 6
     for t, (_, g_true) in species.items():
@@ -294,11 +314,6 @@ def test_calibration_lag_rule_recovers_the_long_time_diffusivity_of_caged_data()
     both, and the friction decides which it keeps. The automatic lag (first lag where the data are diffusive) gives
     the long-time D within 15 %; a fit over one model step, where the rattle still adds to the MSD, gives a
     too-mobile model (friction < 0.8x)."""
-    from openmm_mlcg.cg.mapping import CGMapping
-    from openmm_mlcg.cg.topology import FineGraph
-    from openmm_mlcg.data import CGTrajectory
-    from openmm_mlcg.model import CGDynamicsModel
-    from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
     from openmm_mlcg.train.fits.calibrate import calibrate_friction
 
     n, temp, frame_ps, n_frames = 100, 120.0, 2.0, 60
@@ -310,15 +325,7 @@ def test_calibration_lag_rule_recovers_the_long_time_diffusivity_of_caged_data()
     u[0] = rng.normal(0, np.sqrt(rattle_var), (n, 3))
     for i in range(1, n_frames):
         u[i] = a * u[i - 1] + np.sqrt(rattle_var * (1 - a * a)) * rng.normal(size=(n, 3))
-    graph = FineGraph.from_arrays(["Ar"] * n, np.full(n, mass), np.zeros((0, 2), dtype=int), residue_names=["AR"] * n)
-    mapping = CGMapping.from_graph(graph, 1)
-    traj = CGTrajectory(walk + u, None, np.arange(n_frames) * frame_ps, frame_ps, mapping.hash)
-    emb = EmbeddingGNN(2, 6, hidden=4, layers=1)
-    meta = dict(model_time_step_ps=frame_ps, history=2, cutoff_nm=0.5, velocity_std=0.3, acceleration_std=0.4,
-                atom_type_vocabulary=["Ar", "Li"], sampler="cg_langevin", temperature_K=temp, cg_langevin_steps=10,
-                cg_langevin_sigma_nm=0.05, sigmas_nm=[0.1, 0.01])
-    model = CGDynamicsModel(emb, DynamicsGNN(embedding_dim=emb.out_dim, history=2, hidden=8, layers=1), _ZeroScore(),
-                            meta).eval()
+    traj, mapping, model = _ideal_gas_case(["Ar"] * n, np.full(n, mass), walk + u, frame_ps, temp)
     expected = C.BOLTZMANN_KJ_PER_MOL_K * temp / mass / d_long   # kT / (m D_long), 1/ps (gamma dt >> 1)
     auto = calibrate_friction(model, [traj], [mapping], stride=1, n_starts=3)
     assert 10 <= auto["lag"] <= 26 and auto["lag_rule"].startswith("automatic"), auto
@@ -334,35 +341,13 @@ def test_rare_bead_types_share_one_friction_fitted_to_their_pooled_msd():
     their pooled MSD increment (the model's within 10 % of the data's, which the 9 beads' noise puts anywhere within
     a factor ~2 of the truth), the common type its own: the analytic friction of the sampler's fresh-velocity chain
     within 10 %."""
-    from openmm_mlcg.cg.mapping import CGMapping
-    from openmm_mlcg.cg.topology import FineGraph
-    from openmm_mlcg.data import CGTrajectory
-    from openmm_mlcg.model import CGDynamicsModel
-    from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
     from openmm_mlcg.train.fits.calibrate import POOLED, calibrate_friction
 
     types = ["Ar"] * 60 + ["Ne"] * 3 + ["Kr"] * 3 + ["Xe"] * 3
-    n, temp, mass, g_true = len(types), 120.0, 39.948, 20.0
-    u = C.BOLTZMANN_KJ_PER_MOL_K * temp / mass
-    rng = np.random.default_rng(2)
-    dt, frame_ps, n_frames = 0.004, 2.0, 40
-    x, v = np.zeros((n, 3)), rng.normal(0, 1, (n, 3)) * np.sqrt(u)
-    frames = [x.copy()]
-    for _ in range(n_frames - 1):
-        for _ in range(int(round(frame_ps / dt))):
-            v += -g_true * v * dt + np.sqrt(2 * g_true * u * dt) * rng.normal(size=(n, 3))
-            x = x + v * dt
-        frames.append(x.copy())
-    graph = FineGraph.from_arrays(types, np.full(n, mass), np.zeros((0, 2), dtype=int),
-                                  residue_names=[t.upper() for t in types])
-    mapping = CGMapping.from_graph(graph, 1)
-    traj = CGTrajectory(np.asarray(frames), None, np.arange(n_frames) * frame_ps, frame_ps, mapping.hash)
-    emb = EmbeddingGNN(4, 6, hidden=4, layers=1)
-    meta = dict(model_time_step_ps=frame_ps, history=2, cutoff_nm=0.5, velocity_std=0.3, acceleration_std=0.4,
-                atom_type_vocabulary=["Ar", "Ne", "Kr", "Xe"], sampler="cg_langevin", temperature_K=temp,
-                cg_langevin_steps=10, cg_langevin_sigma_nm=0.05, sigmas_nm=[0.1, 0.01])
-    model = CGDynamicsModel(emb, DynamicsGNN(embedding_dim=emb.out_dim, history=2, hidden=8, layers=1), _ZeroScore(),
-                            meta).eval()
+    n, temp, mass, g_true, frame_ps = len(types), 120.0, 39.948, 20.0, 2.0
+    frames = _free_langevin_frames(np.full(n, mass), np.full(n, g_true), temp, 0.004, frame_ps, 40,
+                                   np.random.default_rng(2))
+    traj, mapping, model = _ideal_gas_case(types, np.full(n, mass), frames, frame_ps, temp)
     fit = calibrate_friction(model, [traj], [mapping], stride=1, lag=4, n_starts=8, iterations=5)
     assert fit["pooled_types"] == ["Kr", "Ne", "Xe"] and set(fit["model_msd_by_type_nm2"]) == {"Ar", POOLED}, fit
     g = fit["friction_by_type"]

@@ -81,31 +81,10 @@ def data_msd(trajectories: Sequence, mappings: Sequence, stride: int, history: i
     return _by_type(values), starts
 
 
-@torch.no_grad()
 def model_msd(model, trajectories: Sequence, mappings: Sequence, stride: int, lag: int, starts,
               seed: int = 0) -> Dict[str, float]:
     """Bead MSD (nm^2) per bead type of ``model`` (a CGDynamicsModel) over ``lag`` model steps from ``starts``."""
-    from openmm_mlcg.model.simulator import LearnedSimulator
-
-    k = int(model.metadata.history)
-    values: Dict[str, list] = {}
-    sims = {}
-    for n, (i, t) in enumerate(starts):
-        traj, mp = trajectories[i], mappings[i]
-        if i not in sims:
-            sims[i] = LearnedSimulator(model, mp, device=next(model.parameters()).device)
-        sim = sims[i]
-        x = np.asarray(traj.positions[::stride])
-        pos, hist = sim.history_from_positions(x[t - k:t + 1])
-        box = None if traj.box is None else as_box_frames(traj.box, len(traj.positions))[t * stride]
-        gen = torch.Generator(device=pos.device).manual_seed(int(seed) * 100003 + n)
-        out, _ = sim.step(pos, hist, box, n_steps=lag, generator=gen)
-        sq = _com_free_sq(x[t], out.cpu().numpy(), np.asarray(mp.bead_masses, dtype=np.float64),
-                          traj.box is not None)
-        types = np.asarray([str(b) for b in mp.bead_types])
-        for bt in np.unique(types):
-            values.setdefault(str(bt), []).append(sq[types == bt])
-    return _by_type(values)
+    return _rollout_msd(model, trajectories, mappings, stride, (lag,), starts, seed)[0]
 
 
 def _total(per_type: Dict[str, float], counts: Dict[str, int]) -> float:
@@ -171,15 +150,14 @@ def automatic_lag(curve: Dict[str, np.ndarray], minimum: int, maximum: int, slop
 
 
 @torch.no_grad()
-def model_msd_pair(model, trajectories: Sequence, mappings: Sequence, stride: int, half: int, lag: int, starts,
-                   seed: int = 0) -> Tuple[Dict[str, float], Dict[str, float]]:
-    """Bead MSD (nm^2) per bead type of ``model`` after ``half`` and after ``lag`` model steps from ``starts`` (one
-    rollout each, common random numbers for a given ``seed``)."""
+def _rollout_msd(model, trajectories: Sequence, mappings: Sequence, stride: int, checkpoints: Sequence[int], starts,
+                 seed: int = 0) -> List[Dict[str, float]]:
+    """Bead MSD (nm^2) per bead type of ``model`` after each of the increasing step counts ``checkpoints`` (one
+    rollout per start, common random numbers for a given ``seed``)."""
     from openmm_mlcg.model.simulator import LearnedSimulator
 
     k = int(model.metadata.history)
-    at_half: Dict[str, list] = {}
-    at_lag: Dict[str, list] = {}
+    values: List[Dict[str, list]] = [{} for _ in checkpoints]
     sims = {}
     for n, (i, t) in enumerate(starts):
         traj, mp = trajectories[i], mappings[i]
@@ -192,13 +170,22 @@ def model_msd_pair(model, trajectories: Sequence, mappings: Sequence, stride: in
         gen = torch.Generator(device=pos.device).manual_seed(int(seed) * 100003 + n)
         masses = np.asarray(mp.bead_masses, dtype=np.float64)
         types = np.asarray([str(b) for b in mp.bead_types])
-        mid, hist = sim.step(pos, hist, box, n_steps=half, generator=gen)
-        end, _ = sim.step(mid, hist, box, n_steps=lag - half, generator=gen)
-        for out, values in ((mid, at_half), (end, at_lag)):
-            sq = _com_free_sq(x[t], out.cpu().numpy(), masses, traj.box is not None)
+        done = 0
+        for c, out in zip(checkpoints, values):
+            pos, hist = sim.step(pos, hist, box, n_steps=int(c) - done, generator=gen)
+            done = int(c)
+            sq = _com_free_sq(x[t], pos.cpu().numpy(), masses, traj.box is not None)
             for bt in np.unique(types):
-                values.setdefault(str(bt), []).append(sq[types == bt])
-    return _by_type(at_half), _by_type(at_lag)
+                out.setdefault(str(bt), []).append(sq[types == bt])
+    return [_by_type(v) for v in values]
+
+
+def model_msd_pair(model, trajectories: Sequence, mappings: Sequence, stride: int, half: int, lag: int, starts,
+                   seed: int = 0) -> Tuple[Dict[str, float], Dict[str, float]]:
+    """Bead MSD (nm^2) per bead type of ``model`` after ``half`` and after ``lag`` model steps from ``starts`` (one
+    rollout each, common random numbers for a given ``seed``)."""
+    at_half, at_lag = _rollout_msd(model, trajectories, mappings, stride, (half, lag), starts, seed)
+    return at_half, at_lag
 
 
 def _free_friction(inc: float, kt_m: float, steps: int, dt: float) -> float:
