@@ -137,6 +137,7 @@ def automatic_lag(curve: Dict[str, np.ndarray], minimum: int, maximum: int, slop
     lo = max(2, min(int(minimum), maximum))
 
     def slopes(L: int) -> Dict[str, float]:
+        """{bead type: log-log slope of its MSD over [L/2, L]} (NaN where undefined)."""
         h = max(1, L // 2)
         with np.errstate(invalid="ignore", divide="ignore"):
             return {t: float(np.log(c[L] / c[h]) / np.log(L / h)) if L > h else float("nan")
@@ -249,7 +250,8 @@ def calibrate_friction(model, trajectories: Sequence, mappings: Sequence, stride
         slopes = automatic_lag(curve, lag, lag)[1] if lag >= 2 else {}
         rule = "given"
     gamma0 = float(model.metadata.cg_langevin_friction_per_ps)
-    _, starts = data_msd(trajectories, mappings, stride, k, lag, n_starts)
+    starts = [(i, t) for i, traj in enumerate(trajectories)   # the data's own MSD comes from every origin (curve)
+              for t in _starts(len(traj.positions[::stride]), k, lag, n_starts)]
     if not starts or room < 1:
         return dict(friction_per_ps=gamma0, friction_by_type={}, lag=lag, data_msd_nm2=float("nan"),
                     model_msd_nm2=float("nan"), n_starts=0)
