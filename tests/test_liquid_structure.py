@@ -65,8 +65,10 @@ CGL_MIN_PEAK = 2.0
 # measured (seeded): refined peak ode 2.30, interpolant (10 Euler-Maruyama steps) 1.67; unrefined 1.07-1.10.
 # After 300 steps the interpolant has learned less than the score (on the 256-atom benchmark they are equal
 # after 1200 steps), hence its lower bound.
-@pytest.mark.parametrize("sampler,passes,min_peak", [("ode", 20, REFINED_MIN_PEAK), ("interpolant", 11, 1.5),
-                                                     ("cg_langevin", 16, CGL_MIN_PEAK)])
+@pytest.mark.parametrize("sampler,passes,min_peak", [
+    pytest.param("ode", 20, REFINED_MIN_PEAK, marks=pytest.mark.slow),           # comparison generators: --run-slow
+    pytest.param("interpolant", 11, 1.5, marks=pytest.mark.slow),
+    ("cg_langevin", 16, CGL_MIN_PEAK)])
 def test_refined_step_keeps_first_peak(md, sampler, passes, min_peak):
     bundle, mapping, frames, box = _train(md, sampler)
     assert bundle.metadata["sampler"] == sampler and bundle.metadata["format_version"] == 3

@@ -124,3 +124,86 @@ def test_loglog_slope_tells_free_from_caged_motion():
     lag, msd = mean_squared_displacement(x, t, max_lag_ps=200.0)
     assert loglog_slope(lag, msd, (60.0, 200.0)) < 0.3
     assert np.isnan(loglog_slope(lag, msd, (1000.0, 2000.0)))   # no lag in the window
+
+
+def _species_judgement(ratio, ratio_se, d_ref=1e-7):
+    """A hand-made judge_diffusivity entry: reference and learned D (cm^2/s) with equal relative errors."""
+    rel = ratio_se / np.sqrt(2.0)
+    return {"reference": {"D_cm2_per_s": d_ref, "relative_uncertainty": rel, "n_segments": 4},
+            "learned": {"D_cm2_per_s": d_ref * ratio, "relative_uncertainty": rel, "n_segments": 4},
+            "ratio": ratio, "ratio_relative_se": ratio_se, "verdict": verdict(ratio, ratio_se)}
+
+
+def _summary(judgement, learned_rdf, short_rdf, collisions):
+    """The parts of a run_spe_experiment summary that format_summary and judge_targets read."""
+    metrics = {"learned": {"rdf_mae": learned_rdf}, **({"short MD": {"rdf_mae": short_rdf}} if short_rdf else {})}
+    return {"scale": "demo", "n_atoms": 965, "n_beads": 158, "model_time_step_ps": 2.0, "training_ps": 40.0,
+            "reference_ps": 200.0, "learned_ps": 200.0, "learned_replicas": 4,
+            "diffusivity_cm2_per_s": {"learned": {"Li+": 1e-6, "TFSI-": 5e-7}}, "metrics": metrics,
+            "long_time_targets": judgement, "mean_collisions": collisions,
+            "speed": {"learned_ns_per_hour": 90.0, "classical_ns_per_hour": 3.0, "speed_up": 30.0},
+            "timings_s": {"learned_s": 1.0}}
+
+
+_WINDOW = {"fit_window_ps": [100.0, 400.0], "target_factor": 1.5}
+_NOT_JUDGED = "not judged ("
+
+
+@pytest.mark.parametrize("summary, verdicts, rdf_mean", [
+    # D 1.1x +- 5 %: PASS; 3x: FAIL; mean RDF error 0.3 > short MD's 0.15: FAIL; 0.05 pairs <= 0 + 0.1: PASS
+    (_summary({**_WINDOW, "Li+": _species_judgement(1.1, 0.05), "TFSI-": _species_judgement(3.0, 0.05)},
+              {"A-A": 0.2, "A-B": 0.4}, {"A-A": 0.1, "A-B": 0.2},
+              {"learned": {"0.1": 9.0, "0.05": 0.05}, "reference MD": {"0.1": 0.0, "0.05": 0.0}}),
+     ["PASS", "FAIL", "FAIL", "PASS"], 0.3),
+    # 1.45x +- 10 %: the noise decides; 0.2x: FAIL (too slow counts too); RDF over the pairs both have (A-A, the
+    # learned A-B is NaN) 0.1 <= 0.2: PASS; the smallest cut-off (0.05, not the first key) 0.5 > 0.2 + 0.1: FAIL
+    (_summary({**_WINDOW, "Li+": _species_judgement(1.45, 0.1), "TFSI-": _species_judgement(0.2, 0.05)},
+              {"A-A": 0.1, "A-B": None}, {"A-A": 0.2, "A-B": 5.0},
+              {"learned": {"0.1": 0.0, "0.05": 0.5}, "reference MD": {"0.1": 0.0, "0.05": 0.2}}),
+     ["within noise", "FAIL", "PASS", "FAIL"], 0.1),
+    # no long reference (e.g. --smoke), no short MD RDF, no collision counts: nothing judged, each saying why
+    (_summary(None, {"A-A": 0.1}, None, {}), [_NOT_JUDGED] * 4, None),
+])
+def test_targets_table_gives_the_verdict_of_each_target(summary, verdicts, rdf_mean):
+    from openmm_mlcg.experiments.spe_judge import judge_targets
+    from openmm_mlcg.experiments.spe_summary import format_summary
+
+    rows = judge_targets(summary)
+    assert [r["quantity"].split(" ")[0] for r in rows] == ["Li+", "TFSI-", "RDF", "close"]
+    assert [r["verdict"][:len(v)] for r, v in zip(rows, verdicts)] == verdicts
+    judged = summary["long_time_targets"]
+    for r, sp in zip(rows[:2], ("Li+", "TFSI-")):
+        if judged:   # learned D +- its replica SE
+            lrn = judged[sp]["learned"]
+            assert r["learned"] == lrn["D_cm2_per_s"]
+            assert r["uncertainty"] == pytest.approx(lrn["D_cm2_per_s"] * lrn["relative_uncertainty"])
+        else:
+            assert r["learned"] is None and "long reference" in r["verdict"]
+    if rdf_mean is not None:
+        assert rows[2]["learned"] == pytest.approx(rdf_mean)
+        assert rows[2]["uncertainty"] is None and "no uncertainty" in rows[2]["note"]
+    text = format_summary(summary).splitlines()
+    table = text[next(i for i, t in enumerate(text) if t.startswith("targets (")) + 2:]   # after the header row
+    printed = [t for t in table if not t.startswith("      ")]                             # notes are indented
+    assert len(printed) == 4 and all(t.endswith(r["verdict"]) for t, r in zip(printed, rows))
+    if judged:
+        assert f"{rows[0]['learned']:.3g} +- " in printed[0] and "no uncertainty" in printed[2]
+
+
+def test_bead_type_names_read_the_residues(electrolyte_mapping):
+    """Whole-molecule types are their species; fragments are "<species> <formula>", the polymer named."""
+    from openmm_mlcg.cg.mapping import CGMapping
+    from openmm_mlcg.cg.topology import FineGraph
+    from openmm_mlcg.experiments.spe_judge import bead_type_names
+
+    assert bead_type_names(electrolyte_mapping) == {"TFS": "TFSI-", "Li": "Li+"}
+    seq = ["C", "C", "O"] * 4 + ["C", "C"]                  # one 14-atom ether chain: two 7-atom beads
+    graph = FineGraph.from_arrays(seq + ["Li"], [12.0] * 14 + [6.94], [(i, i + 1) for i in range(13)],
+                                  residue_names=["POL"] * 14 + ["LI"])
+    mapping = CGMapping.from_graph(graph, 7)
+    names = bead_type_names(mapping, "PEO")
+    chain_types = {t for t in mapping.bead_types if t != "Li"}
+    assert names["Li"] == "Li+" and chain_types
+    for t in chain_types:
+        assert names[t] == f"PEO {t.rsplit('_', 1)[0]}" and "_" in t
+    assert bead_type_names(mapping)[next(iter(chain_types))].startswith("polymer ")

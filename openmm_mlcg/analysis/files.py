@@ -12,7 +12,9 @@ from pathlib import Path
 import mdtraj as md
 import numpy as np
 
-from openmm_mlcg.io.readers import dcd_frames, describe_file
+from openmm_mlcg.io.quiet import quiet_c_stdout
+from openmm_mlcg.io.dcd import read_dcd_header
+from openmm_mlcg.io.readers import check_input_file, dcd_frames, describe_file
 
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
@@ -37,12 +39,14 @@ def load_cg_positions(trajectory, topology, mapping=None, stride: int = 1):
         (positions (F, n_beads, 3) nm unwrapped, box (F, 3, 3) nm or None, mdtraj.Topology).
 
     Raises:
-        FileNotFoundError: missing file. ValueError: particle count matches neither the atoms nor the beads.
+        FileNotFoundError: missing file. IsADirectoryError: a directory.
+        ValueError: an empty file (0 bytes), a DCD that is not one or whose particle count differs from the
+            topology's, or a particle count matching neither the atoms nor the beads (the message names the file).
     """
     paths = [Path(p) for p in (trajectory if isinstance(trajectory, (list, tuple)) else [trajectory])]
-    for p in paths + [Path(topology)]:
-        if not p.is_file():
-            raise FileNotFoundError(f"trajectory/topology: file {p} does not exist")
+    for p in paths:
+        check_input_file(p, "a trajectory", "trajectory")
+    check_input_file(topology, "a topology", "topology")
     try:
         top = md.load_topology(str(topology))
     except Exception as exc:  # mdtraj raises many kinds of errors for a wrong file
@@ -50,8 +54,11 @@ def load_cg_positions(trajectory, topology, mapping=None, stride: int = 1):
                          f"mdtraj, found {describe_file(topology)}): {exc}") from None
     if top.n_atoms == 0:
         raise ValueError(f"topology: {topology} holds no atoms (found {describe_file(topology)})")
+    for p in paths:
+        _check_dcd_particles(p, top.n_atoms, topology)
     try:
-        traj = md.load([str(p) for p in paths], top=top, stride=int(stride))
+        with quiet_c_stdout():  # mdtraj's DCD plugin prints two lines per file on C stdout
+            traj = md.load([str(p) for p in paths], top=top, stride=int(stride))
     except Exception as exc:
         empty = [p for p in paths if p.suffix.lower() == ".dcd" and dcd_frames(p) == 0]
         if empty:
@@ -69,6 +76,24 @@ def load_cg_positions(trajectory, topology, mapping=None, stride: int = 1):
         raise ValueError(f"trajectory: expected {mapping.graph.n_atoms} atoms or {mapping.n_beads} beads "
                          f"(mapping), got {x.shape[1]} particles in {paths[0]}")
     return unwrap_positions(x, box), box, traj.topology
+
+
+def _check_dcd_particles(path: Path, n_atoms: int, topology) -> None:
+    """Refuse a ``.dcd`` file that is not a DCD or whose header's particle count differs from the topology's.
+
+    Raises:
+        ValueError: naming ``trajectory``, the file, the expected and the found particle count (or what the file
+            looks like).
+    """
+    if path.suffix.lower() != ".dcd":
+        return
+    try:
+        found = read_dcd_header(path)["n_atoms"]
+    except ValueError:
+        raise ValueError(f"trajectory: {path} is {describe_file(path)}, expected a DCD trajectory") from None
+    if found != n_atoms:
+        raise ValueError(f"trajectory: {path} holds {found} particles per frame, expected {n_atoms} (the atoms of "
+                         f"topology {topology}); the topology must match the trajectory's particles")
 
 
 def _topology_beads(top: md.Topology, bead_masses):

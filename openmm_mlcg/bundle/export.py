@@ -19,6 +19,7 @@ import datetime
 import io
 import json
 import tempfile
+import threading
 import warnings
 import zipfile
 import zlib
@@ -31,7 +32,7 @@ import torch
 from .._version import __version__
 from ..model import CGDynamicsModel
 from ..model.metadata import FORMAT_VERSION, ModelMetadata, default_refinement_metadata
-from ..util.io_utils import ZIP_EPOCH, atomic_write
+from ..util.io_utils import ZIP_EPOCH, atomic_write, check_input_file, describe_file
 
 __all__ = ["Bundle", "save_bundle", "load_bundle", "save_model", "load_model", "check_scripted_matches_eager",
            "script_module", "FORMAT_VERSION", "ExportMismatchError", "LOADABLE_FORMATS"]
@@ -83,11 +84,50 @@ def _quiet_torchscript():
         yield
 
 
+class _SortedSet(set):
+    """A set that iterates in sorted order (by ``str``) instead of hash order."""
+
+    def __iter__(self):
+        return iter(sorted(set.__iter__(self), key=str))
+
+
+_SCRIPT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _sorted_constants():
+    """Make TorchScript emit module constants in a fixed order.
+
+    ``torch.jit._recursive`` collects a module's constants (``__constants__`` and ``Final`` attributes) in a
+    ``set`` and declares them in the generated code in its iteration order, which follows Python's per-process
+    string hashing (``PYTHONHASHSEED``): the same model scripted in two processes gave ``.pt`` members that differ
+    in the order of those declarations (and hence in ``.data/serialization_id``, a hash of the records). Inside
+    this block the module's ``set`` iterates sorted; with a future torch that no longer uses it, nothing changes.
+    """
+    from torch.jit import _recursive
+
+    with _SCRIPT_LOCK:
+        saved = vars(_recursive).get("set", _MISSING)
+        _recursive.set = _SortedSet
+        try:
+            yield
+        finally:
+            if saved is _MISSING:
+                del _recursive.set
+            else:
+                _recursive.set = saved
+
+
+_MISSING = object()
+
+
 def script_module(module):
-    """``torch.jit.script`` with the TorchScript deprecation warning silenced (ScriptModules pass through)."""
+    """``torch.jit.script`` with the TorchScript deprecation warning silenced (ScriptModules pass through) and
+    module constants declared in a fixed order, so that the saved module's bytes do not depend on the process
+    (see :func:`_sorted_constants`)."""
     if isinstance(module, torch.jit.ScriptModule):
         return module
-    with _quiet_torchscript():
+    with _quiet_torchscript(), _sorted_constants():
         return torch.jit.script(module)
 
 
@@ -114,6 +154,12 @@ def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], m
 
     Returns:
         the path written.
+
+    Determinism: the file's bytes depend only on the weights, the metadata and ``created`` (zip members in a
+    fixed order with fixed time stamps; TorchScript constants in a fixed order, :func:`script_module`). Exports
+    of the same model therefore differ only when their ``created`` differs: set ``SOURCE_DATE_EPOCH`` or pass
+    ``metadata["created"]`` for identical files; re-exporting over the same model keeps its ``created``. To ask
+    "same model?" regardless of ``created``, compare :func:`openmm_mlcg.openmm.state.bundle_fingerprint`.
 
     Raises:
         ValueError: missing/invalid/inconsistent metadata (:class:`openmm_mlcg.model.ModelMetadata`);
@@ -233,31 +279,62 @@ def load_bundle(path, device="cpu", mapping=None) -> Bundle:
         Bundle with modules in eval mode on ``device``.
 
     Raises:
-        FileNotFoundError: no such file. ValueError: not a bundle, wrong format_version, package major/minor
-        version mismatch, or mapping hash mismatch (the message names the expected and actual values).
+        FileNotFoundError: no such file. ValueError: a truncated or corrupt bundle ("truncated or not a bundle",
+        with the file's size), not a bundle (saying what the file looks like), wrong format_version, package
+        major/minor version mismatch, or mapping hash mismatch (the message names the expected and actual values).
     """
-    from ..io.readers import check_input_file, describe_file
     from ..util.sanity import resolve_device
 
     device = resolve_device(device, "device")
     path = check_input_file(path, "a model bundle (.mlcg)", "path")
-    try:
-        zf = zipfile.ZipFile(path, "r")
-    except (zipfile.BadZipFile, OSError, EOFError):
-        raise ValueError(f"path: {path} is not an openmm_mlcg model bundle (expected a zip archive written by "
-                         f"save_bundle, found {describe_file(path)})") from None
+    zf = _open_bundle_zip(path)
     try:
         with zf:
             return _load_from_zip(zf, path, device, mapping)
     except (zipfile.BadZipFile, EOFError, zlib.error) as exc:
-        raise ValueError(f"path: {path} is a truncated or corrupt model bundle ({type(exc).__name__}: {exc}); "
-                         "export it again") from None
+        raise _truncated(path, f"{type(exc).__name__}: {exc}") from None
+
+
+def _truncated(path: Path, why: str) -> ValueError:
+    """The error for a bundle file that is cut short or damaged, naming it and its size."""
+    return ValueError(f"path: {path} ({path.stat().st_size} bytes) is truncated or not a bundle: {why}; copy or "
+                      "export it again")
+
+
+def _starts_like_bundle(path: Path) -> bool:
+    """Whether the file's first zip member is ``metadata.json``, as :func:`save_bundle` writes it."""
+    with open(path, "rb") as fh:
+        head = fh.read(30 + len("metadata.json"))
+    return head[:4] == b"PK\x03\x04" and head[30:] == b"metadata.json"
+
+
+def _open_bundle_zip(path: Path) -> zipfile.ZipFile:
+    """The bundle's zip archive, told apart from a truncated bundle and from other files.
+
+    A bundle cut short has lost its zip directory; ``zipfile`` then either fails or finds the directory of a
+    TorchScript module stored inside (itself a zip), which lacks ``metadata.json``.
+
+    Raises:
+        ValueError: "truncated or not a bundle" (a zip that starts like a bundle but has no complete directory),
+            or "not an openmm_mlcg model bundle" with what the file looks like.
+    """
+    try:
+        zf = zipfile.ZipFile(path, "r")
+    except (zipfile.BadZipFile, OSError, EOFError):
+        zf = None
+    if zf is not None and "metadata.json" in zf.namelist():
+        return zf
+    if zf is not None:
+        zf.close()
+    if _starts_like_bundle(path):
+        raise _truncated(path, "it starts like a model bundle but its zip directory is missing or belongs to a "
+                               "member stored inside")
+    raise ValueError(f"path: {path} is not an openmm_mlcg model bundle (expected a zip archive written by "
+                     f"save_bundle with a metadata.json, found {describe_file(path)})")
 
 
 def _load_from_zip(zf, path: Path, device, mapping) -> Bundle:
     names = set(zf.namelist())
-    if "metadata.json" not in names:
-        raise ValueError(f"path: {path} is not an openmm_mlcg model bundle (no metadata.json)")
     try:
         meta = json.loads(zf.read("metadata.json").decode())
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -289,8 +366,10 @@ def _load_from_zip(zf, path: Path, device, mapping) -> Bundle:
             stored_mapping = CGMapping.load(mp)
     expected = meta.get("mapping_hash")
     if mapping is not None and expected is not None and str(mapping.hash) != expected:
-        raise ValueError(f"mapping: hash {mapping.hash} does not match the bundle's mapping_hash {expected} "
-                         f"(the model was trained on a different CG mapping)")
+        raise ValueError(f"mapping: the model was trained on another CG mapping (this one's hash {str(mapping.hash)[:12]}"
+                         f"..., {mapping.n_beads} beads; the bundle's {str(expected)[:12]}...). To run it on another "
+                         "system of the same atom types, pass transfer=True (LearnedIntegrator(bundle, mapping, "
+                         "transfer=True)); otherwise pass mapping=None to use the bundle's own mapping")
     if stored_mapping is not None and expected is not None and str(stored_mapping.hash) != expected:
         raise ValueError(f"bundle {path}: stored mapping hash {stored_mapping.hash} does not match "
                          f"metadata mapping_hash {expected} (corrupted bundle)")

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["chemical_bead_types", "hill_formula"]
+__all__ = ["chemical_bead_types", "hill_formula", "bead_type_table", "describe_bead_types"]
 
 
 def hill_formula(types) -> str:
@@ -70,3 +71,39 @@ def chemical_bead_types(atom_types, bonds, atom_to_bead) -> tuple:
         canon = "|".join(",".join(sorted(x)) for x in (atoms[b], internal[b], external[b]))
         out.append(f"{hill_formula(atoms[b])}_{hashlib.sha1(canon.encode()).hexdigest()[:4]}")
     return tuple(out)
+
+
+def bead_type_table(mappings: Sequence) -> dict[str, dict]:
+    """The bead types of ``mappings`` (each distinct mapping once) with what they are made of.
+
+    Returns:
+        {bead type: dict(beads (count), atoms (sorted Hill formulas of its beads' atoms), residues (sorted residue
+        names of its atoms))}, sorted by type.
+    """
+    table: dict[str, dict] = {}
+    seen = set()
+    for m in mappings:
+        if m.hash in seen:
+            continue
+        seen.add(m.hash)
+        a2b = np.asarray(m.atom_to_bead)
+        order = np.argsort(a2b, kind="stable")
+        edges = np.searchsorted(a2b[order], np.arange(len(m.bead_types) + 1))
+        for b, t in enumerate(m.bead_types):
+            atoms = order[edges[b]:edges[b + 1]]
+            row = table.setdefault(str(t), dict(beads=0, atoms=set(), residues=set()))
+            row["beads"] += 1
+            row["atoms"].add(hill_formula(m.graph.atom_types[a] for a in atoms))
+            row["residues"].update(r for r in (m.graph.residue_names[a] for a in atoms) if r)
+    return {t: dict(beads=r["beads"], atoms=sorted(r["atoms"]), residues=sorted(r["residues"]))
+            for t, r in sorted(table.items())}
+
+
+def describe_bead_types(mappings: Sequence) -> str:
+    """The bead types of ``mappings`` as one line: ``type (N beads of ATOMS, residues RES); ...``
+    (:func:`bead_type_table`), the names ``score.terms.pair_correction_types`` takes."""
+    parts = []
+    for t, r in bead_type_table(mappings).items():
+        res = f", residues {'/'.join(r['residues'])}" if r["residues"] else ""
+        parts.append(f"{t} ({r['beads']} bead{'s' if r['beads'] != 1 else ''} of {'/'.join(r['atoms'])}{res})")
+    return "; ".join(parts)

@@ -321,35 +321,65 @@ class CGMapping:
         out[:, order] = sol.reshape(len(order), f, 3).transpose(1, 0, 2)
         return out
 
-    def map_positions(self, xyz, box=None, unwrap: bool = True) -> np.ndarray:
+    def map_positions(self, xyz, box=None, unwrap: bool = True, name: str = "xyz") -> np.ndarray:
         """Bead centres of mass for each frame.
 
         Args:
-            xyz: (F, n_atoms, 3) nm (array or Quantity), atoms may be wrapped into the box per atom.
+            xyz: (F, n_atoms, 3) or (n_atoms, 3) in nm: plain numbers are taken as nm, an ``openmm.unit``
+                Quantity is converted; atoms may be wrapped into the box per atom.
             box: None (non-periodic) or box as accepted by :func:`as_box_frames` (nm).
             unwrap: if True (and periodic), bead paths are made continuous in time by accumulating the
                 minimum-image displacement between successive frames (needs displacements < half box).
+            name: how messages name ``xyz`` (e.g. the trajectory file it came from).
 
         Returns:
             (F, n_beads, 3) float64 nm. Molecules are made whole before the COM, so beads are never split.
 
         Raises:
-            ValueError: wrong shape, NaN/inf coordinates, bad box.
+            ValueError: wrong shape, NaN/inf coordinates, bad box, or chemically bonded atoms farther apart than
+                any chemical bond (:func:`check_bonded_atoms`: positions in Angstrom passed as nm, or atoms in
+                another order than the topology); the message names ``name`` and the distance found.
         """
         from openmm import unit
         from ..util.units import to_array
-        x = to_array(xyz, unit.nanometer, "xyz")
+        x = to_array(xyz, unit.nanometer, name)
         if x.ndim == 2:
             x = x[None]
         if x.ndim != 3 or x.shape[1:] != (self.graph.n_atoms, 3):
-            raise ValueError(f"xyz: expected shape (n_frames, {self.graph.n_atoms}, 3), got {x.shape}")
+            raise ValueError(f"{name}: expected shape (n_frames, {self.graph.n_atoms}, 3), got {x.shape}")
         boxes = as_box_frames(box, x.shape[0])
+        self.check_bonded_atoms(x, boxes, name)
         if boxes is not None:
             x = self.make_whole(x, boxes)
         beads = centre_of_mass(x, self.graph.masses, self.atom_to_bead, self.n_beads)
         if boxes is not None and unwrap and x.shape[0] > 1:
             beads = unwrap_in_time(beads, boxes)
         return beads
+
+
+    def check_bonded_atoms(self, xyz, box, name: str = "xyz") -> float:
+        """Refuse all-atom positions whose chemically bonded atoms are farther apart than any chemical bond
+        (:data:`openmm_mlcg.util.sanity.MAX_CHEMICAL_BOND_NM`, minimum image when ``box`` is given); bonds between
+        reduced-unit particles are not checked.
+
+        Args:
+            xyz: (F, n_atoms, 3) nm. box: None or (F, 3, 3) nm. name: the argument named in the message.
+
+        Returns:
+            the longest checked bond, nm.
+
+        Raises:
+            ValueError: naming ``name``, the two atoms, the distance found and the limit, with the likely causes
+                (positions in Angstrom instead of nm, or atoms in another order than the topology).
+        """
+        from ..util import sanity
+
+        if "chemical_bonds" not in self._cache:
+            self._cache["chemical_bonds"] = sanity.chemical_bonds(self.graph.atom_types, self.graph.bonds)
+        hint = "no chemical bond is that long: positions in Angstrom instead of nm, or atoms in another order than " \
+               "the topology?"
+        return sanity.check_bonded_distances(xyz, self._cache["chemical_bonds"], box, sanity.MAX_CHEMICAL_BOND_NM,
+                                             name, hint)
 
 
 def _formula(types) -> str:

@@ -74,15 +74,20 @@ def mapping_for_topology(topology_path, group_size: int, seed: int = 0, cache_di
 
 
 def load_run(run_dir, group_size: int = 7, seed: int = 0, cache_dir=None, mapping_path=None,
-             frame_interval_ps: Optional[float] = None) -> Tuple[CGMapping, CGTrajectory]:
+             frame_interval_ps: Optional[float] = None,
+             frame_interval_option: str = "frame_interval_ps") -> Tuple[CGMapping, CGTrajectory]:
     """Coarse-grain a run directory: METIS mapping + unwrapped bead trajectory, both cached.
 
     Args:
-        run_dir: directory with ``topology.pdb``, ``trajectory*.dcd`` (sorted, concatenated) and ``metadata.json``.
+        run_dir: directory with ``topology.pdb``, ``trajectory*.dcd`` (sorted, concatenated) and, optionally,
+            ``metadata.json``.
         group_size, seed: METIS target atoms per bead and seed.
         cache_dir: cache directory (default ``run_dir/cg_cache``).
         mapping_path: optional explicit mapping file (see :func:`mapping_for_topology`).
-        frame_interval_ps: ps between frames; default ``metadata.json['frame_interval_ps']``.
+        frame_interval_ps: ps between frames, only where the run records none; recorded values win
+            (:func:`openmm_mlcg.io.frame_interval.resolve_frame_interval`): ``metadata.json['frame_interval_ps']``,
+            else the OpenMM DCD header (time step x save interval), as ``coarse-grain`` and ``analyze`` read it.
+        frame_interval_option: how the caller names that value in messages (the trainer: its YAML key).
 
     Returns:
         (mapping, CGTrajectory with positions (F, n_beads, 3) nm).
@@ -99,10 +104,17 @@ def load_run(run_dir, group_size: int = 7, seed: int = 0, cache_dir=None, mappin
         raise FileNotFoundError(f"run_dir: {d} has no topology.pdb")
     if not files:
         raise FileNotFoundError(f"run_dir: {d} has no trajectory*.dcd")
-    if frame_interval_ps is None:
-        frame_interval_ps = meta.get("frame_interval_ps")
-        if frame_interval_ps is None:
-            raise ValueError(f"run_dir: {d} has no metadata.json 'frame_interval_ps'; pass frame_interval_ps")
+    if frame_interval_ps is None and meta.get("frame_interval_ps") is None:
+        from ..io.frame_interval import recorded_frame_intervals
+
+        try:
+            recorded = any(recorded_frame_intervals(f) for f in files)
+        except ValueError:  # an unreadable DCD header: the trajectory reader reports it with the file named
+            recorded = True
+        if not recorded:
+            raise ValueError(f"{frame_interval_option}: the run {d} records no time between saved frames (no "
+                             f"metadata.json 'frame_interval_ps', no OpenMM DCD header time step in {files[0].name}); "
+                             f"set {frame_interval_option} (ps), got None")
     cache_dir = Path(cache_dir) if cache_dir is not None else d / "cg_cache"
     mapping, graph = mapping_for_topology(topology, group_size, seed, cache_dir, mapping_path, meta)
     cg = coarse_grain_trajectory([str(f) for f in files], graph, mapping, cache_dir=str(cache_dir),

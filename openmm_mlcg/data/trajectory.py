@@ -209,7 +209,8 @@ def map_trajectory(traj, mapping: CGMapping, frame_interval_ps: Optional[float] 
         previous: (n_beads, 3) last unwrapped bead positions of a preceding block, to continue its path.
 
     Raises:
-        ValueError: atom-count mismatch, NaN/inf coordinates, unknown frame interval.
+        ValueError: atom-count mismatch, NaN/inf coordinates, unknown frame interval, bonded atoms farther apart
+            than any chemical bond (:meth:`CGMapping.check_bonded_atoms`).
     """
     if traj.n_atoms != mapping.graph.n_atoms:
         raise ValueError(f"{name}: expected {mapping.graph.n_atoms} atoms (the mapping's topology), "
@@ -221,12 +222,7 @@ def map_trajectory(traj, mapping: CGMapping, frame_interval_ps: Optional[float] 
         frame_interval_ps = float(traj.timestep) if traj.n_frames > 1 else float("nan")
     box = None if traj.unitcell_vectors is None else as_box_frames(
         np.asarray(traj.unitcell_vectors, dtype=np.float64), traj.n_frames, f"{name} unit cell (box)")
-    from ..util.sanity import MAX_CHEMICAL_BOND_NM, chemical_bonds, check_bonded_distances
-
-    check_bonded_distances(xyz, chemical_bonds(mapping.graph.atom_types, mapping.graph.bonds), box,
-                           MAX_CHEMICAL_BOND_NM, name, "no chemical bond is that long: positions in Angstrom "
-                           "instead of nm, or atoms in another order than the topology?")
-    beads = mapping.map_positions(xyz, box, unwrap=False)
+    beads = mapping.map_positions(xyz, box, unwrap=False, name=name)  # checks bonded distances (Angstrom?)
     if box is not None:
         beads = unwrap_in_time(beads, box, previous)
     t = np.arange(traj.n_frames) * frame_interval_ps
@@ -273,6 +269,7 @@ def coarse_grain_trajectory(trajectory_files: Union[str, Path, Sequence], topolo
     """
     import mdtraj
     from openmm import unit
+    from ..io.quiet import quiet_iter
     from ..util.units import to_float
 
     if not isinstance(mapping, CGMapping):
@@ -310,7 +307,7 @@ def coarse_grain_trajectory(trajectory_files: Union[str, Path, Sequence], topolo
         n_before = len(blocks)
         try:
             reader = mdtraj.iterload(str(f), top=top, chunk=chunk)
-            for part in reader:
+            for part in quiet_iter(reader):  # no dcdplugin chatter on stdout
                 if periodic and part.unitcell_vectors is None:
                     raise ValueError(f"box: periodic data expected but trajectory_files {f} has no unit cell; "
                                      "pass periodic=False for a non-periodic system")

@@ -8,7 +8,9 @@ continues from) and runs as long as the reference inside an ordinary ``app.Simul
 ``LearnedIntegrator``; only frames after the last training frame are judged (:func:`spe_split`, the shared
 ``protocol.train_judge_split``). Scale presets: ``SCALES`` = ``experiments.scales.SPE``.
 Compared: Li+ and TFSI- diffusivity (MSD fit, cm^2/s), RDFs per bead-type pair, bead collisions, and
-simulated ns per wall-hour for learned vs classical MD.
+simulated ns per wall-hour for learned vs classical MD. The summary ends with a verdict per target (PASS / FAIL /
+within noise / not judged, :func:`.spe_judge.judge_targets`); :func:`redraw_figures` draws every figure again from
+the saved outputs (summary and analysis.json), :func:`refresh_outputs` also recomputes the targets.
 
 Every stage is resumable: the reference run continues from its checkpoint, the trained bundle is reused.
 """
@@ -18,22 +20,32 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
+from ..io.quiet import quiet_c_stdout
 from ..util.io_utils import atomic_write
 from .scales import SPE
-from .spe_judge import judge_diffusivity, load_long_reference, species_labels
+from .spe_judge import (TARGET_FACTOR, bead_type_names, judge_diffusivity, judge_targets, load_long_reference,
+                        species_labels, verdict)
 from .spe_summary import format_summary
 
-__all__ = ["SCALES", "spe_split", "run_spe_experiment", "format_summary", "md_simulation", "species_labels",
-           "species_diffusivities"]
+__all__ = [
+    "SCALES",
+    "format_summary",
+    "md_simulation",
+    "redraw_figures",
+    "refresh_outputs",
+    "run_spe_experiment",
+    "spe_split",
+    "species_diffusivities",
+    "species_labels",
+]
 
 SCALES = SPE  #: the presets (``experiments.scales.SPE``), re-exported
 
 
-def spe_split(s: dict, n_frames: Optional[int] = None):
+def spe_split(s: dict, n_frames: int | None = None):
     """The train / judge split (:func:`.protocol.train_judge_split`) of the SPE reference run of settings ``s``.
 
     Args:
@@ -68,7 +80,7 @@ def _train_config(s: dict, out_dir: Path, seed: int, device: str, temperature_K=
                       out_dir=str(out_dir), progress=True))
 
 
-def _classical_ns_per_hour(run_dir: Path) -> Optional[float]:
+def _classical_ns_per_hour(run_dir: Path) -> float | None:
     """Mean 'Speed (ns/day)' of the reference run's StateDataReporter, ns/hour (indicative: another moment)."""
     csv = run_dir / "state_data.csv"
     if not csv.is_file():
@@ -107,7 +119,8 @@ def md_simulation(spe_system, ref_dir, platform=None, seed: int = 0, frame: int 
     sim = spe_system.make_simulation(temperature=temperature, time_step=float(meta.get("time_step_ps", 0.002)),
                                      pressure=None, platform=platform, seed=seed)
     ref_dir = Path(ref_dir)
-    last = mdtraj.load(str(ref_dir / "trajectory.dcd"), top=str(ref_dir / "topology.pdb"))[frame]
+    with quiet_c_stdout():  # mdtraj's DCD plugin prints on C stdout
+        last = mdtraj.load(str(ref_dir / "trajectory.dcd"), top=str(ref_dir / "topology.pdb"))[frame]
     if last.unitcell_vectors is not None:
         sim.context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in last.unitcell_vectors[0].tolist()])
     sim.context.setPositions(last.xyz[0].astype(np.float64))
@@ -160,7 +173,7 @@ def _mean_collisions(collisions: dict) -> dict:
     return {label: {rc: float(np.mean(v["count"])) for rc, v in per.items()} for label, per in collisions.items()}
 
 
-def _score_check(bundle_path, train_part, mapping) -> Optional[dict]:
+def _score_check(bundle_path, train_part, mapping) -> dict | None:
     """``openmm-mlcg check`` of a ``cg_langevin`` bundle at the training frames: contact_nm and the flagged
     bead-type pairs {pair: dict(n, difference, se, z)}, 1/nm; None for another sampler."""
     from ..bundle import load_model
@@ -177,22 +190,150 @@ def _score_check(bundle_path, train_part, mapping) -> Optional[dict]:
                 flagged={k: {f: res["pairs"][k][f] for f in ("n", "difference", "se", "z")} for k in res["flagged"]})
 
 
-def _headline_figures(out: Path, tag: str, diffusivity: dict, metrics: dict, scale: str) -> list:
-    """headline.png (D bars and mean RDF error: learned vs short MD vs reference) and training_loss.png."""
-    from ..analysis.plots import plot_headline, plot_training_log
+def _d_unit(values) -> tuple:
+    """(factor, y label) showing diffusivities ``values`` (cm^2/s) as numbers of order 1: D / 10^p cm^2/s."""
+    top = max((abs(v) for v in values if v is not None and math.isfinite(v) and v != 0), default=1.0)
+    power = math.floor(math.log10(top))
+    return 10.0 ** -power, (r"D (cm$^2$/s)" if power == 0 else rf"D (10$^{{{power}}}$ cm$^2$/s)")
 
-    rdf_error = {}
-    for label, m in metrics.items():
-        vals = [e for e in (m.get("rdf_mae") or {}).values() if e is not None and np.isfinite(e)]
-        if vals:
-            rdf_error[label] = float(np.mean(vals))
+
+def _scaled(values: dict, factor: float) -> dict:
+    """``{series: {group: (value, se)}}`` times ``factor`` (None stays None)."""
+    return {s: {g: tuple(None if v is None else v * factor for v in pair) for g, pair in per.items()}
+            for s, per in values.items()}
+
+
+def _judged_d_panel(judged: dict):
+    """Bar panel of the long-time judgement (:func:`.spe_judge.judge_diffusivity`): learned and long-reference D
+    per species, +-1 SE (replicas / blocks), the target range around the reference, the verdict under each."""
+    from ..analysis.plots import BarPanel
+
+    w, f = judged["fit_window_ps"], float(judged.get("target_factor", TARGET_FACTOR))
+    values, bands, counts = {"learned": {}, "long reference": {}}, {}, {}
+    for sp in ("Li+", "TFSI-"):
+        j = judged.get(sp)
+        if not j:
+            continue
+        group = f"{sp}: {verdict(j['ratio'], j['ratio_relative_se'], f)}\nratio {j['ratio']:.3g}"
+        for series, key in (("learned", "learned"), ("long reference", "reference")):
+            d = j[key]
+            values[series][group] = (d["D_cm2_per_s"], d["D_cm2_per_s"] * d["relative_uncertainty"])
+            counts[series] = d["n_segments"]
+        bands[group] = (j["reference"]["D_cm2_per_s"] / f, j["reference"]["D_cm2_per_s"] * f)
+    factor, ylabel = _d_unit([v for per in values.values() for v, _ in per.values()])
+    return BarPanel(f"D over lags {w[0]:g}-{w[1]:g} ps vs the long reference; +-1 SE over "
+                    f"{counts.get('learned', 0)} replicas / {counts.get('long reference', 0)} blocks; grey: within "
+                    f"{f:g}x", ylabel, _scaled(values, factor),
+                    {g: (lo * factor, hi * factor) for g, (lo, hi) in bands.items()})
+
+
+def _headline_panels(summary: dict) -> list:
+    """headline.png's bar panels (:class:`openmm_mlcg.analysis.plots.BarPanel`) from a summary: the long-time D
+    judgement (when there is one), D fitted over the judged window per run, the mean RDF error per run."""
+    from ..analysis.plots import BarPanel
+    from ..analysis.report import mean_rdf_errors
+
+    panels = [_judged_d_panel(summary["long_time_targets"])] if summary.get("long_time_targets") else []
+    d = summary.get("diffusivity_cm2_per_s") or {}
+    if any(d.values()):
+        factor, ylabel = _d_unit([v for per in d.values() for v in per.values()])
+        panels.append(BarPanel(f"D fitted over the {summary.get('reference_ps', float('nan')):g}-ps judged window "
+                               "(one estimate per run: no uncertainty)", ylabel,
+                               _scaled({label: {sp: (v, None) for sp, v in per.items()} for label, per in d.items()},
+                                       factor)))
+    means, n_pairs = mean_rdf_errors(summary.get("metrics") or {})
+    if means:
+        panels.append(BarPanel(f"RDF error vs reference MD, mean over {n_pairs} bead-type pairs (replicas pooled: "
+                               "no uncertainty)", r"mean $|g - g_{ref}|$",
+                               {label: {label: (v, None)} for label, v in means.items()}))
+    return panels
+
+
+def _bead_fields(mapping, polymer: str | None) -> dict:
+    """The summary's bead blocks: "bead_type_key" {type: readable name} and "beads" {"types", "molecules"}
+    (per bead, what the figures choose RDF panels by)."""
+    return {"bead_type_key": bead_type_names(mapping, polymer),
+            "beads": {"types": [str(t) for t in mapping.bead_types],
+                      "molecules": [int(m) for m in mapping.bead_molecules]}}
+
+
+def _ensure_bead_fields(summary: dict, out: Path) -> dict:
+    """``summary`` with its bead blocks, from ``out/train/mapping.npz`` when it was written without them.
+
+    Raises:
+        FileNotFoundError: neither the blocks nor the mapping file.
+    """
+    if summary.get("beads") and summary.get("bead_type_key") is not None:
+        return summary
+    from ..cg.mapping import CGMapping
+
+    path = out / "train" / "mapping.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"out_dir: the summary has no bead types and {path} does not exist")
+    return {**summary, **_bead_fields(CGMapping.load(path), (summary.get("system") or {}).get("polymer"))}
+
+
+def _read_summary(out: Path, tag: str) -> dict:
+    path = out / f"summary_{tag}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"out_dir: {path} does not exist (run run_spe_experiment first)")
+    return json.loads(path.read_text())
+
+
+def _write_summary(out: Path, tag: str, summary: dict) -> None:
+    with atomic_write(out / f"summary_{tag}.json", "w") as fh:
+        json.dump(summary, fh, indent=1, default=lambda o: None)
+
+
+def redraw_figures(out_dir, tag: str = "refined", summary: dict | None = None) -> list:
+    """Draw every figure of a run again from its saved outputs, nothing rerun: headline.png (summary), msd.png,
+    rdf.png and collisions.png (``analysis_<tag>/analysis.json``), training_loss.png (``train/log.csv``).
+
+    Args:
+        out_dir: the run's output directory.  tag: its summary's tag ("refined", "norefine", "refined_mean", ...).
+        summary: the summary dict (default: read ``out_dir/summary_<tag>.json``).
+
+    Returns:
+        the written paths (str), in ``out_dir/analysis_<tag>``.
+
+    Raises:
+        FileNotFoundError: a missing summary or analysis.json, or no bead types (neither in the summary nor
+        ``train/mapping.npz``).
+    """
+    from ..analysis.plots import plot_headline, plot_training_log
+    from ..analysis.report import load_analysis, plot_observables
+
+    out = Path(out_dir)
+    summary = _ensure_bead_fields(_read_summary(out, tag) if summary is None else summary, out)
     adir = out / f"analysis_{tag}"
-    figs = [plot_headline(diffusivity, rdf_error, adir / "headline.png",
-                          title=f"SPE {scale}: learned ({tag}) vs short MD vs reference MD")]
+    analysis = load_analysis(adir)
+    figs = plot_observables(analysis["observables"], adir, analysis.get("reference"), summary["beads"]["types"],
+                            summary["beads"]["molecules"], analysis.get("metrics"), summary["bead_type_key"])
+    figs.append(plot_headline(_headline_panels(summary), adir / "headline.png",
+                              title=f"SPE {summary.get('scale', '')}: learned ({tag}) vs short MD vs reference MD"))
     log = out / "train" / "log.csv"
     if log.is_file():
         figs.append(plot_training_log(log, adir / "training_loss.png"))
     return [str(f) for f in figs]
+
+
+def refresh_outputs(out_dir, tag: str = "refined") -> dict:
+    """Bring a saved run's summary up to date from its own numbers, nothing rerun: the bead-type key and per-bead
+    types (from ``train/mapping.npz`` when missing), the targets (:func:`.spe_judge.judge_targets`) and the
+    figures (:func:`redraw_figures`); ``out_dir/summary_<tag>.json`` is rewritten.
+
+    Returns:
+        the updated summary.
+
+    Raises:
+        FileNotFoundError: as :func:`redraw_figures`.
+    """
+    out = Path(out_dir)
+    summary = _ensure_bead_fields(_read_summary(out, tag), out)
+    summary["targets"] = judge_targets(summary)
+    summary["figures"] = redraw_figures(out, tag, summary)
+    _write_summary(out, tag, summary)
+    return summary
 
 
 def _reference_md(s: dict, ref_dir: Path, build: dict, seed: int, platform, progress: bool):
@@ -257,10 +398,10 @@ def _judged_trajectories(runs: list, train_part, judge_part, n_steps: int):
 
 def _summary(s, scale, build, mapping, bundle_path, refine, deterministic, device, learned, runs, split, ref_t,
              result, side, ref_dir, timings, score_check, out, tag, trajectories) -> dict:
-    """The summary dict of a run (written to ``summary_<tag>.json``): diffusivities, metrics, speed, timings."""
+    """The summary dict of a run (written to ``summary_<tag>.json``): diffusivities, metrics, speed, timings,
+    bead types (:func:`_bead_fields`); the caller adds the judgements and the figures."""
     species = species_labels(mapping)
     diffusivity = {label: species_diffusivities(result["observables"]["msd"], label, species) for label in trajectories}
-    figures = _headline_figures(out, tag, diffusivity, result["metrics"], scale)
     speed = {"learned_ns_per_hour": side["learned_ns_per_hour"], "classical_ns_per_hour": side["md_ns_per_hour"],
              "speed_up": side["ratio"], "side_by_side": side,
              # indicative only: whole runs timed at different moments, under whatever load there was
@@ -276,14 +417,14 @@ def _summary(s, scale, build, mapping, bundle_path, refine, deterministic, devic
         learned_ps=float(learned["time_ps"][min(split.n_steps, len(learned["time_ps"]) - 1)] - learned["time_ps"][0]),
         diffusivity_cm2_per_s=diffusivity, metrics=result["metrics"], speed=speed, timings_s=timings,
         mean_collisions=_mean_collisions(result["observables"]["collisions"]), score_check=score_check,
-        analysis_dir=str(out / f"analysis_{tag}"), figures=figures)
+        analysis_dir=str(out / f"analysis_{tag}"), **_bead_fields(mapping, build.get("polymer")))
     return summary
 
 
-def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optional[str] = None,
-                       device: Optional[str] = None, seed: int = 0, refine: bool = True,
-                       deterministic: bool = False, polymer: Optional[str] = None, progress: bool = True,
-                       transfer: bool = False, replicas: Optional[int] = None, long_reference=None) -> dict:
+def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: str | None = None,
+                       device: str | None = None, seed: int = 0, refine: bool = True,
+                       deterministic: bool = False, polymer: str | None = None, progress: bool = True,
+                       transfer: bool = False, replicas: int | None = None, long_reference=None) -> dict:
     """Build, simulate, coarse-grain, train, run ``LearnedIntegrator`` and compare with reference MD.
 
     Args:
@@ -295,7 +436,7 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
         device: torch device for training and the learned run (None: CUDA if available, else CPU).
         seed: seeds packing, MD, training and the learned run.
         refine: use the Score GNN annealed-Langevin refinement.  deterministic: mean dynamics (baseline).
-        polymer: override the polymer spec (e.g. "PPO", "PEO:PTMO"), see ``systems.spe.parse_polymer``.
+        polymer: override the polymer spec (e.g. "PPO", "PEO/PTMO", "PEO:0.7,PTMO:0.3"), see ``systems.spe.parse_polymer``.
         replicas: learned runs from the common start (seeds ``seed``, ``seed + 1``, ...; default the scale's
             ``learned_replicas``). The "learned" observables pool them (:mod:`openmm_mlcg.analysis.replicas`);
             with more than one, "learned, one replica" is the first run alone.
@@ -304,7 +445,9 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
             (:mod:`.spe_judge`, ``long_time_targets`` in the summary). None: no long-time judgement.
 
     Returns:
-        summary dict (also written to ``out_dir/summary.json``).
+        summary dict (also written to ``out_dir/summary_<tag>.json``), with "targets"
+        (:func:`.spe_judge.judge_targets`: PASS / FAIL / within noise / not judged per target) and "figures"
+        (:func:`redraw_figures`, which redraws them later from the saved outputs).
 
     Raises:
         ValueError: unknown ``scale``, ``replicas`` < 1, a ``long_reference`` of another system;
@@ -378,13 +521,14 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: Optio
         print("analysis: MSD, RDF and collisions of learned, short MD and reference MD ...", flush=True)
     result = analyze(trajectories, box, list(mapping.bead_types), mapping.bead_masses, mapping.bead_molecules,
                      mapping.cg_bonds, out / f"analysis_{tag}", observables=["msd", "rdf", "collisions"],
-                     reference="reference MD", progress=progress)
+                     reference="reference MD", progress=progress, plot=False)  # figures: redraw_figures below
     judgement = None if long_ref is None else judge_diffusivity(
         np.stack([r["positions"] for r in runs]), runs[0]["time_ps"] - runs[0]["time_ps"][0], long_ref, mapping)
     timings["analysis_s"] = time.perf_counter() - t0
     summary = _summary(s, scale, build, mapping, bundle_path, refine, deterministic, device, learned, runs, split,
                        ref_t, result, side, ref_dir, timings, score_check, out, tag, trajectories)
     summary["long_time_targets"] = judgement
-    with atomic_write(out / f"summary_{tag}.json", "w") as fh:
-        json.dump(summary, fh, indent=1, default=lambda o: None)
+    summary["targets"] = judge_targets(summary)
+    summary["figures"] = redraw_figures(out, tag, summary)
+    _write_summary(out, tag, summary)
     return summary

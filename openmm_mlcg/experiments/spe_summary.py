@@ -1,15 +1,15 @@
 """Human-readable table of a solid polymer electrolyte run (:func:`.spe.run_spe_experiment`'s summary)."""
 from __future__ import annotations
 
-import numpy as np
-
-from .spe_judge import format_judgement
+from ..analysis.report import finite_rdf_errors, mean_rdf_errors
+from .spe_judge import format_judgement, format_targets, judge_targets
 
 __all__ = ["format_summary"]
 
 
 def format_summary(summary: dict) -> str:
-    """Human-readable table of a :func:`run_spe_experiment` summary."""
+    """Human-readable table of a :func:`run_spe_experiment` summary, ending with the targets' verdicts
+    (:func:`.spe_judge.format_targets` of ``summary["targets"]``, judged from the summary when absent)."""
     d = summary["diffusivity_cm2_per_s"]
     lines = [f"SPE {summary['scale']}: {summary['n_atoms']} atoms -> {summary['n_beads']} beads; model step "
              f"{summary['model_time_step_ps']:g} ps; trained on {summary['training_ps']:g} ps, reference "
@@ -22,15 +22,7 @@ def format_summary(summary: dict) -> str:
             continue
         row = d.get(label, {})
         lines.append(f"{label:<22}" + "".join(f"{row.get(sp, float('nan')):>14.3e}" for sp in ("Li+", "TFSI-")))
-    rdf = {label: m.get("rdf_mae", {}) for label, m in summary.get("metrics", {}).items() if m.get("rdf_mae")}
-    if rdf:
-        lines.append("RDF error |g - g_ref| vs reference MD, averaged over r (per bead-type pair):")
-        for label, v in rdf.items():
-            vals = {pair: e for pair, e in v.items() if e is not None and np.isfinite(e)}
-            if vals:
-                worst = max(vals, key=vals.get)
-                lines.append(f"  {label:<22}mean over {len(vals)} pairs {np.mean(list(vals.values())):.3f}, "
-                             f"worst {worst} {vals[worst]:.3f}")
+    lines += _rdf_lines(summary.get("metrics", {}), summary.get("bead_type_key") or {})
     lines += format_judgement(summary.get("long_time_targets"))
     coll = summary.get("mean_collisions", {})
     if coll:
@@ -53,4 +45,20 @@ def format_summary(summary: dict) -> str:
                  f"{sp.get('learned_run_ns_per_hour') or float('nan'):.3g} ns/h, reference MD "
                  f"{sp.get('reference_run_ns_per_hour') or float('nan'):.3g} ns/h; see benchmarks/bench_speed.py)")
     lines.append("timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items()))
+    lines += format_targets(summary.get("targets") or judge_targets(summary))
     return "\n".join(lines)
+
+
+def _rdf_lines(metrics: dict, names: dict) -> list:
+    """Mean RDF error per label (over the pairs all labels have) and its worst pair (with readable type names)."""
+    errors = finite_rdf_errors(metrics)
+    means, n_pairs = mean_rdf_errors(metrics)
+    if not means:
+        return []
+    lines = ["RDF error |g - g_ref| vs reference MD, averaged over r (per bead-type pair):"]
+    for label, mean in means.items():
+        worst = max(errors[label], key=errors[label].get)
+        readable = " / ".join(names.get(t, t) for t in worst.split("-", 1)) if worst.count("-") == 1 else worst
+        lines.append(f"  {label:<22}mean over {n_pairs} pairs {mean:.3f}, worst {worst}"
+                     + (f" ({readable})" if readable != worst else "") + f" {errors[label][worst]:.3f}")
+    return lines

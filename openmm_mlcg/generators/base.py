@@ -12,6 +12,9 @@ A generator says:
 * ``name``; ``config_class``: the dataclass of its own nested config section (``score.<name>``, or None);
 * ``metadata_keys``: the bundle metadata fields it reads (:class:`openmm_mlcg.model.ModelMetadata`);
 * ``uses_dynamics``: whether its refined step needs the Dynamics GNN's Gaussian (a pass of that network);
+* ``honours_forces``: whether its step integrates forces that are not learned (``StepInputs.external_score``: the
+  CG System's own forces, e.g. restraints or an applied field); the OpenMM integrator refuses a System with such
+  forces for a generator that cannot;
 * ``equilibrium_score``: whether its Score GNN is an equilibrium score of the configurations (it reads the bead
   embeddings, not the Dynamics GNN's latents; score terms and post-training fits apply to it);
 * :meth:`Generator.loss`: its training loss on a collated batch (added to the Gaussian NLL);
@@ -24,7 +27,7 @@ The runtime never imports the trainer: generators hold no training loop, only th
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, Dict, NamedTuple, Optional, Tuple, Type
+from typing import Any, Callable, ClassVar, Dict, NamedTuple, Optional, Tuple, Type
 
 import torch
 
@@ -49,6 +52,8 @@ class StepInputs(NamedTuple):
         bead_friction: (n, 1) 1/ps (``cg_langevin``) or None. score_terms: the system's
             :class:`openmm_mlcg.priors.ScoreTerms` (summed onto the learned score) or None.
         generator: torch RNG on the device or None. deterministic: no random numbers.
+        external_score: ``f(x) -> (n, 3)`` F_ext(x) / kT in 1/nm of forces that are not learned (the CG System's
+            own forces), or None; only generators with ``honours_forces`` accept it.
     """
 
     box: Optional[torch.Tensor]
@@ -59,6 +64,7 @@ class StepInputs(NamedTuple):
     score_terms: Any = None
     generator: Optional[torch.Generator] = None
     deterministic: bool = False
+    external_score: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
 
 
 class Generator:
@@ -69,6 +75,7 @@ class Generator:
     metadata_keys: ClassVar[Tuple[str, ...]] = ()
     uses_dynamics: ClassVar[bool] = True
     equilibrium_score: ClassVar[bool] = False
+    honours_forces: ClassVar[bool] = False
 
     @classmethod
     def refines(cls, metadata) -> bool:

@@ -113,7 +113,7 @@ def smallest_stable_sigma(temperature_K: float, min_mass_amu: float, time_step_p
 def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int, time_step_ps: float,
            friction_per_ps, sigma_nm, generator: Optional[torch.Generator] = None,
            noise: bool = True, validate: bool = True, denoise: float = 1.0,
-           reverse_ratios: Sequence[float] = ()) -> torch.Tensor:
+           reverse_ratios: Sequence[float] = (), external_score: Optional[ScoreFn] = None) -> torch.Tensor:
     """One model step of CG Langevin dynamics on a learned score (module docstring): ``n_steps + 1 + K`` passes.
 
     Args:
@@ -133,6 +133,12 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
         reverse_ratios: K descending ratios 1 > r_1 > ... > r_K > 0 (module docstring, "reverse levels"):
             before the final step, K deterministic DDIM steps x + sigma_k (sigma_k - sigma_{k+1}) s(x, sigma_k)
             take the sample from sigma down to r_K sigma (K more passes); () gives the single final step.
+        external_score: ``external_score(x) -> (n, 3)``, F_ext(x) / kT in 1/nm: forces that are not learned (the
+            CG System's own forces: restraints, biases, an applied field), added to the learned score in every
+            Langevin sub-step and nowhere else: they are exact, not smoothed at sigma, so the denoising and reverse
+            steps do not see them. The stationary distribution is then p_sigma(x) exp(-U_ext(x) / kT) (a harmonic
+            restraint of constant k on a free bead gives variance kT / k) and a constant force F drifts a free bead
+            at F / (m gamma) = D F / kT (the Gronbech-Jensen-Farago scheme's drift is exact for it).
 
     Returns:
         (n, 3) next positions, nm.
@@ -170,15 +176,19 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
         """Standard-normal draw of the positions' shape from ``generator``."""
         return torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
 
+    def total(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Force / mass (nm/ps^2) of the learned score ``s`` plus the external forces at ``x``."""
+        return kt_m * (s if external_score is None else s + external_score(x))
+
     v = torch.sqrt(kt_m) * randn() if noise else torch.zeros_like(x0)
     x = x0
-    acc = kt_m * score_fn(x)                 # force / mass = (kT / m) x score, nm/ps^2
+    acc = total(x, score_fn(x))              # force / mass = (kT / m) x score, nm/ps^2
     s = None
     for _ in range(n):
         eta = root * randn() if noise else torch.zeros_like(x0)
         x = x + b * h * v + 0.5 * b * h * h * acc + 0.5 * b * h * eta
         s = score_fn(x)
-        acc_new = kt_m * s
+        acc_new = total(x, s)
         v = a * v + 0.5 * h * (a * acc + acc_new) + b * eta
         acc = acc_new
     r_prev = 1.0
@@ -241,7 +251,8 @@ class CGLangevin(Generator):
     """Langevin sub-steps on the learned equilibrium score (module docstring): the default generator.
 
     Its refined step needs no Dynamics GNN pass: ``cg_langevin_steps + 1 + cg_langevin_reverse_levels`` Score
-    passes. The system's score terms (:mod:`openmm_mlcg.priors`) are added to the learned score at every pass.
+    passes. The system's score terms (:mod:`openmm_mlcg.priors`) are added to the learned score at every pass;
+    external forces (``StepInputs.external_score``, the CG System's forces) in every Langevin sub-step.
     """
 
     name = "cg_langevin"
@@ -251,6 +262,7 @@ class CGLangevin(Generator):
                      "cg_langevin_denoise", "cg_langevin_reverse_levels")
     uses_dynamics = False
     equilibrium_score = True
+    honours_forces = True
 
     @classmethod
     def score_passes(cls, metadata) -> int:
@@ -304,11 +316,13 @@ class CGLangevin(Generator):
         masses = inputs.bead_masses.to(positions.dtype)
         sig = m.cg_langevin_sigmas(masses).to(positions.dtype)  # (n, 1) nm
         terms, box = inputs.score_terms, inputs.box
+        # one skin neighbour list for the step's passes (the same edges as a full search at each pass)
+        neighbors = model.neighbor_list(box, inputs.cg_bonds) if hasattr(model, "neighbor_list") else None
 
         def score_fn(x: torch.Tensor, ratio: float = 1.0) -> torch.Tensor:
-            """Learned equilibrium score (1/nm) at ``ratio`` x sigma on a graph rebuilt on ``x`` (+ the score
+            """Learned equilibrium score (1/nm) at ``ratio`` x sigma on the graph of ``x`` (+ the score
             terms')."""
-            e = model.edges(x, box, inputs.cg_bonds, validate=False)
+            e = model.edges(x, box, inputs.cg_bonds, validate=False) if neighbors is None else neighbors(x)
             sg = sig * ratio
             s = model.equilibrium_gns(inputs.bead_embedding, x, sg, e) / sg
             return s if terms is None else s + terms.score(x, e, sg, box, s.dtype)
@@ -317,4 +331,4 @@ class CGLangevin(Generator):
         friction = float(m.cg_langevin_friction_per_ps) if inputs.bead_friction is None else inputs.bead_friction
         return sample(score_fn, positions, kt_m, m.cg_langevin_steps, float(m.model_time_step_ps), friction, sig,
                       inputs.generator, not inputs.deterministic, validate=False, denoise=m.cg_langevin_denoise,
-                      reverse_ratios=m.cg_langevin_reverse_ratios())
+                      reverse_ratios=m.cg_langevin_reverse_ratios(), external_score=inputs.external_score)

@@ -5,50 +5,12 @@ from __future__ import annotations
 import json
 import zipfile
 import zlib
-from pathlib import Path
 
 import numpy as np
 
+from ..util.io_utils import check_input_file, describe_file, read_text_file
+
 __all__ = ["describe_file", "check_input_file", "read_npz", "read_json", "dcd_frames"]
-
-
-def describe_file(path) -> str:
-    """A few words on what ``path`` holds (for error messages): empty, text, zip archive, binary."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        with open(p, "rb") as fh:
-            head = fh.read(64)
-    except OSError as exc:
-        return f"an unreadable file ({exc.strerror or exc})"
-    if size == 0:
-        return "an empty file (0 bytes)"
-    if head.startswith(b"PK\x03\x04"):
-        return f"a zip archive of {size} bytes"
-    if head.startswith(b"\x93NUMPY"):
-        return "a single .npy array"
-    try:
-        text = head.decode("utf-8")
-        first = text.splitlines()[0] if text.strip() else text
-        return f"a text file of {size} bytes starting with {first[:40]!r}"
-    except UnicodeDecodeError:
-        return f"binary data of {size} bytes starting with {head[:8]!r}"
-
-
-def check_input_file(path, what: str, name: str = "path") -> Path:
-    """``path`` as a Path that exists, is a file and is not empty.
-
-    Raises:
-        FileNotFoundError: missing. IsADirectoryError: a directory. ValueError: empty.
-    """
-    p = Path(path)
-    if p.is_dir():
-        raise IsADirectoryError(f"{name}: expected {what} file, got the directory {p}")
-    if not p.is_file():
-        raise FileNotFoundError(f"{name}: {what} file {p} does not exist")
-    if p.stat().st_size == 0:
-        raise ValueError(f"{name}: {what} file {p} is empty (0 bytes)")
-    return p
 
 
 def read_npz(path, what: str, required=(), name: str = "path") -> dict:
@@ -87,10 +49,9 @@ def read_json(path, what: str, name: str = "path") -> dict:
         ValueError: empty file, invalid JSON (with line and column) or not an object.
     """
     p = check_input_file(path, f"a {what} JSON", name)
+    text = read_text_file(p, f"{what} JSON", name)  # binary -> ValueError naming what the file looks like
     try:
-        data = json.loads(p.read_text())
-    except UnicodeDecodeError:
-        raise ValueError(f"{name}: {p} is not {what} JSON (found {describe_file(p)})") from None
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{name}: {p} is not valid {what} JSON: {exc.msg} at line {exc.lineno} column "
                          f"{exc.colno}") from None

@@ -30,6 +30,7 @@ from ..generators import StepInputs
 from ..generators.interpolant import model_denoiser
 from ..generators.score_samplers import model_gns
 from ..nn.neighbors import build_edges
+from ..nn.skin import SkinNeighborList, default_skin_nm
 from ..priors.bonds import bond_parameters
 from .dynamics import gaussian_mean
 from .graph import SystemGraph, system_graph
@@ -137,14 +138,39 @@ class CGDynamicsModel(nn.Module):
         return self.embedding(graph.atom_types, graph.masses, graph.bond_index, graph.bond_types,
                               graph.atom_to_bead, graph.n_beads)
 
+    #: skin (nm) of the neighbour list reused across the Score passes of one model step
+    #: (:class:`openmm_mlcg.nn.skin.SkinNeighborList`): None = the rule :func:`openmm_mlcg.nn.skin.default_skin_nm`
+    #: of the metadata; 0 = a full search at every pass (the same edges, slower). Set per instance.
+    neighbor_skin_nm: Optional[float] = None
+
     def edges(self, positions: torch.Tensor, box: Optional[torch.Tensor], cg_bonds: torch.Tensor,
               batch: Optional[torch.Tensor] = None, boxes: Optional[torch.Tensor] = None,
               validate: bool = True) -> Edges:
         """CG graph on ``positions`` (n, 3) nm: CG bonds union radius edges at ``cutoff_nm`` (bond wins).
 
-        ``validate=False`` skips the box check (the caller validated it once); see :func:`build_edges`.
+        ``validate=False`` skips the box check (the caller validated it once); see :func:`build_edges`. For the
+        many passes of one model step :meth:`neighbor_list` gives the same edges faster.
         """
         return build_edges(positions, box, self.cutoff_nm, cg_bonds, batch=batch, boxes=boxes, validate=validate)
+
+    def neighbor_list(self, box: Optional[torch.Tensor], cg_bonds: torch.Tensor) -> Optional[SkinNeighborList]:
+        """A skin neighbour list for the graph passes of one model step, or None (search at every pass).
+
+        Called on positions (n, 3) nm it returns what :meth:`edges` returns on them (``validate=False``), bit for
+        bit, searching again only when beads have moved far enough (:mod:`openmm_mlcg.nn.skin`).
+
+        Args:
+            box: (3, 3) nm validated reduced box or None. cg_bonds: (2, m) long.
+
+        Returns:
+            :class:`~openmm_mlcg.nn.skin.SkinNeighborList` at cutoff ``cutoff_nm`` and skin
+            :attr:`neighbor_skin_nm` (None: :func:`~openmm_mlcg.nn.skin.default_skin_nm` of the metadata's cutoff and
+            ``velocity_std``); None when the skin is 0.
+        """
+        skin = self.neighbor_skin_nm
+        if skin is None:
+            skin = default_skin_nm(self.cutoff_nm, float(self.metadata.velocity_std))
+        return SkinNeighborList(self.cutoff_nm, float(skin), box, cg_bonds) if skin > 0 else None
 
     # ------------------------------------------------------------------ the Gaussian
     def predict(self, positions: torch.Tensor, history: torch.Tensor, bead_embedding: torch.Tensor,
@@ -254,8 +280,8 @@ class CGDynamicsModel(nn.Module):
     def step(self, positions: torch.Tensor, history: torch.Tensor, box: Optional[torch.Tensor],
              bead_embedding: torch.Tensor, bead_masses: torch.Tensor, cg_bonds: torch.Tensor,
              refine: bool = True, generator: Optional[torch.Generator] = None,
-             deterministic: bool = False, bead_friction: Optional[torch.Tensor] = None, score_terms=None
-             ) -> Tuple[torch.Tensor, torch.Tensor]:
+             deterministic: bool = False, bead_friction: Optional[torch.Tensor] = None, score_terms=None,
+             external_score=None) -> Tuple[torch.Tensor, torch.Tensor]:
         """One model step: predict, refine (or sample), remove the periodic centre-of-mass drift, roll history.
 
         The refined ``"cg_langevin"`` step skips the Dynamics GNN (its Langevin dynamics needs only the Score GNN).
@@ -266,21 +292,33 @@ class CGDynamicsModel(nn.Module):
             refine: use the Score GNN sampler (when :attr:`refines`). generator: RNG on the device.
             deterministic: no random numbers. bead_friction: (n, 1) 1/ps of the ``"cg_langevin"`` sampler or None.
             score_terms: the system's :class:`openmm_mlcg.priors.ScoreTerms` (``"cg_langevin"``) or None.
+            external_score: ``f(x) -> (n, 3)``, F_ext / kT in 1/nm of forces that are not learned (the CG
+                System's own forces) or None. The periodic centre-of-mass drift is then kept: external forces
+                need not sum to zero (a restraint, a field on a charged subset), and the dynamics is then that of
+                Langevin MD with those forces, whose centre of mass is not conserved either.
 
         Returns:
             (positions (n, 3), history (n, k, 3)): the new state; ``history[:, -1] = x_new - x``.
+
+        Raises:
+            ValueError: ``external_score`` for an unrefined step or a generator without ``honours_forces``.
         """
         refined = refine and self.refines
+        if external_score is not None and not (refined and self.metadata.generator.honours_forces):
+            raise ValueError(f"external_score: forces that are not learned act only in the refined step of a "
+                             f"generator that integrates them (cg_langevin); got refine={refine}, sampler "
+                             f"{self.metadata.sampler!r}")
         prediction = None
         if not refined or self.uses_dynamics_in_refinement:
             prediction = self.predict(positions, history, bead_embedding, bead_masses,
                                       self.edges(positions, box, cg_bonds, validate=False))
         if refined:
             x_new = self.refine(positions, prediction, StepInputs(box, cg_bonds, bead_embedding, bead_masses,
-                                                                  bead_friction, score_terms, generator, deterministic))
+                                                                  bead_friction, score_terms, generator, deterministic,
+                                                                  external_score))
         else:
             x_new = self.sample(prediction, generator, deterministic)
-        if box is not None:  # momentum conservation: no drift of the periodic system's centre of mass
+        if box is not None and external_score is None:  # momentum conservation: no drift of the periodic system's centre of mass
             w = bead_masses.to(x_new.dtype)
             x_new = x_new - ((w / w.sum())[:, None] * (x_new - positions)).sum(0, keepdim=True)
         return x_new, torch.cat([history[:, 1:], (x_new - positions).unsqueeze(1)], 1)

@@ -143,7 +143,7 @@ class LearnedSimulator:
 
     @torch.no_grad()
     def step(self, positions, history, box=None, n_steps: int = 1, refine: bool = True,
-             generator: Generators = None, deterministic: bool = False):
+             generator: Generators = None, deterministic: bool = False, external_score=None):
         """Advance ``n_steps`` model steps in one call.
 
         Args:
@@ -156,6 +156,9 @@ class LearnedSimulator:
                 ``n_steps`` generators, one per step (the OpenMM integrator's counter-based seeds).
             deterministic: no random numbers: the mean (unrefined), or the sampler without noise (refined;
                 ``"cg_langevin"``: zero initial velocities, damped motion on the learned free-energy surface).
+            external_score: ``f(x) -> (n, 3)``, F_ext(x) / kT in 1/nm of forces that are not learned (e.g. the CG
+                System's restraints, evaluated by OpenMM), integrated in the refined ``cg_langevin`` sub-steps
+                (:meth:`CGDynamicsModel.step`); None: none.
 
         Returns:
             (positions (n_beads, 3), history (k, n_beads, 3)), same dtype as ``positions``.
@@ -171,7 +174,7 @@ class LearnedSimulator:
         first_bad = torch.full((), -1, dtype=torch.long, device=self.device)
         for s, gen in enumerate(gens):
             x_new, h_new = model.step(x, h, box, self.bead_embedding, self.bead_masses, self.cg_bonds, refine, gen,
-                                      deterministic, self.bead_friction, self.score_terms)
+                                      deterministic, self.bead_friction, self.score_terms, external_score)
             ok = torch.isfinite(x_new).all() & (first_bad < 0)
             first_bad = torch.where(~ok & (first_bad < 0), torch.full_like(first_bad, s), first_bad)
             x, h = torch.where(ok, x_new, x), torch.where(ok, h_new, h)  # frozen at the last finite state

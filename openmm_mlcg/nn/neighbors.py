@@ -11,6 +11,9 @@ wrapped or unwrapped positions, batched graphs):
 * ``"cell"``: our plain-torch cell list in fractional coordinates; needs torch only, kept as the fallback
   and as an independent check of the default.
 
+For the many graph passes of one model step, :class:`openmm_mlcg.nn.skin.SkinNeighborList` returns the same
+edges from one search at cutoff + skin (Verlet list).
+
 Displacements use OpenMM's minimum-image convention (exact for cutoff <= half the smallest box width), are
 computed here from the positions (not taken from the backend) and are differentiable w.r.t. positions.
 
@@ -32,7 +35,7 @@ import torch
 from ..util.geometry import check_box, minimum_image
 
 __all__ = ["build_edges", "pair_vectors", "radius_pairs", "brute_force_pairs", "minimum_image", "check_box", "BACKENDS",
-           "DEFAULT_BACKEND", "cg_bond_index"]
+           "DEFAULT_BACKEND", "cg_bond_index", "bond_keys"]
 
 
 
@@ -245,11 +248,7 @@ def build_edges(
         raise ValueError(f"cutoff_nm: expected a positive finite cutoff in nm, got {cutoff_nm}")
     n = positions.shape[0]
     device = positions.device
-    bonds = torch.as_tensor(cg_bonds, dtype=torch.long, device=device)
-    if bonds.numel() == 0:
-        bonds = torch.zeros(2, 0, dtype=torch.long, device=device)
-    if bonds.dim() != 2 or bonds.shape[0] != 2:
-        raise ValueError(f"cg_bonds: expected shape (2, m) (transpose CGMapping.cg_bonds), got {tuple(bonds.shape)}")
+    keys_b = bond_keys(cg_bonds, n, device)
     if box is not None:
         box = torch.as_tensor(box, device=device)
         if validate:
@@ -277,16 +276,33 @@ def build_edges(
         per_edge_box = boxes
 
     # union with CG bonds (both directions); bond wins
-    bond_pairs = torch.cat([bonds, bonds.flip(0)], 1)
-    bond_pairs = bond_pairs[:, bond_pairs[0] != bond_pairs[1]]
-    bond_keys = torch.unique(bond_pairs[0] * n + bond_pairs[1])
-    keys = torch.unique(torch.cat([pairs[0] * n + pairs[1], bond_keys]))   # sorted -> sorted by (src, dst)
+    keys = torch.unique(torch.cat([pairs[0] * n + pairs[1], keys_b]))   # sorted -> sorted by (src, dst)
     edge_index = torch.stack([keys // n, keys % n])
-    edge_type = torch.isin(keys, bond_keys).long()
+    edge_type = torch.isin(keys, keys_b).long()
 
     vec = pair_vectors(positions, edge_index[0], edge_index[1], box,
                        None if per_edge_box is None else batch, per_edge_box)
     return edge_index, vec, edge_type
+
+
+def bond_keys(cg_bonds: torch.Tensor, n: int, device: torch.device) -> torch.Tensor:
+    """Sorted unique keys ``src * n + dst`` of the CG bonds in both directions (self-bonds dropped): (2m',) long.
+
+    Args:
+        cg_bonds: (2, m) long bead indices (anything ``torch.as_tensor`` takes), any direction; empty allowed.
+        n: number of beads. device: where the keys live.
+
+    Raises:
+        ValueError: ``cg_bonds`` not of shape (2, m).
+    """
+    bonds = torch.as_tensor(cg_bonds, dtype=torch.long, device=device)
+    if bonds.numel() == 0:
+        bonds = torch.zeros(2, 0, dtype=torch.long, device=device)
+    if bonds.dim() != 2 or bonds.shape[0] != 2:
+        raise ValueError(f"cg_bonds: expected shape (2, m) (transpose CGMapping.cg_bonds), got {tuple(bonds.shape)}")
+    pairs = torch.cat([bonds, bonds.flip(0)], 1)
+    pairs = pairs[:, pairs[0] != pairs[1]]
+    return torch.unique(pairs[0] * n + pairs[1])
 
 
 def pair_vectors(positions: torch.Tensor, src: torch.Tensor, dst: torch.Tensor, box: Optional[torch.Tensor],

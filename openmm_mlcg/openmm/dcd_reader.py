@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io.dcd import read_dcd_header  # re-exported
+from ..io.quiet import quiet_c_stdout
 
 __all__ = ["read_dcd_header", "load_dcd"]
 
@@ -28,7 +29,8 @@ def load_dcd(path, top, timestep_ps: float | None = None):
     header = read_dcd_header(path)
     if not isinstance(top, (str, Path, mdtraj.Topology)) and hasattr(top, "atoms"):
         top = mdtraj.Topology.from_openmm(top)
-    traj = mdtraj.load_dcd(str(path), top=top)
+    with quiet_c_stdout():  # mdtraj's DCD plugin prints two lines per file on C stdout
+        traj = mdtraj.load_dcd(str(path), top=top)
     dt = header["timestep_ps"] if timestep_ps is None else float(timestep_ps)
     traj.time = (header["first_step"] + np.arange(traj.n_frames) * header["interval"]) * dt
     return traj

@@ -39,7 +39,6 @@ Networks", TMLR 2023, section 3 (update rule) and appendix C (refinement).
 """
 from __future__ import annotations
 
-import random
 import warnings
 import weakref
 
@@ -48,9 +47,10 @@ import openmm
 import torch
 from openmm import unit
 
+from ..util.threads import ThreadWatch
 from ..util.units import to_array
 from ..model.simulator import LearnedSimulator, NonFiniteStateError
-from . import checks as _checks, state as _st
+from . import checks as _checks, forces as _forces, state as _st
 
 __all__ = ["LearnedIntegrator"]
 
@@ -98,7 +98,7 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         if mapping is None and transfer:
             raise ValueError("mapping: transfer=True needs the CGMapping of the simulated system, got None")
         bundle = _load_bundle(bundle, device, None if transfer else mapping)
-        mapping = mapping if transfer else self._resolve_mapping(bundle, mapping)
+        mapping = mapping if transfer else _checks.resolve_mapping(bundle, mapping)
         seed = self._check_seed(seed)
         simulator = LearnedSimulator(bundle, mapping, device)  # validates the typed metadata record
         record = simulator.model.metadata
@@ -124,25 +124,11 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         self._checked = None  # (id of checked context, n particles)
         self._cache = None    # (sync_token, history (k,n,3), x_last (n,3)) mirroring the per-DOF variables
         self._warned_external = False
+        self._watch = None    # ThreadWatch of the CPU run, made at the first step
         if history is not None:
             self.initialize_history(history)
 
     # ------------------------------------------------------------------ configuration
-    @staticmethod
-    def _resolve_mapping(bundle, mapping):
-        bound = getattr(bundle, "mapping", None)
-        bound_hash = bundle.metadata.get("mapping_hash") or (bound.hash if bound is not None else None)
-        if mapping is None:
-            if bound is None:
-                raise ValueError("mapping: the bundle has no bound mapping, pass the CGMapping of the system")
-            return bound
-        if not hasattr(mapping, "hash") or not hasattr(mapping, "n_beads"):
-            raise TypeError(f"mapping: expected a CGMapping, got {type(mapping).__name__}")
-        if bound_hash is not None and mapping.hash != bound_hash:
-            raise ValueError(f"mapping: hash {mapping.hash[:12]}... differs from the bundle's bound mapping "
-                             f"{bound_hash[:12]}...; use the mapping the model was trained with (or mapping=None)")
-        return mapping
-
     @property
     def bundle(self):
         """The loaded bundle."""
@@ -187,7 +173,9 @@ class LearnedIntegrator(openmm.CustomIntegrator):
 
         Raises:
             TypeError: ``target`` is neither a Context nor a Simulation.
-            ValueError: the Context runs another integrator (``context.getIntegrator()`` is not this one).
+            ValueError: the Context runs another integrator (``context.getIntegrator()`` is not this one), or its
+                System holds forces the learned step cannot act on (:mod:`openmm_mlcg.openmm.forces`: a barostat,
+                or any force for a generator that does not integrate forces or with ``refine=False``).
         """
         ctx = getattr(target, "context", target)
         if not isinstance(ctx, openmm.Context):
@@ -195,6 +183,7 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         if ctx.getIntegrator() is not self:
             raise ValueError("target: its Context was created with a different integrator, not this "
                              "LearnedIntegrator")
+        self._check_forces(_forces.classify_forces(ctx.getSystem()))
         self._context_ref = weakref.ref(ctx)
         self._checked = None
 
@@ -208,8 +197,22 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         if self._checked is None or self._checked[0] != id(ctx):
             self._check_system(ctx.getSystem())
             _checks.check_context(self._bundle.metadata, ctx, self._mapping)  # periodicity, box, bond lengths
-            self._checked = (id(ctx), self._n)
+            self._checked = (id(ctx), _forces.classify_forces(ctx.getSystem()), self._context_box(ctx))
         return ctx
+
+    @staticmethod
+    def _context_box(ctx):
+        """The Context's box (3, 3) nm, or None for a non-periodic System."""
+        if not ctx.getSystem().usesPeriodicBoundaryConditions():
+            return None
+        vectors = ctx.getState().getPeriodicBoxVectors(asNumpy=True)
+        return np.asarray(vectors.value_in_unit(unit.nanometer), dtype=np.float64)
+
+    def _check_forces(self, forces) -> None:
+        """Refuse System forces that the current generator and ``refine`` setting cannot act on."""
+        model = self._simulator.model
+        honoured, why = _forces.honours(model.metadata.generator, self.refine, model.refines)
+        _forces.check_forces(forces, honoured, why)
 
     def _check_system(self, system) -> None:
         n = system.getNumParticles()
@@ -225,29 +228,52 @@ class LearnedIntegrator(openmm.CustomIntegrator):
 
     # ------------------------------------------------------------------ integrator variables
     def _write_vars(self, history: np.ndarray, x_last: np.ndarray, ready: bool) -> None:
+        """Store the record in the integrator variables, stamped with its check value (:mod:`.state`)."""
         for i in range(self._k):
             self.setPerDofVariableByName(f"h{i}", history[i])
         self.setPerDofVariableByName("x_last", x_last)
         self.setGlobalVariableByName("history_ready", float(ready))
-        token = float(random.getrandbits(52) + 1)
+        self.setGlobalVariableByName("mlcg_format", float(_st.FORMAT_VERSION))
+        words = [self.getGlobalVariableByName(f"bundle_id{i}") for i in range(4)]
+        token = _st.make_token(_st.record_checksum(history, x_last, ready, words, _st.FORMAT_VERSION))
         self.setGlobalVariableByName("sync_token", token)
-        self._cache = (token, history.copy(), x_last.copy())
+        self._cache = (token, history.copy(), x_last.copy(), bool(ready))
 
-    def _read_vars(self):
-        """(history (k,n,3), x_last (n,3), ready) from the integrator variables (cached between steps)."""
+    def _read_vars(self, source: str | None = None):
+        """(history (k,n,3), x_last (n,3), ready) from the integrator variables (cached between steps).
+
+        A record this integrator did not write itself (a loaded checkpoint or State) is verified first
+        (:meth:`check_state`); ``source`` names it in messages.
+        """
+        source = source or "integrator state (a checkpoint or State loaded into the Context)"
+        token = self.getGlobalVariableByName("sync_token")
+        if self._cache is None or self._cache[0] != token:
+            self._cache = self._load_record(token, source)
         fp = _st.decode_fingerprint([self.getGlobalVariableByName(f"bundle_id{i}") for i in range(4)])
         if fp not in self._ids:
-            raise ValueError(f"bundle: the integrator state (e.g. a loaded checkpoint) was written by bundle "
-                             f"{fp[:12]}... but this integrator runs bundle {self._fingerprint[:12]}...")
-        ready = bool(self.getGlobalVariableByName("history_ready"))
-        token = self.getGlobalVariableByName("sync_token")
-        if self._cache is not None and self._cache[0] == token:
-            return self._cache[1], self._cache[2], ready
+            raise ValueError(f"bundle: the {source} was written by bundle {fp[:12]}... but this integrator runs "
+                             f"bundle {self._fingerprint[:12]}...")
+        return self._cache[1], self._cache[2], self._cache[3]
+
+    def _load_record(self, token: float, source: str) -> tuple:
+        """(token, history, x_last, ready) read from the Context and checked against its check value."""
         history = np.stack([_vec_array(self.getPerDofVariableByName(f"h{i}")) for i in range(self._k)]) \
             if self._k else np.zeros((0, self._n, 3))
         x_last = _vec_array(self.getPerDofVariableByName("x_last"))
-        self._cache = (token, history, x_last)
-        return history, x_last, ready
+        values = {name: self.getGlobalVariableByName(name) for name in _st.GLOBALS}
+        _st.verify_record(values, history, x_last, source)  # before the fingerprint: a cut record reads as zeros
+        return token, history, x_last, bool(values["history_ready"])
+
+    def check_state(self, source: str = "integrator state") -> None:
+        """Verify the integrator record now in the Context, e.g. right after ``loadCheckpoint`` or ``setState``
+        (:func:`openmm_mlcg.openmm.resume_simulation` does); stepping verifies it too.
+
+        Raises:
+            ValueError: a record cut short, corrupt or mixed from two runs (it does not match its check value),
+                an unknown format version, or one written with another bundle; the message names ``source``.
+        """
+        self._cache = None
+        self._read_vars(source)
 
     def initialize_history(self, frames) -> None:
         """Set the history from the last k+1 of (>= k+1, n_beads, 3) CG frames (nm, unwrapped, Quantity ok).
@@ -280,9 +306,15 @@ class LearnedIntegrator(openmm.CustomIntegrator):
     def step(self, steps: int) -> None:
         """Advance the attached Context by ``steps`` model steps.
 
+        Forces of the CG System other than its bond topology (restraints, biases, an applied field) act in every
+        Langevin sub-step (:mod:`openmm_mlcg.openmm.forces`). Positions or a box changed since the last step
+        (``setPositions``, ``setPeriodicBoxVectors``, ``setState``) are checked as at the start of the run.
+
         Raises:
             ValueError: ``steps`` < 0, System does not match the mapping, periodic box thinner than twice the
-                model cutoff, step size changed, or state from a different bundle.
+                model cutoff, step size changed, state from a different bundle, positions (CG bonds > 5x the
+                training's: Angstrom?) or box (bead density outside the training range) changed into what no
+                model was trained for, or System forces the step cannot act on (``refine=False``).
             RuntimeError: not attached to a Context; or the model produced non-finite positions (the message
                 names the step; the Context keeps the last finite state, time and step count).
         """
@@ -304,12 +336,22 @@ class LearnedIntegrator(openmm.CustomIntegrator):
             box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
         step0, t0 = ctx.getStepCount(), state.getTime().value_in_unit(unit.picosecond)
         history, x_last, ready = self._read_vars()
+        moved = ready and np.max(np.abs(x - x_last), initial=0.0) > _POSITION_TOLERANCE_NM
+        box_changed = box is not None and not np.array_equal(box, self._checked[2])
+        if moved or box_changed:  # changed outside the integrator: the start-of-run checks again
+            _checks.check_state(self._bundle.metadata, x, box, self._mapping)
+            self._checked = self._checked[:2] + (box,)
         if not ready:
             history = np.zeros((self._k, self._n, 3))
-        elif np.max(np.abs(x - x_last), initial=0.0) > _POSITION_TOLERANCE_NM and not self._warned_external:
+        elif moved and not self._warned_external:
             warnings.warn("LearnedIntegrator: Context positions changed since the last step (setPositions, "
                           "minimisation, setState); keeping the stored history velocities", stacklevel=2)
             self._warned_external = True
+        forces = self._checked[1]
+        self._check_forces(forces)  # refine may have been changed since attach
+        external = None
+        if forces.active:  # the CG System's own forces, evaluated by OpenMM in every Langevin sub-step
+            external = _forces.external_score_function(ctx, float(self._simulator.model.metadata.temperature_K))
         seed, refine, det = self.seed, self.refine, self.deterministic
         dev = self._device
         xt = torch.as_tensor(x, dtype=torch.float64, device=dev)
@@ -318,7 +360,7 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         gens = [torch.Generator(device=dev).manual_seed(_st.step_seed(seed, step0 + i)) for i in range(int(steps))]
         done, failed = int(steps), None
         try:  # all steps in one simulator call: no host round trip per step beyond the neighbour list
-            xt, ht = self._simulator.step(xt, ht, bt, int(steps), refine, gens, det)
+            xt, ht = self._simulator.step(xt, ht, bt, int(steps), refine, gens, det, external)
         except NonFiniteStateError as exc:  # the error carries the last finite state
             xt, ht, done = exc.positions, exc.history, exc.step
             failed = step0 + done + 1
@@ -330,6 +372,10 @@ class LearnedIntegrator(openmm.CustomIntegrator):
             self._write_vars(h_new, x_new, True)
             ctx.setTime(t0 + done * self._dt)
             ctx.setStepCount(step0 + done)
+        if self._watch is None and torch.device(dev).type == "cpu":
+            self._watch = ThreadWatch("LearnedIntegrator")  # warns once if torch's threads are starved
+        if self._watch is not None:
+            self._watch.check()
         if failed is not None:
             raise RuntimeError(f"LearnedIntegrator: the model produced non-finite positions at step {failed}; "
                                f"the Context keeps the last finite state (step {step0 + done}). Check the input "
@@ -354,20 +400,33 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         the Context's positions, velocities, box, time and step count).
 
         Raises:
-            FileNotFoundError / ValueError: missing file, wrong format, different bundle or bead count.
+            FileNotFoundError / ValueError: missing file, wrong format, missing entries, different bundle or bead
+            count (the message names ``path``).
             RuntimeError: ``restore_context`` but not attached to a Context.
         """
-        data = _st.read_state_file(path)
-        if str(data["fingerprint"]) not in self._ids:
-            raise ValueError(f"path: state was written with bundle {str(data['fingerprint'])[:12]}..., "
-                             f"this integrator runs {self._fingerprint[:12]}...")
-        if data["history"].shape != (self._k, self._n, 3):
-            raise ValueError(f"path: history shape {data['history'].shape} != ({self._k}, {self._n}, 3)")
+        data = self._read_state_npz(path)
         for name in ("seed", "refine", "deterministic"):
             self.setGlobalVariableByName(name, float(data[name]))
         if restore_context:
             _st.restore_context(self._require_context(), data, self._dt)
         self._write_vars(data["history"], data["x_last"], bool(data["history_ready"]))
+
+    def _read_state_npz(self, path) -> dict:
+        """A file of :meth:`save_state`, checked against this integrator (bundle, k, bead count)."""
+        data = _st.read_state_file(path)
+        missing = [k for k in ("history", "x_last", "fingerprint", "history_ready", "seed", "refine",
+                               "deterministic") if k not in data]
+        if missing:
+            raise ValueError(f"path: {path} is not a complete LearnedIntegrator state file: missing entries "
+                             f"{missing} (found {sorted(data)})")
+        if str(data["fingerprint"]) not in self._ids:
+            raise ValueError(f"path: {path} was written with bundle {str(data['fingerprint'])[:12]}..., "
+                             f"this integrator runs {self._fingerprint[:12]}...")
+        for name, shape in (("history", (self._k, self._n, 3)), ("x_last", (self._n, 3))):
+            if data[name].shape != shape:
+                raise ValueError(f"path: {path} holds {name} of shape {data[name].shape}, expected {shape} "
+                                 "(k history velocities of this bundle, beads of this mapping)")
+        return data
 
     @classmethod
     def from_xml(cls, xml, bundle, mapping=None, device=None, transfer: bool = False) -> "LearnedIntegrator":

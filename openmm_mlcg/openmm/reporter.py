@@ -4,7 +4,8 @@ What the stock ``StateDataReporter`` columns mean with :class:`~openmm_mlcg.open
 
 * Step, Time (ps), Speed (ns/day), Elapsed/Remaining time, Box volume, Density: meaningful (one step is one
   model step of ``getStepSize()`` ps; density = total bead mass / box volume).
-* Potential Energy: always 0. The CG System has no forces (the model predicts steps, not energies).
+* Potential Energy: the energy of the forces a user added to the CG System (restraints, biases; 0 without
+  them, :mod:`openmm_mlcg.openmm.forces`). The learned part has no energy: the model predicts steps.
 * Kinetic Energy, Temperature, Total Energy: computed from the Context velocities, which are the mean
   velocities over the last model step (bead displacement / model time step, nm/ps). A mean velocity over a
   step much longer than the velocity correlation time is far below the instantaneous thermal velocity, so
@@ -12,7 +13,7 @@ What the stock ``StateDataReporter`` columns mean with :class:`~openmm_mlcg.open
   falls as the model step grows (6-11 K for a 353 K electrolyte at 2 ps). No physical temperature exists
   for the CG model: it has no instantaneous velocities.
 
-This reporter refuses those four columns with an error that says why, and is otherwise identical.
+This reporter refuses the last three columns with an error that says why, and is otherwise identical.
 """
 from __future__ import annotations
 
@@ -22,9 +23,8 @@ __all__ = ["CGStateDataReporter", "UNAVAILABLE_COLUMNS"]
 
 #: StateDataReporter options without a physical meaning for a learned CG run, and why.
 UNAVAILABLE_COLUMNS = {
-    "potentialEnergy": "the CG System has no forces, so it is always 0",
     "kineticEnergy": "Context velocities are displacements per model step, not thermal velocities",
-    "totalEnergy": "there is no potential energy and no thermal kinetic energy",
+    "totalEnergy": "the learned part has no energy and there is no thermal kinetic energy",
     "temperature": "Context velocities are displacements per model step, so it reads far below the real "
                    "temperature (about 2 m D / (k_B dt) for diffusive beads)",
 }
@@ -43,5 +43,6 @@ class CGStateDataReporter(app.StateDataReporter):
             self._openedFile = False  # StateDataReporter.__del__ reads it
             why = "; ".join(f"{k}: {UNAVAILABLE_COLUMNS[k]}" for k in bad)
             raise ValueError(f"CGStateDataReporter: column(s) {bad} are unavailable for a learned CG run ({why}). "
-                             "Use step, time, speed, elapsedTime, remainingTime, volume or density")
+                             "Use step, time, potentialEnergy (of forces you added), speed, elapsedTime, remainingTime, "
+                             "volume or density")
         super().__init__(file, reportInterval, **kwargs)

@@ -9,6 +9,12 @@ XML (``Simulation.saveState``) carry it:
 * global variables (see :data:`GLOBALS`): format version, seed, refine/deterministic flags, whether a history
   exists, the bundle fingerprint (128 bits as four 32-bit numbers, since globals are doubles) and a sync token.
 
+The sync token (format 2) carries a check value of the integrator's own record: ``token = crc << 20 | nonce``
+with ``crc`` = :func:`record_checksum` of the history, ``x_last``, the history flag, the fingerprint words and the
+format version, and a random 20-bit ``nonce`` >= 1 (token 0: nothing written yet). A record cut short or mixed
+with another run's (a truncated checkpoint, a foreign State) no longer matches its check value
+(:func:`verify_record`). Format 1 records (no check value) are still read.
+
 Random numbers are counter based: model step ``s`` (the Context step count before the step) draws its noise from
 a fresh ``torch.Generator`` seeded with :func:`step_seed` ``(seed, s)``. The RNG state is therefore just
 (seed, step count), both of which are checkpointed, and a run is independent of how it is split into
@@ -18,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+import zlib
 
 import numpy as np
 import openmm
@@ -25,11 +33,16 @@ from openmm import unit
 
 from ..util.io_utils import atomic_write, write_npz
 
-__all__ = ["GLOBALS", "FORMAT_VERSION", "bundle_fingerprint", "accepted_ids", "encode_fingerprint", "decode_fingerprint",
-           "step_seed", "write_state_file", "read_state_file", "context_arrays", "restore_context"]
+__all__ = ["GLOBALS", "FORMAT_VERSION", "READABLE_FORMATS", "bundle_fingerprint", "accepted_ids",
+           "encode_fingerprint", "decode_fingerprint", "step_seed", "write_state_file", "read_state_file",
+           "context_arrays", "restore_context", "record_checksum", "make_token", "verify_record"]
 
-#: version of the variable layout below (stored in global ``mlcg_format``).
-FORMAT_VERSION = 1
+#: version of the variable layout below (stored in global ``mlcg_format``): 2 = the sync token carries a check value.
+FORMAT_VERSION = 2
+#: versions that load: 1 (no check value) and the current one
+READABLE_FORMATS = (1, FORMAT_VERSION)
+_NONCE_BITS = 20
+_NONCE_RNG = random.Random()  # its own stream: the user's ``random`` sequence is left alone
 #: global variables of a LearnedIntegrator and their initial values.
 GLOBALS = {"mlcg_format": float(FORMAT_VERSION), "seed": 0.0, "refine": 1.0, "deterministic": 0.0,
            "history_ready": 0.0, "bundle_id0": 0.0, "bundle_id1": 0.0, "bundle_id2": 0.0, "bundle_id3": 0.0,
@@ -116,9 +129,54 @@ def read_state_file(path) -> dict:
     out = read_npz(Path(path), "LearnedIntegrator state")
     if "mlcg_format" not in out:
         raise ValueError(f"path: {path} is not a LearnedIntegrator state file (no 'mlcg_format' entry)")
-    if int(out["mlcg_format"]) != FORMAT_VERSION:
-        raise ValueError(f"path: state format version {int(out['mlcg_format'])} != supported {FORMAT_VERSION}")
+    if int(out["mlcg_format"]) not in READABLE_FORMATS:
+        raise ValueError(f"path: {path} has state format version {int(out['mlcg_format'])}, expected one of "
+                         f"{READABLE_FORMATS}")
     return out
+
+
+def record_checksum(history, x_last, ready: bool, fingerprint_words, version: float) -> int:
+    """CRC-32 of a LearnedIntegrator's own record: ``history`` (k, n, 3) and ``x_last`` (n, 3) rounded to
+    float32 (what single-precision platforms keep of per-DOF variables), the history flag, the four fingerprint
+    words and the format version."""
+    crc = zlib.crc32(np.asarray(history, dtype=np.float32).tobytes())
+    crc = zlib.crc32(np.asarray(x_last, dtype=np.float32).tobytes(), crc)
+    flags = np.asarray([float(bool(ready)), *map(float, fingerprint_words), float(version)], dtype=np.float64)
+    return zlib.crc32(flags.tobytes(), crc)
+
+
+def make_token(checksum: int) -> float:
+    """A sync token (exact as a double, never 0) carrying ``checksum`` and a random nonce."""
+    return float((int(checksum) << _NONCE_BITS) | _NONCE_RNG.randrange(1, 1 << _NONCE_BITS))
+
+
+def verify_record(values: dict, history, x_last, source: str) -> None:
+    """Check a LearnedIntegrator record read back from a Context against its check value.
+
+    Args:
+        values: the global variables (:data:`GLOBALS` names -> values) as read from the Context.
+        history, x_last: the per-DOF variables as read. source: what the record came from, for messages
+            (e.g. "checkpoint run.chk").
+
+    Raises:
+        ValueError: an unknown format version, or a record that does not match its check value (a truncated or
+            corrupt checkpoint/State, or one mixed from two runs); the message names ``source`` and both values.
+    """
+    version, token = values["mlcg_format"], values["sync_token"]
+    if version not in READABLE_FORMATS:
+        raise ValueError(f"{source}: the LearnedIntegrator record has format version {version:g}, expected one of "
+                         f"{READABLE_FORMATS}: truncated, corrupt or not written by a LearnedIntegrator")
+    words = [values[f"bundle_id{i}"] for i in range(_FP_WORDS)]
+    pristine = (token == 0 and any(words) and not values["history_ready"] and not np.any(history)
+                and not np.any(x_last))  # as the constructor left it: nothing written yet
+    if version < 2 or pristine:
+        return
+    actual = record_checksum(history, x_last, bool(values["history_ready"]), words, version)
+    expected = int(token) >> _NONCE_BITS if np.isfinite(token) and 0 <= token < 2.0**53 else -1
+    if actual != expected:
+        raise ValueError(f"{source}: the LearnedIntegrator record (history velocities, last positions, flags) does "
+                         f"not match its check value: expected CRC-32 {expected:08x} (sync token {token!r}), found "
+                         f"{actual:08x}; the checkpoint or State is truncated, corrupt or mixed from two runs")
 
 
 def context_arrays(context) -> dict:

@@ -19,9 +19,12 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["packmol_binary", "pack_box", "embed_molecule", "known_monomers", "parse_polymer", "chain_smiles",
-           "scaled_composition", "DATA_DIR"]
+           "scaled_composition", "DATA_DIR", "COPOLYMER_SYNTAX"]
 
 DATA_DIR = Path(__file__).parent / "data"
+#: the one polymer-spec syntax (``parse_polymer``, ``openmm-mlcg generate spe --polymer``, the docs)
+COPOLYMER_SYNTAX = ("a monomer name (PEO), a random copolymer with equal fractions NAME/NAME (PEO/PTMO) or with "
+                    "weights NAME:WEIGHT,NAME:WEIGHT (PEO:0.7,PTMO:0.3)")
 
 
 def packmol_binary() -> str:
@@ -156,7 +159,8 @@ def parse_polymer(polymer) -> dict[str, float]:
     a list/tuple of monomer names (equal fractions); a dict ``{name: weight}``.
 
     Raises:
-        ValueError: empty spec, unknown monomer (message lists the known ones), non-positive weight.
+        ValueError: empty spec, unknown monomer (message lists the known ones), non-positive or non-numeric
+            weight (``"PEO:PTMO"`` is refused with a pointer to ``"PEO/PTMO"``).
         TypeError: spec of another type.
     """
     if isinstance(polymer, str):
@@ -168,7 +172,11 @@ def parse_polymer(polymer) -> dict[str, float]:
                 try:
                     spec[name.strip()] = float(w)
                 except ValueError:
-                    raise ValueError(f"polymer: bad weight {w!r} in {polymer!r}") from None
+                    hint = ""
+                    if all(p.strip() in known_monomers() for p in text.replace(",", ":").split(":")):
+                        hint = f" (did you mean {text.replace(':', '/').replace(',', '/')!r}?)"
+                    raise ValueError(f"polymer: bad weight {w!r} in {polymer!r}; expected {COPOLYMER_SYNTAX}"
+                                     f"{hint}") from None
         else:
             spec = {p.strip(): 1.0 for p in text.split("/") if p.strip()}
     elif isinstance(polymer, (list, tuple)):

@@ -41,7 +41,7 @@ __all__ = ["load_params", "class_one_sequence", "class_two_sequence", "build_pol
 
 PARAMS_PATH = Path(__file__).with_name("data") / "polymer_params.json"
 KINDS = ("class1", "class2")
-SCALES = ("demo", "paper")
+SCALES = ("smoke", "demo", "paper")
 _GROUPS = dict(fene=0, wca=1, angle=2, dihedral=3, lj=4)
 
 
@@ -332,7 +332,8 @@ def generate(n_systems: int, out_dir, kind: str = "class1", length: int | None =
         length: chain length in CUs (default by scale: demo 60 CUs ~ 130 beads, paper 400 CUs ~ 880).
         seed: master seed; system i uses independent streams derived from (seed, kind, i).
         platform: OpenMM platform name or None (:func:`default_platform` for the chain length).
-        scale: "demo" or "paper": default lengths/times from polymer_params.json ("protocol").
+        scale: "smoke" (~10 beads, seconds: checks that the pipeline runs), "demo" or "paper": default
+            lengths/times from polymer_params.json ("protocol").
         n_steps: production steps of 0.01 tau (default by scale/kind; paper class1 50k tau = 5e6 steps).
         production_tau: alternative to ``n_steps``: production length in tau (= ps; float or Quantity).
         frame_interval: time between frames in tau = ps (float or Quantity; default 5 tau class1; class2
@@ -367,7 +368,10 @@ def generate(n_systems: int, out_dir, kind: str = "class1", length: int | None =
         raise ValueError(f"production_tau: give n_steps={n_steps} or production_tau={production_tau}, not both")
     prod = proto["production_tau"] if production_tau is None else to_float(production_tau, unit.picosecond,
                                                                            "production_tau")
-    n_steps = _check_count(_steps(prod, dt, "n_steps") if n_steps is None else n_steps, "n_steps")
+    prod_name = "n_steps" if production_tau is None else "production_tau"
+    if production_tau is not None and not prod > 0:
+        raise ValueError(f"production_tau: expected > 0 tau (a multiple of the frame interval {fi:g} tau), got {prod:g}")
+    n_steps = _check_count(_steps(prod, dt, prod_name) if n_steps is None else n_steps, prod_name)
     if n_steps % report:
         raise ValueError(f"{'n_steps' if production_tau is None else 'production_tau'}: expected a multiple of the "
                          f"frame interval ({report} steps = {fi} tau), got {n_steps} steps")

@@ -23,7 +23,7 @@ from . import gaff
 from .packing import _data, chain_smiles, scaled_composition, embed_molecule, known_monomers, pack_box, parse_polymer
 
 __all__ = ["SPESystem", "known_monomers", "parse_polymer", "chain_smiles", "build_spe", "simulate", "generate",
-           "SCALES"]
+           "SCALES", "FRAME_INTERVAL_PS"]
 
 _AMU_TO_G = 1.66053906660e-24  # g per amu
 TFSI_MASS = 280.146  # g/mol, (CF3SO2)2N-
@@ -249,7 +249,14 @@ def build_spe(polymer="PEO", n_chains: int = 9, chain_length: int = 12, salt_mol
                      composition=composition, forcefield_xml=ff_xml, atom_types=tuple(all_types))
 
 
+#: ps between saved frames of ``generate`` (and ``openmm-mlcg generate spe``)
+FRAME_INTERVAL_PS = 2.0
+
 SCALES = {
+    # ~250 atoms (4 short chains, 2 LiTFSI, 0.6 nm cutoff), 1 ps NPT + 10 ps NVT (5 frames): seconds; a check
+    # that the pipeline runs (tests, first try of a command line), not data to learn from
+    "smoke": dict(backbone_atoms=18, target_atoms=None, n_salt=2, equilibration_ps=1.0, training_ps=10.0,
+                  nonbonded_cutoff=0.6),
     # ~1000 atoms, minutes on 2 CPU cores (examples / CI-scale data)
     "demo": dict(backbone_atoms=36, target_atoms=960, n_salt=None, equilibration_ps=50.0, training_ps=100.0),
     # Fu et al. 2023 app. B: ~6000 atoms, 50 LiTFSI, 150 backbone atoms per chain, 5 ns equilibration,
@@ -320,7 +327,8 @@ def _one_system(job: dict) -> str:
         os.environ.setdefault("OPENMM_CPU_THREADS", str(job["cpu_threads"]))
     if is_done(job["out"]):
         return str(job["out"])
-    spe = build_spe(job["polymer"], job["n_chains"], job["chain_length"], job["salt_molality"], seed=job["seed"])
+    spe = build_spe(job["polymer"], job["n_chains"], job["chain_length"], job["salt_molality"], seed=job["seed"],
+                    nonbonded_cutoff=job.get("nonbonded_cutoff", 0.9))
     return str(simulate(spe, job["out"], job["equilibration_ps"], job["training_ps"], job["frame_interval_ps"],
                         temperature=job["temperature"], platform=job["platform"], seed=job["seed"],
                         desc=Path(job["out"]).name, progress_bar=job["progress_bar"]))
@@ -328,7 +336,7 @@ def _one_system(job: dict) -> str:
 
 def generate(n_systems: int, out_dir, polymers=None, chain_length: int | None = None, n_chains: int | None = None,
              seed: int = 0, platform: str | None = None, scale: str = "demo", training_ps=None,
-             equilibration_ps=None, frame_interval_ps=2.0, n_workers: int = 1, salt_molality=1.5,
+             equilibration_ps=None, frame_interval_ps=FRAME_INTERVAL_PS, n_workers: int = 1, salt_molality=1.5,
              temperature=353.0, progress_bar: bool = True) -> list[Path]:
     """Generate ``n_systems`` SPE reference trajectories, one directory each (``out_dir/spe_XXX_<polymer>``).
 
@@ -341,7 +349,8 @@ def generate(n_systems: int, out_dir, polymers=None, chain_length: int | None = 
         chain_length / n_chains: override the scale preset (monomers per chain / chains per box).
         seed: base seed; system ``i`` uses ``seed + i``.
         platform: OpenMM platform name or None (fastest available).
-        scale: ``"demo"`` (~1000 atoms, 50 ps NPT + 100 ps NVT, ~3-5 min on 2 CPU cores) or ``"paper"``
+        scale: ``"smoke"`` (~250 atoms, 1 ps NPT + 10 ps NVT, seconds: checks that the pipeline runs),
+            ``"demo"`` (~1000 atoms, 50 ps NPT + 100 ps NVT, ~3-5 min on 2 CPU cores) or ``"paper"``
             (~6000 atoms, 50 LiTFSI, ~150 backbone atoms per chain, 5 ns NPT + 5 ns NVT; a GPU job).
         training_ps / equilibration_ps: production (NVT) and NPT lengths in ps (override the preset).
         frame_interval_ps: ps between frames (default 2).  n_workers: parallel processes.
@@ -389,6 +398,7 @@ def generate(n_systems: int, out_dir, polymers=None, chain_length: int | None = 
                          n_chains=n_chains or nc, chain_length=chain_length or cl, salt_molality=molality,
                          equilibration_ps=equil, training_ps=train, frame_interval_ps=frame_interval_ps,
                          temperature=temperature, platform=platform, progress_bar=progress_bar,
+                         nonbonded_cutoff=cfg.get("nonbonded_cutoff", 0.9),
                          cpu_threads=max(1, (os.cpu_count() or 1) // n_workers) if n_workers > 1 else None))
     from ..util.locks import output_lock
     from ..util.parallel import worker_pool

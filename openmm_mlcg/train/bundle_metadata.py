@@ -16,7 +16,7 @@ from openmm_mlcg.util.sanity import training_physics
 
 from .model_step import N_BOND_TYPES
 
-__all__ = ["model_metadata", "cg_langevin_noise", "mass_floor_amu", "lightest_bead_amu"]
+__all__ = ["model_metadata", "cg_langevin_noise", "cg_langevin_sigma", "mass_floor_amu", "lightest_bead_amu"]
 
 
 def mass_floor_amu(cfg, maps) -> Optional[float]:
@@ -36,10 +36,10 @@ def lightest_bead_amu(cfg, maps) -> float:
     return lightest if floor is None else max(lightest, floor)
 
 
-def cg_langevin_noise(cfg, stats, maps, frame_interval: float):
+def cg_langevin_sigma(cfg, maps, frame_interval: float):
     """(sigma_b, (sigma_max, sigma_min)) nm of the ``"cg_langevin"`` sampler: sigma_b resolves the lightest bead's
-    fastest oscillation at ``omega h = cg_langevin_omega_h``; the training range is [sigma_b / 3, 3 sigma_b] unless
-    given. Warns when sigma_b exceeds half a model step's displacement std.
+    fastest oscillation at ``omega h = cg_langevin.omega_h``; the training range is [sigma_b / 3, 3 sigma_b] unless
+    given. Reads only the config and the mappings (checked before training, :mod:`openmm_mlcg.train.data_checks`).
 
     Raises:
         ValueError: no ``data.temperature_K``, or a given range that does not hold sigma_b.
@@ -55,14 +55,26 @@ def cg_langevin_noise(cfg, stats, maps, frame_interval: float):
     sigma_b = smallest_stable_sigma(float(t), lightest_bead_amu(cfg, maps), cfg.data.stride * frame_interval,
                                     cg.steps, cg.omega_h)
     sigma_range = (sc.sigma_max_nm or 3.0 * sigma_b, sc.sigma_min_nm or sigma_b / 3.0)
-    if sigma_b > 0.5 * stats["velocity_std"]:
-        warnings.warn(f"score.cg_langevin.steps: {cg.steps} sub-steps smooth the lightest bead's score at "
-                      f"sigma = {sigma_b:.3g} nm, more than half of one model step's displacement std "
-                      f"({stats['velocity_std']:.3g} nm): the structure will be washed out; use more sub-steps "
-                      "(sigma falls as 1 / steps)", UserWarning, stacklevel=3)
     if not sigma_range[1] <= sigma_b <= sigma_range[0]:
         raise ValueError(f"score.sigma_min_nm/sigma_max_nm: the range {sigma_range[1]}..{sigma_range[0]} nm must "
                          f"hold the cg_langevin noise level {sigma_b:.4g} nm")
+    return sigma_b, sigma_range
+
+
+def cg_langevin_noise(cfg, stats, maps, frame_interval: float):
+    """:func:`cg_langevin_sigma`, warning when sigma_b exceeds half a model step's displacement std
+    (``stats["velocity_std"]``).
+
+    Raises:
+        ValueError: as :func:`cg_langevin_sigma`.
+    """
+    sigma_b, sigma_range = cg_langevin_sigma(cfg, maps, frame_interval)
+    steps = cfg.score.cg_langevin.steps
+    if sigma_b > 0.5 * stats["velocity_std"]:
+        warnings.warn(f"score.cg_langevin.steps: {steps} sub-steps smooth the lightest bead's score at "
+                      f"sigma = {sigma_b:.3g} nm, more than half of one model step's displacement std "
+                      f"({stats['velocity_std']:.3g} nm): the structure will be washed out; use more sub-steps "
+                      "(sigma falls as 1 / steps)", UserWarning, stacklevel=3)
     return sigma_b, sigma_range
 
 

@@ -1,7 +1,9 @@
 """Value checks of a training configuration (:class:`openmm_mlcg.train.config.TrainConfig`), one per key.
 
 Split from :mod:`openmm_mlcg.train.config`, which holds the schema (dataclasses, defaults) and its YAML round
-trip; every message names ``section.key``, the expected range and the actual value.
+trip; every message names ``section.key``, the expected range and the actual value. What only the data can tell
+(bead types, CG angles, trajectory lengths, boxes) is checked before training by
+:func:`openmm_mlcg.train.data_checks.check_against_data`.
 """
 from __future__ import annotations
 

@@ -27,13 +27,13 @@ import torch
 from tqdm.auto import tqdm
 
 from openmm_mlcg.model.dynamics import geometric_sigmas
-from openmm_mlcg.util.locks import output_lock
 from openmm_mlcg.generators import get_generator
 from openmm_mlcg.bundle import save_model
 from openmm_mlcg.model import CGDynamicsModel
 from openmm_mlcg.nn.losses import type_balanced_weights
 from openmm_mlcg.util.outputs import check_output_dir
 from openmm_mlcg.util.sanity import resolve_device
+from openmm_mlcg.util.threads import ThreadWatch
 
 from .batching import atom_type_vocabulary, collate
 from .checkpoint import check_resumable, load_checkpoint, save_checkpoint
@@ -41,8 +41,9 @@ from .baseline import linear_history_nll
 from .bundle_metadata import cg_langevin_noise, model_metadata
 from .config import TrainConfig, load_config
 from .model_step import build_modules, loss_options
+from .run_directory import CHECKPOINT_NAME, refuse_busy, run_directory
 from .log import LOG_COLUMNS, read_log, training_summary, write_log
-from .sources import load_sources, split_in_time, window_span
+from .sources import load_sources
 
 __all__ = ["train", "train_on_trajectories", "training_summary", "LOG_COLUMNS"]
 
@@ -50,20 +51,28 @@ __all__ = ["train", "train_on_trajectories", "training_summary", "LOG_COLUMNS"]
 def train(config: Union[TrainConfig, dict, str, Path], callback: Optional[Callable[[int, dict], None]] = None) -> Path:
     """Train from a config (TrainConfig, nested dict or YAML path) whose ``data.systems`` lists the data.
 
+    The config is checked on its own when loaded and against the data before the first optimisation step
+    (:func:`openmm_mlcg.train.data_checks.check_against_data`); a run that fails before its first checkpoint removes
+    what it created in ``training.out_dir`` (:func:`openmm_mlcg.train.run_directory.run_directory`).
+
     Returns:
         path of the exported bundle ``out_dir/model.mlcg``.
 
     Raises:
-        ValueError/TypeError/FileNotFoundError: invalid config or data (see :class:`TrainConfig`, :func:`load_sources`).
+        ValueError/TypeError/FileNotFoundError: invalid config or data (see :class:`TrainConfig`, :func:`load_sources`,
+            :func:`openmm_mlcg.train.data_checks.check_against_data`).
+        OutputLockedError: another process is training into the same ``training.out_dir``.
+        FitQualityError: a post-training fit far from its data (:mod:`openmm_mlcg.train.fits.quality`).
     """
     cfg = load_config(config)
     out = check_output_dir(cfg.training.out_dir, "training.out_dir")
-    with output_lock(out, "train", "training.out_dir"):  # one trainer per out_dir
+    with run_directory(out, "train", "training.out_dir"):  # one trainer per out_dir
         cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
         trajs, maps = load_sources(cfg.data, cache)
         if cfg.data.temperature_K is None:
             cfg.data.temperature_K = _run_temperature(cfg.data)
-        return train_on_trajectories(trajs, maps, cfg, callback=callback)
+        data = _prepare_data(trajs, maps, cfg, [f"data.systems[{i}]" for i in range(len(trajs))])
+        return _train_on_trajectories(data, maps, cfg, callback)
 
 
 def _run_temperature(data_cfg) -> Optional[float]:
@@ -147,21 +156,42 @@ def _validate(model, graphs, dataset, cfg, device) -> float:
 
 def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
                           callback: Optional[Callable[[int, dict], None]] = None) -> Path:
-    """Train on CG trajectories in memory; see :func:`_train_on_trajectories` (holds the out_dir lock).
+    """Train on CG trajectories in memory (``data.systems`` of the config is ignored).
+
+    The config is checked against the data (:func:`openmm_mlcg.train.data_checks.check_against_data`) before
+    anything is written; a run that fails before its first checkpoint removes what it created in
+    ``training.out_dir``.
+
+    Args:
+        cg_trajectories: list of :class:`openmm_mlcg.data.CGTrajectory` (unwrapped positions, nm).
+        mappings: list of :class:`openmm_mlcg.cg.mapping.CGMapping`, one per trajectory (may repeat).
+        config: TrainConfig, nested dict or YAML path.
+        callback: optional ``callback(step, row)`` after every completed step (row = the log values).
+
+    Returns:
+        path of the exported bundle ``out_dir/model.mlcg`` (bound to the mapping if all trajectories share one).
 
     Raises:
+        ValueError: length mismatch, mapping/trajectory hash mismatch, different model time steps, too-short
+            trajectories, an option the data cannot serve, or a checkpoint in out_dir written with an incompatible
+            config.
         OutputLockedError: another process is training into the same ``training.out_dir``.
+        FitQualityError: a post-training fit far from its data (:mod:`openmm_mlcg.train.fits.quality`).
     """
     cfg = load_config(config)
+    maps = list(mappings)
     out = check_output_dir(cfg.training.out_dir, "training.out_dir")
-    with output_lock(out, "train", "training.out_dir"):
-        return _train_on_trajectories(cg_trajectories, mappings, cfg, callback)
+    refuse_busy(out, "train", "training.out_dir")   # a busy directory first, then the checks: nothing created
+    data = _prepare_data(list(cg_trajectories), maps, cfg)
+    with run_directory(out, "train", "training.out_dir"):
+        return _train_on_trajectories(data, maps, cfg, callback)
 
 
 class _Data(NamedTuple):
-    """The training data of a run: vocabulary, the time split (indices into the trajectories and the parts),
-    the window datasets, their normalisation statistics and the frame interval (ps)."""
+    """The training data of a run: the whole trajectories, the vocabulary, the time split (indices into the
+    trajectories and the parts), the window datasets, their normalisation statistics and the frame interval (ps)."""
 
+    trajectories: list
     vocab: list
     tr_ids: list
     tr: list
@@ -173,26 +203,20 @@ class _Data(NamedTuple):
     frame_interval: float
 
 
-def _prepare_data(trajs: list, maps: list, cfg) -> _Data:
-    """Check the trajectories against their mappings, split them in time and cut the windows.
+def _prepare_data(trajs: list, maps: list, cfg, names: Optional[Sequence[str]] = None) -> _Data:
+    """Check the config against the data (:func:`openmm_mlcg.train.data_checks.check_against_data`; ``names``:
+    how messages name the trajectories), split them in time and cut the windows.
 
     Raises:
-        ValueError: length or mapping-hash mismatch, different frame intervals, beads that do not move.
+        ValueError: as :func:`check_against_data`, or beads that do not move.
     """
     from openmm_mlcg.data import WindowDataset
 
+    from .data_checks import check_against_data
+
     dc = cfg.data
-    if len(trajs) == 0 or len(trajs) != len(maps):
-        raise ValueError(f"cg_trajectories/mappings: expected equal non-zero lengths, got {len(trajs)} and {len(maps)}")
-    for i, (t, m) in enumerate(zip(trajs, maps)):
-        if getattr(t, "mapping_hash", None) and t.mapping_hash != m.hash:
-            raise ValueError(f"cg_trajectories[{i}]: mapping_hash {t.mapping_hash[:12]} does not match "
-                             f"mappings[{i}].hash {m.hash[:12]}")
-    dts = sorted({round(float(t.frame_interval_ps), 12) for t in trajs})
-    if len(dts) != 1:
-        raise ValueError(f"cg_trajectories: expected one frame_interval_ps for all trajectories, got {dts}")
+    tr_ids, tr, va_ids, va = check_against_data(cfg, trajs, maps, names)
     vocab = atom_type_vocabulary(maps)
-    tr_ids, tr, va_ids, va = split_in_time(trajs, dc.val_fraction, window_span(dc.history, dc.stride))
     train_ds = WindowDataset(tr, [maps[i] for i in tr_ids], history=dc.history, stride=dc.stride)
     val_ds = WindowDataset(va, [maps[i] for i in va_ids], history=dc.history, stride=dc.stride) if va else []
     stats = {k: float(v) for k, v in train_ds.velocity_statistics().items()}
@@ -200,7 +224,7 @@ def _prepare_data(trajs: list, maps: list, cfg) -> _Data:
         if not (np.isfinite(stats[key]) and stats[key] > 0):
             raise ValueError(f"cg_trajectories: expected moving beads, but the training windows have {key}="
                              f"{stats[key]} (nm per model step); check the trajectories and data.stride")
-    return _Data(vocab, tr_ids, tr, va_ids, va, train_ds, val_ds, stats, float(trajs[0].frame_interval_ps))
+    return _Data(list(trajs), vocab, tr_ids, tr, va_ids, va, train_ds, val_ds, stats, float(trajs[0].frame_interval_ps))
 
 
 def _noise_levels(cfg, stats: dict, maps: list, frame_interval: float):
@@ -214,27 +238,18 @@ def _noise_levels(cfg, stats: dict, maps: list, frame_interval: float):
     return sigma_b, geometric_sigmas(sigma_range[0], sigma_range[1], cfg.score.n_levels)
 
 
-def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
-                           callback: Optional[Callable[[int, dict], None]] = None) -> Path:
-    """Train on CG trajectories in memory (``data.systems`` of the config is ignored).
-
-    Args:
-        cg_trajectories: list of :class:`openmm_mlcg.data.CGTrajectory` (unwrapped positions, nm).
-        mappings: list of :class:`openmm_mlcg.cg.mapping.CGMapping`, one per trajectory (may repeat).
-        config: TrainConfig, nested dict or YAML path.
-        callback: optional ``callback(step, row)`` after every completed step (row = the log values).
-
-    Returns:
-        path of the exported bundle ``out_dir/model.mlcg`` (bound to the mapping if all trajectories share one).
+def _train_on_trajectories(data: _Data, maps: list, cfg, callback: Optional[Callable[[int, dict], None]] = None
+                           ) -> Path:
+    """Train on the checked data (:func:`_prepare_data`) into ``training.out_dir`` (its lock held by the caller):
+    the optimisation, the post-training fits and the bundle ``out_dir/model.mlcg`` (bound to the mapping if all
+    trajectories share one).
 
     Raises:
-        ValueError: length mismatch, mapping/trajectory hash mismatch, different model time steps, too-short
-        trajectories, or a checkpoint in out_dir written with an incompatible config.
+        ValueError: a checkpoint in out_dir written with an incompatible config.
+        FloatingPointError: the loss is not finite. FitQualityError: a fit far from its data.
     """
-    cfg = load_config(config)
-    trajs, maps = list(cg_trajectories), list(mappings)
     tc, dc = cfg.training, cfg.data
-    data = _prepare_data(trajs, maps, cfg)
+    trajs = data.trajectories
     out = Path(tc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(tc.device, "training.device")
@@ -253,7 +268,7 @@ def _train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config
 
     ema = _ema_modules(modules, cfg.optim.ema_decay)
     saved_modules = {**modules, **{f"ema_{k}": m for k, m in ema.items()}}  # what a checkpoint holds
-    ckpt_path, log_path = out / "checkpoint.pt", out / "log.csv"
+    ckpt_path, log_path = out / CHECKPOINT_NAME, out / "log.csv"
     start, extra = 0, {}
     if tc.resume and ckpt_path.is_file():
         payload = load_checkpoint(ckpt_path, modules=saved_modules, optimizer=optimizer, scheduler=scheduler,
@@ -314,9 +329,12 @@ def _optimise(model, modules, ema, params, optimizer, scheduler, data: _Data, gr
     options = loss_options(cfg)
     bar = tqdm(range(start, tc.n_steps), initial=start, total=tc.n_steps, disable=not tc.progress,
                desc="train", dynamic_ncols=True)
+    watch = ThreadWatch("training") if torch.device(device).type == "cpu" else None  # warns once if the threads are starved
     with open(log_path, "a", newline="") as log_fh, bar:
         writer = csv.DictWriter(log_fh, fieldnames=LOG_COLUMNS)
         for step in bar:
+            if watch is not None:
+                watch.check()
             t0 = time.perf_counter()
             for m in modules.values():
                 m.train()
@@ -376,8 +394,18 @@ def _export(model, extra: dict, cfg, data: _Data, maps: list, graphs_tr, checkpo
     return bundle
 
 
+def _factor(ratio) -> str:
+    """A fit's miss factor for the summary ("unbounded" when None)."""
+    return "unbounded" if ratio is None else f"{ratio:.3g}x"
+
+
 def _print_fits(meta) -> None:
-    """One line on the fitted cg_langevin frictions (when the bundle has them)."""
+    """One line on the fitted cg_langevin frictions and one on the grades of the fits (when the bundle has them)."""
+    grades = meta.extra.get("fit_quality") or {}
+    if grades:
+        print("fit quality (model vs data, worst case): " + ", ".join(
+            f"{name} {q['status']} {_factor(q['ratio'])}" + (" at a bound" if q["at_bound"] else "")
+            for name, q in grades.items()), flush=True)
     fc = meta.extra.get("friction_calibration")
     if fc:
         types = ", ".join(f"{t} {g:.3g}" for t, g in sorted((fc.get("friction_by_type") or {}).items()))

@@ -19,14 +19,16 @@ def load_sources(data_cfg, cache_dir) -> Tuple[list, list]:
 
     Args:
         data_cfg: :class:`openmm_mlcg.train.config.DataConfig` (paths already absolute).
-        cache_dir: directory for cached mappings / CG trajectories (created if missing).
+        cache_dir: directory for cached mappings / CG trajectories (created by the first source that caches:
+            ``cg_trajectory`` sources need none, so loading them writes nothing).
 
     Returns:
         (cg_trajectories, mappings), two lists of equal length.
 
     Raises:
         FileNotFoundError: a listed file or directory is missing.
-        ValueError: no systems, or a directory without metadata.json frame_interval_ps.
+        ValueError: no systems, or a directory whose frame interval is recorded nowhere (no metadata.json
+            ``frame_interval_ps``, no OpenMM DCD header) and not given (``data.systems[i].frame_interval_ps``).
     """
     from openmm_mlcg.data import CGTrajectory, coarse_grain_trajectory, load_run, mapping_for_topology
     from openmm_mlcg.cg.mapping import CGMapping
@@ -34,7 +36,6 @@ def load_sources(data_cfg, cache_dir) -> Tuple[list, list]:
     if not data_cfg.systems:
         raise ValueError("data.systems: expected at least one system, got an empty list")
     cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     trajs, maps = [], []
     for i, src in enumerate(data_cfg.systems):
         name = f"data.systems[{i}]"
@@ -50,7 +51,8 @@ def load_sources(data_cfg, cache_dir) -> Tuple[list, list]:
             if not Path(src.dir).is_dir():
                 raise FileNotFoundError(f"{name}.dir: directory {src.dir} does not exist")
             mapping, cg = load_run(src.dir, data_cfg.group_size, data_cfg.mapping_seed, cache_dir=cache_dir,
-                                   mapping_path=src.mapping, frame_interval_ps=src.frame_interval_ps)
+                                   mapping_path=src.mapping, frame_interval_ps=src.frame_interval_ps,
+                                   frame_interval_option=f"{name}.frame_interval_ps")
             trajs.append(cg)
         else:
             topology, files = Path(src.topology), [Path(t) for t in src.trajectories]

@@ -1,5 +1,6 @@
 """Atomic file writing, deterministic npz archives and content hashing shared by mapping, cache, checkpoints
-and bundles.
+and bundles; what a file holds (:func:`describe_file`) and text input that refuses binary files
+(:func:`read_text_file`).
 
 Temporary files of :func:`atomic_write` are named ``.<target>.<pid>.<random>.tmp`` beside the target; a write
 that was killed leaves one behind, and the next atomic write into the same directory removes those whose
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write", "sha256_arrays", "clean_stale_tmp", "write_npz", "file_digest", "ZIP_EPOCH"]
+__all__ = ["atomic_write", "sha256_arrays", "clean_stale_tmp", "write_npz", "file_digest", "ZIP_EPOCH",
+           "describe_file", "check_input_file", "read_text_file"]
 
 #: fixed timestamp of every member of archives we write (zip cannot store dates before 1980)
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -131,3 +133,102 @@ def sha256_arrays(*arrays, extra: str = "") -> str:
         h.update(a.tobytes())
     h.update(extra.encode())
     return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------- what a file holds
+#: (leading bytes, offset, what) of binary formats users pass by mistake
+_MAGIC = ((b"CORD", 4, "a DCD trajectory"), (b"\x89HDF\r\n\x1a\n", 0, "an HDF5 file (e.g. an mdtraj .h5 trajectory)"),
+          (b"\x93NUMPY", 0, "a single .npy array"), (b"\x00\x00\x07\xcb", 0, "an XTC trajectory"),
+          (b"OpenMM Binary Checkpoint", 0, "an OpenMM checkpoint"))
+
+
+def _describe_zip(path: Path, size: int) -> str:
+    """What a file that starts like a zip archive holds: a model bundle, an npz archive or another zip."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return f"a truncated or corrupt zip archive of {size} bytes"
+    if "metadata.json" in names and any(n.endswith((".pt", ".pt2")) for n in names):
+        return f"an openmm_mlcg model bundle (a zip archive of {size} bytes)"
+    if names and all(n.endswith(".npy") for n in names):
+        return f"an .npz archive of {size} bytes"
+    return f"a zip archive of {size} bytes"
+
+
+def describe_file(path) -> str:
+    """A few words on what ``path`` holds (for error messages): empty, a model bundle, an npz or zip archive,
+    a DCD/XTC/HDF5 trajectory, a .npy array, text (with its first line) or other binary data."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as fh:
+            head = fh.read(64)
+    except OSError as exc:
+        return f"an unreadable file ({exc.strerror or exc})"
+    if size == 0:
+        return "an empty file (0 bytes)"
+    if head.startswith(b"PK\x03\x04"):
+        return _describe_zip(p, size)
+    for magic, offset, what in _MAGIC:
+        if head[offset:offset + len(magic)] == magic:
+            return f"{what} of {size} bytes"
+    if b"\x00" not in head:
+        try:
+            text = head.decode("utf-8")
+            first = text.splitlines()[0] if text.strip() else text
+            return f"a text file of {size} bytes starting with {first[:40]!r}"
+        except UnicodeDecodeError:
+            pass
+    return f"binary data of {size} bytes starting with {head[:8]!r}"
+
+
+def check_input_file(path, what: str, name: str = "path") -> Path:
+    """``path`` as a Path that exists, is a file and is not empty.
+
+    Raises:
+        FileNotFoundError: missing. IsADirectoryError: a directory. ValueError: empty.
+    """
+    p = _existing_file(path, what, name)
+    if p.stat().st_size == 0:
+        raise ValueError(f"{name}: {what} file {p} is empty (0 bytes)")
+    return p
+
+
+def _existing_file(path, what: str, name: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise IsADirectoryError(f"{name}: expected {what} file, got the directory {p}")
+    if not p.is_file():
+        raise FileNotFoundError(f"{name}: {what} file {p} does not exist")
+    return p
+
+
+def read_text_file(path, what: str, name: str = "path", hint: str = "") -> str:
+    """The text of a UTF-8 file given as argument ``name`` (an empty file gives ``""``).
+
+    Args:
+        path: the file. what: what it should be, e.g. "a YAML config". name: the argument named in messages.
+        hint: appended to the message when the file is binary, e.g. "did you swap BUNDLE and CONFIG?".
+
+    Raises:
+        FileNotFoundError: missing. IsADirectoryError: a directory.
+        ValueError: binary content (NUL bytes or not UTF-8); the message names ``name``, the file, what was
+            expected and what the file looks like (a model bundle, a DCD trajectory, ...).
+    """
+    p = _existing_file(path, what, name)
+    text = _utf8_text(p.read_bytes())
+    if text is None:
+        raise ValueError(f"{name}: {p} is {describe_file(p)}, expected {what} (a text file)"
+                         f"{'; ' + hint if hint else ''}")
+    return text
+
+
+def _utf8_text(data: bytes):
+    """``data`` decoded as UTF-8, or None for binary data (a NUL byte in the first 8 KiB, or not UTF-8)."""
+    if b"\x00" in data[:8192]:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import yaml
 
+from .io_utils import read_text_file
+
 __all__ = ["StrictSafeLoader", "load_yaml", "DuplicateKeyError"]
 
 
@@ -42,14 +44,12 @@ def load_yaml(path):
 
     Raises:
         FileNotFoundError: missing file. IsADirectoryError: a directory.
-        ValueError: duplicate keys or a YAML syntax error (message names the file and line).
+        ValueError: duplicate keys or a YAML syntax error (message names the file and line); a binary file
+            (a model bundle, a DCD, ...: the message says which, :func:`read_text_file`).
     """
     p = Path(path)
-    if p.is_dir():
-        raise IsADirectoryError(f"config: expected a YAML file, got the directory {p}")
-    if not p.is_file():
-        raise FileNotFoundError(f"config: file {p} does not exist")
-    text = p.read_text()
+    text = read_text_file(p, "a YAML config", "config",
+                          hint="did you swap two file arguments (e.g. BUNDLE and CONFIG of `openmm-mlcg check`)?")
     loader = StrictSafeLoader(text)
     loader.source = str(p)
     try:

@@ -30,10 +30,14 @@ from openmm_mlcg.util.geometry import as_box_frames
 from ...generators.cg_langevin import BOLTZMANN_KJ_PER_MOL_K
 
 __all__ = ["calibrate_friction", "data_msd", "model_msd", "data_msd_curve", "automatic_lag", "model_msd_pair",
-           "DIFFUSIVE_SLOPE"]
+           "DIFFUSIVE_SLOPE", "FRICTION_BOUNDS", "AT_BOUND_FACTOR", "lag_room", "friction_quality"]
 
 #: log-log slope of the MSD from which the automatic rule calls the data diffusive
 DIFFUSIVE_SLOPE = 0.9
+#: the friction search bracket of :func:`calibrate_friction`, 1/ps
+FRICTION_BOUNDS = (1e-3, 1e5)
+#: a fitted friction within this factor of an end of the bracket is at that bound (:func:`friction_quality`)
+AT_BOUND_FACTOR = 1.1
 #: the group of the bead types too rare for a friction of their own (:func:`calibrate_friction`)
 POOLED = "(pooled rare types)"
 
@@ -195,8 +199,14 @@ def _free_friction(inc: float, kt_m: float, steps: int, dt: float) -> float:
     return 6.0 * kt_m * steps * dt / max(inc, 1e-12)
 
 
+def lag_room(trajectories: Sequence, stride: int, history: int) -> int:
+    """The longest calibration lag (model steps) that ``trajectories`` hold after a history of ``history`` model
+    steps: the longest one's model steps (frames every ``stride``) less ``history + 1``."""
+    return max(len(t.positions[::stride]) for t in trajectories) - 1 - int(history)
+
+
 def calibrate_friction(model, trajectories: Sequence, mappings: Sequence, stride: int, lag: Optional[int] = None,
-                       n_starts: int = 4, bounds=(1e-3, 1e5), iterations: int = 10, seed: int = 0,
+                       n_starts: int = 4, bounds=FRICTION_BOUNDS, iterations: int = 10, seed: int = 0,
                        min_lag: int = 10, tolerance: float = 0.05, min_samples: int = 32) -> dict:
     """Frictions (1/ps per bead type) of the ``"cg_langevin"`` sampler matching the data's MSD increment
     MSD(L) - MSD(L/2) over the calibration lag L (module docstring).
@@ -233,12 +243,11 @@ def calibrate_friction(model, trajectories: Sequence, mappings: Sequence, stride
         (types whose best model increment is > 10 % off the data's: the learned structure holds them tighter or
         looser than any friction in the bracket can mend; theirs is the best trial), data_msd_nm2 and
         model_msd_nm2 (the increments, all beads), the same per fitted group (``..._by_type_nm2``: a type, or
-        :data:`POOLED`), pooled_types, n_starts (total), trials; the metadata's friction unchanged (MSDs NaN)
+        :data:`POOLED`), pooled_types, n_starts (total), trials, bounds; the metadata's friction unchanged (MSDs NaN)
         when no trajectory is long enough.
     """
     k = int(model.metadata.history)
-    longest = max(len(t.positions[::stride]) for t in trajectories)
-    room = longest - 1 - k
+    room = lag_room(trajectories, stride, k)
     if lag is None:
         curve = data_msd_curve(trajectories, mappings, stride, max(1, room // 2))
         lag, slopes = automatic_lag(curve, min_lag, room // 2)
@@ -336,4 +345,41 @@ def calibrate_friction(model, trajectories: Sequence, mappings: Sequence, stride
                 fitted_to_msd_at_lag=sorted(whole), unreached=sorted(g for g in target if best[g][2] > 0.1),
                 data_loglog_slope_by_type=slopes, data_msd_nm2=_total(target, group_counts),
                 model_msd_nm2=_total(model_best, group_counts), data_msd_by_type_nm2=target,
-                model_msd_by_type_nm2=model_best, n_starts=len(starts), trials=trials)
+                model_msd_by_type_nm2=model_best, n_starts=len(starts), trials=trials,
+                bounds=[float(bounds[0]), float(bounds[1])])
+
+
+def friction_quality(record: Dict, meta=None) -> Dict:
+    """The grade (:func:`openmm_mlcg.train.fits.quality.grade`) of a :func:`calibrate_friction` record: per fitted
+    group (a bead type, or the pooled rare types) the miss factor max(m / d, d / m) of the model's and the data's
+    MSD increments, and the groups whose friction is within :data:`AT_BOUND_FACTOR` of an end of the bracket.
+
+    Args:
+        record: the fit's result. meta: the bundle's :class:`openmm_mlcg.model.ModelMetadata` (names the mass floor
+            in the advice), or None.
+    """
+    from .quality import grade, miss_factor, pooled_label
+
+    data, model = record.get("data_msd_by_type_nm2") or {}, record.get("model_msd_by_type_nm2") or {}
+    by_type = record.get("friction_by_type") or {}
+    low, high = record.get("bounds") or FRICTION_BOUNDS
+    entries, bound = {}, []
+    for g, d in data.items():
+        members = list(record.get("pooled_types") or []) if g == POOLED else [g]
+        label = pooled_label(g, members)
+        m = float(model.get(g, math.nan))
+        entries[label] = (float(d), m, miss_factor(float(d), m))
+        gamma = by_type.get(members[0]) if members else None
+        if gamma is not None and (gamma <= low * AT_BOUND_FACTOR or gamma >= high / AT_BOUND_FACTOR):
+            bound.append(f"{label} at {gamma:.3g} /ps")
+    floor = getattr(meta, "cg_langevin_mass_floor_amu", None)
+    slow = any(m < d for d, m, _ in entries.values() if np.isfinite(m))
+    how = "slower than the data's even at the least" if slow else "faster than the data's even at the most"
+    advice = (f"The friction per bead type is searched in [{low:g}, {high:g}] /ps; where none gives the data's MSD, "
+              f"the sampler's inertia or learned structure is off (beads {how} friction): "
+              f"a bead's inertial mass is at least score.cg_langevin.mass_floor_amu (here "
+              f"{'none' if floor is None else f'{floor:g}'} amu; null: the median bead mass, 0: the bead masses), "
+              f"its Langevin sub-steps are score.cg_langevin.steps, and a longer training (training.n_steps) "
+              f"sharpens the structure. score.cg_langevin.calibration_lag and calibration_starts change the fit alone "
+              f"(a resumed run refits without retraining).")
+    return grade("MSD increment over the calibration lag, nm^2", ("data", "model"), entries, bound, advice)

@@ -30,12 +30,15 @@ import torch
 from openmm_mlcg.priors import ScoreTerms, pair_key
 from openmm_mlcg.priors.pair_correction import PairCorrection
 
-__all__ = ["fit_pair_correction", "contact_identity_check", "require_equilibrium_score", "RIDGES", "CONTACT_NM"]
+__all__ = ["fit_pair_correction", "contact_identity_check", "require_equilibrium_score", "check_bead_types",
+           "pair_correction_quality", "RIDGES", "CONTACT_NM", "MIN_CONTACT_SAMPLES"]
 
 #: ridge strengths tried, relative to the mean diagonal of the normal matrix
 RIDGES = (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
 #: default contact distance of :func:`contact_identity_check`, nm
 CONTACT_NM = 0.30
+#: a bead-type pair with fewer contact samples (contacts x noise draws) is too noisy to judge (check, fit quality)
+MIN_CONTACT_SAMPLES = 100
 
 
 def require_equilibrium_score(meta, name: str = "model", where: str = "") -> None:
@@ -44,6 +47,21 @@ def require_equilibrium_score(meta, name: str = "model", where: str = "") -> Non
     if not meta.generator.equilibrium_score or not meta.score_enabled:
         raise ValueError(f"{name}: expected a trained 'cg_langevin' model, got sampler {meta.sampler!r} "
                          f"(score enabled: {meta.score_enabled}){where}")
+
+
+def check_bead_types(types, mappings: Sequence, name: str = "types") -> None:
+    """Raise ValueError naming ``name`` unless ``types`` is a non-empty list of bead types of ``mappings``; the message
+    lists the bead types present with their atoms and residues
+    (:func:`openmm_mlcg.cg.bead_types.describe_bead_types`, which prints the same list)."""
+    from ...cg.bead_types import describe_bead_types
+
+    names = {str(t) for m in mappings for t in m.bead_types}
+    unknown = [t for t in types if str(t) not in names] if types else []
+    if not types or unknown:
+        odd = f" ({unknown} not among them)" if unknown and len(unknown) < len(types) else ""
+        raise ValueError(f"{name}: expected bead types of the training data, got {list(types or [])}{odd}; the data's "
+                         f"bead types (openmm_mlcg.train.describe_bead_types(mappings) prints them) are: "
+                         f"{describe_bead_types(mappings)}")
 
 
 def _pairs(names: Sequence[str], types: Sequence[str]) -> list:
@@ -78,10 +96,8 @@ def fit_pair_correction(model, trajectories: Sequence, mappings: Sequence, types
     """
     meta = model.metadata
     require_equilibrium_score(meta)
+    check_bead_types(types, mappings, "types")
     names = sorted({str(t) for m in mappings for t in m.bead_types})
-    unknown = sorted(set(types) - set(names))
-    if not types or unknown:
-        raise ValueError(f"types: expected bead-type names among {names}, got {list(types)} (unknown: {unknown})")
     r_hi = min(float(r_max_nm), float(meta.cutoff_nm))
     n_knots = int(np.floor((r_hi - r_min_nm) / dr_nm + 1e-9)) + 1
     if n_knots < 2:
@@ -133,6 +149,36 @@ def fit_pair_correction(model, trajectories: Sequence, mappings: Sequence, types
         check[label] = {k: v for k, v in res.items() if k in pairs}
     return dict(table=table, ridge=best, held_out=held_out, pairs=pairs, n_frames=n_frames, draws=int(draws),
                 identity_check=check)
+
+
+def pair_correction_quality(record: Dict, meta=None) -> Dict:
+    """The grade (:func:`openmm_mlcg.train.fits.quality.grade`) of a :func:`fit_pair_correction` record: per fitted
+    pair with at least :data:`MIN_CONTACT_SAMPLES` contact samples, the miss factor max(1, (|d_after| + se) /
+    (|d_before| + se)) of the denoising identity's residual d at contacts (:func:`contact_identity_check`, other
+    noise draws than the fit's) with and without the correction: > 1 when the correction leaves the score further
+    from the data's target than no correction. The fit is at a bound when cross-validation chose the largest ridge
+    of ``RIDGES`` (the data support no correction the grid allows; the smallest ridge is not a bound: the data
+    determine the correction). ``meta`` is unused (the signature of every fit's grade).
+    """
+    from .quality import grade
+
+    check = record.get("identity_check") or {}
+    before, after = check.get("before") or {}, check.get("after") or {}
+    entries = {}
+    for key, b in before.items():
+        a = after.get(key)
+        if a is None or b["n"] < MIN_CONTACT_SAMPLES:
+            continue
+        se_b, se_a = (v["se"] if np.isfinite(v["se"]) else 0.0 for v in (b, a))
+        d_b, d_a = abs(b["difference"]) + se_b, abs(a["difference"]) + se_a
+        entries[key] = (d_b, d_a, max(1.0, d_a / d_b) if d_b > 0 else (1.0 if d_a == 0 else np.inf))
+    ridges = [float(r) for r in (record.get("held_out") or {})]
+    bound = [f"ridge {record['ridge']:g} (the largest tried)"] if ridges and record.get("ridge") == max(ridges) else []
+    advice = ("score.terms.pair_correction_types names the bead types whose contacts get a correction; leave out a "
+              "type whose contacts the data sample too rarely (openmm-mlcg check BUNDLE CONFIG lists the contacts and "
+              "their samples), or give longer training trajectories.")
+    return grade("|identity residual| + se at contacts, 1/nm", ("without correction", "with correction"), entries,
+                 bound, advice)
 
 
 def _noisy_frames(model, trajectories: Sequence, mappings: Sequence, draws: int, seed: int, max_frames: int):
