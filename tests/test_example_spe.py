@@ -32,6 +32,11 @@ def test_smoke_summary_is_complete_and_finite(smoke_run):
         assert set(d) == {"Li+", "TFSI-"}
         assert all(math.isfinite(v) for v in d.values())
     assert summary["speed"]["learned_ns_per_hour"] > 0 and summary["speed"]["classical_ns_per_hour"] > 0
+    side = summary["speed"]["side_by_side"]   # best practice (HMR, 4 fs) first, the reference's 2 fs beside it
+    assert side["md_time_step_ps"] == pytest.approx(0.004) and "hydrogen mass 3 amu" in summary["speed"]["classical_setup"]
+    assert side["baselines"]["reference protocol"]["time_step_ps"] == pytest.approx(0.002)
+    assert summary["speed"]["speed_up_vs_2fs"] == pytest.approx(
+        summary["speed"]["learned_ns_per_hour"] / summary["speed"]["classical_2fs_ns_per_hour"])
     assert "learned" in summary["metrics"] and "rdf_mae" in summary["metrics"]["learned"]
     # the smoke preset pools 2 learned replicas (seeds 0 and 1) and also judges the first alone
     assert summary["learned_replicas"] == 2 and (out / "learned_refined_replica1" / "learned.dcd").is_file()

@@ -191,3 +191,28 @@ def test_parameter_check_detects_missing_terms(tiny):
     system.removeForce(idx)
     with pytest.raises(ValueError, match="angles"):
         gaff.check_fully_parameterised(tiny.topology, system, tiny.atom_types)
+
+
+def test_hydrogen_mass_repartitioning_keeps_mass_and_runs_at_4_fs(tiny):
+    """The best-practice classical baseline: every bonded H at 3 amu, each molecule's mass unchanged, and a 4 fs
+    LangevinMiddle run with H-bond constraints holds the thermostat's temperature (353 K) on average."""
+    from openmm import app
+
+    sim = tiny.make_simulation(platform="CPU", seed=0, pressure=None, time_step=0.004, hydrogen_mass=3.0)
+    m0 = np.array([tiny.system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(tiny.n_atoms)])
+    m1 = np.array([sim.system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(tiny.n_atoms)])
+    hydrogens = [a.index for a in tiny.topology.atoms() if a.element is app.element.hydrogen]
+    assert hydrogens and np.allclose(m1[hydrogens], 3.0)
+    assert m1.sum() == pytest.approx(m0.sum(), rel=1e-12) and (m1 > 0).all()
+    sim.minimizeEnergy(maxIterations=300)
+    sim.context.setVelocitiesToTemperature(353 * unit.kelvin, 1)
+    sim.step(250)
+    n_dof = 3 * tiny.n_atoms - sim.system.getNumConstraints() - 3
+    temps = []
+    for _ in range(25):
+        sim.step(10)
+        ke = sim.context.getState(getEnergy=True).getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+        temps.append(2 * ke / (n_dof * 0.00831446))
+    assert np.all(np.isfinite(temps)) and 300 < np.mean(temps) < 410, np.mean(temps)
+    with pytest.raises(ValueError, match="hydrogen_mass: expected more than the element mass"):
+        tiny.make_simulation(platform="CPU", hydrogen_mass=0.5)

@@ -23,7 +23,6 @@ a random pattern of four CUs repeated exactly; class-II (testing): random sequen
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 from pathlib import Path
@@ -49,12 +48,12 @@ def load_params(path=None) -> dict:
     """Model parameters (dict) from ``path`` or the packaged ``polymer_params.json``.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        FileNotFoundError: ``path`` does not exist. ValueError: not a JSON object (empty, binary, invalid; the
+        message names ``path`` and what the file looks like).
     """
-    path = PARAMS_PATH if path is None else Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"path: parameter file {path} does not exist")
-    return json.loads(path.read_text())
+    from ..io.readers import read_json
+
+    return read_json(PARAMS_PATH if path is None else Path(path), "polymer parameter", "path")
 
 
 def reduced_temperature_K(kT_epsilon: float = 1.0) -> float:
