@@ -124,7 +124,7 @@ def _judged_summary():
 def test_headline_takes_d_uncertainties_from_the_judgement():
     """The judged D panel: learned +- its replicas' SE, reference +- its blocks' SE (same scaled unit as the bar),
     the 1.5x target range around the reference, the verdict under each species."""
-    from openmm_mlcg.experiments.spe import _headline_panels
+    from openmm_mlcg.experiments.spe_figures import _headline_panels
 
     judged, window, rdf = _headline_panels(_judged_summary())
     (li, tfsi) = judged.values["learned"]

@@ -26,7 +26,7 @@ from .diffusion import centre_of_mass_positions, fit_diffusivity, mean_squared_d
 from .metrics import earth_movers_distance, mean_absolute_error
 from .rdf import rdf_by_type
 from .replicas import frames_view, particles_view, replica_positions
-from .selection import MAX_PANELS, _split_pair, natural_key, select_msd_groups, select_rdf_pairs
+from .selection import MAX_PANELS, natural_key, select_msd_groups, select_rdf_pairs, split_pair
 from .structure import contact_map, distribution, mean_internal_distance, radius_of_gyration_squared
 
 __all__ = ["OBSERVABLES", "analyze", "finite_rdf_errors", "load_analysis", "mean_rdf_errors", "msd_panel_groups",
@@ -538,7 +538,7 @@ def _pair_title(pair: str, names, type_set: set, worst_of) -> str:
     """'A ↔ B' with readable names (the pair key without ``names``), '(worst: labels)' for a worst pair."""
     title = pair
     if names:
-        a, b = pair.split("-", 1) if pair.count("-") == 1 else _split_pair(pair, type_set)
+        a, b = split_pair(pair, type_set)
         title = f"{_name(a, names)} \u2194 {_name(b, names)}"
     return title + (f" (worst: {', '.join(worst_of)})" if worst_of else "")
 
@@ -552,6 +552,6 @@ def _rdf_figure(rdf: dict, path: Path, types: np.ndarray, mol: np.ndarray, metri
                                                               if p in v} for p in pairs}
     note = (f"{len(pairs)} of {len(all_pairs)} bead-type pairs: ion pairs, the most populated and each run's worst "
             "(all in analysis.json)") if len(pairs) < len(all_pairs) else ""
-    used = [t for p in pairs for t in (p.split("-", 1) if p.count("-") == 1 else _split_pair(p, type_set))]
+    used = [t for p in pairs for t in split_pair(p, type_set)]
     key = _type_key(used, names)
     return plots.plot_rdf(panels, path, title="\n".join(t for t in (note, key) if t))

@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-__all__ = ["natural_key", "select_rdf_pairs", "select_msd_groups", "MAX_PANELS"]
+__all__ = ["natural_key", "select_rdf_pairs", "select_msd_groups", "split_pair", "MAX_PANELS"]
 
 MAX_PANELS = 12
 
@@ -36,7 +36,8 @@ def select_rdf_pairs(pairs, bead_types, bead_molecules, max_panels: int = MAX_PA
     sizes = np.bincount(mol)
     ion_types = {t for t in set(types.tolist()) if np.all(sizes[mol[types == t]] == 1)}
     pairs = list(dict.fromkeys(pairs))
-    split = {p: p.split("-", 1) if p.count("-") == 1 else _split_pair(p, set(types.tolist())) for p in pairs}
+    names = set(types.tolist())
+    split = {p: split_pair(p, names) for p in pairs}
     weight = {p: _pair_count(types, *split[p]) for p in pairs}
     order = sorted(pairs, key=lambda p: (-weight[p], natural_key(p)))
     ions = [p for p in order if set(split[p]) & ion_types]
@@ -47,8 +48,11 @@ def select_rdf_pairs(pairs, bead_types, bead_molecules, max_panels: int = MAX_PA
     return sorted(chosen, key=natural_key)
 
 
-def _split_pair(pair: str, names: set) -> list:
-    """'A-B' with '-' inside type names: the split whose both halves are bead types."""
+def split_pair(pair: str, names) -> list:
+    """The two bead types [A, B] of an RDF pair name 'A-B'; with '-' inside type names, the split whose both halves
+    are in ``names`` ([pair, pair] when none is)."""
+    if pair.count("-") == 1:
+        return pair.split("-", 1)
     for i in [m.start() for m in re.finditer("-", pair)]:
         a, b = pair[:i], pair[i + 1:]
         if a in names and b in names:

@@ -290,6 +290,7 @@ def format_targets(rows: list) -> list:
     """The lines of a table of :func:`judge_targets` rows: quantity, learned +- 1 SE, target, verdict; each
     row's note on an indented line below it."""
     def value(r):
+        """The learned cell: value +- SE, or the value without one, or '-'."""
         if r["learned"] is None:
             return "-"
         if r["uncertainty"] is None:

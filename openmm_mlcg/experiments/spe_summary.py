@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from ..analysis.report import finite_rdf_errors, mean_rdf_errors
+from ..analysis.selection import split_pair
 from .spe_judge import format_judgement, format_targets, judge_targets
 
 __all__ = ["format_summary"]
@@ -62,7 +63,7 @@ def _rdf_lines(metrics: dict, names: dict) -> list:
     lines = ["RDF error |g - g_ref| vs reference MD, averaged over r (per bead-type pair):"]
     for label, mean in means.items():
         worst = max(errors[label], key=errors[label].get)
-        readable = " / ".join(names.get(t, t) for t in worst.split("-", 1)) if worst.count("-") == 1 else worst
+        readable = " / ".join(names.get(t, t) for t in split_pair(worst, names))
         lines.append(f"  {label:<22}mean over {n_pairs} pairs {mean:.3f}, worst {worst}"
                      + (f" ({readable})" if readable != worst else "") + f" {errors[label][worst]:.3f}")
     return lines

@@ -156,6 +156,7 @@ def _check_relative_entropy(cfg, trajectories: Sequence, mappings: Sequence) -> 
 def _quality(module: str, name: str):
     """The grade function ``name`` of fit module ``module`` (imported when a record is graded)."""
     def grade(record: Dict, meta) -> Dict:
+        """The fit's grade (:mod:`openmm_mlcg.train.fits.quality`) of ``record`` under metadata ``meta``."""
         from importlib import import_module
 
         return getattr(import_module(f"{__package__}.{module}"), name)(record, meta)
