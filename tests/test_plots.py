@@ -222,11 +222,11 @@ def test_figures_are_redrawn_from_saved_outputs(tmp_path):
 
 def _rdf_titles(rdf, metrics, types, mol, names) -> list:
     """Panel titles rdf.png gets (the report's own choice and naming)."""
-    from openmm_mlcg.analysis import report
+    from openmm_mlcg.analysis import observable_figures as figures
 
-    worst = report.worst_rdf_pairs(metrics)
-    pairs = report.rdf_panel_pairs(list(rdf["learned"]), types, mol, include=worst)
-    return [report._pair_title(p, names, set(types), worst.get(p)) for p in pairs]
+    worst = figures.worst_rdf_pairs(metrics)
+    pairs = figures.rdf_panel_pairs(list(rdf["learned"]), types, mol, include=worst)
+    return [figures._pair_title(p, names, set(types), worst.get(p)) for p in pairs]
 
 
 def _mcl1_pdb():

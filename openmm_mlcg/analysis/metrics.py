@@ -5,10 +5,14 @@ Sources: coefficient of determination as in scikit-learn ``r2_score``; mean abso
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
+
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-__all__ = ["r2_score", "mean_absolute_error", "earth_movers_distance"]
+__all__ = ["r2_score", "mean_absolute_error", "earth_movers_distance", "finite_rdf_errors", "mean_rdf_errors",
+           "worst_rdf_pairs"]
 
 
 def _pair(y_true, y_pred):
@@ -55,3 +59,35 @@ def earth_movers_distance(u_values, v_values, u_weights=None, v_weights=None) ->
     if u.size == 0 or v.size == 0 or not (np.all(np.isfinite(u)) and np.all(np.isfinite(v))):
         raise ValueError(f"u_values/v_values: expected non-empty finite samples, got sizes {u.size}, {v.size}")
     return float(wasserstein_distance(u, v, u_weights, v_weights))
+
+
+def finite_rdf_errors(metrics: Mapping) -> dict:
+    """{label: {pair: mean |g - g_ref|}} of ``analyze(...)["metrics"]``, only finite values, labels without any
+    left out."""
+    out = {}
+    for label, m in metrics.items():
+        vals = {p: float(e) for p, e in ((m or {}).get("rdf_mae") or {}).items()
+                if e is not None and math.isfinite(float(e))}
+        if vals:
+            out[label] = vals
+    return out
+
+
+def mean_rdf_errors(metrics: Mapping, labels=None) -> tuple:
+    """({label: mean RDF error}, number of pairs): each of ``labels`` (default: every label with an RDF error)
+    averaged over the bead-type pairs that all of them have (:func:`finite_rdf_errors`); labels without any
+    error are left out, and do not restrict the pairs."""
+    errors = finite_rdf_errors(metrics)
+    labels = [k for k in (errors if labels is None else labels) if k in errors]
+    common = set.intersection(*(set(errors[k]) for k in labels)) if labels else set()
+    if not common:
+        return {}, 0
+    return {k: float(np.mean([errors[k][p] for p in common])) for k in labels}, len(common)
+
+
+def worst_rdf_pairs(metrics: Mapping) -> dict:
+    """{pair: [labels]}: the bead-type pair of largest RDF error of each compared label (:func:`finite_rdf_errors`)."""
+    out: dict = {}
+    for label, per in finite_rdf_errors(metrics).items():
+        out.setdefault(max(per, key=per.get), []).append(label)
+    return out

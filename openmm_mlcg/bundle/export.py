@@ -14,13 +14,10 @@ ExportedPrograms instead (``*.pt2``) behind the same loader; see ``EXPORT_NOTES`
 """
 from __future__ import annotations
 
-import contextlib
 import datetime
 import io
 import json
 import tempfile
-import threading
-import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -33,6 +30,7 @@ from .._version import __version__
 from ..model import CGDynamicsModel
 from ..model.metadata import FORMAT_VERSION, ModelMetadata, default_refinement_metadata
 from ..util.io_utils import ZIP_EPOCH, atomic_write, check_input_file, describe_file
+from .scripting import quiet_torchscript, script_module
 
 __all__ = ["Bundle", "save_bundle", "load_bundle", "save_model", "load_model", "check_scripted_matches_eager",
            "script_module", "FORMAT_VERSION", "ExportMismatchError", "LOADABLE_FORMATS"]
@@ -71,64 +69,6 @@ class Bundle:
     metadata: ModelMetadata
     mapping: Any = None
     path: Optional[str] = field(default=None)
-
-
-@contextlib.contextmanager
-def _quiet_torchscript():
-    """Silence only TorchScript's upstream deprecation warnings (torch >= 2.9 deprecates torch.jit)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*torch\.jit.*deprecated.*")
-        warnings.filterwarnings("ignore", message=r".*TorchScript.*deprecated.*", )
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.jit.*")
-        warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit.*")
-        yield
-
-
-class _SortedSet(set):
-    """A set that iterates in sorted order (by ``str``) instead of hash order."""
-
-    def __iter__(self):
-        return iter(sorted(set.__iter__(self), key=str))
-
-
-_SCRIPT_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _sorted_constants():
-    """Make TorchScript emit module constants in a fixed order.
-
-    ``torch.jit._recursive`` collects a module's constants (``__constants__`` and ``Final`` attributes) in a
-    ``set`` and declares them in the generated code in its iteration order, which follows Python's per-process
-    string hashing (``PYTHONHASHSEED``): the same model scripted in two processes gave ``.pt`` members that differ
-    in the order of those declarations (and hence in ``.data/serialization_id``, a hash of the records). Inside
-    this block the module's ``set`` iterates sorted; with a future torch that no longer uses it, nothing changes.
-    """
-    from torch.jit import _recursive
-
-    with _SCRIPT_LOCK:
-        saved = vars(_recursive).get("set", _MISSING)
-        _recursive.set = _SortedSet
-        try:
-            yield
-        finally:
-            if saved is _MISSING:
-                del _recursive.set
-            else:
-                _recursive.set = saved
-
-
-_MISSING = object()
-
-
-def script_module(module):
-    """``torch.jit.script`` with the TorchScript deprecation warning silenced (ScriptModules pass through) and
-    module constants declared in a fixed order, so that the saved module's bytes do not depend on the process
-    (see :func:`_sorted_constants`)."""
-    if isinstance(module, torch.jit.ScriptModule):
-        return module
-    with _quiet_torchscript(), _sorted_constants():
-        return torch.jit.script(module)
 
 
 def _hyperparameters(module) -> Optional[Dict[str, Any]]:
@@ -207,7 +147,7 @@ def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], m
             break
         buf = io.BytesIO()
         scripted = script_module(mod)  # shares parameters; eval() below does not touch the eager module
-        with _quiet_torchscript():
+        with quiet_torchscript():
             torch.jit.save(scripted.eval(), buf)
         blobs[f"{name}.pt"] = buf.getvalue()
     if mapping is not None:
@@ -383,7 +323,7 @@ def _load_from_zip(zf, path: Path, device, mapping) -> Bundle:
         modules = []
         for n in MODULE_NAMES:
             try:
-                with _quiet_torchscript():
+                with quiet_torchscript():
                     modules.append(torch.jit.load(io.BytesIO(zf.read(f"{n}.pt")),
                                                   map_location=torch.device(device)).eval())
             except RuntimeError as exc:
