@@ -63,7 +63,7 @@ class SPESystem:
             temperature: K.  time_step: ps (default 2 fs).  friction: 1/ps.
             pressure: bar, or None for no barostat.  platform: name or None (fastest).  seed: RNG seed.
             hydrogen_mass: None (element masses), or amu for hydrogen mass repartitioning
-                (:func:`openmm_mlcg.systems.md.repartition_hydrogen_mass`; 3 amu with the H-bond constraints allows a
+                (:func:`openmm_mlcg.systems.hmr.repartition_hydrogen_mass`; 3 amu with the H-bond constraints allows a
                 4 fs ``time_step``: the best-practice classical baseline of the speed comparisons).
 
         Raises:
@@ -79,7 +79,7 @@ class SPESystem:
                 raise ValueError(f"{name}: expected a positive value, got {v}")
         system = openmm.XmlSerializer.clone(self.system)
         if hydrogen_mass is not None:
-            from .md import repartition_hydrogen_mass
+            from .hmr import repartition_hydrogen_mass
 
             repartition_hydrogen_mass(system, self.topology, hydrogen_mass)
         if pressure is not None:
