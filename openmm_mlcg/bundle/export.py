@@ -108,6 +108,9 @@ def save_bundle(path, embedding, dynamics, score, metadata: Mapping[str, Any], m
     """
     if export_format not in EXPORT_FORMATS:
         raise ValueError(f"export_format: expected one of {EXPORT_FORMATS}, got {export_format!r}")
+    if export_format == "torch.export" and metadata.get("neighborhood", "radius") != "radius":
+        raise ValueError("export_format: 'torch.export' programs take no per-layer edge lists (neighborhood "
+                         f"{metadata.get('neighborhood')!r}); use 'torchscript'")
     if export_format == "torch.export" and getattr(score, "conservative", False):
         raise ValueError("export_format: 'torch.export' cannot trace the energy-based Score GNN's autograd "
                          "gradient (EnergyScoreGNN); use 'torchscript'")

@@ -29,6 +29,7 @@ from torch import nn
 from ..generators import StepInputs
 from ..generators.interpolant import model_denoiser
 from ..generators.score_samplers import model_gns
+from ..nn.dkmp import LayeredEdges
 from ..nn.neighbors import build_edges
 from ..nn.skin import SkinNeighborList, default_skin_nm
 from ..priors.bonds import bond_parameters
@@ -151,7 +152,19 @@ class CGDynamicsModel(nn.Module):
         ``validate=False`` skips the box check (the caller validated it once); see :func:`build_edges`. For the
         many passes of one model step :meth:`neighbor_list` gives the same edges faster.
         """
-        return build_edges(positions, box, self.cutoff_nm, cg_bonds, batch=batch, boxes=boxes, validate=validate)
+        return self._layered(build_edges(positions, box, self.cutoff_nm, cg_bonds, batch=batch, boxes=boxes,
+                                         validate=validate))
+
+    def _layered(self, edges: Edges) -> Edges:
+        """``edges`` as they are (radius graph) or, for ``metadata.neighborhood == "dkmp"``, with the GNNs' DKMP*
+        per-layer message sets attached (:class:`openmm_mlcg.nn.dkmp.LayeredEdges`, still a 3-tuple)."""
+        m = self.metadata
+        return edges if m.neighborhood == "radius" else LayeredEdges(edges, m.dkmp_shells_nm, m.dkmp_k)
+
+    @staticmethod
+    def _layers(edges: Edges, name: str):
+        """The per-layer message sets of GNN ``name`` carried by ``edges``, or None (radius graph)."""
+        return edges.layers(name) if isinstance(edges, LayeredEdges) else None
 
     def neighbor_list(self, box: Optional[torch.Tensor], cg_bonds: torch.Tensor) -> Optional[SkinNeighborList]:
         """A skin neighbour list for the graph passes of one model step, or None (search at every pass).
@@ -165,12 +178,20 @@ class CGDynamicsModel(nn.Module):
         Returns:
             :class:`~openmm_mlcg.nn.skin.SkinNeighborList` at cutoff ``cutoff_nm`` and skin
             :attr:`neighbor_skin_nm` (None: :func:`~openmm_mlcg.nn.skin.default_skin_nm` of the metadata's cutoff and
-            ``velocity_std``); None when the skin is 0.
+            ``velocity_std``); None when the skin is 0. For a DKMP* model (``metadata.neighborhood == "dkmp"``) a
+            callable that adds the per-layer message sets to that list's edges, as :meth:`edges` does.
         """
         skin = self.neighbor_skin_nm
         if skin is None:
             skin = default_skin_nm(self.cutoff_nm, float(self.metadata.velocity_std))
-        return SkinNeighborList(self.cutoff_nm, float(skin), box, cg_bonds) if skin > 0 else None
+        if not skin > 0:
+            return None
+        skin_list = SkinNeighborList(self.cutoff_nm, float(skin), box, cg_bonds)
+        if self.metadata.neighborhood == "radius":
+            return skin_list
+        layered = lambda x: self._layered(skin_list(x))   # noqa: E731 - DKMP* layers on the skin list's edges
+        layered.skin_list = skin_list
+        return layered
 
     # ------------------------------------------------------------------ the Gaussian
     def predict(self, positions: torch.Tensor, history: torch.Tensor, bead_embedding: torch.Tensor,
@@ -187,8 +208,10 @@ class CGDynamicsModel(nn.Module):
             :class:`Prediction`.
         """
         edge_index, edge_vec, edge_type = edges
-        residual, std, latent = self.dynamics(bead_embedding, bead_masses, self.normalise_velocities(history),
-                                              edge_index, edge_vec.to(torch.float32), edge_type, self.cutoff_nm)
+        args = (bead_embedding, bead_masses, self.normalise_velocities(history), edge_index,
+                edge_vec.to(torch.float32), edge_type, self.cutoff_nm)
+        layers = self._layers(edges, "dynamics")
+        residual, std, latent = self.dynamics(*args) if layers is None else self.dynamics(*args, layers)
         astd = self.acceleration_std
         mean = gaussian_mean(residual, history[:, -1], astd.to(residual.dtype))
         dtype = positions.dtype
@@ -236,8 +259,10 @@ class CGDynamicsModel(nn.Module):
         edge_index, edge_vec, edge_type = edges
         dtype = bead_embedding.dtype
         zero = torch.zeros(noisy.shape, dtype=dtype, device=noisy.device)
-        out = self.score(bead_embedding, zero, zero, edge_index, edge_vec.to(dtype), edge_type, sigma.to(dtype),
-                         self.cutoff_nm, float(self.metadata.velocity_std))
+        args = (bead_embedding, zero, zero, edge_index, edge_vec.to(dtype), edge_type, sigma.to(dtype),
+                self.cutoff_nm, float(self.metadata.velocity_std))
+        layers = self._layers(edges, "score")
+        out = self.score(*args) if layers is None else self.score(*args, layers)
         return out.to(noisy.dtype)
 
     def gns(self, prediction: Prediction, anchor: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor,

@@ -21,6 +21,7 @@ from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
 from ..generators import get_generator
 from ..generators.score_samplers import SCHEDULES
+from ..nn.dkmp import DEFAULT_DKMP_K, NEIGHBORHOODS, check_dkmp
 from ..priors import validate_score_terms
 from .dynamics import geometric_sigmas
 
@@ -117,6 +118,10 @@ class ModelMetadata(Mapping):
             top), ``pair_correction`` ``{"r_min_nm", "dr_nm", "scores": {"A|B": [K values, 1/nm]}}`` and
             ``angle_correction`` ``{"knots_deg": [K], "U": {"A|B|C": [K values, kT]}}`` (fitted after training);
             empty: none.
+        neighborhood: the GNNs' message-passing neighbourhood, ``"radius"`` (every layer on the CG graph; bundles
+            without the key) or ``"dkmp"`` (DKMP*, :mod:`openmm_mlcg.nn.dkmp`: per layer the ``dkmp_k`` nearest
+            beads in the shell ``[r_{l-1}, r_l)`` + the CG bonds). dkmp_k: K. dkmp_shells_nm: {"dynamics": [r_0..r_L],
+            "score": [...]} nm, resolved per GNN (L = its layers; r_L <= cutoff_nm).
         score_enabled: whether the Score GNN was trained.
         min_std: lower bound of the predicted std (normalised units) or None.
         hyperparameters: {"embedding": {...}, "dynamics": {...}, "score": {...}} constructor arguments.
@@ -150,6 +155,9 @@ class ModelMetadata(Mapping):
     cg_langevin_denoise: float = 1.0
     cg_langevin_reverse_levels: int = 0
     score_terms: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    neighborhood: str = "radius"
+    dkmp_k: int = DEFAULT_DKMP_K
+    dkmp_shells_nm: Dict[str, Tuple[float, ...]] = field(default_factory=dict)
     score_enabled: bool = True
     min_std: Optional[float] = None
     hyperparameters: Dict[str, Any] = field(default_factory=dict)
@@ -211,7 +219,8 @@ class ModelMetadata(Mapping):
         if self.schedule not in SCHEDULES:
             raise ValueError(f"{name}['schedule']: expected one of {SCHEDULES}, got {self.schedule!r}")
         self._check_stored_twice(name)
-        return replace(self, atom_type_vocabulary=tuple(vocab), sigmas_nm=tuple(sig),
+        shells = self._checked_neighborhood(name)
+        return replace(self, atom_type_vocabulary=tuple(vocab), sigmas_nm=tuple(sig), dkmp_shells_nm=shells,
                        cg_langevin_friction_by_type={str(t): float(v) for t, v in by_type.items()},
                        score_terms=terms, score_enabled=bool(self.score_enabled),
                        cg_langevin_denoise=float(self.cg_langevin_denoise),
@@ -241,6 +250,30 @@ class ModelMetadata(Mapping):
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"{name}[{key!r}]: expected an integer >= {low}, got {v!r}")
 
+    def _checked_neighborhood(self, name: str) -> Dict[str, Tuple[float, ...]]:
+        """``neighborhood`` and, for ``"dkmp"``, K and the shells of both GNNs (L = their ``layers``)."""
+        if self.neighborhood not in NEIGHBORHOODS:
+            raise ValueError(f"{name}['neighborhood']: expected one of {NEIGHBORHOODS}, got {self.neighborhood!r}")
+        if self.neighborhood == "radius":
+            return {}
+        if self.score_enabled and not self.generator.equilibrium_score:
+            raise ValueError(f"{name}['neighborhood']: 'dkmp' needs the 'cg_langevin' sampler (or score disabled), "
+                             f"got sampler {self.sampler!r}")
+        shells = self.dkmp_shells_nm if isinstance(self.dkmp_shells_nm, Mapping) else {}
+        out = {}
+        for module in ("dynamics", "score"):
+            layers = (self.hyperparameters or {}).get(module, {}).get("layers")
+            try:
+                r = check_dkmp(self.dkmp_k, shells.get(module), None if layers is None else int(layers),
+                               self.cutoff_nm, prefix=f"{name}.")
+            except ValueError as exc:
+                raise ValueError(f"{exc} (shells of the {module} GNN)") from None
+            if r is None:
+                raise ValueError(f"{name}['dkmp_shells_nm']: expected L+1 radii (nm) for '{module}', got "
+                                 f"{self.dkmp_shells_nm!r}")
+            out[module] = r
+        return out
+
     def _check_stored_twice(self, name: str) -> None:
         """History k, the vocabulary size and the bond-type count against the GNNs' hyperparameters."""
         hp = self.hyperparameters or {}
@@ -262,6 +295,10 @@ class ModelMetadata(Mapping):
         out["hyperparameters"] = _plain(self.hyperparameters)
         out["cg_langevin_friction_by_type"] = dict(self.cg_langevin_friction_by_type)
         out["score_terms"] = _plain(self.score_terms)
+        out["dkmp_shells_nm"] = _plain(self.dkmp_shells_nm)
+        if self.neighborhood == "radius":    # written by DKMP* bundles only (bundles without them: radius)
+            for key in ("neighborhood", "dkmp_k", "dkmp_shells_nm"):
+                del out[key]
         for key in ("min_std", "format_version", "package_version", "periodic", "interpolant_noise_nm",
                     "temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu",
                     "cg_langevin_mass_floor_amu"):

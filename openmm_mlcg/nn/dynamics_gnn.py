@@ -4,7 +4,7 @@ Source: Fu et al., TMLR 2023, section 3 ("Learning CG MD with Dynamics GNN"); ap
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -30,7 +30,8 @@ class DynamicsGNN(nn.Module):
         n_edge_types: 2 (radius, CG bond); edge_type_dim: size of the edge-type embedding.
 
     forward(bead_embedding (n, embedding_dim), bead_masses (n,) amu, history_velocities (n, k, 3) normalised
-            [oldest first], edge_index (2, E), edge_vec (E, 3) nm, edge_type (E,) long, cutoff: float nm)
+            [oldest first], edge_index (2, E), edge_vec (E, 3) nm, edge_type (E,) long, cutoff: float nm,
+            edge_layers: optional DKMP* per-layer edge indices)
         -> (mean (n, 3), std (n, 3)) in units of ``acceleration_std`` (nm per model step^2), latent (n, hidden).
     """
 
@@ -58,12 +59,14 @@ class DynamicsGNN(nn.Module):
 
     def forward(self, bead_embedding: torch.Tensor, bead_masses: torch.Tensor, history_velocities: torch.Tensor,
                 edge_index: torch.Tensor, edge_vec: torch.Tensor, edge_type: torch.Tensor,
-                cutoff: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                cutoff: float, edge_layers: Optional[List[torch.Tensor]] = None
+                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Gaussian next-step acceleration of every bead and the node latents (shapes in the class docstring).
 
         history_velocities (n, k, 3) are normalised by ``velocity_std``, oldest first; edge_vec (E, 3) and
         cutoff are in nm. Returns (mean (n, 3), std (n, 3) >= ``min_std``) in units of ``acceleration_std``
-        and the latent (n, hidden).
+        and the latent (n, hidden). ``edge_layers``: None (radius graph, every edge in every layer) or the DKMP*
+        per-layer message sets, one (E_l,) long index tensor per layer (:mod:`openmm_mlcg.nn.dkmp`).
         """
         n = bead_embedding.shape[0]
         dtype = bead_embedding.dtype
@@ -72,7 +75,7 @@ class DynamicsGNN(nn.Module):
         rel = edge_vec.to(dtype) / cutoff
         edge_x = torch.cat([rel, torch.linalg.vector_norm(rel, dim=-1, keepdim=True),
                             self.edge_type_embedding(edge_type)], dim=-1)
-        out, latent = self.gnn(node_x, edge_x, edge_index)
+        out, latent = self.gnn(node_x, edge_x, edge_index, edge_layers)
         mean = out[:, :3]
         std = self.min_std + F.softplus(out[:, 3:])
         return mean, std, latent

@@ -6,7 +6,7 @@ section 3 ("Graph neural networks") and appendix C (7 message-passing layers).
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -64,18 +64,39 @@ class EncodeProcessDecode(nn.Module):
         self.decoder = MLP(hidden, hidden, out_dim, n_hidden_layers, layer_norm=False)
 
     def process(self, node_x: torch.Tensor, edge_x: torch.Tensor, edge_index: torch.Tensor,
-                edge_weight: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                edge_weight: Optional[torch.Tensor] = None,
+                layer_edges: Optional[List[torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
         """Encoder and processor only: last-layer node latents (n, hidden) and edge latents (E, hidden).
 
-        ``edge_weight`` (E, 1) or None weights every layer's aggregation (:class:`InteractionLayer`)."""
+        ``edge_weight`` (E, 1) or None weights every layer's aggregation (:class:`InteractionLayer`).
+        ``layer_edges``: None (every layer passes messages on every edge: the radius graph) or one (E_l,) long
+        tensor of edge indices per layer (DKMP*, :mod:`openmm_mlcg.nn.dkmp`): layer l updates and aggregates only
+        those edges' latents; every edge is encoded and its latent returned.
+
+        Raises:
+            ValueError: ``layer_edges`` not one tensor per layer.
+        """
         h = self.node_encoder(node_x)
         e = self.edge_encoder(edge_x)
-        for layer in self.processor:
-            h, e = layer(h, e, edge_index, edge_weight)
+        if layer_edges is None:
+            for layer in self.processor:
+                h, e = layer(h, e, edge_index, edge_weight)
+            return h, e
+        if len(layer_edges) != len(self.processor):
+            raise ValueError(f"layer_edges: expected one edge set per message-passing layer "
+                             f"({len(self.processor)}), got {len(layer_edges)}")
+        for i, layer in enumerate(self.processor):
+            idx = layer_edges[i]
+            w: Optional[torch.Tensor] = None
+            if edge_weight is not None:
+                w = edge_weight.index_select(0, idx)
+            h, e_l = layer(h, e.index_select(0, idx), edge_index.index_select(1, idx), w)
+            e = e.index_copy(0, idx, e_l)
         return h, e
 
-    def forward(self, node_x: torch.Tensor, edge_x: torch.Tensor,
-                edge_index: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(decoder output (n, out_dim), last-layer node latents (n, hidden)); shapes in the class docstring."""
-        h, _ = self.process(node_x, edge_x, edge_index)
+    def forward(self, node_x: torch.Tensor, edge_x: torch.Tensor, edge_index: torch.Tensor,
+                layer_edges: Optional[List[torch.Tensor]] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(decoder output (n, out_dim), last-layer node latents (n, hidden)); shapes in the class docstring;
+        ``layer_edges`` as in :meth:`process`."""
+        h, _ = self.process(node_x, edge_x, edge_index, None, layer_edges)
         return self.decoder(h), h

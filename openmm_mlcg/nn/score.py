@@ -5,7 +5,7 @@ Song & Ermon, NeurIPS 2019 (NCSN, arXiv:1907.05600); appendix C (hidden 128, 7 l
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -49,7 +49,8 @@ class ScoreGNN(nn.Module):
 
     forward(latent (n, latent_dim), residual (n, 3) dimensionless, displacement (n, 3) nm [x~ - x_t],
             edge_index (2, E), edge_vec (E, 3) nm on the noisy positions, edge_type (E,), sigma (n, 1) nm,
-            cutoff: float nm, length_scale: float nm [bundle ``velocity_std``])
+            cutoff: float nm, length_scale: float nm [bundle ``velocity_std``], edge_layers: optional DKMP*
+            per-layer edge indices)
         -> (n, 3) correction to the GNS (dimensionless, sigma times a score).
     """
 
@@ -80,12 +81,15 @@ class ScoreGNN(nn.Module):
 
     def forward(self, latent: torch.Tensor, residual: torch.Tensor, displacement: torch.Tensor,
                 edge_index: torch.Tensor, edge_vec: torch.Tensor, edge_type: torch.Tensor, sigma: torch.Tensor,
-                cutoff: float = 1.0, length_scale: float = 1.0) -> torch.Tensor:
+                cutoff: float = 1.0, length_scale: float = 1.0,
+                edge_layers: Optional[List[torch.Tensor]] = None) -> torch.Tensor:
         """The equivariant correction to sigma x score, (n, 3) (``out_i`` of the class docstring).
 
         Shapes: latent (n, latent_dim), residual (n, 3) normalised residual r_i, displacement (n, 3) nm,
         edge_index (2, E) long, edge_vec (E, 3) nm on the noisy positions, edge_type (E,) long, sigma (n,) or
-        scalar nm; cutoff nm; length_scale nm (makes log sigma dimensionless).
+        scalar nm; cutoff nm; length_scale nm (makes log sigma dimensionless); edge_layers None (radius graph)
+        or the DKMP* per-layer message sets (one (E_l,) long index tensor per layer, :mod:`openmm_mlcg.nn.dkmp`):
+        every edge is still encoded and decoded (pair term), only the layers' messages are restricted.
         """
         dtype = latent.dtype
         n = latent.shape[0]
@@ -105,7 +109,7 @@ class ScoreGNN(nn.Module):
                             (res.index_select(0, src) * unit).sum(-1, keepdim=True),
                             (res.index_select(0, dst) * unit).sum(-1, keepdim=True),
                             self.edge_type_embedding(edge_type)], dim=-1)
-        h, e = self.gnn.process(node_x, edge_x, edge_index)
+        h, e = self.gnn.process(node_x, edge_x, edge_index, None, edge_layers)
         w = self.edge_decoder(e)                                   # (E, 1), > 0 pushes dst away from src
         if self.symmetric_pairs and w.shape[0] > 0:                # w_ij = w_ji: the pair terms sum to zero
             key = src * n + dst                                    # ascending: edges sorted by (src, dst)

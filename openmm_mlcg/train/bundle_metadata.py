@@ -115,7 +115,7 @@ def model_metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, ma
         cg_langevin_mass_floor_amu=None if sigma_b is None else mass_floor_amu(cfg, maps),
         score_terms=_score_terms(cfg, trajs, maps, sigma_b),
         model_time_step_ps=dc.stride * frame_interval, frame_interval_ps=frame_interval, stride=dc.stride,
-        history=dc.history, cutoff_nm=cfg.model.cutoff_nm, min_std=cfg.model.min_std,
+        history=dc.history, cutoff_nm=cfg.model.cutoff_nm, min_std=cfg.model.min_std, **_neighborhood(cfg.model),
         sigmas_nm=[float(s) for s in sigmas], score_enabled=sc.enabled,
         # score disabled -> untrained Score GNN: 0 Langevin steps, so refinement is a no-op at runtime
         langevin_steps_per_level=sc.langevin.steps_per_level if sc.enabled else 0,
@@ -126,3 +126,15 @@ def model_metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, ma
         hyperparameters={name: m.hyperparameters() for name, m in modules.items()},
         **training_physics(trajs, maps),  # periodic, max_cg_bond_nm, bead_density_per_nm3: runtime checks
     ), "metadata")
+
+
+def _neighborhood(mc) -> dict:
+    """The DKMP* keys of the metadata (none for the radius graph): K and the shells resolved per GNN."""
+    if mc.neighborhood == "radius":
+        return {}
+    from openmm_mlcg.nn.dkmp import default_shells_nm
+
+    def shells(layers):
+        return list(mc.dkmp_shells_nm) if mc.dkmp_shells_nm is not None else default_shells_nm(mc.cutoff_nm, layers)
+    return dict(neighborhood=mc.neighborhood, dkmp_k=mc.dkmp_k,
+                dkmp_shells_nm={"dynamics": shells(mc.dynamics_layers), "score": shells(mc.score_layers)})

@@ -88,6 +88,12 @@ class ModelConfig:
     score_symmetric_pairs: the Score GNN's pair weights obey Newton's third law (``ScoreGNN(symmetric_pairs)``).
     score_energy: the Score GNN is the gradient of a learned energy (:class:`openmm_mlcg.nn.EnergyScoreGNN`, a
     conservative field; ``score.sampler: cg_langevin`` only, TorchScript bundles only).
+    neighborhood: the GNNs' message passing, ``radius`` (every layer on the CG graph: CG bonds + all beads within
+    ``cutoff_nm``) or ``dkmp`` (DKMP*, :mod:`openmm_mlcg.nn.dkmp`: layer l passes the messages of each bead's
+    ``dkmp_k`` nearest beads in the shell ``[r_{l-1}, r_l)`` plus its CG bonds, so the messages grow as
+    N x K x L; ``score.sampler: cg_langevin`` (or score disabled), not with ``score_energy``). dkmp_k: K (>= 1).
+    dkmp_shells_nm: L+1 strictly increasing radii in nm, r_L <= ``cutoff_nm``, L = ``dynamics_layers`` =
+    ``score_layers``; null: ``r_0 = 0``, ``r_l = cutoff_nm (l / L)^(1/3)`` (equal-volume shells, each GNN its L).
     """
 
     embedding_hidden: int = 64
@@ -101,6 +107,9 @@ class ModelConfig:
     score_rbf: int = 16
     score_symmetric_pairs: bool = False
     score_energy: bool = False
+    neighborhood: str = "radius"
+    dkmp_k: int = 4
+    dkmp_shells_nm: Optional[List[float]] = None
 
 
 @dataclass

@@ -64,6 +64,7 @@ def validate_config(cfg) -> None:
     _check("model.min_std", m.min_std, m.min_std > 0, "> 0")
     _check("model.cutoff_nm", m.cutoff_nm, m.cutoff_nm > 0, "> 0")
     _check("model.score_rbf", m.score_rbf, m.score_rbf >= 1, ">= 1")
+    _check_neighborhood(m, s)
     _check_score(s, m)
     if cfg.data.temperature_K is not None:
         _check("data.temperature_K", cfg.data.temperature_K, cfg.data.temperature_K > 0, "> 0 (K)")
@@ -149,3 +150,23 @@ def _check(name: str, value, ok: bool, expected: str) -> None:
 def _nonempty(src) -> dict:
     """The fields of a SystemSource that are set (for messages)."""
     return {k: v for k, v in dataclasses.asdict(src).items() if v not in (None, [])}
+
+
+def _check_neighborhood(m, s) -> None:
+    """``model.neighborhood`` and the DKMP* keys (:func:`openmm_mlcg.nn.dkmp.check_dkmp`)."""
+    from openmm_mlcg.nn.dkmp import NEIGHBORHOODS, check_dkmp
+
+    if m.neighborhood not in NEIGHBORHOODS:
+        raise ValueError(f"model.neighborhood: expected one of {NEIGHBORHOODS}, got {m.neighborhood!r}")
+    if m.neighborhood == "radius":
+        return
+    if m.score_energy:
+        raise ValueError("model.neighborhood: 'dkmp' selects neighbours discontinuously, so it cannot define the "
+                         "energy of model.score_energy: true; got both")
+    if s.enabled and s.sampler != "cg_langevin":
+        raise ValueError(f"model.neighborhood: 'dkmp' needs score.sampler 'cg_langevin' (or score.enabled: false), "
+                         f"got {s.sampler!r}")
+    if m.dkmp_shells_nm is not None and m.dynamics_layers != m.score_layers:
+        raise ValueError(f"model.dkmp_shells_nm: one list of shells needs model.dynamics_layers == "
+                         f"model.score_layers, got {m.dynamics_layers} and {m.score_layers} (or null: one rule per GNN)")
+    check_dkmp(m.dkmp_k, m.dkmp_shells_nm, m.dynamics_layers, m.cutoff_nm, prefix="model.")
