@@ -69,6 +69,7 @@ from ..nn.losses import denoising_score_loss, perturb_next_positions
 from ..nn.noise import log_uniform
 from ..priors.bonds import bond_score
 from .base import Generator, StepInputs, register
+from .rng import normal
 
 __all__ = ["sample", "smallest_stable_sigma", "kt_over_mass", "ScoreFn", "BOLTZMANN_KJ_PER_MOL_K", "CGLangevin",
            "CGLangevinConfig"]
@@ -123,8 +124,9 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
         n_steps: Langevin sub-steps N (>= 1). time_step_ps: the model step dt, ps. friction_per_ps: gamma >= 0,
             a float or per bead (n, 1) (one per bead type, fitted after training).
         sigma_nm: noise level of the score, nm: a float or per bead (n, 1) (the denoising step uses it).
-        generator: torch RNG on x0's device. noise: False gives zero initial velocities and no O-step noise
-            (deterministic mode: damped motion down the learned free-energy surface).
+        generator: torch RNG on x0's device, or one stream per replica of a batched state
+            (:class:`openmm_mlcg.generators.rng.ReplicaStreams`). noise: False gives zero initial velocities and
+            no O-step noise (deterministic mode: damped motion down the learned free-energy surface).
         validate: check sigma and friction (host round trips on accelerators; the runtime passes False, its
             values come from validated metadata).
         denoise: f of the final denoising step ``x + f sigma^2 s(x)``, in [0, 1] (module docstring): 1 Tweedie
@@ -174,7 +176,7 @@ def sample(score_fn: ScoreFn, x0: torch.Tensor, kt_m: torch.Tensor, n_steps: int
 
     def randn() -> torch.Tensor:
         """Standard-normal draw of the positions' shape from ``generator``."""
-        return torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        return normal(x0.shape, generator, x0.device, x0.dtype)
 
     def total(x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """Force / mass (nm/ps^2) of the learned score ``s`` plus the external forces at ``x``."""
