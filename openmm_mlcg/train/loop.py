@@ -11,20 +11,21 @@ checkpoint (:func:`_extend_schedule`). This differs from a run started with the 
 Determinism and resume: mini-batch indices and all noise of step s come from generators seeded by
 (seed, s), so a run killed after a checkpoint and resumed gives the same parameters as an uninterrupted run.
 
+Data parallel: launched by ``torchrun`` the run trains with DistributedDataParallel, rank 0 writing every output
+(:mod:`openmm_mlcg.train.distributed`; the steps are :mod:`openmm_mlcg.train.optimise`).
+
 Source: Fu et al., TMLR 2023, section 3 and appendix C (Adam, lr 2e-4 decayed exponentially to 2e-5, L =
 L_dyn + L_score); Sanchez-Gonzalez et al. 2020 (input noise); gradient clipping at 20 (reference code).
 """
 from __future__ import annotations
 
-import csv
+import contextlib
 import time
-from functools import lru_cache
 from pathlib import Path
 from typing import Callable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from openmm_mlcg.model.dynamics import geometric_sigmas
 from openmm_mlcg.generators import get_generator
@@ -33,14 +34,15 @@ from openmm_mlcg.model import CGDynamicsModel
 from openmm_mlcg.nn.losses import type_balanced_weights
 from openmm_mlcg.util.outputs import check_output_dir
 from openmm_mlcg.util.sanity import resolve_device
-from openmm_mlcg.util.threads import ThreadWatch
 
-from .batching import atom_type_vocabulary, collate
+from .batching import atom_type_vocabulary
 from .checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from .baseline import linear_history_nll
 from .bundle_metadata import cg_langevin_noise, model_metadata
 from .config import TrainConfig, load_config
-from .model_step import build_modules, loss_options
+from .distributed import SINGLE, Ranks, session
+from .model_step import build_modules
+from .optimise import optimise
 from .run_directory import CHECKPOINT_NAME, refuse_busy, run_directory
 from .log import LOG_COLUMNS, read_log, training_summary, write_log
 from .sources import load_sources
@@ -65,14 +67,22 @@ def train(config: Union[TrainConfig, dict, str, Path], callback: Optional[Callab
         FitQualityError: a post-training fit far from its data (:mod:`openmm_mlcg.train.fits.quality`).
     """
     cfg = load_config(config)
-    out = check_output_dir(cfg.training.out_dir, "training.out_dir")
-    with run_directory(out, "train", "training.out_dir"):  # one trainer per out_dir
+    with session(cfg.training.device) as ranks, contextlib.ExitStack() as lock:
+        ranks.shard(range(cfg.optim.batch_size))  # a batch the ranks can share
+        out = check_output_dir(cfg.training.out_dir, "training.out_dir")
         cache = Path(cfg.data.cache_dir) if cfg.data.cache_dir else out / "cache"
-        trajs, maps = load_sources(cfg.data, cache)
+
+        def sources():
+            """The lock (rank 0: one trainer per out_dir) and the data (rank 0 fills the cache the others read)."""
+            if ranks.is_main:
+                lock.enter_context(run_directory(out, "train", "training.out_dir"))
+            return load_sources(cfg.data, cache)
+
+        trajs, maps = ranks.main_first(sources)
         if cfg.data.temperature_K is None:
             cfg.data.temperature_K = _run_temperature(cfg.data)
         data = _prepare_data(trajs, maps, cfg, [f"data.systems[{i}]" for i in range(len(trajs))])
-        return _train_on_trajectories(data, maps, cfg, callback)
+        return _train_on_trajectories(data, maps, cfg, callback, ranks)
 
 
 def _run_temperature(data_cfg) -> Optional[float]:
@@ -98,25 +108,6 @@ def _ema_modules(modules: dict, decay: float) -> dict:
             for k, m in modules.items()}
 
 
-def _step_generator(seed: int, step: int) -> torch.Generator:
-    state = np.random.SeedSequence([int(seed), int(step), 7]).generate_state(2)
-    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
-
-@lru_cache(maxsize=4)
-def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng([int(seed), int(epoch), 11]).permutation(n)
-
-
-def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list:
-    """Window indices of step ``step``: consecutive slices of a fresh permutation per epoch (deterministic)."""
-    out = []
-    for j in range(step * batch_size, (step + 1) * batch_size):
-        epoch, offset = divmod(j, n)
-        out.append(int(_epoch_order(n, seed, epoch)[offset]))
-    return out
-
-
 def _finite_or_none(x):
     return float(x) if x is not None and np.isfinite(x) else None
 
@@ -135,23 +126,6 @@ def _extend_schedule(optimizer, scheduler, lr_final: float, start: int, n_steps:
     remaining steps (a finished run continues at ``lr_final``)."""
     lr_now = optimizer.param_groups[0]["lr"]
     scheduler.gamma = (lr_final / lr_now) ** (1.0 / (n_steps - start)) if n_steps > start and lr_now > 0 else 1.0
-
-
-@torch.no_grad()
-def _validate(model, graphs, dataset, cfg, device) -> float:
-    n = len(dataset)
-    if n == 0:
-        return float("nan")
-    idx = np.unique(np.linspace(0, n - 1, min(n, cfg.data.max_val_windows)).round().astype(int))
-    total, count = 0.0, 0
-    for start in range(0, len(idx), cfg.optim.batch_size):
-        chunk = idx[start:start + cfg.optim.batch_size]
-        batch = collate([dataset[int(i)] for i in chunk], graphs).to(device)
-        losses = model.loss(batch, graphs, torch.Generator().manual_seed(0), train=False, options=loss_options(cfg))
-        nb = int(batch.positions.shape[0])
-        total += float(losses["nll"]) * nb
-        count += nb
-    return total / count
 
 
 def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
@@ -180,11 +154,21 @@ def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
     """
     cfg = load_config(config)
     maps = list(mappings)
-    out = check_output_dir(cfg.training.out_dir, "training.out_dir")
-    refuse_busy(out, "train", "training.out_dir")   # a busy directory first, then the checks: nothing created
-    data = _prepare_data(list(cg_trajectories), maps, cfg)
-    with run_directory(out, "train", "training.out_dir"):
-        return _train_on_trajectories(data, maps, cfg, callback)
+    with session(cfg.training.device) as ranks, contextlib.ExitStack() as lock:
+        ranks.shard(range(cfg.optim.batch_size))  # a batch the ranks can share
+        out = check_output_dir(cfg.training.out_dir, "training.out_dir")
+
+        def checked():
+            """A busy directory first, then the checks (nothing created), then the lock (rank 0)."""
+            if ranks.is_main:
+                refuse_busy(out, "train", "training.out_dir")
+            prepared = _prepare_data(list(cg_trajectories), maps, cfg)
+            if ranks.is_main:
+                lock.enter_context(run_directory(out, "train", "training.out_dir"))
+            return prepared
+
+        data = ranks.main_first(checked)
+        return _train_on_trajectories(data, maps, cfg, callback, ranks)
 
 
 class _Data(NamedTuple):
@@ -238,11 +222,11 @@ def _noise_levels(cfg, stats: dict, maps: list, frame_interval: float):
     return sigma_b, geometric_sigmas(sigma_range[0], sigma_range[1], cfg.score.n_levels)
 
 
-def _train_on_trajectories(data: _Data, maps: list, cfg, callback: Optional[Callable[[int, dict], None]] = None
-                           ) -> Path:
+def _train_on_trajectories(data: _Data, maps: list, cfg, callback: Optional[Callable[[int, dict], None]] = None,
+                           ranks: Ranks = SINGLE) -> Path:
     """Train on the checked data (:func:`_prepare_data`) into ``training.out_dir`` (its lock held by the caller):
     the optimisation, the post-training fits and the bundle ``out_dir/model.mlcg`` (bound to the mapping if all
-    trajectories share one).
+    trajectories share one). In a distributed run (``ranks``) every rank trains, rank 0 alone writes.
 
     Raises:
         ValueError: a checkpoint in out_dir written with an incompatible config.
@@ -252,7 +236,7 @@ def _train_on_trajectories(data: _Data, maps: list, cfg, callback: Optional[Call
     trajs = data.trajectories
     out = Path(tc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(tc.device, "training.device")
+    device = ranks.device(resolve_device(tc.device, "training.device"))
     torch.manual_seed(tc.seed)
     np.random.seed(tc.seed % 2**32)
     stats = data.stats
@@ -287,12 +271,13 @@ def _train_on_trajectories(data: _Data, maps: list, cfg, callback: Optional[Call
             g.score_weight = type_balanced_weights(m.bead_types)
     graphs_tr = [graphs_all[i].to(device) for i in data.tr_ids]
     graphs_va = [graphs_all[i].to(device) for i in data.va_ids]
-    if "val_nll_linear_baseline" not in extra:  # once per run (kept in the checkpoint for resumes)
+    if ranks.is_main and "val_nll_linear_baseline" not in extra:  # once per run (kept in the checkpoint)
         extra["val_nll_linear_baseline"] = linear_history_nll(
             data.train_ds, data.val_ds, [maps[i].bead_types for i in data.tr_ids],
             [maps[i].bead_types for i in data.va_ids], stats["acceleration_std"], cfg.data.max_val_windows)
-    cfg.save_yaml(out / "resolved_config.yaml")
-    write_log(log_path, read_log(log_path, start))
+    if ranks.is_main:
+        cfg.save_yaml(out / "resolved_config.yaml")
+        write_log(log_path, read_log(log_path, start))
 
     t_session = time.perf_counter()
     wall_before = float(extra.get("train_time_s", 0.0))
@@ -303,73 +288,20 @@ def _train_on_trajectories(data: _Data, maps: list, cfg, callback: Optional[Call
         save_checkpoint(ckpt_path, step=step, modules=saved_modules, optimizer=optimizer, scheduler=scheduler,
                         config=cfg.to_dict(), stats=stats, extra=extra)
 
-    _optimise(model, modules, ema, params, optimizer, scheduler, data, graphs_tr, graphs_va, cfg, device, start,
-              extra, checkpoint, callback, log_path)
+    optimise(model, modules, ema, params, optimizer, scheduler, data, graphs_tr, graphs_va, cfg, device, start,
+             extra, checkpoint, callback, log_path, ranks)
     for k, m in ema.items():  # the bundle, the post-training fits and the fine-tuning use the averaged weights
         modules[k].load_state_dict(m.module.state_dict())
     for m in modules.values():
         m.eval()
-    bundle = _export(model, extra, cfg, data, maps, graphs_tr, lambda: checkpoint(tc.n_steps), out)
-    if tc.progress:
+    # rank 0 alone: the post-training fits (not distributed) and the bundle; the others wait for it
+    ranks.on_main(lambda: _export(model, extra, cfg, data, maps, graphs_tr, lambda: checkpoint(tc.n_steps), out))
+    bundle = out / "model.mlcg"
+    if tc.progress and ranks.is_main:
         print(training_summary(log_path, bundle, wall_before + time.perf_counter() - t_session,
                                float(extra["val_nll_linear_baseline"])), flush=True)
         _print_fits(model.metadata)
     return bundle
-
-
-def _optimise(model, modules, ema, params, optimizer, scheduler, data: _Data, graphs_tr, graphs_va, cfg, device,
-              start: int, extra: dict, checkpoint, callback, log_path: Path) -> None:
-    """The optimisation steps ``start`` .. ``training.n_steps``: loss, clipped Adam step, learning-rate decay,
-    weight average, validation, the log row and the checkpoints.
-
-    Raises:
-        FloatingPointError: the loss is not finite.
-    """
-    tc = cfg.training
-    options = loss_options(cfg)
-    bar = tqdm(range(start, tc.n_steps), initial=start, total=tc.n_steps, disable=not tc.progress,
-               desc="train", dynamic_ncols=True)
-    watch = ThreadWatch("training") if torch.device(device).type == "cpu" else None  # warns once if the threads are starved
-    with open(log_path, "a", newline="") as log_fh, bar:
-        writer = csv.DictWriter(log_fh, fieldnames=LOG_COLUMNS)
-        for step in bar:
-            if watch is not None:
-                watch.check()
-            t0 = time.perf_counter()
-            for m in modules.values():
-                m.train()
-            gen = _step_generator(tc.seed, step)
-            idx = batch_indices(len(data.train_ds), cfg.optim.batch_size, tc.seed, step)
-            batch = collate([data.train_ds[i] for i in idx], graphs_tr).to(device)
-            losses = model.loss(batch, graphs_tr, gen, train=True, options=options)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            if cfg.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-            lr = optimizer.param_groups[0]["lr"]
-            optimizer.step()
-            scheduler.step()
-            for k, m in ema.items():
-                m.update_parameters(modules[k])
-            done = step + 1
-            row = {"step": done, "loss": losses["loss"].item(), "nll": losses["nll"].item(),
-                   "score_loss": losses["score_loss"].item(), "val_nll": "", "lr": lr,
-                   "samples_per_s": cfg.optim.batch_size / (time.perf_counter() - t0)}
-            if done % tc.eval_every == 0 or done == tc.n_steps:
-                for m in modules.values():
-                    m.eval()
-                row["val_nll"] = _validate(model, graphs_va, data.val_ds, cfg, device)
-                extra["val_nll"] = row["val_nll"]
-            if not np.isfinite(row["loss"]):
-                raise FloatingPointError(f"training diverged at step {done}: loss {row['loss']} "
-                                         f"(try a smaller optim.lr or optim.grad_clip)")
-            writer.writerow(row)
-            log_fh.flush()
-            if done % tc.checkpoint_every == 0 or done == tc.n_steps:
-                checkpoint(done)
-            bar.set_postfix(loss=f"{row['loss']:.3f}", nll=f"{row['nll']:.3f}")
-            if callback is not None:
-                callback(done, row)
 
 
 def _export(model, extra: dict, cfg, data: _Data, maps: list, graphs_tr, checkpoint, out: Path) -> Path:

@@ -1,0 +1,151 @@
+"""Data-parallel training (issue 42): 2 gloo processes launched by ``torch.distributed.run`` (torchrun) train like
+one process with the same global batch, and a 2-process run killed after its first checkpoint resumes to the
+bundle of an uninterrupted one. CPU only; each test launches small runs of the tiny chain system of test_train."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import yaml
+
+from openmm_mlcg.bundle.export import load_bundle
+from openmm_mlcg.openmm.state import bundle_fingerprint
+from openmm_mlcg.train import train
+from openmm_mlcg.train.distributed import Ranks
+
+from test_train import _chain_system, _config
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                reason="torch.distributed with the gloo backend is not available")
+
+# rank KILL_RANK SIGKILLs itself after step KILL_STEP (a crash of one rank mid-run)
+KILLED = textwrap.dedent("""
+    import os, signal, sys
+    from openmm_mlcg.train import train
+    step_, rank_ = int(os.environ["KILL_STEP"]), int(os.environ["KILL_RANK"])
+    def kill(step, row):
+        if step == step_ and int(os.environ["RANK"]) == rank_:
+            os.kill(os.getpid(), signal.SIGKILL)
+    train(sys.argv[1], callback=kill)
+""")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _torchrun(args, env_extra=None, timeout=120) -> subprocess.CompletedProcess:
+    """``python -m torch.distributed.run --nproc_per_node 2`` on a free port, one CPU thread per process."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]), OMP_NUM_THREADS="1",
+               **(env_extra or {}))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _yaml_config(tmp_path: Path, name: str, **over) -> Path:
+    """A YAML config of the tiny chain system (a cg_trajectory source) training into ``tmp_path/name``."""
+    data = tmp_path / "data"
+    if not (data / "cg.npz").is_file():
+        traj, mapping = _chain_system(seed=2, n_frames=30)
+        data.mkdir(exist_ok=True)
+        traj.save(data / "cg.npz")
+        mapping.save(data / "m.npz")
+    raw = _config(tmp_path / name, **over).to_dict()
+    raw["data"]["systems"] = [{"cg_trajectory": str(data / "cg.npz"), "mapping": str(data / "m.npz")}]
+    raw["data"]["cache_dir"] = str(data / "cache")
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _log(out: Path) -> list:
+    with open(out / "log.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_two_gloo_processes_train_like_one_process_with_the_same_global_batch(tmp_path):
+    # no input noise and no score matching: the loss is a deterministic function of the weights, so the
+    # 2-process run must follow the 1-process curve (each rank 2 of the 4 windows, DDP-averaged gradients)
+    over = dict(input_noise=dict(enabled=False), score=dict(enabled=False),
+                training=dict(n_steps=5, eval_every=5, checkpoint_every=5))
+    one = train(_yaml_config(tmp_path, "one", **over))
+    r = _torchrun(["-m", "openmm_mlcg.train", str(_yaml_config(tmp_path, "two", **over))])
+    assert r.returncode == 0, r.stderr[-3000:]
+    two = tmp_path / "two" / "model.mlcg"
+    assert r.stdout.strip().splitlines()[-1] == str(two)  # rank 0 alone prints the bundle
+    a, b = _log(tmp_path / "one"), _log(tmp_path / "two")
+    assert [int(x["step"]) for x in b] == [1, 2, 3, 4, 5]
+    for key in ("loss", "nll"):
+        np.testing.assert_allclose([float(x[key]) for x in b], [float(x[key]) for x in a], rtol=1e-4)
+    assert len({x["loss"] for x in a}) == 5  # a curve (other windows, updated weights), not one value
+    np.testing.assert_allclose(float(b[-1]["val_nll"]), float(a[-1]["val_nll"]), rtol=1e-4)
+    ma, mb = load_bundle(one), load_bundle(two)
+    for name in ("embedding", "dynamics", "score"):
+        sa, sb = getattr(ma, name).state_dict(), getattr(mb, name).state_dict()
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            torch.testing.assert_close(sb[key], sa[key], rtol=1e-4, atol=1e-6, msg=f"{name}.{key}")
+
+
+def test_two_process_run_killed_after_a_checkpoint_resumes_to_the_uninterrupted_bundle(tmp_path):
+    # input noise and score matching on: every rank draws its own noise, keyed by (seed, step, rank)
+    over = dict(training=dict(n_steps=6, eval_every=3, checkpoint_every=3))
+    killed = _yaml_config(tmp_path, "killed", **over)
+    r = _torchrun([str(_script(tmp_path)), str(killed)], env_extra=dict(KILL_STEP="5", KILL_RANK="0"))
+    assert r.returncode != 0, "the run with a killed rank should fail"
+    out = tmp_path / "killed"
+    assert (out / "checkpoint.pt").is_file() and not (out / "model.mlcg").exists()
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 3
+    # the same command again resumes from rank 0's checkpoint (the killed rank 0's lock is gone with it)
+    r = _torchrun(["-m", "openmm_mlcg.train", str(killed)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [int(x["step"]) for x in _log(out)] == list(range(1, 7))
+    r = _torchrun(["-m", "openmm_mlcg.train", str(_yaml_config(tmp_path, "ref", **over))])
+    assert r.returncode == 0, r.stderr[-3000:]
+    resumed, ref = load_bundle(out / "model.mlcg"), load_bundle(tmp_path / "ref" / "model.mlcg")
+    assert bundle_fingerprint(resumed) == bundle_fingerprint(ref)
+
+
+def _script(tmp_path: Path) -> Path:
+    path = tmp_path / "killed_run.py"
+    path.write_text(KILLED)
+    return path
+
+
+def test_rank_share_and_step_generators():
+    # contiguous disjoint shares covering the global batch; a batch the ranks cannot share is refused
+    idx = [7, 3, 9, 1, 4, 4]
+    shares = [Ranks(rank=r, world_size=3).shard(idx) for r in range(3)]
+    assert shares == [[7, 3], [9, 1], [4, 4]]
+    with pytest.raises(ValueError, match=r"optim.batch_size: expected a multiple of the world size 4 .* got 6"):
+        Ranks(rank=0, world_size=4).shard(idx)
+    from openmm_mlcg.train.distributed import step_generator
+
+    a, b = step_generator(0, 3, 0), step_generator(0, 3, 1)
+    assert not torch.equal(torch.rand(4, generator=a), torch.rand(4, generator=b))
+    # rank 0 keeps the generator of a single process (a 1-process run is unchanged)
+    assert torch.equal(torch.rand(4, generator=step_generator(5, 2)), torch.rand(4, generator=step_generator(5, 2, 0)))
+
+
+def test_bad_world_size_is_a_clear_error(monkeypatch):
+    from openmm_mlcg.train.distributed import launched
+
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(ValueError, match=r"WORLD_SIZE: expected a positive integer .* got 'two'"):
+        launched()
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not launched()
