@@ -15,9 +15,11 @@ of the step, searches per step, and the largest position difference of the two t
 the same bit for bit). Then the neighbour lists alone, replayed on the recorded positions of every pass of the
 full-search run (``replay``), for the rule's skin and the ``--skins`` sweep: the data of the skin rule.
 
-Usage: python benchmarks/bench_step_cost.py [--sizes 158 1000 10000] [--steps 4 2 1] [--repeats 3 3 1]
-       [--skins 0.2 0.4] [--threads 1] [--no-trained] [--out benchmarks/results/current]
-Writes <out>/step_cost_cpu.json (environment record of _bench_common, one record per system).
+Usage: python benchmarks/bench_step_cost.py [--device cpu|cuda] [--sizes 158 1000 10000] [--steps 4 2 1]
+       [--repeats 3 3 1] [--skins 0.2 0.4] [--threads 1] [--no-trained] [--out benchmarks/results/current]
+Writes <out>/step_cost_<cpu|cuda>.json (environment record of _bench_common, with the GPU's name on CUDA; one
+record per system). ``--device cuda`` without CUDA is an error; the trained bundle runs on CPU only (its score
+terms are bound there), and CUDA timings end with ``torch.cuda.synchronize``.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from _bench_common import environment, write_json
 from openmm_mlcg.experiments.scales import SPE
 from openmm_mlcg.model import CGDynamicsModel
 from openmm_mlcg.nn.skin import default_skin_nm
+from openmm_mlcg.util.sanity import resolve_device
 
 DENSITY = 900 / 4.05 ** 3                                       # beads / nm^3 (bench_neighbors.py, bench_model.py)
 SPE_DEMO_MASSES = [6.9, 28.1, 30.0, 44.1, 45.1, 69.0, 142.1]   # amu, the SPE demo's bead masses
@@ -126,14 +129,19 @@ def run(model: CGDynamicsModel, kw: dict, skin: float, n_steps: int, seed: int =
         return timed[-1]
 
     model.edges, model.neighbor_list = edges_t, neighbor_list
-    g = torch.Generator().manual_seed(seed)
     x, h = kw["positions"], kw["history"]
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    cuda = x.device.type == "cuda"
     rest = {k: v for k, v in kw.items() if k not in ("positions", "history")}
     try:
         with torch.no_grad():
+            if cuda:
+                torch.cuda.synchronize(x.device)
             t0 = time.perf_counter()
             for _ in range(n_steps):
                 x, h = model.step(x, h, generator=g, **rest)
+            if cuda:
+                torch.cuda.synchronize(x.device)
             wall = time.perf_counter() - t0
     finally:
         del model.edges, model.neighbor_list
@@ -212,6 +220,7 @@ def compare(name: str, model: CGDynamicsModel, kw: dict, n_steps: int, repeats: 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu", help="torch device: cpu or cuda (an error without CUDA)")
     ap.add_argument("--sizes", type=int, nargs="+", default=[158, 1000, 10000])
     ap.add_argument("--steps", type=int, nargs="+", default=[4, 2, 1], help="model steps per run, per size")
     ap.add_argument("--repeats", type=int, nargs="+", default=[3, 3, 1], help="alternating runs per size")
@@ -220,26 +229,31 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-trained", action="store_true", help="skip the trained SPE demo bundle")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "current"))
     args = ap.parse_args(argv)
+    try:
+        device = resolve_device(args.device, "--device")
+    except ValueError as exc:
+        ap.error(str(exc))
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     torch.set_num_threads(args.threads)
-    env = environment("cpu")                        # the load average at the start
+    env = environment(str(device))                  # the load average at the start; the GPU's name on CUDA
 
     def per_size(values, i):
         return values[min(i, len(values) - 1)]
 
     systems = []
-    trained = None if args.no_trained else trained_system()
+    trained = None if args.no_trained or device.type != "cpu" else trained_system()
     if trained is not None:
         systems.append(("spe_demo_trained", *trained, per_size(args.steps, 0), per_size(args.repeats, 0)))
-    model = untrained_model()
+    model = untrained_model().to(device)
     for i, n in enumerate(args.sizes):
-        systems.append(("random_untrained", model, random_system(model, n), per_size(args.steps, i),
+        kw = {k: v.to(device) if torch.is_tensor(v) else v for k, v in random_system(model, n).items()}
+        systems.append(("random_untrained", model, kw, per_size(args.steps, i),
                         per_size(args.repeats, i)))
     rows = [compare(name, mdl, kw, n_steps, repeats, args.skins) for name, mdl, kw, n_steps, repeats in systems]
     doc = {"environment": env, "threads": args.threads, "density_per_nm3": DENSITY,
            "metadata": DEMO_META, "model_size": SPE["demo"]["model"], "rows": rows}
     doc["environment"]["load_average_end"] = list(os.getloadavg())
-    path = write_json(Path(args.out) / "step_cost_cpu.json", doc)
+    path = write_json(Path(args.out) / f"step_cost_{device.type}.json", doc)
     print(f"wrote {path}")
     return doc
 
