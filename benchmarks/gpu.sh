@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU run, ready to go (issue 39 item 5): on a Linux x86_64 machine with an NVIDIA GPU, from the repository
-# root: `bash benchmarks/gpu.sh`. About 8 minutes on one H100 (install ~2-3 min, tests ~1 min, benchmarks ~4 min).
+# root: `bash benchmarks/gpu.sh`. Each step runs under a time limit; the limits sum to under 8 minutes.
 #   1. installs torch (the PyPI wheel of the pinned version is a CUDA build on Linux x86_64) and the package with
 #      its test extras under constraints.txt;
 #   2. runs the tests that need CUDA (they skip without it): pytest -k cuda;
@@ -9,12 +9,12 @@
 #   5. bench_speed.py --device cuda (classical MD on every OpenMM platform present vs the learned integrator on
 #      CUDA, short settings) -> speed_cuda.json.
 # Every JSON records the GPU's name (torch.cuda.get_device_name) in its environment; all land in
-# benchmarks/results/current/ (OUT=... to change it). Logs go to $OUT/gpu_logs/. A failing step is reported at
-# the end and does not stop the later ones. SKIP_INSTALL=1 skips step 1 (an environment that has it already).
+# benchmarks/results/current/ (OUT=... to change it). Logs go to benchmarks/work/gpu_logs/ (git-ignored). A
+# failing step is reported at the end and does not stop the later ones. SKIP_INSTALL=1 skips step 1.
 set -u
 cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/results/current}"
-LOGS="$OUT/gpu_logs"
+LOGS="${LOGS:-benchmarks/work/gpu_logs}"
 mkdir -p "$LOGS"
 PY="${PYTHON:-python}"
 failed=()
@@ -34,8 +34,8 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run with a time limit, log to $LOGS/
 }
 
 if [ "${SKIP_INSTALL:-0}" != "1" ]; then
-    step install_torch 240 "$PY" -m pip install -q "torch==2.13.0"
-    step install_package 240 "$PY" -m pip install -q -c constraints.txt -e ".[test]"
+    step install_torch 150 "$PY" -m pip install -q "torch==2.13.0"
+    step install_package 75 "$PY" -m pip install -q -c constraints.txt -e ".[test]"
 fi
 
 "$PY" - <<'PYEOF' || { echo "no CUDA device visible to torch: stopping (the benchmarks below need one)"; exit 2; }
@@ -45,12 +45,12 @@ print("GPU:", torch.cuda.get_device_name(0), "| torch", torch.__version__, "| CU
 PYEOF
 
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-4}"
-step cuda_tests 180 "$PY" -m pytest -q -rs -k cuda tests/test_integrator.py tests/test_batched_replicas.py
-step step_cost_cuda 150 "$PY" benchmarks/bench_step_cost.py --device cuda --sizes 158 1000 10000 \
+step cuda_tests 45 "$PY" -m pytest -q -rs -k cuda tests/test_integrator.py tests/test_batched_replicas.py
+step step_cost_cuda 60 "$PY" benchmarks/bench_step_cost.py --device cuda --sizes 158 1000 10000 \
     --steps 4 2 1 --repeats 3 3 1 --out "$OUT"
-step replicas_cuda 120 "$PY" benchmarks/bench_replicas.py --device cuda --replicas 1 2 4 8 16 --steps 2 \
+step replicas_cuda 45 "$PY" benchmarks/bench_replicas.py --device cuda --replicas 1 2 4 8 16 --steps 2 \
     --repeats 2 --out "$OUT"
-step speed_cuda 150 "$PY" benchmarks/bench_speed.py --device cuda --sizes 100,1000,10000 --time-budget-s 60 \
+step speed_cuda 90 "$PY" benchmarks/bench_speed.py --device cuda --sizes 100,1000,10000 --time-budget-s 60 \
     --learned-steps 5 --refine-levels 4 --refine-steps 4 --md-seconds 5 --repeats 2 --out "$OUT"
 
 ls -l "$OUT"/*_cuda.json 2>/dev/null

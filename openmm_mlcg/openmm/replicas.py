@@ -197,9 +197,11 @@ def run_replicas(bundle, mapping, initial_frames, box, n_steps: int, out_dirs: S
     import openmm
     from openmm import app
 
-    from ..app.workflow import ns_per_hour
-    from . import CGStateDataReporter, create_cg_system, create_simulation, load_dcd
+    from .attach import create_simulation
+    from .dcd_reader import load_dcd
     from .integrator import _load_bundle
+    from .reporter import CGStateDataReporter
+    from .system import create_cg_system
 
     seeds, out_dirs = list(seeds), [Path(d) for d in out_dirs]
     if not seeds:
@@ -254,6 +256,6 @@ def run_replicas(bundle, mapping, initial_frames, box, n_steps: int, out_dirs: S
         dt = sim.integrator.model_time_step
         runs.append(dict(positions=np.concatenate([frames[-1:], traj.xyz.astype(np.float64)], axis=0),
                          time_ps=np.concatenate([[0.0], traj.time]) if traj.n_frames else np.zeros(1),
-                         wall_s=wall, ns_per_hour=ns_per_hour(int(n_steps) * dt, wall), dcd=out / "learned.dcd",
+                         wall_s=wall, ns_per_hour=int(n_steps) * dt / 1000.0 / (wall / 3600.0), dcd=out / "learned.dcd",
                          topology_pdb=out / "cg_topology.pdb", model_time_step_ps=dt))
     return runs
