@@ -1,6 +1,7 @@
 """Data-parallel training (issue 42): 2 gloo processes launched by ``torch.distributed.run`` (torchrun) train like
-one process with the same global batch, and a 2-process run killed after its first checkpoint resumes to the
-bundle of an uninterrupted one. CPU only; each test launches small runs of the tiny chain system of test_train."""
+one process with the same global batch, and a 2-process run (ranks forked from the test, set up as torchrun
+would) killed after its first checkpoint resumes to the bundle of an uninterrupted one. CPU only; small runs of
+the tiny chain system of test_train."""
 from __future__ import annotations
 
 import csv
@@ -9,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +28,6 @@ from test_train import _chain_system, _config
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="torch.distributed with the gloo backend is not available")
-
-# rank KILL_RANK SIGKILLs itself after step KILL_STEP (a crash of one rank mid-run)
-KILLED = textwrap.dedent("""
-    import os, signal, sys
-    from openmm_mlcg.train import train
-    step_, rank_ = int(os.environ["KILL_STEP"]), int(os.environ["KILL_RANK"])
-    def kill(step, row):
-        if step == step_ and int(os.environ["RANK"]) == rank_:
-            os.kill(os.getpid(), signal.SIGKILL)
-    train(sys.argv[1], callback=kill)
-""")
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -101,29 +89,53 @@ def test_two_gloo_processes_train_like_one_process_with_the_same_global_batch(tm
             torch.testing.assert_close(sb[key], sa[key], rtol=1e-4, atol=1e-6, msg=f"{name}.{key}")
 
 
+def _rank_main(rank: int, world: int, port: int, config: str, kill_step: int, kill_rank: int) -> None:
+    """One rank of a run forked from the test process (as torchrun's env:// launch sets it up): SIGKILLs itself
+    after step ``kill_step`` when it is rank ``kill_rank``."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+
+    def kill(step, row):
+        if step == kill_step and rank == kill_rank:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    train(config, callback=kill)
+
+
+def _forked_run(config: Path, kill_step: int = -1, kill_rank: int = -1) -> None:
+    """A 2-rank gloo run of ``config``, ranks forked from this process (no interpreter start-up per rank)."""
+    import torch._dynamo  # noqa: F401  (imported by Adam, and the plots by the export: once, not per rank)
+    import torch.multiprocessing as mp
+
+    import openmm_mlcg.analysis.plots  # noqa: F401
+
+    mp.start_processes(_rank_main, args=(2, _free_port(), str(config), kill_step, kill_rank), nprocs=2,
+                       start_method="fork", join=True)
+
+
 def test_two_process_run_killed_after_a_checkpoint_resumes_to_the_uninterrupted_bundle(tmp_path):
+    import torch.multiprocessing as mp
+
     # input noise and score matching on: every rank draws its own noise, keyed by (seed, step, rank)
     over = dict(training=dict(n_steps=6, eval_every=3, checkpoint_every=3))
     killed = _yaml_config(tmp_path, "killed", **over)
-    r = _torchrun([str(_script(tmp_path)), str(killed)], env_extra=dict(KILL_STEP="5", KILL_RANK="0"))
-    assert r.returncode != 0, "the run with a killed rank should fail"
+    with pytest.raises(mp.ProcessExitedException, match="SIGKILL"):  # rank 0, the writer, dies after step 5
+        _forked_run(killed, kill_step=5, kill_rank=0)
     out = tmp_path / "killed"
     assert (out / "checkpoint.pt").is_file() and not (out / "model.mlcg").exists()
     assert torch.load(out / "checkpoint.pt", weights_only=False)["step"] == 3
-    # the same command again resumes from rank 0's checkpoint (the killed rank 0's lock is gone with it)
-    r = _torchrun(["-m", "openmm_mlcg.train", str(killed)])
-    assert r.returncode == 0, r.stderr[-3000:]
+    # the same run again resumes from rank 0's checkpoint (the killed rank 0's lock went with it)
+    _forked_run(killed)
     assert [int(x["step"]) for x in _log(out)] == list(range(1, 7))
-    r = _torchrun(["-m", "openmm_mlcg.train", str(_yaml_config(tmp_path, "ref", **over))])
-    assert r.returncode == 0, r.stderr[-3000:]
+    _forked_run(_yaml_config(tmp_path, "ref", **over))
     resumed, ref = load_bundle(out / "model.mlcg"), load_bundle(tmp_path / "ref" / "model.mlcg")
     assert bundle_fingerprint(resumed) == bundle_fingerprint(ref)
-
-
-def _script(tmp_path: Path) -> Path:
-    path = tmp_path / "killed_run.py"
-    path.write_text(KILLED)
-    return path
+    # rank 1 killed: the same
+    with pytest.raises(mp.ProcessExitedException, match="SIGKILL"):
+        _forked_run(_yaml_config(tmp_path, "killed1", **over), kill_step=4, kill_rank=1)
+    _forked_run(tmp_path / "killed1.yaml")
+    assert bundle_fingerprint(load_bundle(tmp_path / "killed1" / "model.mlcg")) == bundle_fingerprint(ref)
 
 
 def test_rank_share_and_step_generators():
