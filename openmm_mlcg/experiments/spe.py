@@ -330,7 +330,7 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: str |
 
     from ..data import load_run
     from ..systems import spe
-    from ..app.workflow import simulate_learned
+    from ..openmm.replicas import run_replicas
     from ..analysis import analyze
 
     if scale not in SCALES:
@@ -373,10 +373,12 @@ def run_spe_experiment(out_dir, scale: str = "demo", model=None, platform: str |
     n_steps = max(split.n_steps, _long_steps(long_ref, cg.frame_interval_ps * s["stride"]))
     box = judge_part.box[0] if judge_part.box is not None else None
     tag = ("refined" if refine else "norefine") + ("_mean" if deterministic else "")
-    runs = [simulate_learned(bundle_path, mapping, start, box, n_steps,
-                             out / (f"learned_{tag}" + (f"_replica{i}" if i else "")), refine=refine,
-                             deterministic=deterministic, seed=seed + i, device=device, progress=progress,
-                             transfer=transfer, desc=f"learned run {i + 1}/{n_rep}") for i in range(int(n_rep))]
+    # the replicas stepped together as one batched graph (openmm_mlcg.openmm.replicas): each one is the run
+    # simulate_learned gives alone with its seed, written to its own folder in the same formats
+    runs = run_replicas(bundle_path, mapping, start, box, n_steps,
+                        [out / (f"learned_{tag}" + (f"_replica{i}" if i else "")) for i in range(int(n_rep))],
+                        [seed + i for i in range(int(n_rep))], refine=refine, deterministic=deterministic,
+                        device=device, progress=progress, transfer=transfer, desc=f"learned runs ({n_rep} replicas)")
     learned = runs[0]
     timings["learned_s"] = sum(r["wall_s"] for r in runs)
 
