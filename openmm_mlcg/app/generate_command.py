@@ -55,8 +55,12 @@ def generate_command(args) -> list:
     _check_count(args.n_systems, "--n-systems")
     _check_count(args.workers, "--workers")
     _check_count(args.length, "--length")
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler is not None and "://" not in scheduler:
+        raise ValueError(f"--scheduler: expected a Dask scheduler address such as tcp://10.0.0.1:8786, got "
+                         f"{scheduler!r}")
     common = {"n_systems": args.n_systems, "out_dir": args.out, "seed": args.seed, "platform": args.platform,
-                  "scale": args.scale, "n_workers": args.workers}
+                  "scale": args.scale, "n_workers": args.workers, "scheduler": scheduler}
     polymer_class = args.polymer_class or "class1"
     interval = frame_interval(args.kind, args.scale, polymer_class)
     if args.kind == "spe":

@@ -318,7 +318,8 @@ def default_platform(length_units: int) -> str:
 def generate(n_systems: int, out_dir, kind: str = "class1", length: int | None = None, seed: int = 0,
              platform: str | None = None, scale: str = "demo", n_steps: int | None = None,
              frame_interval=None, equilibration_steps: int | None = None, n_workers: int = 1,
-             threads: int | None = None, progress_bar: bool = True, production_tau=None) -> list[Path]:
+             threads: int | None = None, progress_bar: bool = True, production_tau=None,
+             scheduler: str | None = None) -> list[Path]:
     """Simulate ``n_systems`` chains, one per directory ``out_dir/{kind}_{i:04d}`` (resumable).
 
     Each directory gets system.xml, topology.pdb, trajectory.dcd, state_data.csv, metadata.json (sequence,
@@ -338,14 +339,17 @@ def generate(n_systems: int, out_dir, kind: str = "class1", length: int | None =
         frame_interval: time between frames in tau = ps (float or Quantity; default 5 tau class1; class2
             500 tau paper, 50 tau demo).  Must be a multiple of the time step; ``n_steps`` a multiple of it.
         equilibration_steps: steps before production (after minimisation), not recorded.
-        n_workers: systems run in parallel processes (ProcessPoolExecutor) when > 1.
-        threads: CPU threads per system (default: cpu_count // n_workers on the CPU platform).
+        n_workers: systems run in parallel as Dask tasks on a LocalCluster of ``n_workers`` processes (> 1).
+        scheduler: run them on this Dask cluster instead (``tcp://host:8786``; :mod:`openmm_mlcg.util.parallel`).
+        threads: CPU threads per system (default: ``OPENMM_CPU_THREADS`` if set, else cpu_count // n_workers on
+            the CPU platform).
 
     Returns: list of the system directories.
 
     Raises:
         ValueError: bad ``n_systems``, ``kind``, ``scale``, ``length``, ``n_steps``/``production_tau``,
-            ``frame_interval``, ``equilibration_steps``, ``n_workers``, ``platform`` or unwritable ``out_dir``.
+            ``frame_interval``, ``equilibration_steps``, ``n_workers``, ``scheduler``, ``platform`` or unwritable
+            ``out_dir``.
     """
     n_systems = _check_count(n_systems, "n_systems")
     if kind not in KINDS:
@@ -377,8 +381,8 @@ def generate(n_systems: int, out_dir, kind: str = "class1", length: int | None =
     eq = _check_count(_steps(proto["equilibration_tau"], dt, "equilibration_steps") if equilibration_steps is None
                       else equilibration_steps, "equilibration_steps", 0)
     out = ensure_writable_dir(out_dir)
-    if threads is None and plat == "CPU":
-        threads = max(1, (os.cpu_count() or 1) // n_workers)
+    if threads is None and plat == "CPU":  # OpenMM's own OPENMM_CPU_THREADS wins over the share of the CPUs
+        threads = int(os.environ.get("OPENMM_CPU_THREADS") or max(1, (os.cpu_count() or 1) // n_workers))
     jobs = []
     for i in range(n_systems):
         # independent (sequence/coordinates, integrator) seed streams per system
@@ -387,17 +391,13 @@ def generate(n_systems: int, out_dir, kind: str = "class1", length: int | None =
         jobs.append(dict(out_dir=str(out / f"{kind}_{i:04d}"), kind=kind, scale=scale, length=length, index=i,
                          build_seed=build_seed, integrator_seed=integ_seed, platform=plat, threads=threads,
                          n_steps=int(n_steps), equilibration_steps=int(eq), report_interval=report,
-                         progress_bar=progress_bar and n_workers == 1))
+                         progress_bar=progress_bar and n_workers == 1 and scheduler is None))
     from ..util.locks import output_lock
 
     with output_lock(out, "generate", "out_dir"):  # one generate per out_dir
-        if n_workers == 1:
+        if n_workers == 1 and scheduler is None:
             return [Path(_run_one(j)) for j in jobs]
-        from tqdm.auto import tqdm
+        from ..util.parallel import map_tasks
 
-        from ..util.parallel import worker_pool
-
-        with worker_pool(n_workers) as pool:  # spawned workers that die with this process
-            done = list(tqdm(pool.map(_run_one, jobs), total=len(jobs), desc=f"polymer {kind}",
-                             disable=not progress_bar))
-        return [Path(d) for d in done]
+        # Dask tasks; LocalCluster workers die with this process, a killed worker's chain is rerun (resumed)
+        return [Path(d) for d in map_tasks(_run_one, jobs, n_workers, scheduler, name=f"polymer-{kind}")]

@@ -344,7 +344,7 @@ def _one_system(job: dict) -> str:
 def generate(n_systems: int, out_dir, polymers=None, chain_length: int | None = None, n_chains: int | None = None,
              seed: int = 0, platform: str | None = None, scale: str = "demo", training_ps=None,
              equilibration_ps=None, frame_interval_ps=FRAME_INTERVAL_PS, n_workers: int = 1, salt_molality=1.5,
-             temperature=353.0, progress_bar: bool = True) -> list[Path]:
+             temperature=353.0, progress_bar: bool = True, scheduler: str | None = None) -> list[Path]:
     """Generate ``n_systems`` SPE reference trajectories, one directory each (``out_dir/spe_XXX_<polymer>``).
 
     Args:
@@ -360,14 +360,17 @@ def generate(n_systems: int, out_dir, polymers=None, chain_length: int | None = 
             ``"demo"`` (~1000 atoms, 50 ps NPT + 100 ps NVT, ~3-5 min on 2 CPU cores) or ``"paper"``
             (~6000 atoms, 50 LiTFSI, ~150 backbone atoms per chain, 5 ns NPT + 5 ns NVT; a GPU job).
         training_ps / equilibration_ps: production (NVT) and NPT lengths in ps (override the preset).
-        frame_interval_ps: ps between frames (default 2).  n_workers: parallel processes.
+        frame_interval_ps: ps between frames (default 2).  n_workers: systems run in parallel as Dask tasks on a
+            LocalCluster of ``n_workers`` processes (> 1).  scheduler: run them on this Dask cluster instead
+            (``tcp://host:8786``; see :mod:`openmm_mlcg.util.parallel`).
         salt_molality: mol LiTFSI per kg polymer.  temperature: K (default 353).
 
     Returns:
         list of the system directories (finished ones are skipped, interrupted ones resumed).
 
     Raises:
-        ValueError: bad ``n_systems``/``scale``/``n_workers``/monomer names/lengths, or ``out_dir`` not writable.
+        ValueError: bad ``n_systems``/``scale``/``n_workers``/``scheduler``/monomer names/lengths, or ``out_dir``
+            not writable.
     """
     n_systems = _check_int(n_systems, "n_systems", 1)
     n_workers = _check_int(n_workers, "n_workers", 1)
@@ -408,10 +411,10 @@ def generate(n_systems: int, out_dir, polymers=None, chain_length: int | None = 
                          nonbonded_cutoff=cfg.get("nonbonded_cutoff", 0.9),
                          cpu_threads=max(1, (os.cpu_count() or 1) // n_workers) if n_workers > 1 else None))
     from ..util.locks import output_lock
-    from ..util.parallel import worker_pool
+    from ..util.parallel import map_tasks
 
     with output_lock(out, "generate", "out_dir"):  # one generate per out_dir
-        if n_workers == 1:
+        if n_workers == 1 and scheduler is None:
             return [Path(_one_system(j)) for j in jobs]
-        with worker_pool(n_workers) as pool:  # spawned workers that die with this process
-            return [Path(p) for p in pool.map(_one_system, jobs)]
+        # Dask tasks; LocalCluster workers die with this process, a killed worker's system is rerun (resumed)
+        return [Path(p) for p in map_tasks(_one_system, jobs, n_workers, scheduler, name="spe")]
