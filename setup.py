@@ -29,6 +29,7 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "filelock>=3.13",
+        "dask[distributed]>=2024.1",
     ],
     extras_require={
         "systems": ["rdkit>=2023.9", "packmol>=20", "openmmforcefields>=0.13"],
