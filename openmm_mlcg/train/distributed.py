@@ -212,10 +212,11 @@ class LossModule(torch.nn.Module):
 def wrap(model: torch.nn.Module, ranks: Ranks) -> Callable:
     """``(batch, graphs, generator, options) -> loss dict``: through DDP in a distributed run, else direct.
 
-    ``find_unused_parameters``: a disabled score leaves the Score GNN out of the loss."""
+    ``find_unused_parameters``: a disabled score leaves the Score GNN out of the loss. The buffers (constants,
+    equal on every rank) keep DDP's default sync (``broadcast_buffers`` is deprecated in newer torch)."""
     module = LossModule(model)
     if not ranks.distributed:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(module, device_ids=None, broadcast_buffers=False, find_unused_parameters=True)
+    return DistributedDataParallel(module, device_ids=None, find_unused_parameters=True)
