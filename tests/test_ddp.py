@@ -100,7 +100,11 @@ def _rank_main(rank: int, world: int, port: int, config: str, kill_step: int, ki
         if step == kill_step and rank == kill_rank:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    train(config, callback=kill)
+    try:
+        train(config, callback=kill)
+    except BaseException as exc:  # what each rank raised, for the test to read
+        Path(config).with_suffix(f".rank{rank}.err").write_text(f"{type(exc).__name__}: {exc}")
+        raise
 
 
 def _forked_run(config: Path, kill_step: int = -1, kill_rank: int = -1) -> None:
@@ -136,6 +140,30 @@ def test_two_process_run_killed_after_a_checkpoint_resumes_to_the_uninterrupted_
         _forked_run(_yaml_config(tmp_path, "killed1", **over), kill_step=4, kill_rank=1)
     _forked_run(tmp_path / "killed1.yaml")
     assert bundle_fingerprint(load_bundle(tmp_path / "killed1" / "model.mlcg")) == bundle_fingerprint(ref)
+
+
+def test_rank_0_failing_to_take_the_lock_stops_every_rank_with_its_reason(tmp_path):
+    import torch.multiprocessing as mp
+    from filelock import FileLock
+
+    from openmm_mlcg.util.locks import LOCK_NAME
+
+    config = _yaml_config(tmp_path, "busy", training=dict(n_steps=2))
+    (tmp_path / "busy").mkdir()
+    with FileLock(str(tmp_path / "busy" / LOCK_NAME)):
+        ctx = mp.start_processes(_rank_main, args=(2, _free_port(), str(config), -1, -1), nprocs=2,
+                                 start_method="fork", join=False)
+        for p in ctx.processes:  # both to their end (join() would stop rank 1 once rank 0 failed)
+            p.join(60)
+        for p in ctx.processes:
+            if p.is_alive():  # hung: fail below, leave nothing behind
+                p.kill()
+    assert [p.exitcode for p in ctx.processes] == [1, 1]
+    err = [config.with_suffix(f".rank{r}.err") for r in (0, 1)]
+    assert err[0].read_text().startswith("OutputLockedError: training.out_dir: ")
+    # rank 1 does not wait for a rank 0 that will never come: it stops, naming rank 0's error
+    assert err[1].read_text().startswith("RuntimeError: training: rank 0 failed (OutputLockedError: ")
+    assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == [LOCK_NAME]  # nothing written
 
 
 def test_rank_share_and_step_generators():

@@ -193,7 +193,8 @@ class ScoreConfig:
 class OptimConfig:
     """Adam with exponential decay from ``lr`` to ``lr_final`` over ``training.n_steps`` (paper appendix C).
 
-    batch_size: windows per optimisation step (beads of all windows are concatenated into one graph).
+    batch_size: windows per optimisation step (beads of all windows are concatenated into one graph); under
+    torchrun the global batch, shared equally by the ranks (a multiple of their number; docs/scaling.md).
     grad_clip: max global gradient norm (<= 0 disables clipping).
     ema_decay: exponential moving average of the weights, in [0, 1): the exported bundle (and the friction fit
     after training) uses the averaged weights, ``w_ema <- d w_ema + (1 - d) w`` after every step
@@ -225,7 +226,8 @@ class InputNoiseConfig:
 
 @dataclass
 class TrainingConfig:
-    """Run control. device: "cpu", "cuda", "cuda:N". resume: continue from out_dir/checkpoint.pt if present."""
+    """Run control. device: "cpu", "cuda", "cuda:N" (under torchrun, "cuda" is each rank's GPU, LOCAL_RANK).
+    resume: continue from out_dir/checkpoint.pt if present."""
 
     n_steps: int = 1000
     eval_every: int = 100
