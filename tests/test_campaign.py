@@ -190,3 +190,26 @@ def test_campaign_file_and_generate_scheduler_errors(tmp_path, capsys):
     assert spec["out"] == tmp_path / "campaign" and spec["systems"] == {"a": [["generate", "polymer", "--out", "x"]]}
     assert main(["generate", "polymer", "--out", str(tmp_path / "g"), "--scheduler", "localhost"]) == 2
     assert "--scheduler" in capsys.readouterr().err
+
+
+from test_cli import tiny_run_inputs  # noqa: E402,F401  (fixture: a tiny bundle, its mapping and start frames)
+
+
+def test_interrupted_learned_run_is_resumed_not_refused(tiny_run_inputs, tmp_path):
+    """A `run` line whose --out already holds a checkpoint (its task was killed) continues with --resume: the
+    DCD then has every frame once, instead of `run` refusing to start over an old run."""
+    from openmm_mlcg.app.campaign import run_campaign
+    from openmm_mlcg.app.cli import main
+    from openmm_mlcg.openmm import load_dcd
+
+    i = tiny_run_inputs
+    line = ["run", i["bundle"], "--mapping", i["mapping"], "--start", i["dcd"], "--topology", i["pdb"], "--device",
+            "cpu", "--dcd-interval", "2", "--csv-interval", "2", "--checkpoint-interval", "4", "--out",
+            str(tmp_path / "learned")]
+    assert main(line + ["--steps", "8"]) == 0  # a run "killed" after its checkpoint at step 8
+    (row,) = run_campaign({"a": [line + ["--steps", "16"]]}, tmp_path / "table", base_dir=tmp_path, n_workers=1)
+    assert row["status"] == "done", row
+    traj = load_dcd(tmp_path / "learned" / "cg.dcd", str(tmp_path / "learned" / "cg.pdb"))
+    assert traj.n_frames == 8 and np.all(np.abs(np.diff(traj.xyz, axis=0)).max(axis=(1, 2)) > 0)
+    steps = [int(x.split(",")[0]) for x in (tmp_path / "learned" / "cg.csv").read_text().splitlines()[1:]]
+    assert steps == list(range(2, 17, 2))
