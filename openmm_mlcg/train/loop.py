@@ -140,7 +140,8 @@ def train_on_trajectories(cg_trajectories: Sequence, mappings: Sequence, config,
         cg_trajectories: list of :class:`openmm_mlcg.data.CGTrajectory` (unwrapped positions, nm).
         mappings: list of :class:`openmm_mlcg.cg.mapping.CGMapping`, one per trajectory (may repeat).
         config: TrainConfig, nested dict or YAML path.
-        callback: optional ``callback(step, row)`` after every completed step (row = the log values).
+        callback: optional ``callback(step, row)`` after every completed step (row = the log values; under
+            torchrun on every rank, with the all-reduced losses).
 
     Returns:
         path of the exported bundle ``out_dir/model.mlcg`` (bound to the mapping if all trajectories share one).
