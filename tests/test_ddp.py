@@ -44,16 +44,20 @@ def _torchrun(args, env_extra=None, timeout=120) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def _yaml_config(tmp_path: Path, name: str, **over) -> Path:
-    """A YAML config of the tiny chain system (a cg_trajectory source) training into ``tmp_path/name``."""
+def _yaml_config(tmp_path: Path, name: str, two_systems: bool = False, **over) -> Path:
+    """A YAML config of the tiny chain system (a cg_trajectory source; ``two_systems``: and a second one with
+    other bead counts) training into ``tmp_path/name``."""
     data = tmp_path / "data"
-    if not (data / "cg.npz").is_file():
-        traj, mapping = _chain_system(seed=2, n_frames=30)
-        data.mkdir(exist_ok=True)
-        traj.save(data / "cg.npz")
-        mapping.save(data / "m.npz")
+    sizes = [(3, 2), (2, 5)][:2 if two_systems else 1]  # (chains, ions): 8 and 9 beads
+    for i, (chains, ions) in enumerate(sizes):
+        if not (data / f"cg{i}.npz").is_file():
+            traj, mapping = _chain_system(n_chains=chains, n_ions=ions, seed=2 + i, n_frames=30)
+            data.mkdir(exist_ok=True)
+            traj.save(data / f"cg{i}.npz")
+            mapping.save(data / f"m{i}.npz")
     raw = _config(tmp_path / name, **over).to_dict()
-    raw["data"]["systems"] = [{"cg_trajectory": str(data / "cg.npz"), "mapping": str(data / "m.npz")}]
+    raw["data"]["systems"] = [{"cg_trajectory": str(data / f"cg{i}.npz"), "mapping": str(data / f"m{i}.npz")}
+                              for i in range(len(sizes))]
     raw["data"]["cache_dir"] = str(data / "cache")
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -67,11 +71,12 @@ def _log(out: Path) -> list:
 
 def test_two_gloo_processes_train_like_one_process_with_the_same_global_batch(tmp_path):
     # no input noise and no score matching: the loss is a deterministic function of the weights, so the
-    # 2-process run must follow the 1-process curve (each rank 2 of the 4 windows, DDP-averaged gradients)
+    # 2-process run must follow the 1-process curve (each rank 2 of the 4 windows, DDP-averaged gradients);
+    # two systems of 8 and 9 beads: the ranks' shares hold different bead counts (the per-bead mean's weights)
     over = dict(input_noise=dict(enabled=False), score=dict(enabled=False),
                 training=dict(n_steps=5, eval_every=5, checkpoint_every=5))
-    one = train(_yaml_config(tmp_path, "one", **over))
-    r = _torchrun(["-m", "openmm_mlcg.train", str(_yaml_config(tmp_path, "two", **over))])
+    one = train(_yaml_config(tmp_path, "one", two_systems=True, **over))
+    r = _torchrun(["-m", "openmm_mlcg.train", str(_yaml_config(tmp_path, "two", two_systems=True, **over))])
     assert r.returncode == 0, r.stderr[-3000:]
     two = tmp_path / "two" / "model.mlcg"
     assert r.stdout.strip().splitlines()[-1] == str(two)  # rank 0 alone prints the bundle
