@@ -88,6 +88,12 @@ class Generator:
         raise NotImplementedError
 
     @classmethod
+    def needs_dynamics(cls, metadata) -> bool:
+        """Whether the refined step of a bundle with this metadata needs the Dynamics GNN's prediction
+        (``uses_dynamics`` unless the generator's own options say otherwise)."""
+        return bool(cls.uses_dynamics)
+
+    @classmethod
     def check_metadata(cls, metadata, name: str) -> None:
         """Raise ValueError naming ``name[key]`` when the metadata lacks what this generator needs."""
 

@@ -51,8 +51,19 @@ geometric sigma_k), then the final step ``x + f (r_K sigma)^2 s`` is made from t
 small against the distribution. For a Gaussian of variance tau^2 and the exact score, K = 3 down to sigma / 3
 with f = 1/2 returns 0.93-1.10 tau^2 for tau / sigma in [0.3, 2] (Tweedie 0.08-0.8, the half step 1.01-3.5).
 
-Cost: ``N + 1 + K`` Score GNN passes per model step (the last sub-step's score is reused by the first reverse
-step or by the denoising step).
+**Jump and relax (long model steps).** With the sub-steps spanning the model step, sigma grows with the step
+(sigma ~ sqrt(kT/m) dt / N): at 10 ps the LJ liquid's structure is lost, and keeping sigma means N in proportion
+to dt, a cost per simulated ns that a longer step cannot lower. With ``relax_ps`` (``ModelMetadata.cg_langevin_relax_ps``)
+shorter than the model step, one model step is instead (i) the JUMP: a draw from the Dynamics GNN's Gaussian over
+the whole model step (the time-integrated transport, conditioned on the history and the environment: paper section
+3, the multi-scale GNN's own prediction), then (ii) the RELAXATION: the N Langevin sub-steps above over
+``relax_ps`` only (h = relax_ps / N, and sigma from that h), which take the independent per-bead draw back onto
+the learned equilibrium density (the corrector of predictor-corrector samplers; Song et al., ICLR 2021, sec. 4.2).
+The cost is one Dynamics pass + N + 1 + K Score passes whatever the model step, so the cost per simulated ns falls
+as 1 / dt; the friction is fitted, as always, to the data's MSD with the whole step in the loop.
+
+Cost: ``N + 1 + K`` Score GNN passes per model step, + 1 Dynamics GNN pass with ``relax_ps`` (the last
+sub-step's score is reused by the first reverse step or by the denoising step).
 The friction may differ per bead (one value per bead type).
 Units: positions nm, velocities nm/ps, kT/m nm^2/ps^2, sigma nm, gamma 1/ps, score 1/nm.
 """
@@ -218,7 +229,9 @@ class CGLangevinConfig:
     per bead type is fitted after training to the slope of the data's MSD at ``calibration_lag`` model steps (null:
     the rule of :mod:`openmm_mlcg.train.fits.calibrate`, the shortest lag from 10 steps at which the data are
     diffusive, else half the longest training trajectory), the model rolled out from ``calibration_starts`` true
-    states per trajectory.
+    states per trajectory. relax_ps: the "jump and relax" long step (module docstring): the Dynamics GNN's draw
+    over the model step, then the ``steps`` sub-steps over ``relax_ps`` ps (sigma from that sub-step); null, or a
+    value >= the model step: the sub-steps span the model step (no jump).
     """
 
     steps: int = 15
@@ -229,6 +242,7 @@ class CGLangevinConfig:
     type_balance: bool = False
     calibration_lag: Optional[int] = None
     calibration_starts: int = 4
+    relax_ps: Optional[float] = None
 
     def check(self, where: str) -> None:
         """Raise ValueError naming ``where.key``, the expected range and the value."""
@@ -240,6 +254,8 @@ class CGLangevinConfig:
                   ("calibration_starts", self.calibration_starts >= 1, ">= 1")]
         if self.calibration_lag is not None:
             checks.append(("calibration_lag", self.calibration_lag >= 1, ">= 1 (model steps; null: automatic)"))
+        if self.relax_ps is not None:
+            checks.append(("relax_ps", self.relax_ps > 0, "> 0 (ps; null: the sub-steps span the model step)"))
         if self.mass_floor_amu is not None:
             checks.append(("mass_floor_amu", self.mass_floor_amu >= 0,
                            ">= 0 (amu; 0: no floor, null: the median bead mass)"))
@@ -261,7 +277,7 @@ class CGLangevin(Generator):
     config_class = CGLangevinConfig
     metadata_keys = ("temperature_K", "cg_langevin_steps", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu",
                      "cg_langevin_mass_floor_amu", "cg_langevin_friction_per_ps", "cg_langevin_friction_by_type",
-                     "cg_langevin_denoise", "cg_langevin_reverse_levels")
+                     "cg_langevin_denoise", "cg_langevin_reverse_levels", "cg_langevin_relax_ps")
     uses_dynamics = False
     equilibrium_score = True
     honours_forces = True
@@ -270,6 +286,11 @@ class CGLangevin(Generator):
     def score_passes(cls, metadata) -> int:
         """N sub-steps + the score at the start + K reverse levels."""
         return int(metadata.cg_langevin_steps) + 1 + int(metadata.cg_langevin_reverse_levels)
+
+    @classmethod
+    def needs_dynamics(cls, metadata) -> bool:
+        """The Dynamics GNN's jump is part of the step when ``cg_langevin_relax_ps`` is set."""
+        return metadata.cg_langevin_relax_ps is not None
 
     @classmethod
     def check_metadata(cls, metadata, name: str) -> None:
@@ -307,10 +328,12 @@ class CGLangevin(Generator):
 
     @classmethod
     def step(cls, model, positions, prediction, inputs: StepInputs):
-        """N Langevin sub-steps from ``positions`` on the learned score plus the system's score terms.
+        """N Langevin sub-steps from ``positions`` on the learned score plus the system's score terms; with
+        ``cg_langevin_relax_ps``, from the Dynamics GNN's draw over the model step, the sub-steps spanning relax_ps.
 
         Raises:
-            ValueError: ``inputs`` without ``bead_embedding`` or ``bead_masses``.
+            ValueError: ``inputs`` without ``bead_embedding`` or ``bead_masses``; ``prediction`` None with
+            ``cg_langevin_relax_ps``.
         """
         if inputs.bead_embedding is None or inputs.bead_masses is None:
             raise ValueError("bead_embedding, bead_masses: the 'cg_langevin' sampler needs both, got None")
@@ -331,6 +354,12 @@ class CGLangevin(Generator):
 
         kt_m = kt_over_mass(float(m.temperature_K), m.cg_langevin_masses(masses), validate=False)
         friction = float(m.cg_langevin_friction_per_ps) if inputs.bead_friction is None else inputs.bead_friction
-        return sample(score_fn, positions, kt_m, m.cg_langevin_steps, float(m.model_time_step_ps), friction, sig,
+        span = float(m.model_time_step_ps)
+        if m.cg_langevin_relax_ps is not None:   # jump and relax: the Dynamics GNN's draw, then relax_ps of Langevin
+            if prediction is None:
+                raise ValueError("prediction: the jump of cg_langevin_relax_ps needs the Dynamics GNN's, got None")
+            positions = model.sample(prediction, inputs.generator, inputs.deterministic)
+            span = float(m.cg_langevin_relax_ps)
+        return sample(score_fn, positions, kt_m, m.cg_langevin_steps, span, friction, sig,
                       inputs.generator, not inputs.deterministic, validate=False, denoise=m.cg_langevin_denoise,
                       reverse_ratios=m.cg_langevin_reverse_ratios(), external_score=inputs.external_score)

@@ -245,8 +245,9 @@ class CGDynamicsModel(nn.Module):
 
     @property
     def uses_dynamics_in_refinement(self) -> bool:
-        """Whether the generator's refined step needs the Dynamics GNN (False for ``"cg_langevin"``)."""
-        return self.metadata.generator.uses_dynamics
+        """Whether the generator's refined step needs the Dynamics GNN (False for ``"cg_langevin"`` unless its
+        "jump and relax" long step is on, ``cg_langevin_relax_ps``)."""
+        return self.metadata.generator.needs_dynamics(self.metadata)
 
     def equilibrium_gns(self, bead_embedding: torch.Tensor, noisy: torch.Tensor, sigma: torch.Tensor,
                         edges: Edges) -> torch.Tensor:
@@ -297,7 +298,7 @@ class CGDynamicsModel(nn.Module):
             needs (``"cg_langevin"``: bead embedding and masses).
         """
         gen = self.metadata.generator
-        if gen.uses_dynamics and prediction is None:
+        if gen.needs_dynamics(self.metadata) and prediction is None:
             raise ValueError(f"prediction: the {gen.name!r} sampler needs the Dynamics GNN's prediction, got None")
         return gen.step(self, positions, prediction, inputs)
 

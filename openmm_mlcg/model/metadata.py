@@ -36,7 +36,7 @@ REQUIRED_KEYS = ("model_time_step_ps", "history", "cutoff_nm", "velocity_std", "
 
 _POSITIVE = ("model_time_step_ps", "cutoff_nm", "velocity_std", "acceleration_std", "langevin_step_size_nm2")
 _OPTIONAL_POSITIVE = ("interpolant_noise_nm", "temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu",
-                      "cg_langevin_mass_floor_amu")
+                      "cg_langevin_mass_floor_amu", "cg_langevin_relax_ps")
 _FLAT_TERM_KEYS = ("excluded_volume_nm", "excluded_volume_width_nm", "bond_prior", "pair_correction",
                    "angle_correction")
 
@@ -105,6 +105,10 @@ class ModelMetadata(Mapping):
         cg_langevin_reverse_levels: K deterministic DDIM steps from sigma down to the smallest trained level
             before that final step (:meth:`cg_langevin_reverse_ratios`, :mod:`openmm_mlcg.generators.cg_langevin`; 0, the
             value for bundles without the key: the final step alone).
+        cg_langevin_relax_ps: the "jump and relax" long step (:mod:`openmm_mlcg.generators.cg_langevin`): when set
+            and shorter than the model step, each step draws the Dynamics GNN's Gaussian over the model step (the
+            jump) and then makes the ``cg_langevin_steps`` Langevin sub-steps over this time, ps, not over the model
+            step; None (bundles without the key): the sub-steps span the model step.
         cg_langevin_sigma_mass_amu: the bead mass (amu) at which the noise level is ``cg_langevin_sigma_nm``;
             bead i uses ``sigma sqrt(m / m_i)``, the same omega h for every bead (None: one sigma for all).
         cg_langevin_mass_floor_amu: the sampler's inertial mass of a bead is ``max(m_i, floor)`` (amu; None: the
@@ -154,6 +158,7 @@ class ModelMetadata(Mapping):
     cg_langevin_friction_by_type: Dict[str, float] = field(default_factory=dict)
     cg_langevin_denoise: float = 1.0
     cg_langevin_reverse_levels: int = 0
+    cg_langevin_relax_ps: Optional[float] = None
     score_terms: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     neighborhood: str = "radius"
     dkmp_k: int = DEFAULT_DKMP_K

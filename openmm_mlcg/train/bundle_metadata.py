@@ -38,7 +38,8 @@ def lightest_bead_amu(cfg, maps) -> float:
 
 def cg_langevin_sigma(cfg, maps, frame_interval: float):
     """(sigma_b, (sigma_max, sigma_min)) nm of the ``"cg_langevin"`` sampler: sigma_b resolves the lightest bead's
-    fastest oscillation at ``omega h = cg_langevin.omega_h``; the training range is [sigma_b / 3, 3 sigma_b] unless
+    fastest oscillation at ``omega h = cg_langevin.omega_h`` (h: the sub-step, the model step or
+    ``cg_langevin.relax_ps`` over ``cg_langevin.steps``); the training range is [sigma_b / 3, 3 sigma_b] unless
     given. Reads only the config and the mappings (checked before training, :mod:`openmm_mlcg.train.data_checks`).
 
     Raises:
@@ -52,8 +53,9 @@ def cg_langevin_sigma(cfg, maps, frame_interval: float):
                          "in K (give it in the config, or train from run directories whose metadata.json records "
                          "temperature_K), got None")
     sc, cg = cfg.score, cfg.score.cg_langevin
-    sigma_b = smallest_stable_sigma(float(t), lightest_bead_amu(cfg, maps), cfg.data.stride * frame_interval,
-                                    cg.steps, cg.omega_h)
+    span = cfg.data.stride * frame_interval if cg.relax_ps is None else min(float(cg.relax_ps),
+                                                                             cfg.data.stride * frame_interval)
+    sigma_b = smallest_stable_sigma(float(t), lightest_bead_amu(cfg, maps), span, cg.steps, cg.omega_h)
     sigma_range = (sc.sigma_max_nm or 3.0 * sigma_b, sc.sigma_min_nm or sigma_b / 3.0)
     if not sigma_range[1] <= sigma_b <= sigma_range[0]:
         raise ValueError(f"score.sigma_min_nm/sigma_max_nm: the range {sigma_range[1]}..{sigma_range[0]} nm must "
@@ -111,6 +113,8 @@ def model_metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, ma
     return ModelMetadata.from_dict(dict(
         temperature_K=dc.temperature_K, cg_langevin_steps=cg.steps, cg_langevin_sigma_nm=sigma_b,
         cg_langevin_denoise=cg.denoise, cg_langevin_reverse_levels=cg.reverse_levels,
+        cg_langevin_relax_ps=(None if cg.relax_ps is None or cg.relax_ps >= dc.stride * frame_interval
+                              else float(cg.relax_ps)),
         cg_langevin_sigma_mass_amu=None if sigma_b is None else lightest_bead_amu(cfg, maps),
         cg_langevin_mass_floor_amu=None if sigma_b is None else mass_floor_amu(cfg, maps),
         score_terms=_score_terms(cfg, trajs, maps, sigma_b),
