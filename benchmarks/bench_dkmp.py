@@ -167,7 +167,7 @@ def accuracy(steps: int, train_frames: int, heldout_frames: int, k: int, out_dir
         model_cfg = dict(demo["model"], neighborhood=hood, dkmp_k=k)
         cfg = TrainConfig.from_dict(dict(
             data=dict(history=demo["history"], stride=demo["stride"], val_fraction=0.0, temperature_K=temperature),
-            model=model_cfg, score=dict(n_levels=demo["score"]["n_levels"], cg_langevin=dict(demo["score"]["cg_langevin"], calibration_lag=10,
+            model=model_cfg, score=dict(n_levels=demo["score"]["n_levels"], cg_langevin=dict(demo["score"].get("cg_langevin", {}), calibration_lag=10,
                                                                      calibration_starts=1),
                        fits=["friction"]),
             optim=dict(batch_size=demo["batch_size"]),
