@@ -70,8 +70,10 @@ def rdf_error(positions, box, types, reference: dict) -> float:
     return float(np.mean([np.mean(np.abs(g[k]["g"] - v["g"])) for k, v in reference.items() if k in g]))
 
 
-def learned_runs(bundle, mapping, start, box, n_steps: int, replicas: int, out: Path, seed: int):
-    """(R, F, n, 3) unwrapped positions (first frame = start), time (F,) ps, wall s; cached per replica."""
+def learned_runs(bundle, mapping, start, box, n_steps: int, replicas: int, out: Path, seed: int,
+                 refine: bool = True):
+    """(R, F, n, 3) unwrapped positions (first frame = start), time (F,) ps from 0, wall s; cached per replica
+    (``refine=False``: the Dynamics GNN's Gaussian alone)."""
     from openmm_mlcg.app.workflow import simulate_learned
 
     xs, wall, t = [], 0.0, None
@@ -79,7 +81,7 @@ def learned_runs(bundle, mapping, start, box, n_steps: int, replicas: int, out: 
         d = out / f"replica{r}"
         cache = d / "rollout.npz"
         if not cache.is_file():
-            res = simulate_learned(bundle, mapping, start, box, n_steps, d, report_interval=1, refine=True,
+            res = simulate_learned(bundle, mapping, start, box, n_steps, d, report_interval=1, refine=refine,
                                    seed=seed * 1000 + r, platform="Reference")
             d.mkdir(parents=True, exist_ok=True)
             np.savez(cache, positions=res["positions"], time_ps=res["time_ps"], wall_s=res["wall_s"])

@@ -167,3 +167,20 @@ def test_bench_spe_ensemble_smoke(tmp_path):
     for box in doc["per_box"].values():
         assert box["rdf_error"]["learned"]["all"] != box["rdf_error"]["learned, one replica"]["all"]
     assert math.isfinite(paired["same"]["all"]["mean"]) and paired["same"]["all"]["se"] is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (BENCH / "bench_long_step.py").is_file(), reason="benchmarks/ not present")
+def test_bench_long_step_smoke(tmp_path):
+    """Two model steps on the committed electrolyte data, tiny training: the jump-and-relax step costs one Dynamics
+    pass more than the plain step and covers 5x the time; the Dynamics GNN alone is one pass."""
+    _run("bench_long_step.py", "--steps-ps", "2", "10", "--part-ps", "100", "--train-steps", "4", "--replicas", "1",
+         "--learned-ps", "240", "--work-dir", str(tmp_path / "work"), "--out", str(tmp_path), cwd=tmp_path)
+    rows = {(r["model_step_ps"], r["route"]): r for r in json.loads((tmp_path / "long_step.json").read_text())["rows"]}
+    assert set(rows) == {(2.0, "default"), (2.0, "Dynamics GNN alone"), (10.0, "jump+relax"),
+                         (10.0, "Dynamics GNN alone")}
+    assert rows[(2.0, "default")]["gnn_passes_per_step"] == 16
+    assert rows[(10.0, "jump+relax")]["gnn_passes_per_step"] == 17 and rows[(10.0, "jump+relax")]["relax_ps"] == 2.0
+    assert rows[(10.0, "Dynamics GNN alone")]["gnn_passes_per_step"] == 1
+    for r in rows.values():
+        assert r["finite"] and 0 < r["rdf_error"] < 2 and r["frames"] >= 10
