@@ -81,6 +81,18 @@ def test_brownian_diffusivity_recovered():
     assert A.single_interval_diffusivity(x, t).mean() == pytest.approx(D, rel=0.15)
 
 
+def test_diffusivity_window_at_float32_dcd_times():
+    """A DCD stores the step as float32 in AKMA units: a 10-ps learned step reads back as 9.99999996 ps. The window
+    (10, 100) ps must still fit (it raised 'trajectory too short' and dropped the 10-ps lag) and give the walk's D."""
+    rng = np.random.default_rng(8)
+    D, dt = 0.05, 10.0
+    x, _ = brownian(rng, 400, 400, dt, D)
+    t = np.arange(400) * 9.9999999555
+    fit = A.fit_diffusivity(*A.mean_squared_displacement(x, t, max_lag_ps=100.0), (10.0, 100.0))
+    assert fit["n_points"] == 10                          # the lags 10, 20, ..., 100 ps, both ends included
+    assert fit["D_nm2_per_ps"] == pytest.approx(D, rel=0.06)
+
+
 def test_centre_of_mass_diffusion_of_rigid_dimers():
     rng = np.random.default_rng(4)
     D, dt = 0.2, 0.5

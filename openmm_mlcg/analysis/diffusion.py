@@ -159,10 +159,13 @@ def fit_diffusivity(lag_ps, msd, fit_window_ps) -> dict:
     t1 = to_float(fit_window_ps[1], unit.picosecond, "fit_window_ps[1]")
     if not t1 > t0 >= 0:
         raise ValueError(f"fit_window_ps: expected 0 <= t_start < t_end, got ({t0}, {t1})")
-    if t.size == 0 or t1 > t.max() * (1 + 1e-9) + 1e-9:
+    # lags from DCD times carry the float32 rounding of the header's step (10 ps -> 9.99999996 ps): a lag within a
+    # relative 1e-6 of a window end counts as that end (as mean_squared_displacement's max_lag_ps)
+    tol = 1e-6 * max(abs(t1), 1e-9)
+    if t.size == 0 or t1 > t.max() + tol:
         raise ValueError(f"fit_window_ps: expected t_end <= the largest MSD lag {t.max() if t.size else 0} ps "
                          f"(trajectory too short for this window), got ({t0}, {t1})")
-    sel = (t >= t0 - 1e-9) & (t <= t1 + 1e-9)
+    sel = (t >= t0 - tol) & (t <= t1 + tol)
     if sel.sum() < 2:
         raise ValueError(f"fit_window_ps: expected at least 2 MSD lags in [{t0}, {t1}] ps, got {int(sel.sum())} "
                          f"(available lags up to {t.max() if t.size else 0} ps; use a longer trajectory or window)")
