@@ -102,8 +102,9 @@ def liquid(a) -> list:
         for route in a.routes:
             if (route == "jump+relax" and stride <= 2) or (route == "default" and stride > 2 and not a.plain_long):
                 continue
-            relax = frame_ps if route in ("jump+relax", "Dynamics GNN alone") and stride > 2 else None
-            out_dir = a.work_dir / f"liquid_dt{step_ps:g}_{'relax' if relax else 'plain'}"
+            relax = (a.relax_ps or frame_ps) if route in ("jump+relax", "Dynamics GNN alone") and stride > 2 else None
+            out_dir = a.work_dir / (f"liquid_dt{step_ps:g}_" + ("plain" if not relax else "relax" if relax == frame_ps
+                                                                else f"relax{relax:g}"))
             cfg = training_config(sc, out_dir, defaults=True)
             cfg["data"]["stride"] = stride
             if relax:
@@ -112,9 +113,13 @@ def liquid(a) -> list:
             k = int(load_bundle(bundle).metadata["history"])
             refine = route != "Dynamics GNN alone"
             n_steps = int(round(a.learned_ps / step_ps))
-            out = simulate_learned(bundle, mapping, x[:k * stride + 1:stride], box, n_steps,
-                                   out_dir / f"rollout_{'refined' if refine else 'unrefined'}_{n_steps}",
-                                   report_interval=1, refine=refine, seed=3)
+            run_dir = out_dir / f"rollout_{'refined' if refine else 'unrefined'}_{n_steps}"
+            cache = run_dir / "rollout.npz"
+            if not cache.is_file():
+                o = simulate_learned(bundle, mapping, x[:k * stride + 1:stride], box, n_steps, run_dir,
+                                     report_interval=1, refine=refine, seed=3)
+                np.savez(cache, positions=o["positions"], time_ps=o["time_ps"], ns_per_hour=o["ns_per_hour"])
+            out = np.load(cache)
             m = L.rollout_metrics(out["positions"], out["time_ps"], box, masses, ref, sc["fit"],
                                   burn_in=max(1, len(out["positions"]) // 10))
             row = dict(system="LJ liquid", model_step_ps=step_ps, route=route, relax_ps=relax, stride=stride,
@@ -122,7 +127,7 @@ def liquid(a) -> list:
                        gr_error=m["gr_error"], peak_height=m["peak_height"], D_ratio=m["D_ratio"],
                        nn_below_ref_q001=m["nn_below_ref_q001"],
                        gnn_passes_per_step=CGDynamicsModel.from_bundle(load_bundle(bundle)).gnn_passes_per_step(refine),
-                       learned_ns_per_hour=out["ns_per_hour"])
+                       learned_ns_per_hour=float(out["ns_per_hour"]))
             rows.append(row)
             print(f"liquid dt {step_ps:g} ps {route}: g(r) error {m['gr_error']:.3f}, peak {m['peak_height']:.2f} "
                   f"(ref {float(np.max(ref['g'])):.2f}), D x{m['D_ratio']:.2f}, NN overlaps "
@@ -171,6 +176,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "current")
     ap.add_argument("--name", default="long_step")
     ap.add_argument("--system", choices=["electrolyte", "liquid"], default="electrolyte")
+    ap.add_argument("--relax-ps", type=float, help="liquid: relax_ps of the long steps (default: the frame interval)")
     ap.add_argument("--time-s", type=float, default=0.0,
                     help="wall seconds per simulation of a side-by-side timing with classical MD (0: none)")
     ap.add_argument("--md-reference", type=Path, default=HERE.parent / "examples" / "output" / "spe_demo" / "reference",
