@@ -27,3 +27,23 @@ def test_thread_watch_warns_when_the_threads_get_no_cpu_time():
     assert watch.check() is None                        # warns once
     single = ThreadWatch("training", min_wall_s=0.0, threads=1)
     assert single.check() is None
+
+
+def test_set_threads_takes_omp_num_threads_when_set(monkeypatch):
+    """torchrun sets OMP_NUM_THREADS=1 per rank: the default must honour it, not pick from the load."""
+    import torch
+
+    import openmm_mlcg.util.threads as threads
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(threads, "default_threads", lambda: 3)      # the load-aware default, fixed for the test
+    set_threads = threads.set_threads
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert set_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "not a number")     # ignored: the load-aware default
+        assert set_threads() == 3
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert set_threads() == 3 and set_threads(2) == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -48,14 +48,19 @@ def default_threads(cpus: int | None = None, load: float | None = None) -> int:
 
 
 def set_threads(n=None) -> int:
-    """Set torch's intra-op thread count to ``n`` (None: :func:`default_threads`); returns the value set.
+    """Set torch's intra-op thread count to ``n``; returns the value set.
+
+    ``n`` None: the ``OMP_NUM_THREADS`` environment variable when it holds a positive integer (the OpenMP and torch
+    convention, and what ``torchrun`` sets for each rank), else :func:`default_threads`.
 
     Raises:
         ValueError: ``n`` is not a positive integer.
     """
     import torch
 
-    n = default_threads() if n is None else n
+    if n is None:
+        env = os.environ.get("OMP_NUM_THREADS", "").strip()
+        n = int(env) if env.isdigit() and int(env) > 0 else default_threads()
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"threads: expected a positive integer, got {n!r}")
     torch.set_num_threads(n)
