@@ -120,3 +120,22 @@ def train_once(trajectories, mappings, config: dict, out_dir) -> tuple:
         return path, float(before["wall_s"]) + wall
     write_json(record, dict(wall_s=wall, steps=config["training"].get("n_steps")))
     return path, wall
+
+
+def device_and_threads(ap, args) -> tuple:
+    """(torch device, environment record) of a benchmark with ``--device`` and ``--threads``: the device resolved
+    (argparse error naming ``--device`` when it is not available), ``OMP_NUM_THREADS`` and torch's thread count
+    set to ``--threads``, the environment (load average, GPU name) taken at the start."""
+    import os
+
+    import torch
+
+    from openmm_mlcg.util.sanity import resolve_device
+
+    try:
+        device = resolve_device(args.device, "--device")
+    except ValueError as exc:
+        ap.error(str(exc))
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    torch.set_num_threads(args.threads)
+    return device, environment(str(device))

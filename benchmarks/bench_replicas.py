@@ -26,13 +26,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_common import environment, write_json
+from _bench_common import device_and_threads, write_json
 from bench_step_cost import DEMO_META, random_system, trained_system, untrained_model
 
 from openmm_mlcg.experiments.scales import SPE
 from openmm_mlcg.model.replicas import ReplicaSimulator
 from openmm_mlcg.model.simulator import LearnedSimulator
-from openmm_mlcg.util.sanity import resolve_device
 
 
 class BoundSystem(LearnedSimulator):
@@ -101,13 +100,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-trained", action="store_true", help="skip the trained SPE demo bundle")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "current"))
     args = ap.parse_args(argv)
-    try:
-        device = resolve_device(args.device, "--device")
-    except ValueError as exc:
-        ap.error(str(exc))
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    torch.set_num_threads(args.threads)
-    env = environment(str(device))                       # the load average at the start; the GPU's name on CUDA
+    device, env = device_and_threads(ap, args)   # the load average at the start; the GPU's name on CUDA
     systems = []
     trained = None if args.no_trained or device.type != "cpu" else trained_system()   # its score terms: CPU
     if trained is not None:

@@ -33,12 +33,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _bench_common import environment, write_json
+from _bench_common import device_and_threads, write_json
 
 from openmm_mlcg.experiments.scales import SPE
 from openmm_mlcg.model import CGDynamicsModel
 from openmm_mlcg.nn.skin import default_skin_nm
-from openmm_mlcg.util.sanity import resolve_device
 
 DENSITY = 900 / 4.05 ** 3                                       # beads / nm^3 (bench_neighbors.py, bench_model.py)
 SPE_DEMO_MASSES = [6.9, 28.1, 30.0, 44.1, 45.1, 69.0, 142.1]   # amu, the SPE demo's bead masses
@@ -229,13 +228,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-trained", action="store_true", help="skip the trained SPE demo bundle")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "current"))
     args = ap.parse_args(argv)
-    try:
-        device = resolve_device(args.device, "--device")
-    except ValueError as exc:
-        ap.error(str(exc))
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)
-    torch.set_num_threads(args.threads)
-    env = environment(str(device))                  # the load average at the start; the GPU's name on CUDA
+    device, env = device_and_threads(ap, args)   # the load average at the start; the GPU's name on CUDA
 
     def per_size(values, i):
         return values[min(i, len(values) - 1)]

@@ -200,6 +200,7 @@ class ReplicaSimulator:
         terms = [s.score_terms for s in self.systems]
 
         def score_fn(y: torch.Tensor, ratio: float = 1.0) -> torch.Tensor:
+            """Learned equilibrium score (1/nm) of all replicas at ``ratio`` x sigma on their union graph."""
             edges, parts = self._union(y, fns)
             sg = sig * ratio
             s = model.equilibrium_gns(self.bead_embedding, y, sg, edges) / sg

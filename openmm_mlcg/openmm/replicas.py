@@ -236,6 +236,7 @@ def run_replicas(bundle, mapping, initial_frames, box, n_steps: int, out_dirs: S
     seen = [0]
 
     def tick(done: int) -> None:
+        """Advance the progress bar to ``done`` steps."""
         bar.update(done - seen[0])
         seen[0] = done
 

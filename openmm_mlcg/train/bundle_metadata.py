@@ -139,6 +139,7 @@ def _neighborhood(mc) -> dict:
     from openmm_mlcg.nn.dkmp import default_shells_nm
 
     def shells(layers):
+        """The configured DKMP* shell radii (nm), or the default ones for ``layers`` layers."""
         return list(mc.dkmp_shells_nm) if mc.dkmp_shells_nm is not None else default_shells_nm(mc.cutoff_nm, layers)
     return dict(neighborhood=mc.neighborhood, dkmp_k=mc.dkmp_k,
                 dkmp_shells_nm={"dynamics": shells(mc.dynamics_layers), "score": shells(mc.score_layers)})
