@@ -32,7 +32,7 @@ from ..generators.score_samplers import model_gns
 from ..nn.dkmp import LayeredEdges
 from ..nn.neighbors import build_edges
 from ..nn.skin import SkinNeighborList, default_skin_nm
-from ..priors.bonds import bond_parameters
+from ..priors.bonds import HarmonicBonds, bond_parameters
 from .dynamics import gaussian_mean
 from .graph import SystemGraph, system_graph
 from .metadata import ModelMetadata
@@ -131,6 +131,9 @@ class CGDynamicsModel(nn.Module):
         g = system_graph(mapping, self.metadata.atom_type_vocabulary, self.metadata.n_bond_types)
         bonds = self.metadata.score_terms.get("bond_prior")
         if bonds:
+            transfer = self.metadata.bead_type_transfer(mapping.bead_types, g)
+            if transfer is not None:
+                bonds = HarmonicBonds.transferred(bonds, mapping.bead_types, transfer)
             g.cg_bond_prior = bond_parameters(mapping.bead_types, g.cg_bonds, bonds)
         return g if device is None else g.to(device)
 

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, Iterator, Mapping, Optional, Tuple
 
+from ..cg.similarity import BeadTypeTransfer
 from ..generators import get_generator
 from ..generators.score_samplers import SCHEDULES
 from ..nn.dkmp import DEFAULT_DKMP_K, NEIGHBORHOODS, check_dkmp
@@ -34,6 +35,8 @@ FORMAT_VERSION = 3
 REQUIRED_KEYS = ("model_time_step_ps", "history", "cutoff_nm", "velocity_std", "acceleration_std",
                  "atom_type_vocabulary")
 
+#: values of ``ModelMetadata.unseen_bead_types``
+UNSEEN_BEAD_TYPE_RULES = ("nearest_composition", "none")
 _POSITIVE = ("model_time_step_ps", "cutoff_nm", "velocity_std", "acceleration_std", "langevin_step_size_nm2")
 _OPTIONAL_POSITIVE = ("interpolant_noise_nm", "temperature_K", "cg_langevin_sigma_nm", "cg_langevin_sigma_mass_amu",
                       "cg_langevin_mass_floor_amu", "cg_langevin_relax_ps")
@@ -122,6 +125,10 @@ class ModelMetadata(Mapping):
             top), ``pair_correction`` ``{"r_min_nm", "dr_nm", "scores": {"A|B": [K values, 1/nm]}}`` and
             ``angle_correction`` ``{"knots_deg": [K], "U": {"A|B|C": [K values, kT]}}`` (fitted after training);
             empty: none.
+        unseen_bead_types: how bead types that no fitted table lists (chemistry never seen in training) get the
+            friction and the score terms' tables: ``"nearest_composition"`` (bundles without the key) borrows the
+            values of the seen types of nearest composition (:mod:`openmm_mlcg.cg.similarity`), ``"none"`` gives
+            them the global friction and no table entry (the behaviour before the rule).
         neighborhood: the GNNs' message-passing neighbourhood, ``"radius"`` (every layer on the CG graph; bundles
             without the key) or ``"dkmp"`` (DKMP*, :mod:`openmm_mlcg.nn.dkmp`: per layer the ``dkmp_k`` nearest
             beads in the shell ``[r_{l-1}, r_l)`` + the CG bonds). dkmp_k: K. dkmp_shells_nm: {"dynamics": [r_0..r_L],
@@ -160,6 +167,7 @@ class ModelMetadata(Mapping):
     cg_langevin_reverse_levels: int = 0
     cg_langevin_relax_ps: Optional[float] = None
     score_terms: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    unseen_bead_types: str = "nearest_composition"
     neighborhood: str = "radius"
     dkmp_k: int = DEFAULT_DKMP_K
     dkmp_shells_nm: Dict[str, Tuple[float, ...]] = field(default_factory=dict)
@@ -221,6 +229,9 @@ class ModelMetadata(Mapping):
                              f"smallest trained noise level sigmas_nm[-1] ({sig[-1]} nm) below cg_langevin_sigma_nm "
                              f"({self.cg_langevin_sigma_nm!r} nm)")
         get_generator(self.sampler, f"{name}['sampler']").check_metadata(self, name)
+        if self.unseen_bead_types not in UNSEEN_BEAD_TYPE_RULES:
+            raise ValueError(f"{name}['unseen_bead_types']: expected one of {UNSEEN_BEAD_TYPE_RULES}, got "
+                             f"{self.unseen_bead_types!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"{name}['schedule']: expected one of {SCHEDULES}, got {self.schedule!r}")
         self._check_stored_twice(name)
@@ -338,10 +349,35 @@ class ModelMetadata(Mapping):
         """Noise amplitude of the interpolant sampler, nm (``interpolant_noise_nm``, default ``velocity_std``)."""
         return float(self.interpolant_noise_nm if self.interpolant_noise_nm is not None else self.velocity_std)
 
-    def cg_langevin_frictions(self, bead_types) -> list:
-        """Friction (1/ps) of each bead of a system with these bead types (``CGMapping.bead_types``)."""
+    def bead_type_transfer(self, bead_types=None, graph=None) -> Optional[BeadTypeTransfer]:
+        """The rule that gives bead types no table lists the values of the nearest seen chemistry, for a system
+        (``bead_types`` (n,), ``graph`` its SystemGraph, either may be None), or None when
+        :attr:`unseen_bead_types` is ``"none"``."""
+        if self.unseen_bead_types != "nearest_composition":
+            return None
+        return BeadTypeTransfer(self.atom_type_vocabulary, bead_types if graph is not None else None, graph)
+
+    def cg_langevin_frictions(self, bead_types, graph=None) -> list:
+        """Friction (1/ps) of each bead of a system with these bead types (``CGMapping.bead_types``; ``graph``: its
+        SystemGraph or None): its type's fitted value; a type the table does not list takes the geometric mean of
+        its nearest listed types (:meth:`bead_type_transfer`), else ``cg_langevin_friction_per_ps``."""
         default = float(self.cg_langevin_friction_per_ps)
-        return [float(self.cg_langevin_friction_by_type.get(str(t), default)) for t in bead_types]
+        table = dict(self.cg_langevin_friction_by_type)
+        transfer = self.bead_type_transfer(bead_types, graph)
+        if transfer is not None and table:
+            table.update(transfer.type_values({t: f for t, f in table.items() if f > 0}, bead_types))
+        return [float(table.get(str(t), default)) for t in bead_types]
+
+    def seen_bead_types(self) -> set:
+        """The bead types some fitted table lists (friction, score-term pair or angle keys): the chemistry the
+        bundle was fitted on."""
+        seen = set(self.cg_langevin_friction_by_type)
+        for table in (self.score_terms or {}).values():
+            for v in table.values() if isinstance(table, Mapping) else ():
+                keys = v if isinstance(v, Mapping) else ()
+                seen.update(t for k in keys for t in str(k).split("|"))
+            seen.update(t for k in table if "|" in str(k) for t in str(k).split("|"))
+        return seen
 
     def cg_langevin_masses(self, bead_masses):
         """Inertial masses (n, 1) amu of the ``"cg_langevin"`` sampler: ``max(m_i, cg_langevin_mass_floor_amu)``

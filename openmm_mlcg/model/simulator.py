@@ -95,7 +95,7 @@ class LearnedSimulator:
             self.bead_embedding = self.model.embed(self.graph)
         self.bead_masses = self.graph.bead_masses
         self.cg_bonds = self.graph.cg_bonds
-        self.bead_friction = torch.tensor(meta.cg_langevin_frictions(mapping.bead_types), dtype=torch.float64,
+        self.bead_friction = torch.tensor(meta.cg_langevin_frictions(mapping.bead_types, self.graph), dtype=torch.float64,
                                           device=self.device).reshape(-1, 1)  # 1/ps per bead (cg_langevin)
         self.score_terms = ScoreTerms.from_metadata(meta, mapping.bead_types, self.graph, self.device)  # or None
 

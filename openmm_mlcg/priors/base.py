@@ -73,6 +73,13 @@ class ScoreTerm:
         raise NotImplementedError
 
     @classmethod
+    def transferred(cls, table: Mapping, bead_types, transfer) -> Mapping:
+        """The table with entries added for the bead types of a system (``bead_types`` (n,)) that it does not
+        list, from the nearest seen chemistry (``transfer``: :class:`openmm_mlcg.cg.similarity.BeadTypeTransfer`);
+        the base class adds none (a fitted correction of one chemistry is not carried to another)."""
+        return table
+
+    @classmethod
     def bind(cls, table: Mapping, bead_types, graph, device=None) -> Optional["ScoreTerm"]:
         """The term for one system (``bead_types`` (n,), ``graph`` its SystemGraph), or None where it does
         not act."""
@@ -130,8 +137,13 @@ class ScoreTerms:
     @classmethod
     def from_metadata(cls, metadata, bead_types, graph, device=None) -> Optional["ScoreTerms"]:
         """The terms a bundle's metadata records (``metadata.score_terms``), bound to a system (``bead_types``
-        (n,), ``graph`` its SystemGraph), or None when none acts on it."""
-        bound = [SCORE_TERMS[key].bind(table, bead_types, graph, device)
+        (n,), ``graph`` its SystemGraph), or None when none acts on it. Bead types no table lists take the
+        entries of the nearest seen chemistry (:meth:`ScoreTerm.transferred`) unless the metadata's
+        ``unseen_bead_types`` is ``"none"``."""
+        transfer = metadata.bead_type_transfer(bead_types, graph)
+        bound = [SCORE_TERMS[key].bind(table if transfer is None else
+                                       SCORE_TERMS[key].transferred(table, bead_types, transfer),
+                                       bead_types, graph, device)
                  for key, table in (metadata.score_terms or {}).items()]
         bound = [t for t in bound if t is not None]
         return cls(bound) if bound else None

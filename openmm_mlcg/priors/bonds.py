@@ -7,8 +7,8 @@ training data; the prior of a bond (i, j) at noise levels sigma_i, sigma_j is th
 of variance s^2 per axis on the bond vector adds s^2 to the radial variance and s^2 / r0 to the mean). Unlike
 the wall it is part of the model: the Score GNN is trained as the residual on top of it
 (denoising score matching of the sum, :meth:`openmm_mlcg.generators.cg_langevin.CGLangevin.loss`) and the sampler
-adds it back.
-Without it the learned score holds a bond only near the training configurations: on the SPE demo, 10 model
+adds it back. A bond of a type pair the table does not list takes the mean of the pairs of nearest composition
+(:meth:`HarmonicBonds.transferred`). Without it the learned score holds a bond only near the training configurations: on the SPE demo, 10 model
 steps from true states widen the PEO bonds from 0.015-0.025 nm to 0.025-0.031 nm and stretch their mean by up to
 0.02 nm (noisy-data denoising of the same network restores them), and the TFSI bond pair dominates the RDF error.
 """
@@ -122,6 +122,15 @@ class HarmonicBonds(ScoreTerm):
             if not ok:
                 raise ValueError(f"[{t!r}]: expected [r0 nm, variance nm^2], both positive and finite, got {v!r}")
         return {str(t): [float(v[0]), float(v[1])] for t, v in table.items()}
+
+    @classmethod
+    def transferred(cls, table: Mapping, bead_types, transfer) -> Mapping:
+        """The table with [r0, variance] for every type pair of ``bead_types`` it does not list: the mean over the
+        listed pairs of nearest composition (``transfer``: :class:`openmm_mlcg.cg.similarity.BeadTypeTransfer`)."""
+        if not table:
+            return table
+        mean = lambda rows: [float(np.mean([r[0] for r in rows])), float(np.mean([r[1] for r in rows]))]  # noqa: E731
+        return {**transfer.pair_values(table, bead_types, mean), **table}
 
     @classmethod
     def bind(cls, table: Mapping, bead_types, graph, device=None) -> Optional["HarmonicBonds"]:

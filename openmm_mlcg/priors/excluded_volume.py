@@ -13,7 +13,8 @@ none came closer), and the prior adds the score of ``U_ab(r) / kT = ((r0_ab - r)
 beyond: it is zero wherever the data has density, so it does not bias the learned equilibrium distribution
 there. The width w is a multiple of the sampler's largest sigma (``3 sigma``: the wall's oscillation is resolved
 at omega h ~ 1, stable below 2). Type pairs the table does not list (chemistry not in the training data) get no
-wall. It is added at run time only.
+wall of their own; they take the wall of the nearest seen chemistry (:meth:`ExcludedVolume.transferred`,
+:mod:`openmm_mlcg.cg.similarity`). It is added at run time only.
 """
 from __future__ import annotations
 
@@ -135,6 +136,15 @@ class ExcludedVolume(ScoreTerm):
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not (math.isfinite(w) and w > 0):
             raise ValueError(f"['width_nm']: expected a positive finite width (nm), got {w!r}")
         return {"r0_nm": {str(t): float(v) for t, v in walls.items()}, "width_nm": float(w)}
+
+    @classmethod
+    def transferred(cls, table: Mapping, bead_types, transfer) -> Mapping:
+        """The table with a wall for every type pair of ``bead_types`` it does not list: the smallest r0 of the
+        listed pairs of nearest composition (``transfer``: :class:`openmm_mlcg.cg.similarity.BeadTypeTransfer`)."""
+        walls = (table or {}).get("r0_nm") or {}
+        if not walls:
+            return table
+        return {**table, "r0_nm": {**transfer.pair_values(walls, bead_types, min), **walls}}
 
     @classmethod
     def bind(cls, table: Mapping, bead_types, graph=None, device=None) -> Optional["ExcludedVolume"]:

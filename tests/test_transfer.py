@@ -1,0 +1,124 @@
+"""Bead types never seen in training take the tables of the nearest seen chemistry (openmm_mlcg.cg.similarity)."""
+import numpy as np
+import pytest
+import torch
+from prior_fakes import ZeroScore
+
+from openmm_mlcg.cg.similarity import BeadTypeTransfer
+from openmm_mlcg.model.metadata import ModelMetadata
+from openmm_mlcg.priors.bonds import HarmonicBonds
+from openmm_mlcg.priors.excluded_volume import ExcludedVolume
+
+SEEN = ["C2H4O_5951", "C2H4_25d5", "C2H4_c7b9", "C3H6_a160", "CF3_9c81", "Li", "NO4S2_7dd1"]
+ELEMENTS = BeadTypeTransfer(["C", "F", "H", "Li", "N", "O", "S", "Na"])
+
+
+def test_composition_of_chemical_labels_only():
+    assert ELEMENTS.composition("C2H4O_3fa2") == (("C", 2), ("H", 4), ("O", 1))
+    assert ELEMENTS.composition("F6LiNO4S2_abcd") == (("F", 6), ("Li", 1), ("N", 1), ("O", 4), ("S", 2))
+    assert ELEMENTS.composition("Li") == (("Li", 1),)
+    # per-residue labels are not chemistry, even where their letters spell element symbols
+    for label in ("MET0", "CYS3", "C2H4", "C2H4_xyz1", "Ar_0abc"):
+        assert ELEMENTS.composition(label) is None, label
+    # force-field atom types (the polymer benchmark's B1, B2, S1, S2) read with the vocabulary, not as elements
+    ff = BeadTypeTransfer(["B1", "B2", "S1", "S2"])
+    assert ff.composition("B12B2S1S22_7269") == (("B1", 2), ("B2", 1), ("S1", 1), ("S2", 2))
+    assert ff.composition("B12S13_b270") == (("B1", 2), ("S1", 3))
+
+
+def test_nearest_seen_chemistry_known_answers():
+    # PCL's backbone bead: the two seen C2H4 beads (PEO, PTMO), not C3H6 (14 amu away)
+    assert ELEMENTS.nearest("C2H4_ba4e", SEEN) == ("C2H4_25d5", "C2H4_c7b9")
+    assert ELEMENTS.nearest("C3H6_fd27", SEEN) == ("C3H6_a160",)
+    # C2H4O2: one oxygen (16 amu) from C2H4O, more from every other seen bead
+    assert ELEMENTS.nearest("C2H4O2_0000", SEEN) == ("C2H4O_5951",)
+    assert ELEMENTS.nearest("C2H4_25d5", SEEN) == ("C2H4_25d5",)      # a seen type is its own
+    assert ELEMENTS.nearest("MET0", SEEN) == ()                       # no composition, nothing borrowed
+    assert ELEMENTS.nearest("Na", SEEN) == ("Li",)                    # 16 amu from Li, more from any bead of atoms
+
+
+def test_system_graph_compositions_and_masses():
+    """The system's own bead compositions and atom masses come from its fine graph: a hydrogen mass of 3 amu
+    (repartitioned) makes a CH2 difference cost 12 + 2 x 3 amu."""
+    from types import SimpleNamespace
+    graph = SimpleNamespace(n_beads=2, atom_types=torch.tensor([0, 1, 1, 0, 1, 1, 1, 1]),
+                            masses=torch.tensor([12.0, 3.0, 3.0, 12.0, 3.0, 3.0, 3.0, 3.0]),
+                            atom_to_bead=torch.tensor([0, 0, 0, 1, 1, 1, 1, 1]))
+    tr = BeadTypeTransfer(["C", "H"], ["CH2_0000", "CH5_0000"], graph)
+    assert tr.composition("CH2_0000") == (("C", 1), ("H", 2))
+    assert tr.distance("C2H4_1111", "CH2_0000") == pytest.approx(18.0)
+    with pytest.raises(ValueError, match="bead_types"):
+        BeadTypeTransfer(["C", "H"], ["CH2_0000"], graph)
+
+
+def test_type_and_pair_values_transfer_only_to_unlisted_types():
+    friction = {"C2H4_25d5": 1000.0, "C2H4_c7b9": 10.0, "Li": 5.0}
+    out = ELEMENTS.type_values(friction, ["C2H4_ba4e", "Li", "MET0"])
+    assert out == {"C2H4_ba4e": pytest.approx(100.0)}                 # geometric mean of the tie; Li is listed
+    walls = {"C2H4_25d5|C2H4_25d5": 0.35, "C2H4_c7b9|C2H4_c7b9": 0.30, "C2H4_25d5|Li": 0.25, "Li|Li": 0.43}
+    got = ELEMENTS.pair_values(walls, ["C2H4_ba4e", "Li"])
+    # (new, new) -> the smaller of the two C2H4 self walls; (new, Li) -> the only listed C2H4-Li wall; Li|Li listed
+    assert got == {"C2H4_ba4e|C2H4_ba4e": 0.30, "C2H4_ba4e|Li": 0.25}
+
+
+def _meta(rule, vocabulary=("Ar", "Kr"), **extra):
+    return ModelMetadata.from_dict(dict(
+        model_time_step_ps=2.0, history=2, cutoff_nm=0.5, velocity_std=0.2, acceleration_std=0.3,
+        atom_type_vocabulary=list(vocabulary), sampler="cg_langevin", temperature_K=120.0, cg_langevin_steps=15,
+        cg_langevin_sigma_nm=0.014, sigmas_nm=[0.04, 0.005], cg_langevin_friction_per_ps=1.0,
+        unseen_bead_types=rule, **extra))
+
+
+def test_metadata_rule_friction_and_validation():
+    by_type = {"C2H4_25d5": 1000.0, "C2H4_c7b9": 10.0}
+    on, off = _meta("nearest_composition", ("C", "H"), cg_langevin_friction_by_type=by_type), \
+        _meta("none", ("C", "H"), cg_langevin_friction_by_type=by_type)
+    assert on.cg_langevin_frictions(["C2H4_ba4e", "C2H4_25d5", "MET0"]) == pytest.approx([100.0, 1000.0, 1.0])
+    assert off.cg_langevin_frictions(["C2H4_ba4e", "C2H4_25d5"]) == pytest.approx([1.0, 1000.0])
+    assert ModelMetadata.from_dict(on.to_dict()).unseen_bead_types == "nearest_composition"
+    with pytest.raises(ValueError, match="unseen_bead_types.*'nearest'"):
+        _meta("nearest")
+
+
+def test_transferred_bond_prior_holds_an_unseen_bond():
+    table = {"C2H4_25d5|C2H4_25d5": [0.40, 1e-4], "C2H4_c7b9|C2H4_c7b9": [0.44, 3e-4]}
+    got = HarmonicBonds.transferred(table, ["C2H4_ba4e"], ELEMENTS)
+    assert got["C2H4_ba4e|C2H4_ba4e"] == pytest.approx([0.42, 2e-4])
+    assert HarmonicBonds.transferred(table, ["C2H4_25d5"], ELEMENTS) == table
+
+
+@pytest.mark.parametrize("rule", ["nearest_composition", "none"])
+def test_model_without_the_bead_type_keeps_its_beads_apart(rule):
+    """A bundle whose wall table was fitted on krypton runs a gas of argon beads (a type no table lists): with the
+    rule the beads take the Kr-Kr wall and no pair comes within 0.15 nm; without it they overlap like an ideal gas."""
+    from openmm_mlcg.cg.mapping import CGMapping
+    from openmm_mlcg.cg.topology import FineGraph
+    from openmm_mlcg.model import CGDynamicsModel
+    from openmm_mlcg.model.simulator import LearnedSimulator
+    from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
+
+    n, side = 200, 2.0   # 25 beads/nm^3: an ideal gas at this density has many pairs closer than 0.15 nm
+    graph = FineGraph.from_arrays(["Ar"] * n, np.full(n, 39.948), np.zeros((0, 2), dtype=int), residue_names=["AR"] * n)
+    mapping = CGMapping.from_graph(graph, 1)
+    assert set(mapping.bead_types) == {"Ar"}
+    emb = EmbeddingGNN(2, 6, hidden=4, layers=1)
+    meta = _meta(rule, score_terms={"excluded_volume": {"r0_nm": {"Kr|Kr": 0.33}, "width_nm": 0.042}},
+                 cg_langevin_friction_by_type={"Kr": 1.0})
+    model = CGDynamicsModel(emb, DynamicsGNN(embedding_dim=emb.out_dim, history=2, hidden=8, layers=1), ZeroScore(),
+                            meta).eval()
+    sim = LearnedSimulator(model, mapping)
+    x = torch.rand(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * side
+    box = torch.eye(3, dtype=torch.float64) * side
+    hist = torch.zeros(2, n, 3, dtype=torch.float64)
+    close = 0
+    for k in range(4):
+        x, hist = sim.step(x, hist, box, n_steps=3, generator=torch.Generator().manual_seed(k))
+        d = x[:, None] - x[None]
+        d = d - side * torch.round(d / side)
+        r = d.norm(dim=-1) + torch.eye(n, dtype=torch.float64) * 10
+        close += int((r < 0.15).sum()) // 2
+    # U(0.15 nm) = ((0.33 - 0.15) / 0.042)^2 = 18 kT: no pair that close with the wall; about 20 per frame without
+    assert (close == 0) if rule == "nearest_composition" else (close > 20), close
+    walls = ExcludedVolume.transferred(meta.score_terms["excluded_volume"], mapping.bead_types,
+                                       BeadTypeTransfer(["Ar", "Kr"]))["r0_nm"]
+    assert walls == {"Ar|Ar": 0.33, "Kr|Kr": 0.33}
