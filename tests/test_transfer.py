@@ -122,3 +122,53 @@ def test_model_without_the_bead_type_keeps_its_beads_apart(rule):
     walls = ExcludedVolume.transferred(meta.score_terms["excluded_volume"], mapping.bead_types,
                                        BeadTypeTransfer(["Ar", "Kr"]))["r0_nm"]
     assert walls == {"Ar|Ar": 0.33, "Kr|Kr": 0.33}
+
+
+def test_trained_model_runs_a_system_with_a_bead_type_it_never_saw(tmp_path):
+    """Train (a few steps, the default generator and fits) on chains C-C-O-C-C-O + Li, then run chains
+    C-C-O-C-C-C-O + Li: the new chain's beads are types no table lists; they get the friction and walls of the
+    nearest seen chemistry, not the global friction and no wall, and the run stays finite."""
+    from chain_systems import chain_ion_mapping, chain_ion_system
+
+    from openmm_mlcg.bundle.export import load_bundle
+    from openmm_mlcg.model.simulator import LearnedSimulator
+    from openmm_mlcg.train import TrainConfig, train_on_trajectories
+
+    torch.manual_seed(0)
+    traj, mapping = chain_ion_system()
+    tiny = dict(embedding_hidden=16, embedding_layers=1, dynamics_hidden=16, dynamics_layers=1, score_hidden=16,
+                score_layers=1, cutoff_nm=0.6)
+    raw = dict(data=dict(history=2, stride=1, val_fraction=0.2, temperature_K=300.0), model=tiny,
+               score=dict(cg_langevin=dict(steps=4, calibration_lag=2, calibration_starts=1)),
+               optim=dict(lr=1e-3, batch_size=2),
+               training=dict(n_steps=4, eval_every=2, checkpoint_every=2, seed=0, out_dir=str(tmp_path / "m"),
+                             progress=False))
+    bundle = load_bundle(train_on_trajectories([traj], [mapping], TrainConfig.from_dict(raw)))
+    meta = bundle.metadata
+    new = chain_ion_mapping(3, 3, ("C", "C", "O", "C", "C", "C", "O"))
+    unseen = sorted(set(new.bead_types) - set(mapping.bead_types))
+    assert unseen and not set(unseen) & meta.seen_bead_types()
+    sim = LearnedSimulator(bundle, new)
+    friction = dict(zip(new.bead_types, sim.bead_friction.reshape(-1).tolist()))
+    transfer = meta.bead_type_transfer(new.bead_types, sim.graph)
+    for t in unseen:
+        near = transfer.nearest(t, meta.cg_langevin_friction_by_type)
+        assert near, t
+        expected = np.exp(np.mean([np.log(meta.cg_langevin_friction_by_type[k]) for k in near]))
+        assert friction[t] == pytest.approx(expected)
+    walls = sim.score_terms.get("excluded_volume")
+    names = sorted(set(new.bead_types))
+    r0 = {(a, b): float(walls.r0_nm[i, j]) for i, a in enumerate(names) for j, b in enumerate(names)}
+    assert all(r0[(t, t)] > 0 for t in unseen)
+    # without the rule the same bundle gives the unseen pairs no wall at all
+    from openmm_mlcg.priors import ScoreTerms
+    off_meta = type(meta).from_dict({**meta.to_dict(), "unseen_bead_types": "none"})
+    off = ScoreTerms.from_metadata(off_meta, new.bead_types, sim.graph).get("excluded_volume")
+    assert all(float(off.r0_nm[names.index(t), names.index(t)]) == 0.0 for t in unseen)
+    rng = np.random.default_rng(0)
+    grid = np.stack(np.meshgrid(*[np.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3)[:new.n_beads] * 2.0 / 3
+    frames = grid[None] + np.cumsum(rng.normal(0, 0.004, (3, new.n_beads, 3)), 0)
+    x, hist = sim.history_from_positions(frames)
+    xs, _ = sim.step(x, hist, torch.eye(3, dtype=torch.float64) * 2.0, n_steps=5,
+                     generator=torch.Generator().manual_seed(1))
+    assert torch.isfinite(xs).all()
