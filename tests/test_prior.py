@@ -102,8 +102,12 @@ def test_tethered_pairs_sample_the_wall_boltzmann_law():
 
 
 
-@pytest.mark.parametrize("wall", [True, False])
-def test_simulator_applies_the_recorded_wall(wall):
+@pytest.mark.parametrize("table,rule,walled", [
+    ("Ar|Ar", "nearest_composition", True),    # the system's own type pair
+    ("Kr|Kr", "nearest_composition", True),    # a type the bundle never saw: the nearest seen chemistry's wall
+    ("Kr|Kr", "none", False),                  # ... and without the rule, no wall
+    (None, "nearest_composition", False)])
+def test_simulator_applies_the_recorded_wall(table, rule, walled):
     from openmm_mlcg.cg.mapping import CGMapping
     from openmm_mlcg.model import CGDynamicsModel
     from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
@@ -113,16 +117,17 @@ def test_simulator_applies_the_recorded_wall(wall):
     n, side = 200, 2.0  # 25 beads/nm^3: an ideal gas at this density has many pairs closer than 0.15 nm
     graph = FineGraph.from_arrays(["Ar"] * n, np.full(n, 39.948), np.zeros((0, 2), dtype=int), residue_names=["AR"] * n)
     mapping = CGMapping.from_graph(graph, 1)
-    emb = EmbeddingGNN(1, 6, hidden=4, layers=1)
+    emb = EmbeddingGNN(2, 6, hidden=4, layers=1)
     meta = dict(model_time_step_ps=2.0, history=2, cutoff_nm=0.5, velocity_std=0.2, acceleration_std=0.3,
-                atom_type_vocabulary=["Ar"], sampler="cg_langevin", temperature_K=120.0, cg_langevin_steps=15,
-                cg_langevin_sigma_nm=0.014, sigmas_nm=[0.04, 0.005], cg_langevin_friction_per_ps=1.0)
-    if wall:
-        meta.update(excluded_volume_nm={"Ar|Ar": 0.33}, excluded_volume_width_nm=0.042)
+                atom_type_vocabulary=["Ar", "Kr"], sampler="cg_langevin", temperature_K=120.0, cg_langevin_steps=15,
+                cg_langevin_sigma_nm=0.014, sigmas_nm=[0.04, 0.005], cg_langevin_friction_per_ps=1.0,
+                unseen_bead_types=rule)
+    if table:
+        meta.update(excluded_volume_nm={table: 0.33}, excluded_volume_width_nm=0.042)
     model = CGDynamicsModel(emb, DynamicsGNN(embedding_dim=emb.out_dim, history=2, hidden=8, layers=1), ZeroScore(),
                             meta).eval()
     sim = LearnedSimulator(model, mapping)
-    assert (sim.excluded_volume is not None) == wall
+    assert (sim.excluded_volume is not None) == (table is not None)
     x = torch.rand(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * side
     box = torch.eye(3, dtype=torch.float64) * side
     hist = torch.zeros(2, n, 3, dtype=torch.float64)
@@ -134,4 +139,4 @@ def test_simulator_applies_the_recorded_wall(wall):
         r = d.norm(dim=-1) + torch.eye(n, dtype=torch.float64) * 10
         close += int((r < 0.15).sum()) // 2
     # U(0.15 nm) = ((0.33 - 0.15) / 0.042)^2 = 18 kT: no pair that close with the wall; about 20 per frame without
-    assert (close == 0) if wall else (close > 20), close
+    assert (close == 0) if walled else (close > 20), close

@@ -2,12 +2,10 @@
 import numpy as np
 import pytest
 import torch
-from prior_fakes import ZeroScore
 
 from openmm_mlcg.cg.similarity import BeadTypeTransfer
 from openmm_mlcg.model.metadata import ModelMetadata
 from openmm_mlcg.priors.bonds import HarmonicBonds
-from openmm_mlcg.priors.excluded_volume import ExcludedVolume
 
 SEEN = ["C2H4O_5951", "C2H4_25d5", "C2H4_c7b9", "C3H6_a160", "CF3_9c81", "Li", "NO4S2_7dd1"]
 ELEMENTS = BeadTypeTransfer(["C", "F", "H", "Li", "N", "O", "S", "Na"])
@@ -85,43 +83,6 @@ def test_transferred_bond_prior_holds_an_unseen_bond():
     got = HarmonicBonds.transferred(table, ["C2H4_ba4e"], ELEMENTS)
     assert got["C2H4_ba4e|C2H4_ba4e"] == pytest.approx([0.42, 2e-4])
     assert HarmonicBonds.transferred(table, ["C2H4_25d5"], ELEMENTS) == table
-
-
-@pytest.mark.parametrize("rule", ["nearest_composition", "none"])
-def test_model_without_the_bead_type_keeps_its_beads_apart(rule):
-    """A bundle whose wall table was fitted on krypton runs a gas of argon beads (a type no table lists): with the
-    rule the beads take the Kr-Kr wall and no pair comes within 0.15 nm; without it they overlap like an ideal gas."""
-    from openmm_mlcg.cg.mapping import CGMapping
-    from openmm_mlcg.cg.topology import FineGraph
-    from openmm_mlcg.model import CGDynamicsModel
-    from openmm_mlcg.model.simulator import LearnedSimulator
-    from openmm_mlcg.nn import DynamicsGNN, EmbeddingGNN
-
-    n, side = 200, 2.0   # 25 beads/nm^3: an ideal gas at this density has many pairs closer than 0.15 nm
-    graph = FineGraph.from_arrays(["Ar"] * n, np.full(n, 39.948), np.zeros((0, 2), dtype=int), residue_names=["AR"] * n)
-    mapping = CGMapping.from_graph(graph, 1)
-    assert set(mapping.bead_types) == {"Ar"}
-    emb = EmbeddingGNN(2, 6, hidden=4, layers=1)
-    meta = _meta(rule, score_terms={"excluded_volume": {"r0_nm": {"Kr|Kr": 0.33}, "width_nm": 0.042}},
-                 cg_langevin_friction_by_type={"Kr": 1.0})
-    model = CGDynamicsModel(emb, DynamicsGNN(embedding_dim=emb.out_dim, history=2, hidden=8, layers=1), ZeroScore(),
-                            meta).eval()
-    sim = LearnedSimulator(model, mapping)
-    x = torch.rand(n, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5)) * side
-    box = torch.eye(3, dtype=torch.float64) * side
-    hist = torch.zeros(2, n, 3, dtype=torch.float64)
-    close = 0
-    for k in range(4):
-        x, hist = sim.step(x, hist, box, n_steps=3, generator=torch.Generator().manual_seed(k))
-        d = x[:, None] - x[None]
-        d = d - side * torch.round(d / side)
-        r = d.norm(dim=-1) + torch.eye(n, dtype=torch.float64) * 10
-        close += int((r < 0.15).sum()) // 2
-    # U(0.15 nm) = ((0.33 - 0.15) / 0.042)^2 = 18 kT: no pair that close with the wall; about 20 per frame without
-    assert (close == 0) if rule == "nearest_composition" else (close > 20), close
-    walls = ExcludedVolume.transferred(meta.score_terms["excluded_volume"], mapping.bead_types,
-                                       BeadTypeTransfer(["Ar", "Kr"]))["r0_nm"]
-    assert walls == {"Ar|Ar": 0.33, "Kr|Kr": 0.33}
 
 
 def test_trained_model_runs_a_system_with_a_bead_type_it_never_saw(tmp_path):
