@@ -144,7 +144,7 @@ def exponents(rows) -> dict:
     return out
 
 
-def accuracy(steps: int, train_frames: int, heldout_frames: int, k: int, out_dir: Path) -> dict:
+def accuracy(steps: int, train_frames: int, heldout_frames: int, k: int, out_dir: Path, seed: int = 0) -> dict:
     """Train the SPE demo sizes with each neighbourhood (same seed and data); held-out score-matching loss."""
     import torch
     from openmm_mlcg.bundle import load_model
@@ -162,7 +162,7 @@ def accuracy(steps: int, train_frames: int, heldout_frames: int, k: int, out_dir
     train_part, held = traj.slice(0, train_frames), traj.slice(traj.n_frames - heldout_frames, traj.n_frames)
     out = dict(data=str(DATA.relative_to(HERE.parent)), train_frames=[0, train_frames],
                heldout_frames=[traj.n_frames - heldout_frames, traj.n_frames], train_steps=steps,
-               model=dict(demo["model"]), k=k)
+               model=dict(demo["model"]), k=k, seed=seed)
     for hood in ("radius", "dkmp"):
         model_cfg = dict(demo["model"], neighborhood=hood, dkmp_k=k)
         cfg = TrainConfig.from_dict(dict(
@@ -171,7 +171,7 @@ def accuracy(steps: int, train_frames: int, heldout_frames: int, k: int, out_dir
                                                                      calibration_starts=1),
                        fits=["friction"]),
             optim=dict(batch_size=demo["batch_size"]),
-            training=dict(n_steps=steps, eval_every=steps, checkpoint_every=steps, seed=0,
+            training=dict(n_steps=steps, eval_every=steps, checkpoint_every=steps, seed=seed,
                           out_dir=str(out_dir / hood), progress=False)))
         t0 = time.perf_counter()
         path = train_on_trajectories([train_part], [mapping], cfg)
@@ -197,6 +197,25 @@ def accuracy(steps: int, train_frames: int, heldout_frames: int, k: int, out_dir
     return out
 
 
+def accuracy_seeds(a, t0: float) -> int:
+    """The accuracy part once per seed of ``--accuracy-seeds``: the held-out loss of each neighbourhood and their
+    paired difference (DKMP* - radius) per seed, with its mean and standard error over the seeds."""
+    runs = []
+    for seed in a.accuracy_seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            runs.append(accuracy(a.train_steps, a.train_frames, a.heldout_frames, a.k, Path(tmp), seed))
+    diff = np.array([r["dkmp"]["heldout_score_loss"] / r["radius"]["heldout_score_loss"] - 1.0 for r in runs])
+    summary = dict(relative_difference_dkmp_minus_radius=diff.tolist(), mean=float(diff.mean()),
+                   standard_error=float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None)
+    res = dict(benchmark="bench_dkmp accuracy over training seeds", environment=environment("cpu"), k=a.k,
+               train_steps=a.train_steps, seeds=a.accuracy_seeds, runs=runs, summary=summary,
+               wall_s=time.perf_counter() - t0, command="python " + " ".join(sys.argv))
+    print(f"DKMP* / radius - 1 per seed: {np.round(diff, 4).tolist()}; mean {summary['mean']:+.4f} "
+          f"+- {summary['standard_error'] or float('nan'):.4f}")
+    print(f"wrote {write_json(Path(a.out).parent / 'dkmp_accuracy_seeds.json', res)}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,3000,10000,30000,100000")
@@ -207,6 +226,8 @@ def main(argv=None) -> int:
     ap.add_argument("--heldout-frames", type=int, default=200)
     ap.add_argument("--scaling-budget-s", type=float, default=420.0)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes and 5 training steps (not written)")
+    ap.add_argument("--accuracy-seeds", type=int, nargs="+",
+                    help="only the accuracy part, once per training seed; writes dkmp_accuracy_seeds.json beside --out")
     ap.add_argument("--out", default=str(HERE / "results" / "current" / "dkmp_cpu.json"))
     ap.add_argument("--_worker", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -218,6 +239,8 @@ def main(argv=None) -> int:
     import torch
     torch.set_num_threads(1)
     t0 = time.perf_counter()
+    if a.accuracy_seeds:
+        return accuracy_seeds(a, t0)
     sizes = [300, 1000] if a.smoke else [int(s) for s in a.sizes.split(",")]
     print(f"scaling ({a.model} Score GNN, cutoff {CUTOFF_NM} nm, K = {a.k}, 1 thread):", flush=True)
     rows, skipped = scaling(sizes, a.model, a.k, 60.0 if a.smoke else a.scaling_budget_s)

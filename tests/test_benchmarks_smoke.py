@@ -31,6 +31,7 @@ def _finite_positive(x, name):
 
 
 @pytest.mark.skipif(not (BENCH / "bench_speed.py").is_file(), reason="benchmarks/ not present")
+@pytest.mark.slow
 def test_bench_speed_smoke(tmp_path):
     out = _run("bench_speed.py", "--smoke", "--out", str(tmp_path), cwd=tmp_path)
     assert "ns/hour" in out
@@ -82,6 +83,7 @@ def test_bench_accuracy_smoke(tmp_path):
     assert doc["figures"] and all(Path(f).is_file() for f in doc["figures"])
 
 
+@pytest.mark.slow
 def test_bench_model_small_system(tmp_path):
     _run("bench_model.py", "--beads", "60", "--box", "1.6", "--model", "small", "--repeats", "1", "--history", "3",
          "--out", str(tmp_path), cwd=tmp_path)
