@@ -86,26 +86,3 @@ def test_without_relax_ps_the_step_is_the_plain_sub_stepping(tmp_path):
 def test_relax_ps_config_is_checked():
     with pytest.raises(ValueError, match=r"score\.cg_langevin\.relax_ps"):
         CGLangevinConfig(relax_ps=0.0).check("score.cg_langevin")
-
-
-def test_step_displacement_ratio_of_a_lattice_with_known_steps():
-    """Beads on a simple cubic lattice of spacing 0.5 nm (nearest neighbour 0.5 nm), each frame a Gaussian step of
-    std s per axis: over a model step of k frames the rms displacement is sqrt(3 k) s."""
-    from types import SimpleNamespace
-
-    from openmm_mlcg.train.long_step import step_displacement_ratio
-
-    rng = np.random.default_rng(0)
-    a, n_side, s, frames = 0.5, 6, 0.004, 400
-    grid = np.stack(np.meshgrid(*[np.arange(n_side)] * 3, indexing="ij"), -1).reshape(-1, 3) * a
-    x = grid[None] + np.cumsum(rng.normal(0, s, (frames, len(grid), 3)), axis=0)
-    box = np.eye(3) * a * n_side
-    for k in (1, 5):
-        got = step_displacement_ratio([SimpleNamespace(positions=x, box=box)], k, cutoff_nm=0.6)
-        assert got["rms_step_nm"] == pytest.approx(np.sqrt(3 * k) * s, rel=0.02)
-        # the walk (at most ~0.2 nm after 400 frames) moves neighbours apart or together a little
-        assert got["nn_distance_nm"] == pytest.approx(a, rel=0.15)
-        assert got["ratio"] == pytest.approx(got["rms_step_nm"] / got["nn_distance_nm"])
-    # no neighbour within the cutoff: no distance, no ratio
-    far = step_displacement_ratio([SimpleNamespace(positions=x, box=box)], 1, cutoff_nm=0.05)
-    assert np.isnan(far["ratio"])

@@ -14,7 +14,6 @@ import numpy as np
 from openmm_mlcg.model import ModelMetadata
 from openmm_mlcg.util.sanity import training_physics
 
-from .long_step import step_displacement_ratio
 from .model_step import N_BOND_TYPES
 
 __all__ = ["model_metadata", "cg_langevin_noise", "cg_langevin_sigma", "mass_floor_amu", "lightest_bead_amu"]
@@ -116,8 +115,6 @@ def model_metadata(cfg, stats, vocab, sigmas, frame_interval, modules, trajs, ma
         cg_langevin_denoise=cg.denoise, cg_langevin_reverse_levels=cg.reverse_levels,
         cg_langevin_relax_ps=(None if cg.relax_ps is None or cg.relax_ps >= dc.stride * frame_interval
                               else float(cg.relax_ps)),
-        **({"long_step_displacement": step_displacement_ratio(trajs, dc.stride, cfg.model.cutoff_nm)}
-           if sigma_b is not None and dc.stride > 1 else {}),
         cg_langevin_sigma_mass_amu=None if sigma_b is None else lightest_bead_amu(cfg, maps),
         cg_langevin_mass_floor_amu=None if sigma_b is None else mass_floor_amu(cfg, maps),
         score_terms=_score_terms(cfg, trajs, maps, sigma_b),
