@@ -212,7 +212,8 @@ def accuracy_seeds(a, t0: float) -> int:
                wall_s=time.perf_counter() - t0, command="python " + " ".join(sys.argv))
     print(f"DKMP* / radius - 1 per seed: {np.round(diff, 4).tolist()}; mean {summary['mean']:+.4f} "
           f"+- {summary['standard_error'] or float('nan'):.4f}")
-    print(f"wrote {write_json(Path(a.out).parent / 'dkmp_accuracy_seeds.json', res)}")
+    name = "dkmp_accuracy_seeds.json" if a.k == 4 else f"dkmp_accuracy_seeds_k{a.k}.json"
+    print(f"wrote {write_json(Path(a.out).parent / name, res)}")
     return 0
 
 
@@ -227,7 +228,7 @@ def main(argv=None) -> int:
     ap.add_argument("--scaling-budget-s", type=float, default=420.0)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes and 5 training steps (not written)")
     ap.add_argument("--accuracy-seeds", type=int, nargs="+",
-                    help="only the accuracy part, once per training seed; writes dkmp_accuracy_seeds.json beside --out")
+                    help="only the accuracy part, once per training seed; writes dkmp_accuracy_seeds[_k<K>].json beside --out")
     ap.add_argument("--out", default=str(HERE / "results" / "current" / "dkmp_cpu.json"))
     ap.add_argument("--_worker", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
