@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import warnings
 import weakref
+from typing import Any, NamedTuple, Optional
 
 import numpy as np
 import openmm
@@ -52,9 +53,23 @@ from ..util.units import to_array
 from ..model.simulator import LearnedSimulator, NonFiniteStateError
 from . import checks as _checks, forces as _forces, state as _st
 
-__all__ = ["LearnedIntegrator"]
+__all__ = ["LearnedIntegrator", "StepStart"]
 
 _POSITION_TOLERANCE_NM = 1e-5
+
+
+class StepStart(NamedTuple):
+    """What a model step starts from (:meth:`LearnedIntegrator.begin_step`): the Context, its positions (n, 3) nm,
+    box (3, 3) nm or None, the history velocities (k, n, 3) nm per model step, its step count and time (ps), and
+    the System's classified forces (:func:`openmm_mlcg.openmm.forces.classify_forces`)."""
+
+    context: Any
+    positions: np.ndarray
+    box: Optional[np.ndarray]
+    history: np.ndarray
+    step0: int
+    t0: float
+    forces: Any
 
 
 def _load_bundle(bundle, device, mapping):
@@ -320,21 +335,67 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         """
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
             raise ValueError(f"steps: expected an integer >= 0, got {steps!r}")
-        ctx = self._require_context()
         if steps == 0:
+            self._require_context()
             return
         size = self.getStepSize().value_in_unit(unit.picosecond)
         if not np.isclose(size, self._dt, rtol=1e-12, atol=0):
             raise ValueError(f"step size: the model time step is {self._dt} ps, got getStepSize()={size} ps")
+        start = self.begin_step("LearnedIntegrator")
+        forces = start.forces
+        self._check_forces(forces)  # refine may have been changed since attach
+        external = None
+        if forces.active:  # the CG System's own forces, evaluated by OpenMM in every Langevin sub-step
+            external = _forces.external_score_function(start.context,
+                                                       float(self._simulator.model.metadata.temperature_K))
+        seed, refine, det = self.seed, self.refine, self.deterministic
+        dev = self._device
+        xt = torch.as_tensor(start.positions, dtype=torch.float64, device=dev)
+        ht = torch.as_tensor(start.history, dtype=torch.float64, device=dev)
+        bt = None if start.box is None else torch.as_tensor(start.box, dtype=torch.float64, device=dev)
+        step0 = start.step0
+        gens = [torch.Generator(device=dev).manual_seed(_st.step_seed(seed, step0 + i)) for i in range(int(steps))]
+        done, failed = int(steps), None
+        try:  # all steps in one simulator call: no host round trip per step beyond the neighbour list
+            xt, ht = self._simulator.step(xt, ht, bt, int(steps), refine, gens, det, external)
+        except NonFiniteStateError as exc:  # the error carries the last finite state
+            xt, ht, done = exc.positions, exc.history, exc.step
+            failed = step0 + done + 1
+        self.finish_step(start, xt, ht, done)
+        if self._watch is None and torch.device(dev).type == "cpu":
+            self._watch = ThreadWatch("LearnedIntegrator")  # warns once if torch's threads are starved
+        if self._watch is not None:
+            self._watch.check()
+        if failed is not None:
+            raise RuntimeError(f"LearnedIntegrator: the model produced non-finite positions at step {failed}; "
+                               f"the Context keeps the last finite state (step {step0 + done}). Check the input "
+                               "history/positions, the box, or try refine=False / deterministic=True")
+
+    # ------------------------------------------------------------------ one step's start and end
+    def begin_step(self, caller: str = "LearnedIntegrator") -> StepStart:
+        """Read and check what a step starts from, as :meth:`step` does (also used by
+        :func:`openmm_mlcg.openmm.replicas.step_replicas`, which advances several integrators in one batch).
+
+        Positions moved or a box changed since the last step (``setPositions``, a minimisation, ``setState``) are
+        checked again (:func:`openmm_mlcg.openmm.checks.check_state`) and warned about once, naming ``caller``;
+        the stored history velocities are kept. Before the first step the history is zero (a start from rest).
+
+        Returns:
+            :class:`StepStart`.
+
+        Raises:
+            RuntimeError: not attached to a Context, or all beads at one position (positions never set).
+            ValueError: a changed state the bundle refuses, or a record written by another bundle.
+        """
+        ctx = self._require_context()
         state = ctx.getState(getPositions=True)
         x = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
         if self._n > 1 and np.ptp(x, axis=0).max() == 0:
-            raise RuntimeError("LearnedIntegrator.step: all beads are at the same position; set the Context "
+            raise RuntimeError(f"{caller}.step: all beads are at the same position; set the Context "
                                "positions first (e.g. simulation.context.setPositions(frames[-1]))")
         box = None  # validated once per call by the simulator
         if ctx.getSystem().usesPeriodicBoundaryConditions():
             box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
-        step0, t0 = ctx.getStepCount(), state.getTime().value_in_unit(unit.picosecond)
         history, x_last, ready = self._read_vars()
         moved = ready and np.max(np.abs(x - x_last), initial=0.0) > _POSITION_TOLERANCE_NM
         box_changed = box is not None and not np.array_equal(box, self._checked[2])
@@ -344,42 +405,41 @@ class LearnedIntegrator(openmm.CustomIntegrator):
         if not ready:
             history = np.zeros((self._k, self._n, 3))
         elif moved and not self._warned_external:
-            warnings.warn("LearnedIntegrator: Context positions changed since the last step (setPositions, "
-                          "minimisation, setState); keeping the stored history velocities", stacklevel=2)
+            warnings.warn(f"{caller}: Context positions changed since the last step (setPositions, "
+                          "minimisation, setState); keeping the stored history velocities", stacklevel=3)
             self._warned_external = True
-        forces = self._checked[1]
-        self._check_forces(forces)  # refine may have been changed since attach
-        external = None
-        if forces.active:  # the CG System's own forces, evaluated by OpenMM in every Langevin sub-step
-            external = _forces.external_score_function(ctx, float(self._simulator.model.metadata.temperature_K))
-        seed, refine, det = self.seed, self.refine, self.deterministic
-        dev = self._device
-        xt = torch.as_tensor(x, dtype=torch.float64, device=dev)
-        ht = torch.as_tensor(history, dtype=torch.float64, device=dev)
-        bt = None if box is None else torch.as_tensor(box, dtype=torch.float64, device=dev)
-        gens = [torch.Generator(device=dev).manual_seed(_st.step_seed(seed, step0 + i)) for i in range(int(steps))]
-        done, failed = int(steps), None
-        try:  # all steps in one simulator call: no host round trip per step beyond the neighbour list
-            xt, ht = self._simulator.step(xt, ht, bt, int(steps), refine, gens, det, external)
-        except NonFiniteStateError as exc:  # the error carries the last finite state
-            xt, ht, done = exc.positions, exc.history, exc.step
-            failed = step0 + done + 1
-        if done:
-            x_new = xt.detach().to("cpu", torch.float64).numpy()
-            h_new = ht.detach().to("cpu", torch.float64).numpy().reshape(self._k, self._n, 3)
-            ctx.setPositions(x_new)
-            ctx.setVelocities(h_new[-1] / self._dt if self._k else np.zeros_like(x_new))
-            self._write_vars(h_new, x_new, True)
-            ctx.setTime(t0 + done * self._dt)
-            ctx.setStepCount(step0 + done)
-        if self._watch is None and torch.device(dev).type == "cpu":
-            self._watch = ThreadWatch("LearnedIntegrator")  # warns once if torch's threads are starved
-        if self._watch is not None:
-            self._watch.check()
-        if failed is not None:
-            raise RuntimeError(f"LearnedIntegrator: the model produced non-finite positions at step {failed}; "
-                               f"the Context keeps the last finite state (step {step0 + done}). Check the input "
-                               "history/positions, the box, or try refine=False / deterministic=True")
+        return StepStart(ctx, x, box, history, ctx.getStepCount(), state.getTime().value_in_unit(unit.picosecond),
+                         self._checked[1])
+
+    def finish_step(self, start: StepStart, positions, history, done: int) -> None:
+        """Write the state after ``done`` model steps from ``start``: the Context's positions, velocities (the
+        last history velocity over the model step), time and step count, and the integrator's record.
+
+        Args:
+            start: what :meth:`begin_step` returned. positions: (n, 3) nm. history: (k, n, 3) nm per model step
+                (tensors or arrays, any device). done: model steps made (0: nothing is written).
+        """
+        if not done:
+            return
+        as_np = (lambda a: (a.detach().to("cpu", torch.float64).numpy() if torch.is_tensor(a)  # noqa: E731
+                            else np.asarray(a, dtype=np.float64)))
+        x_new, h_new = as_np(positions), as_np(history).reshape(self._k, self._n, 3)
+        ctx = start.context
+        ctx.setPositions(x_new)
+        ctx.setVelocities(h_new[-1] / self._dt if self._k else np.zeros_like(x_new))
+        self._write_vars(h_new, x_new, True)
+        ctx.setTime(start.t0 + done * self._dt)
+        ctx.setStepCount(start.step0 + done)
+
+    @property
+    def fingerprint(self) -> str:
+        """The bundle's fingerprint (:func:`openmm_mlcg.openmm.state.bundle_fingerprint`)."""
+        return self._fingerprint
+
+    @property
+    def simulator(self):
+        """The :class:`~openmm_mlcg.model.simulator.LearnedSimulator` this integrator steps with."""
+        return self._simulator
 
     # ------------------------------------------------------------------ persistence
     def save_state(self, path) -> None:

@@ -23,73 +23,48 @@ those alone), or replicas with different ``refine`` / ``deterministic`` settings
 from __future__ import annotations
 
 import time
-import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import torch
-from openmm import unit
 
 from ..model.replicas import ReplicaNonFiniteError, ReplicaSimulator
 from . import checks as _checks, state as _st
-from .integrator import _POSITION_TOLERANCE_NM, LearnedIntegrator
+from .integrator import LearnedIntegrator
 
 __all__ = ["step_replicas", "run_replicas"]
 
 
-def _replica_state(r: int, integ: LearnedIntegrator):
-    """(context, x (n, 3), box or None, history (k, n, 3), step0, t0) of replica r, checked as
-    ``LearnedIntegrator.step`` checks them."""
-    ctx = integ._require_context()
-    if integ._checked[1].active:
+def _replica_start(r: int, integ: LearnedIntegrator):
+    """Replica r's :class:`~openmm_mlcg.openmm.integrator.StepStart`, checked as ``LearnedIntegrator.step`` checks
+    it; System forces besides the model's are refused (the batch does not integrate them)."""
+    start = integ.begin_step(f"step_replicas (replica {r})")
+    if start.forces.active:
         raise ValueError(f"simulations: replica {r}'s System has forces besides the model's "
-                         f"({integ._checked[1].active[0][1]}); batched replicas do not integrate them, step it alone")
-    state = ctx.getState(getPositions=True)
-    x = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
-    box = None
-    if ctx.getSystem().usesPeriodicBoundaryConditions():
-        box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer))
-    history, x_last, ready = integ._read_vars()
-    moved = ready and np.max(np.abs(x - x_last), initial=0.0) > _POSITION_TOLERANCE_NM
-    if moved or (box is not None and not np.array_equal(box, integ._checked[2])):
-        _checks.check_state(integ.bundle.metadata, x, box, integ.mapping)
-        integ._checked = integ._checked[:2] + (box,)
-    if moved:
-        warnings.warn(f"step_replicas: replica {r}'s Context positions changed since its last step; keeping its "
-                      "stored history velocities", stacklevel=3)
-    if not ready:
-        history = np.zeros((integ.history_length, x.shape[0], 3))
-    return ctx, x, box, history, ctx.getStepCount(), state.getTime().value_in_unit(unit.picosecond)
+                         f"({start.forces.active[0][1]}); batched replicas do not integrate them, step it alone")
+    return start
 
 
 def _advance(simulations, integrators, batched: ReplicaSimulator, steps: int) -> None:
     """``steps`` model steps of every replica in one batched call; the Contexts and records updated."""
-    states = [_replica_state(r, integ) for r, integ in enumerate(integrators)]
+    starts = [_replica_start(r, integ) for r, integ in enumerate(integrators)]
     dev = batched.device
-    gens = [[torch.Generator(device=dev).manual_seed(_st.step_seed(integ.seed, s[4] + i)) for i in range(steps)]
-            for integ, s in zip(integrators, states)]
+    gens = [[torch.Generator(device=dev).manual_seed(_st.step_seed(integ.seed, s.step0 + i)) for i in range(steps)]
+            for integ, s in zip(integrators, starts)]
     as_t = (lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float64, device=dev))
-    done, failed = [steps] * len(states), None
+    done, failed = [steps] * len(starts), None
     try:
-        xs, hs = batched.step([as_t(s[1]) for s in states], [as_t(s[3]) for s in states],
-                              [as_t(s[2]) for s in states], steps, integrators[0].refine, gens,
+        xs, hs = batched.step([as_t(s.positions) for s in starts], [as_t(s.history) for s in starts],
+                              [as_t(s.box) for s in starts], steps, integrators[0].refine, gens,
                               deterministic=integrators[0].deterministic)
     except ReplicaNonFiniteError as exc:      # every replica's last finite state
         xs, hs, failed = exc.positions, exc.history, exc.first_bad_steps
         done = [steps if b < 0 else b for b in failed]
-    for integ, (ctx, _, _, _, step0, t0), x, h, n in zip(integrators, states, xs, hs, done):
-        if not n:
-            continue
-        x = x.detach().to("cpu", torch.float64).numpy()
-        h = h.detach().to("cpu", torch.float64).numpy()
-        ctx.setPositions(x)
-        ctx.setVelocities(h[-1] / integ.model_time_step if integ.history_length else np.zeros_like(x))
-        integ._write_vars(h, x, True)
-        ctx.setTime(t0 + n * integ.model_time_step)
-        ctx.setStepCount(step0 + n)
+    for integ, start, x, h, n in zip(integrators, starts, xs, hs, done):
+        integ.finish_step(start, x, h, n)
     if failed is not None:
-        named = ", ".join(f"replica {r} at step {states[r][4] + b + 1}" for r, b in enumerate(failed) if b >= 0)
+        named = ", ".join(f"replica {r} at step {starts[r].step0 + b + 1}" for r, b in enumerate(failed) if b >= 0)
         raise RuntimeError(f"step_replicas: the model produced non-finite positions ({named}); those Contexts "
                            "keep their last finite state, the others ran all steps")
 
@@ -149,11 +124,11 @@ def step_replicas(simulations: Sequence, steps: int, chunk: Optional[int] = None
     for r, integ in enumerate(integs):
         if not isinstance(integ, LearnedIntegrator):
             raise ValueError(f"simulations: replica {r} runs a {type(integ).__name__}, expected a LearnedIntegrator")
-        same = (integ._fingerprint, integ.refine, integ.deterministic)
-        if same != (integs[0]._fingerprint, integs[0].refine, integs[0].deterministic):
+        same = (integ.fingerprint, integ.refine, integ.deterministic)
+        if same != (integs[0].fingerprint, integs[0].refine, integs[0].deterministic):
             raise ValueError(f"simulations: replica {r} differs from replica 0 in bundle, refine or deterministic "
                              f"({same[1:]} vs {(integs[0].refine, integs[0].deterministic)})")
-    batched = ReplicaSimulator.from_simulators([integ._simulator for integ in integs])
+    batched = ReplicaSimulator.from_simulators([integ.simulator for integ in integs])
     done = 0
     while done < steps:
         reports = [_next_reports(s) for s in sims]
