@@ -88,7 +88,8 @@ def test_runtime_correction_is_the_interpolated_table_with_newtons_third_law():
                                         pair_correction=table))
     again = ModelMetadata.from_dict(meta.to_dict())
     assert again.score_terms["pair_correction"] == table
-    graph = type("G", (), {"cg_bond_prior": None})()
+    graph = type("G", (), {"cg_bond_prior": None, "n_beads": 3, "atom_types": torch.zeros(3, dtype=torch.long),
+                           "masses": torch.full((3,), 12.0), "atom_to_bead": torch.arange(3)})()
     terms = ScoreTerms.from_metadata(again, ["A", "B", "B"], graph)
     assert terms is not None and terms.get("pair_correction") is not None
     bad = dict(table, scores={pair_key("A", "B"): [0.0, float("nan")]})
