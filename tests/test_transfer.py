@@ -109,7 +109,8 @@ def test_trained_model_runs_a_system_with_a_bead_type_it_never_saw(tmp_path):
     new = chain_ion_mapping(3, 3, ("C", "C", "O", "C", "C", "C", "O"))
     unseen = sorted(set(new.bead_types) - set(mapping.bead_types))
     assert unseen and not set(unseen) & meta.seen_bead_types()
-    sim = LearnedSimulator(bundle, new)
+    with pytest.warns(UserWarning, match=r"bead type\(s\) never seen in training take the friction and walls"):
+        sim = LearnedSimulator(bundle, new)
     friction = dict(zip(new.bead_types, sim.bead_friction.reshape(-1).tolist()))
     transfer = meta.bead_type_transfer(new.bead_types, sim.graph)
     for t in unseen:

@@ -16,6 +16,7 @@ state, so callers (the OpenMM integrator) can keep it.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -50,6 +51,23 @@ def _as_tensor(x, name, device, dtype=None):
     except (TypeError, ValueError):
         raise TypeError(f"{name}: expected an array or tensor, got {type(x).__name__}") from None
     return t.to(device=device, dtype=dtype) if dtype is not None else t.to(device)
+
+
+def _warn_unseen_bead_types(meta, bead_types, graph) -> None:
+    """Warn once per simulator when the system has bead types no fitted table of the bundle lists, naming the seen
+    types whose tables they take (:mod:`openmm_mlcg.cg.similarity`) or that they get none."""
+    seen = meta.seen_bead_types()
+    unseen = sorted({str(t) for t in bead_types} - seen) if seen else []
+    if not unseen:
+        return
+    transfer = meta.bead_type_transfer(bead_types, graph)
+    parts = [f"{t} -> {', '.join(transfer.nearest(t, seen)) or 'none'}" if transfer is not None else t
+             for t in unseen[:6]]
+    more = f" and {len(unseen) - 6} more" if len(unseen) > 6 else ""
+    how = ("take the friction and walls of the seen types of nearest composition" if transfer is not None else
+           "get the global friction and no wall (metadata unseen_bead_types 'none')")
+    warnings.warn(f"mapping: {len(unseen)} bead type(s) never seen in training {how}: {'; '.join(parts)}{more}",
+                  UserWarning, stacklevel=3)
 
 
 class LearnedSimulator:
@@ -98,6 +116,7 @@ class LearnedSimulator:
         self.bead_friction = torch.tensor(meta.cg_langevin_frictions(mapping.bead_types, self.graph), dtype=torch.float64,
                                           device=self.device).reshape(-1, 1)  # 1/ps per bead (cg_langevin)
         self.score_terms = ScoreTerms.from_metadata(meta, mapping.bead_types, self.graph, self.device)  # or None
+        _warn_unseen_bead_types(meta, mapping.bead_types, self.graph)
 
     # ------------------------------------------------------------------
     def history_from_positions(self, frames) -> Tuple[torch.Tensor, torch.Tensor]:
