@@ -102,8 +102,8 @@ def liquid(a) -> list:
         for route in a.routes:
             if (route == "jump+relax" and stride <= 1) or (route == "default" and stride > 2 and not a.plain_long):
                 continue
-            relax = (a.relax_ps or frame_ps) if route in ("jump+relax", "Dynamics GNN alone") and stride > 2 or (
-                route == "jump+relax" and stride > 1) else None
+            jumps = (route == "jump+relax" and stride > 1) or (route == "Dynamics GNN alone" and stride > 2)
+            relax = (a.relax_ps or frame_ps) if jumps else None
             out_dir = a.work_dir / (f"liquid_dt{step_ps:g}_" + ("plain" if not relax else "relax" if relax == frame_ps
                                                                 else f"relax{relax:g}"))
             cfg = training_config(sc, out_dir, defaults=True)

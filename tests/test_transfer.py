@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from openmm_mlcg.cg.similarity import BeadTypeTransfer
+from openmm_mlcg.cg.similarity import BeadTypeTransfer, seen_bead_types
 from openmm_mlcg.model.metadata import ModelMetadata
 from openmm_mlcg.priors.bonds import HarmonicBonds
 
@@ -108,7 +108,7 @@ def test_trained_model_runs_a_system_with_a_bead_type_it_never_saw(tmp_path):
     meta = bundle.metadata
     new = chain_ion_mapping(3, 3, ("C", "C", "O", "C", "C", "C", "O"))
     unseen = sorted(set(new.bead_types) - set(mapping.bead_types))
-    assert unseen and not set(unseen) & meta.seen_bead_types()
+    assert unseen and not set(unseen) & seen_bead_types(meta)
     with pytest.warns(UserWarning, match=r"bead type\(s\) never seen in training take the friction and walls"):
         sim = LearnedSimulator(bundle, new)
     friction = dict(zip(new.bead_types, sim.bead_friction.reshape(-1).tolist()))

@@ -26,10 +26,12 @@ mean, the bonds the mean.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["BeadTypeTransfer", "split_pair_key", "geometric_mean"]
+import numpy as np
+
+__all__ = ["BeadTypeTransfer", "split_pair_key", "geometric_mean", "seen_bead_types"]
 
 Composition = Tuple[Tuple[str, int], ...]
 
@@ -54,6 +56,17 @@ def split_pair_key(key: str) -> Tuple[str, str]:
     """The two bead types of a table's pair key ``"A|B"`` (:func:`openmm_mlcg.priors.base.pair_key`)."""
     a, _, b = str(key).partition("|")
     return a, b
+
+
+def seen_bead_types(metadata) -> set:
+    """The bead types some fitted table of a bundle's metadata lists (friction, score-term pair or angle keys):
+    the chemistry the bundle was fitted on."""
+    seen = set(metadata.cg_langevin_friction_by_type)
+    for table in (metadata.score_terms or {}).values():
+        for v in table.values() if isinstance(table, Mapping) else ():
+            seen.update(t for k in (v if isinstance(v, Mapping) else ()) for t in str(k).split("|"))
+        seen.update(t for k in table if "|" in str(k) for t in str(k).split("|"))
+    return seen
 
 
 def _tokenise(formula: str, symbols: Sequence[str]) -> Optional[Dict[str, int]]:
@@ -87,27 +100,38 @@ class BeadTypeTransfer:
     """
 
     def __init__(self, vocabulary: Sequence[str], bead_types=None, graph=None):
-        self.symbols = sorted({str(v) for v in vocabulary}, key=lambda s: (-len(s), s))
-        self.masses: Dict[str, float] = {}
-        self.system: Dict[str, Composition] = {}
+        self.vocabulary = [str(v) for v in vocabulary]
+        self.symbols = sorted(set(self.vocabulary), key=lambda s: (-len(s), s))
         self._distances: Dict[Tuple[str, str], float] = {}
-        if graph is not None:
-            types = [str(t) for t in (bead_types if bead_types is not None else [])]
-            if len(types) != int(graph.n_beads):
-                raise ValueError(f"bead_types: expected {int(graph.n_beads)} types (one per bead of graph), got "
-                                 f"{len(types)}")
-            vocab = list(vocabulary)
-            atom_types = [vocab[int(i)] for i in graph.atom_types.tolist()]
-            sums: Dict[str, list] = {}
-            for t, m in zip(atom_types, graph.masses.tolist()):
-                sums.setdefault(t, []).append(float(m))
-            self.masses = {t: sum(v) / len(v) for t, v in sums.items()}
-            beads: Dict[int, Dict[str, int]] = {}
-            for t, b in zip(atom_types, graph.atom_to_bead.tolist()):
-                c = beads.setdefault(int(b), {})
-                c[t] = c.get(t, 0) + 1
-            for b, c in beads.items():
-                self.system.setdefault(types[b], tuple(sorted(c.items())))
+        self._types = None if graph is None else [str(t) for t in (bead_types if bead_types is not None else [])]
+        if graph is not None and len(self._types) != int(graph.n_beads):
+            raise ValueError(f"bead_types: expected {int(graph.n_beads)} types (one per bead of graph), got "
+                             f"{len(self._types)}")
+        self._graph = graph
+
+    @cached_property
+    def masses(self) -> Dict[str, float]:
+        """Mean mass (amu) of each atom type of the system's fine graph ({} without a graph)."""
+        if self._graph is None:
+            return {}
+        index = np.asarray(self._graph.atom_types.tolist(), dtype=np.int64)
+        n = np.bincount(index, minlength=len(self.vocabulary))
+        total = np.bincount(index, weights=np.asarray(self._graph.masses.tolist(), dtype=np.float64),
+                            minlength=len(self.vocabulary))
+        return {self.vocabulary[t]: float(total[t] / n[t]) for t in np.flatnonzero(n)}
+
+    @cached_property
+    def system(self) -> Dict[str, Composition]:
+        """{bead type: composition} of the system's beads, from its fine graph (the first bead of each type)."""
+        if self._graph is None:
+            return {}
+        index = np.asarray(self._graph.atom_types.tolist(), dtype=np.int64)
+        bead = np.asarray(self._graph.atom_to_bead.tolist(), dtype=np.int64)
+        counts = np.zeros((len(self._types), len(self.vocabulary)), dtype=np.int64)
+        np.add.at(counts, (bead, index), 1)
+        first = {t: b for b, t in reversed(list(enumerate(self._types)))}
+        return {t: tuple(sorted((self.vocabulary[a], int(counts[b, a])) for a in np.flatnonzero(counts[b])))
+                for t, b in first.items()}
 
     def composition(self, label: str) -> Optional[Composition]:
         """((atom type, count), ...) of a bead type: from the system's graph when it has the type, else from the

@@ -368,17 +368,6 @@ class ModelMetadata(Mapping):
             table.update(transfer.type_values({t: f for t, f in table.items() if f > 0}, bead_types))
         return [float(table.get(str(t), default)) for t in bead_types]
 
-    def seen_bead_types(self) -> set:
-        """The bead types some fitted table lists (friction, score-term pair or angle keys): the chemistry the
-        bundle was fitted on."""
-        seen = set(self.cg_langevin_friction_by_type)
-        for table in (self.score_terms or {}).values():
-            for v in table.values() if isinstance(table, Mapping) else ():
-                keys = v if isinstance(v, Mapping) else ()
-                seen.update(t for k in keys for t in str(k).split("|"))
-            seen.update(t for k in table if "|" in str(k) for t in str(k).split("|"))
-        return seen
-
     def cg_langevin_masses(self, bead_masses):
         """Inertial masses (n, 1) amu of the ``"cg_langevin"`` sampler: ``max(m_i, cg_langevin_mass_floor_amu)``
         for bead masses (n,) amu (a tensor); the masses themselves when no floor is set."""

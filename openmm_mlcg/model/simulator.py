@@ -25,6 +25,7 @@ import torch
 from . import dynamics as _dyn
 from ..util.geometry import check_box
 from . import CGDynamicsModel
+from ..cg.similarity import seen_bead_types
 from ..priors import ScoreTerms
 
 __all__ = ["LearnedSimulator", "NonFiniteStateError"]
@@ -56,7 +57,7 @@ def _as_tensor(x, name, device, dtype=None):
 def _warn_unseen_bead_types(meta, bead_types, graph) -> None:
     """Warn once per simulator when the system has bead types no fitted table of the bundle lists, naming the seen
     types whose tables they take (:mod:`openmm_mlcg.cg.similarity`) or that they get none."""
-    seen = meta.seen_bead_types()
+    seen = seen_bead_types(meta)
     unseen = sorted({str(t) for t in bead_types} - seen) if seen else []
     if not unseen:
         return
