@@ -20,6 +20,9 @@ sqrt(4/3) in the spread).
 Usage: python benchmarks/bench_polymer.py [--seeds 0 1 2] [--train-steps 3000] [--hidden 48] [--layers 3]
        [--learned-tau 4000] [--quick] [--out benchmarks/results/current]
 ``--quick``: one seed, 1000 training steps, 1000 tau rollouts, the default generator only (a laptop check).
+``--cutoff-sigma`` and ``--model-option KEY=JSON`` train variants for ``polymer_diagnostics.py`` (their own work
+folder, e.g. ``h48l3s3000c4.5``, ``h48l3s3000_score_energy-True``); the benchmark itself uses neither (write their
+JSON elsewhere with ``--out``).
 """
 from __future__ import annotations
 
@@ -56,14 +59,15 @@ def load_set(data: Path, cache: Path):
     return out[0], out[1], index["recipe"]
 
 
-def train(train_set, out_dir: Path, seed: int, steps: int, hidden: int, layers: int) -> tuple[Path, float]:
+def train(train_set, out_dir: Path, seed: int, steps: int, hidden: int, layers: int,
+          cutoff_sigma: float = CUTOFF_SIGMA, model_options: dict | None = None) -> tuple[Path, float]:
     """One model, trainer defaults except scale; reuses a finished bundle. Returns (bundle, wall s)."""
     from openmm_mlcg.systems.polymer import reduced_temperature_K
 
     cfg = dict(data=dict(group_size=GROUP_SIZE, temperature_K=reduced_temperature_K(1.0)),
                model=dict(embedding_hidden=hidden, embedding_layers=layers, dynamics_hidden=hidden,
                           dynamics_layers=layers, score_hidden=hidden, score_layers=layers,
-                          cutoff_nm=CUTOFF_SIGMA * 1.0),
+                          cutoff_nm=cutoff_sigma * 1.0, **(model_options or {})),
                training=dict(n_steps=steps, eval_every=max(1, steps // 5), checkpoint_every=max(1, steps // 10),
                              seed=seed, progress=False))
     return train_once([t for _, _, t in train_set], [m for _, m, _ in train_set], cfg, out_dir)
@@ -120,6 +124,10 @@ def main(argv=None) -> int:
     ap.add_argument("--hidden", type=int, default=48)
     ap.add_argument("--layers", type=int, default=3)
     ap.add_argument("--learned-tau", type=float, default=4000.0)
+    ap.add_argument("--cutoff-sigma", type=float, default=CUTOFF_SIGMA,
+                    help="graph cutoff in sigma (a diagnosis of issue 38; the benchmark's value is CUTOFF_SIGMA)")
+    ap.add_argument("--model-option", action="append", default=[], metavar="KEY=JSON",
+                    help="a model-section option for a diagnosis (e.g. score_energy=true); names the work folder")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--data-dir", type=Path, default=DATA)
     ap.add_argument("--work-dir", type=Path, default=HERE / "work" / "bench_polymer")
@@ -143,12 +151,21 @@ def main(argv=None) -> int:
         short.append(observables(pos[:n_short], frame, masses))
         half = len(pos) // 2
         judge.append((observables(pos[:half], frame, masses), observables(pos[half:], frame, masses)))
-    tag = f"h{a.hidden}l{a.layers}s{a.train_steps}"
+    options = {}
+    for kv in a.model_option:
+        try:
+            key, value = kv.split("=", 1)
+            options[key] = json.loads(value)
+        except ValueError:
+            ap.error(f"--model-option: expected KEY=JSON (e.g. score_energy=true), got {kv!r}")
+    tag = (f"h{a.hidden}l{a.layers}s{a.train_steps}" + ("" if a.cutoff_sigma == CUTOFF_SIGMA else f"c{a.cutoff_sigma:g}")
+           + "".join(f"_{k}-{v}" for k, v in sorted(options.items())))
     per_seed, per_chain = {v: [] for v in variants}, {}
     training_wall, rollout_wall, sim_tau = [], {v: 0.0 for v in variants}, {v: 0.0 for v in variants}
     n_steps = int(round(a.learned_tau / frame))
     for seed in a.seeds:
-        bundle, wall = train(train_set, a.work_dir / tag / f"seed{seed}", seed, a.train_steps, a.hidden, a.layers)
+        bundle, wall = train(train_set, a.work_dir / tag / f"seed{seed}", seed, a.train_steps, a.hidden, a.layers,
+                             a.cutoff_sigma, options)
         training_wall.append(wall)
         from openmm_mlcg.bundle.export import load_bundle
         k = int(load_bundle(bundle).metadata["history"])
@@ -172,7 +189,8 @@ def main(argv=None) -> int:
     res = dict(benchmark="polymer Table 2 (unseen class-II chains)", source="Fu et al., TMLR 2023, section 4.1",
                data=str(a.data_dir.relative_to(HERE.parent)) if a.data_dir.is_relative_to(HERE.parent) else str(a.data_dir),
                recipe=recipe, quick=a.quick, seeds=a.seeds,
-               scale=dict(train_steps=a.train_steps, hidden=a.hidden, layers=a.layers, cutoff_sigma=CUTOFF_SIGMA,
+               scale=dict(train_steps=a.train_steps, hidden=a.hidden, layers=a.layers, cutoff_sigma=a.cutoff_sigma,
+                          model_options=options,
                           learned_tau=a.learned_tau, model_step_tau=frame),
                metrics=metrics,
                reference=[dict(n_units=e["n_units"], rg2_mean=r["rg2_mean"], t_rg2=r["tau_ps"])

@@ -184,7 +184,8 @@ def pair_correction_quality(record: Dict, meta=None) -> Dict:
 def _noisy_frames(model, trajectories: Sequence, mappings: Sequence, draws: int, seed: int, max_frames: int):
     """Yield, for ``draws`` noise draws of at most ``max_frames`` evenly spaced frames per trajectory, the noisy
     frame x~ = x + sigma z at the sampler's sigma and what the identities need: dict(system (an object per
-    trajectory), mapping, draw, second_half (the frame is in the trajectory's second half), edges (the CG graph
+    trajectory), mapping, draw, second_half (the frame is in the trajectory's second half), positions (n, 3) x~ in
+    nm, edges (the CG graph
     on x~), score (n, 3) the sampler's score there (learned + the metadata's priors, 1/nm),
     target (n, 3) -z / sigma, 1/nm).
 
@@ -216,7 +217,8 @@ def _noisy_frames(model, trajectories: Sequence, mappings: Sequence, draws: int,
                     score = model.equilibrium_gns(emb, xn, sig, edges).to(torch.float64) / sig
                     if terms is not None:
                         score = score + terms.score(xn, edges, sig, box)
-                    yield dict(system=system, mapping=mapping, draw=k, second_half=f >= len(x_all) // 2, edges=edges,
+                    yield dict(system=system, mapping=mapping, draw=k, second_half=f >= len(x_all) // 2, positions=xn,
+                               edges=edges,
                                score=score, target=-z / sig)
 
 
