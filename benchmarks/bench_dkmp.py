@@ -144,8 +144,15 @@ def exponents(rows) -> dict:
     return out
 
 
-def accuracy(steps: int, train_frames: int, heldout_frames: int, k: int, out_dir: Path, seed: int = 0) -> dict:
-    """Train the SPE demo sizes with each neighbourhood (same seed and data); held-out score-matching loss."""
+#: the paper's sizes (Fu et al. appendix C; ``bench_model.MODEL_SIZES["paper"]``) as trainer model options
+PAPER_MODEL = dict(embedding_hidden=64, embedding_layers=7, dynamics_hidden=128, dynamics_layers=7, score_hidden=128,
+                   score_layers=7)
+
+
+def accuracy(steps: int, train_frames: int, heldout_frames: int, k: int, out_dir: Path, seed: int = 0,
+             model_size: str = "demo") -> dict:
+    """Train the SPE demo sizes (``model_size="paper"``: the paper's) with each neighbourhood (same seed and data);
+    held-out score-matching loss."""
     import torch
     from openmm_mlcg.bundle import load_model
     from openmm_mlcg.cg.mapping import CGMapping
@@ -162,9 +169,9 @@ def accuracy(steps: int, train_frames: int, heldout_frames: int, k: int, out_dir
     train_part, held = traj.slice(0, train_frames), traj.slice(traj.n_frames - heldout_frames, traj.n_frames)
     out = dict(data=str(DATA.relative_to(HERE.parent)), train_frames=[0, train_frames],
                heldout_frames=[traj.n_frames - heldout_frames, traj.n_frames], train_steps=steps,
-               model=dict(demo["model"]), k=k, seed=seed)
+               model=dict(demo["model"], **(PAPER_MODEL if model_size == "paper" else {})), k=k, seed=seed)
     for hood in ("radius", "dkmp"):
-        model_cfg = dict(demo["model"], neighborhood=hood, dkmp_k=k)
+        model_cfg = dict(out["model"], neighborhood=hood, dkmp_k=k)
         cfg = TrainConfig.from_dict(dict(
             data=dict(history=demo["history"], stride=demo["stride"], val_fraction=0.0, temperature_K=temperature),
             model=model_cfg, score=dict(n_levels=demo["score"]["n_levels"], cg_langevin=dict(demo["score"].get("cg_langevin", {}), calibration_lag=10,
@@ -203,16 +210,19 @@ def accuracy_seeds(a, t0: float) -> int:
     runs = []
     for seed in a.accuracy_seeds:
         with tempfile.TemporaryDirectory() as tmp:
-            runs.append(accuracy(a.train_steps, a.train_frames, a.heldout_frames, a.k, Path(tmp), seed))
+            runs.append(accuracy(a.train_steps, a.train_frames, a.heldout_frames, a.k, Path(tmp), seed,
+                                 a.accuracy_model))
     diff = np.array([r["dkmp"]["heldout_score_loss"] / r["radius"]["heldout_score_loss"] - 1.0 for r in runs])
     summary = dict(relative_difference_dkmp_minus_radius=diff.tolist(), mean=float(diff.mean()),
                    standard_error=float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else None)
     res = dict(benchmark="bench_dkmp accuracy over training seeds", environment=environment("cpu"), k=a.k,
+               model_size=a.accuracy_model,
                train_steps=a.train_steps, seeds=a.accuracy_seeds, runs=runs, summary=summary,
                wall_s=time.perf_counter() - t0, command="python " + " ".join(sys.argv))
     print(f"DKMP* / radius - 1 per seed: {np.round(diff, 4).tolist()}; mean {summary['mean']:+.4f} "
           f"+- {summary['standard_error'] or float('nan'):.4f}")
-    name = "dkmp_accuracy_seeds.json" if a.k == 4 else f"dkmp_accuracy_seeds_k{a.k}.json"
+    name = ("dkmp_accuracy_seeds" + ("" if a.k == 4 else f"_k{a.k}") + ("" if a.accuracy_model == "demo" else
+                                                                         f"_{a.accuracy_model}") + ".json")
     print(f"wrote {write_json(Path(a.out).parent / name, res)}")
     return 0
 
@@ -227,8 +237,11 @@ def main(argv=None) -> int:
     ap.add_argument("--heldout-frames", type=int, default=200)
     ap.add_argument("--scaling-budget-s", type=float, default=420.0)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes and 5 training steps (not written)")
+    ap.add_argument("--scaling-only", action="store_true", help="only the cost part (no training; accuracy null)")
     ap.add_argument("--accuracy-seeds", type=int, nargs="+",
                     help="only the accuracy part, once per training seed; writes dkmp_accuracy_seeds[_k<K>].json beside --out")
+    ap.add_argument("--accuracy-model", choices=("demo", "paper"), default="demo",
+                    help="model sizes of --accuracy-seeds: the SPE demo's or the paper's (hidden 128, 7 layers)")
     ap.add_argument("--out", default=str(HERE / "results" / "current" / "dkmp_cpu.json"))
     ap.add_argument("--_worker", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -256,10 +269,12 @@ def main(argv=None) -> int:
     fit = exponents(rows)
     print(f"radius / dkmp cost per pass: {json.dumps({n: round(v['pass_cost_ratio'], 2) for n, v in ratios.items()})}")
     print(f"exponents (cost ~ N^p): {json.dumps({h: round(v['pass_ms'], 3) for h, v in fit.items()})}", flush=True)
-    print("accuracy (SPE demo sizes, same seed and data):", flush=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        acc = accuracy(5 if a.smoke else a.train_steps, 60 if a.smoke else a.train_frames,
-                       40 if a.smoke else a.heldout_frames, a.k, Path(tmp))
+    acc = None
+    if not a.scaling_only:
+        print("accuracy (SPE demo sizes, same seed and data):", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            acc = accuracy(5 if a.smoke else a.train_steps, 60 if a.smoke else a.train_frames,
+                           40 if a.smoke else a.heldout_frames, a.k, Path(tmp))
     res = dict(benchmark="bench_dkmp", environment=environment("cpu"), bead_density_per_nm3=BEAD_DENSITY_PER_NM3,
                cutoff_nm=CUTOFF_NM, scaling=dict(model=a.model, k=a.k, rows=rows, skipped=skipped,
                                                   radius_over_dkmp=ratios, exponents=fit),

@@ -22,6 +22,7 @@ import yaml
 
 from openmm_mlcg.generators import DEFAULT_GENERATOR
 from openmm_mlcg.generators.cg_langevin import CGLangevinConfig
+from openmm_mlcg.nn.dkmp import DEFAULT_DKMP_K
 from openmm_mlcg.generators.interpolant import InterpolantConfig
 from openmm_mlcg.generators.score_samplers import AncestralConfig, LangevinConfig
 
@@ -108,7 +109,7 @@ class ModelConfig:
     score_symmetric_pairs: bool = False
     score_energy: bool = False
     neighborhood: str = "radius"
-    dkmp_k: int = 4
+    dkmp_k: int = DEFAULT_DKMP_K
     dkmp_shells_nm: Optional[List[float]] = None
 
 
