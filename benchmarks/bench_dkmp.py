@@ -144,9 +144,14 @@ def exponents(rows) -> dict:
     return out
 
 
-#: the paper's sizes (Fu et al. appendix C; ``bench_model.MODEL_SIZES["paper"]``) as trainer model options
-PAPER_MODEL = dict(embedding_hidden=64, embedding_layers=7, dynamics_hidden=128, dynamics_layers=7, score_hidden=128,
-                   score_layers=7)
+def trainer_model_sizes(name: str) -> dict:
+    """``bench_model.MODEL_SIZES[name]`` (the paper's: Fu et al. appendix C) as the trainer's model options."""
+    from bench_model import MODEL_SIZES
+
+    z = MODEL_SIZES[name]
+    return dict(embedding_hidden=z["embedding_hidden"], dynamics_hidden=z["dynamics_hidden"],
+                score_hidden=z["score_hidden"], embedding_layers=z["layers"], dynamics_layers=z["layers"],
+                score_layers=z["layers"])
 
 
 def accuracy(steps: int, train_frames: int, heldout_frames: int, k: int, out_dir: Path, seed: int = 0,
@@ -169,7 +174,8 @@ def accuracy(steps: int, train_frames: int, heldout_frames: int, k: int, out_dir
     train_part, held = traj.slice(0, train_frames), traj.slice(traj.n_frames - heldout_frames, traj.n_frames)
     out = dict(data=str(DATA.relative_to(HERE.parent)), train_frames=[0, train_frames],
                heldout_frames=[traj.n_frames - heldout_frames, traj.n_frames], train_steps=steps,
-               model=dict(demo["model"], **(PAPER_MODEL if model_size == "paper" else {})), k=k, seed=seed)
+               model=dict(demo["model"], **(trainer_model_sizes(model_size) if model_size != "demo" else {})),
+               k=k, seed=seed)
     for hood in ("radius", "dkmp"):
         model_cfg = dict(out["model"], neighborhood=hood, dkmp_k=k)
         cfg = TrainConfig.from_dict(dict(
@@ -221,8 +227,8 @@ def accuracy_seeds(a, t0: float) -> int:
                wall_s=time.perf_counter() - t0, command="python " + " ".join(sys.argv))
     print(f"DKMP* / radius - 1 per seed: {np.round(diff, 4).tolist()}; mean {summary['mean']:+.4f} "
           f"+- {summary['standard_error'] or float('nan'):.4f}")
-    name = ("dkmp_accuracy_seeds" + ("" if a.k == 4 else f"_k{a.k}") + ("" if a.accuracy_model == "demo" else
-                                                                         f"_{a.accuracy_model}") + ".json")
+    suffix = ("" if a.k == 4 else f"_k{a.k}") + ("" if a.accuracy_model == "demo" else f"_{a.accuracy_model}")
+    name = f"dkmp_accuracy_seeds{suffix}.json"
     print(f"wrote {write_json(Path(a.out).parent / name, res)}")
     return 0
 

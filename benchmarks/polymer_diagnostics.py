@@ -42,12 +42,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _bench_common import environment, write_json  # noqa: E402
-from bench_polymer import DATA, load_set, observables, rollout, scores, train  # noqa: E402
+from bench_polymer import BENCHMARK_SCALE, CUTOFF_SIGMA, DATA, load_set, observables, rollout, scores, train  # noqa: E402
 
 
 def power_law(n_train, rg2_train):
@@ -60,10 +61,10 @@ def radial_identity(model, traj, mapping, draws: int, seed: int) -> dict:
     """Radial Stein identity of the sampler's score on one chain's noisy frames (module docstring, part 3):
     dict(n_beads, exact (-3 (N - 1)), network (mean virial of the sampler's score), network_se (over the noisy
     frames; they are correlated, so a lower bound), ratio (network / exact))."""
-    from openmm_mlcg.train.fits.pair_correction import _noisy_frames
+    from openmm_mlcg.train.fits.pair_correction import noisy_frames
 
     virial = []
-    for d in _noisy_frames(model, [traj], [mapping], draws, seed, max_frames=400):
+    for d in noisy_frames(model, [traj], [mapping], draws, seed, max_frames=400):
         c = d["positions"] - d["positions"].mean(dim=0, keepdim=True)
         virial.append(float((d["score"] * c).sum()))
     n = len(mapping.bead_masses)
@@ -93,12 +94,6 @@ def beyond_cutoff_fraction(run_dir: Path, mapping, cg_positions, md_cutoff_nm: f
         n_int += int(m.sum())
         n_far += int((m & (centres[upper] > graph_cutoff_nm)).sum())
     return n_far / max(n_int, 1)
-
-
-def spearman(a, b) -> float:
-    """Spearman rank correlation (no ties expected)."""
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def main(argv=None) -> int:
@@ -142,8 +137,6 @@ def main(argv=None) -> int:
           f"{base['rg2_r2']:.3f}, MAE {base['rg2_mae_nm2']:.3g} nm^2", flush=True)
 
     # 5. interaction range
-    from bench_polymer import CUTOFF_SIGMA
-
     from openmm_mlcg.systems.polymer import PARAMS_PATH
     md_cutoff = float(json.loads(Path(PARAMS_PATH).read_text())["nonbonded"]["cutoff"])    # sigma = 1 nm
     beyond = [beyond_cutoff_fraction(DATA / e["dir"], m, np.asarray(t.positions), md_cutoff, CUTOFF_SIGMA)
@@ -178,8 +171,8 @@ def main(argv=None) -> int:
                 ok = [i for i, x in enumerate(learned) if x is not None and ratio[i] > 0]
                 row[part] = dict(scores=scores(ref, preds), rg2_mean_learned=learned, identity=ident,
                                  identity_median_abs_log_ratio=float(np.median(np.abs(np.log(np.abs(ratio))))),
-                                 rank_correlation_log_ratio_vs_log_rg2_error=spearman(
-                                     np.log(ratio[ok]), [np.log(learned[i] / ref[i]["rg2_mean"]) for i in ok]))
+                                 rank_correlation_log_ratio_vs_log_rg2_error=float(spearmanr(
+                                     np.log(ratio[ok]), [np.log(learned[i] / ref[i]["rg2_mean"]) for i in ok])[0]))
                 s = row[part]["scores"]
                 print(f"{tag} seed {seed}, {part} chains: r^2 {s['rg2_r2']:.3f}, MAE {s['rg2_mae_nm2']:.3g} nm^2; "
                       f"virial / exact {np.round(ratio, 2).tolist()} (median |log| "
@@ -195,10 +188,11 @@ def main(argv=None) -> int:
     # 4. one chain alone
     single = None
     if a.single_chain is not None:
-        i, tag = a.single_chain, "h48l3s3000"
+        i, sc = a.single_chain, BENCHMARK_SCALE
+        tag = f"h{sc['hidden']}l{sc['layers']}s{sc['train_steps']}"
         entry, mapping, traj = train_set[i]
         d = a.work_dir / f"single_chain{i:02d}_{tag}" / "seed0"
-        bundle, wall = train([train_set[i]], d, 0, 3000, 48, 3)
+        bundle, wall = train([train_set[i]], d, 0, sc["train_steps"], sc["hidden"], sc["layers"])
         model = load_model(bundle)
         k = int(model.metadata.history)
         lp, _ = rollout(bundle, mapping, np.asarray(traj.positions)[:k + 1], n_steps, d / f"seen_refine_{n_steps}",

@@ -30,7 +30,7 @@ import torch
 from openmm_mlcg.priors import ScoreTerms, pair_key
 from openmm_mlcg.priors.pair_correction import PairCorrection
 
-__all__ = ["fit_pair_correction", "contact_identity_check", "require_equilibrium_score", "check_bead_types",
+__all__ = ["fit_pair_correction", "contact_identity_check", "noisy_frames", "require_equilibrium_score", "check_bead_types",
            "pair_correction_quality", "RIDGES", "CONTACT_NM", "MIN_CONTACT_SAMPLES"]
 
 #: ridge strengths tried, relative to the mean diagonal of the normal matrix
@@ -109,7 +109,7 @@ def fit_pair_correction(model, trajectories: Sequence, mappings: Sequence, types
     stats = [dict(AtA=torch.zeros(n_par, n_par, dtype=torch.float64), Aty=torch.zeros(n_par, dtype=torch.float64),
                   count=0) for _ in range(2)]
     n_frames, system = 0, None
-    for d in _noisy_frames(model, trajectories, mappings, draws, seed, max_frames):
+    for d in noisy_frames(model, trajectories, mappings, draws, seed, max_frames):
         if d["system"] is not system:                   # a new mapping: its rows of the table
             system = d["system"]
             corr = PairCorrection(d["mapping"].bead_types, zero)
@@ -181,12 +181,11 @@ def pair_correction_quality(record: Dict, meta=None) -> Dict:
                  bound, advice)
 
 
-def _noisy_frames(model, trajectories: Sequence, mappings: Sequence, draws: int, seed: int, max_frames: int):
+def noisy_frames(model, trajectories: Sequence, mappings: Sequence, draws: int, seed: int, max_frames: int):
     """Yield, for ``draws`` noise draws of at most ``max_frames`` evenly spaced frames per trajectory, the noisy
     frame x~ = x + sigma z at the sampler's sigma and what the identities need: dict(system (an object per
     trajectory), mapping, draw, second_half (the frame is in the trajectory's second half), positions (n, 3) x~ in
-    nm, edges (the CG graph
-    on x~), score (n, 3) the sampler's score there (learned + the metadata's priors, 1/nm),
+    nm, edges (the CG graph on x~), score (n, 3) the sampler's score there (learned + the metadata's priors, 1/nm),
     target (n, 3) -z / sigma, 1/nm).
 
     Raises:
@@ -218,8 +217,7 @@ def _noisy_frames(model, trajectories: Sequence, mappings: Sequence, draws: int,
                     if terms is not None:
                         score = score + terms.score(xn, edges, sig, box)
                     yield dict(system=system, mapping=mapping, draw=k, second_half=f >= len(x_all) // 2, positions=xn,
-                               edges=edges,
-                               score=score, target=-z / sig)
+                               edges=edges, score=score, target=-z / sig)
 
 
 def contact_identity_check(model, trajectories: Sequence, mappings: Sequence, contact_nm: float = CONTACT_NM,
@@ -253,7 +251,7 @@ def contact_identity_check(model, trajectories: Sequence, mappings: Sequence, co
     keys = sorted({pair_key(a, b) for a in names for b in names})
     sums = torch.zeros(len(keys), 5, dtype=torch.float64)    # n, sum network, sum target, sum diff, sum diff^2
     system = None
-    for d in _noisy_frames(model, trajectories, mappings, draws, seed, max_frames):
+    for d in noisy_frames(model, trajectories, mappings, draws, seed, max_frames):
         if d["system"] is not system:                           # a new mapping: each bead's row of the key table
             system = d["system"]
             index = {t: k for k, t in enumerate(names)}
